@@ -1,0 +1,253 @@
+// Throughput of the diff codec against the hardware limits it is judged by, measured in
+// the same run: encode vs memcmp(page, twin) and apply vs memcpy, each with the page
+// hot in cache and cold (cycling through 256 MiB of page pairs, far beyond L2/L3).
+//
+// Targets (from the issue): encoding a sparsely changed page (no change, one changed
+// word) reaches 0.8 of memcmp throughput, hot and cold; applying a fully changed page
+// reaches 0.8 of memcpy. The table printed at the end gives each ratio with PASS/MISS;
+// 10% and 100% changed pages are shown for information. Benchmarks never fail on time.
+//
+// Suggested run: diff_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dsm/diff.hpp"
+
+namespace {
+
+using calypso::dsm::diff_apply;
+using calypso::dsm::diff_encode;
+using calypso::dsm::diff_max_encoded_size;
+
+constexpr std::size_t kPage = 4096;
+constexpr std::size_t kColdPages = (128u << 20) / kPage;  // per region; twin + current = 256 MiB
+
+enum class Change { none, one_word, scattered_10pct, full };
+const char* const kChangeNames[] = {"none", "one_word", "scattered_10pct", "full"};
+
+struct AlignedFree {
+  void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{kPage}); }
+};
+using PageRegion = std::unique_ptr<std::byte[], AlignedFree>;
+
+PageRegion allocate_pages(std::size_t pages) {
+  return PageRegion(new (std::align_val_t{kPage}) std::byte[pages * kPage]);
+}
+
+// The pages every benchmark works on. Rebuilding 128 MiB is slow, so the current pages
+// are only rewritten when a benchmark asks for a different kind of change.
+class Arena {
+ public:
+  Arena()
+      : twin_(allocate_pages(kColdPages)),
+        cur_(allocate_pages(kColdPages)),
+        scratch_(allocate_pages(kColdPages)),
+        out_(diff_max_encoded_size(kPage)) {
+    std::mt19937_64 rng(42);
+    for (std::size_t i = 0; i < kColdPages * kPage; i += 8) {
+      const std::uint64_t v = rng();
+      std::memcpy(twin_.get() + i, &v, 8);
+    }
+    std::memcpy(scratch_.get(), twin_.get(), kColdPages * kPage);
+  }
+
+  const std::byte* twin(std::size_t page) const { return twin_.get() + page * kPage; }
+  const std::byte* cur(std::size_t page) const { return cur_.get() + page * kPage; }
+  std::byte* scratch(std::size_t page) { return scratch_.get() + page * kPage; }
+  std::byte* out() { return out_.data(); }
+
+  void prepare(Change c) {
+    if (prepared_ == c) return;
+    std::memcpy(cur_.get(), twin_.get(), kColdPages * kPage);
+    std::mt19937_64 rng(7);
+    for (std::size_t p = 0; p < kColdPages; ++p) change_page(cur_.get() + p * kPage, c, rng);
+    prepared_ = c;
+    diffs_.clear();
+  }
+
+  // Diffs of every fully changed page, packed, for the apply benchmarks.
+  std::span<const std::byte> full_diff(std::size_t page) {
+    if (diffs_.empty()) encode_all_full();
+    return {diffs_.data() + page * full_diff_bytes_, full_diff_bytes_};
+  }
+
+ private:
+  static void flip_word(std::byte* page, std::size_t word) {
+    for (std::size_t b = 0; b < 8; ++b) page[word * 8 + b] ^= std::byte{0xa5};
+  }
+
+  static void change_page(std::byte* page, Change c, std::mt19937_64& rng) {
+    switch (c) {
+      case Change::none: break;
+      case Change::one_word: flip_word(page, kPage / 16); break;  // mid-page
+      case Change::scattered_10pct:
+        for (std::size_t w = 0; w < kPage / 8; ++w)
+          if (rng() % 10 == 0) flip_word(page, w);
+        break;
+      case Change::full:
+        for (std::size_t w = 0; w < kPage / 8; ++w) flip_word(page, w);
+        break;
+    }
+  }
+
+  void encode_all_full() {
+    prepare(Change::full);
+    full_diff_bytes_ = diff_encode(cur(0), twin(0), kPage, out());
+    diffs_.resize(kColdPages * full_diff_bytes_);
+    for (std::size_t p = 0; p < kColdPages; ++p)
+      diff_encode(cur(p), twin(p), kPage, diffs_.data() + p * full_diff_bytes_);
+  }
+
+  PageRegion twin_, cur_, scratch_;
+  std::vector<std::byte> out_;
+  std::vector<std::byte> diffs_;
+  std::size_t full_diff_bytes_ = 0;
+  std::optional<Change> prepared_;
+};
+
+Arena& arena() {
+  static Arena a;
+  return a;
+}
+
+// Hot runs reuse page 0; cold runs walk all pages in address order, as the runtime
+// encodes dirty pages at the end of a segment.
+std::size_t next_page(bool cold, std::size_t p) { return cold ? (p + 1) % kColdPages : 0; }
+
+void finish(benchmark::State& state) {
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kPage);
+}
+
+void bm_encode(benchmark::State& state, Change c, bool cold) {
+  Arena& a = arena();
+  a.prepare(c);
+  std::size_t p = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(diff_encode(a.cur(p), a.twin(p), kPage, a.out()));
+    p = next_page(cold, p);
+  }
+  finish(state);
+}
+
+void bm_memcmp(benchmark::State& state, bool cold) {
+  Arena& a = arena();
+  a.prepare(Change::none);  // equal pages: memcmp reads all of both
+  std::size_t p = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(std::memcmp(a.cur(p), a.twin(p), kPage));
+    p = next_page(cold, p);
+  }
+  finish(state);
+}
+
+void bm_memcpy(benchmark::State& state, bool cold) {
+  Arena& a = arena();
+  std::size_t p = 0;
+  for (auto _ : state) {
+    std::memcpy(a.scratch(p), a.twin(p), kPage);
+    benchmark::ClobberMemory();
+    p = next_page(cold, p);
+  }
+  finish(state);
+}
+
+void bm_apply_full(benchmark::State& state, bool cold) {
+  Arena& a = arena();
+  a.full_diff(0);
+  std::size_t p = 0;
+  for (auto _ : state) {
+    diff_apply(a.full_diff(p), a.scratch(p));
+    benchmark::ClobberMemory();
+    p = next_page(cold, p);
+  }
+  finish(state);
+}
+
+const char* temp(bool cold) { return cold ? "cold" : "hot"; }
+
+// Grouped so that the 128 MiB of current pages is rebuilt as rarely as possible.
+void register_all() {
+  for (bool cold : {false, true}) {
+    const std::string t = temp(cold);
+    benchmark::RegisterBenchmark(("memcmp/" + t).c_str(), bm_memcmp, cold);
+    for (Change c : {Change::none, Change::one_word, Change::scattered_10pct, Change::full}) {
+      const std::string name = std::string("encode/") + kChangeNames[static_cast<int>(c)] + "/" + t;
+      benchmark::RegisterBenchmark(name.c_str(), bm_encode, c, cold);
+    }
+    benchmark::RegisterBenchmark(("apply/full/" + t).c_str(), bm_apply_full, cold);
+    benchmark::RegisterBenchmark(("memcpy/" + t).c_str(), bm_memcpy, cold);
+  }
+}
+
+// Console output as usual, plus the time per iteration of every benchmark, keeping the
+// median when repetitions were asked for, for the ratio table.
+class RecordingReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      const std::string name = r.run_name.str();
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
+        medians_[name] = r.GetAdjustedRealTime();
+      else if (r.run_type == Run::RT_Iteration)
+        singles_[name] = r.GetAdjustedRealTime();
+    }
+  }
+
+  // Time per iteration, 0 when the benchmark did not run (filtered out).
+  double time(const std::string& name) const {
+    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
+    if (auto it = singles_.find(name); it != singles_.end()) return it->second;
+    return 0;
+  }
+
+ private:
+  std::map<std::string, double> medians_, singles_;
+};
+
+// Throughput ratio = baseline time / measured time (both move one page per iteration).
+void print_ratio(const RecordingReporter& r, const std::string& name, const std::string& baseline,
+                 const char* what, bool has_target) {
+  const double t = r.time(name), base = r.time(baseline);
+  if (t <= 0 || base <= 0) return;
+  const double ratio = base / t;
+  const char* verdict = !has_target ? "(info)" : ratio >= 0.8 ? "PASS (>= 0.80)" : "MISS (< 0.80)";
+  std::printf("%-30s %5.2f of %s throughput  %s\n", (name + ":").c_str(), ratio, what, verdict);
+}
+
+void print_table(const RecordingReporter& r) {
+  std::printf("\nratios (time per page; the median when repetitions are run):\n");
+  for (const char* t : {"hot", "cold"}) {
+    for (Change c : {Change::none, Change::one_word, Change::scattered_10pct, Change::full}) {
+      const bool sparse = c == Change::none || c == Change::one_word;
+      print_ratio(r, std::string("encode/") + kChangeNames[static_cast<int>(c)] + "/" + t,
+                  std::string("memcmp/") + t, "memcmp", sparse);
+    }
+  }
+  for (const char* t : {"hot", "cold"})
+    print_ratio(r, std::string("apply/full/") + t, std::string("memcpy/") + t, "memcpy", true);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_all();
+  RecordingReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  print_table(reporter);
+  return 0;
+}

@@ -1,0 +1,88 @@
+// The manager: runs the program's sequential steps, owns the shared heap, and runs
+// parallel steps (CSL's parbegin .. parend) on the workers.
+#pragma once
+
+#include <calypso/routine.hpp>
+#include <calypso/segment.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+namespace calypso {
+
+// One routine of a parallel step, with its parallelism and its arguments (by copy).
+class Task {
+ public:
+  template <class A>
+  Task(void (*fn)(const Segment&, const A&), std::uint32_t count, const A& args)
+      : fn_(reinterpret_cast<detail::AnyFn>(fn)), count_(count), args_(sizeof(A)) {
+    static_assert(std::is_trivially_copyable_v<A>, "routine arguments must be trivially copyable");
+    std::memcpy(args_.data(), &args, sizeof(A));
+  }
+  Task(void (*fn)(const Segment&), std::uint32_t count)
+      : fn_(reinterpret_cast<detail::AnyFn>(fn)), count_(count) {}
+
+  detail::AnyFn function() const { return fn_; }
+  std::uint32_t count() const { return count_; }
+  const std::vector<std::byte>& args() const { return args_; }
+
+ private:
+  detail::AnyFn fn_;
+  std::uint32_t count_;
+  std::vector<std::byte> args_;
+};
+
+// Counters of the whole run so far (manager's view).
+struct Stats {
+  std::uint64_t parallel_steps = 0;
+  std::uint64_t segments = 0;            // segments completed (each counted once)
+  std::uint64_t attempts = 0;            // segment runs handed to workers
+  std::uint64_t reexecutions = 0;        // attempts beyond the first of a segment
+  std::uint64_t results_discarded = 0;   // complete results that arrived after another
+  std::uint64_t pages_fetched = 0;       // pages served to workers
+  std::uint64_t diff_bytes = 0;          // diff bytes applied
+  std::uint64_t workers_joined = 0;
+  std::uint64_t workers_lost = 0;        // died, left or were suspected
+  double parallel_seconds = 0;           // time inside parallel steps
+};
+
+class ManagerImpl;
+
+class Manager {
+ public:
+  // Shared heap: memory at the same address in every process, zero-filled.
+  // Throws calypso::Error when the region is full.
+  void* allocate(std::size_t bytes, std::size_t align = alignof(std::max_align_t));
+  void deallocate(void* p) noexcept;
+  template <class T>
+  T* alloc(std::size_t n = 1) {
+    static_assert(std::is_trivially_copyable_v<T>, "shared heap objects must be trivially copyable");
+    return static_cast<T*>(allocate(n * sizeof(T), alignof(T) < 64 ? 64 : alignof(T)));
+  }
+
+  // A parallel step of one routine with `count` segments. Returns when every segment's
+  // writes are merged into shared memory. Throws calypso::Error if the step fails.
+  template <class A>
+  void parallel(void (*fn)(const Segment&, const A&), std::uint32_t count, const A& args) {
+    run_step({Task(fn, count, args)});
+  }
+  void parallel(void (*fn)(const Segment&), std::uint32_t count) { run_step({Task(fn, count)}); }
+  // A parallel step holding several routines (CSL's parbegin with several routine
+  // statements). Segment indices are per routine.
+  void parallel(std::initializer_list<Task> tasks) { run_step(std::vector<Task>(tasks)); }
+
+  std::size_t workers() const;   // workers currently alive
+  Stats stats() const;
+
+  explicit Manager(ManagerImpl& impl) : impl_(impl) {}
+
+ private:
+  void run_step(std::vector<Task> tasks);
+  ManagerImpl& impl_;
+};
+
+}  // namespace calypso

@@ -1,0 +1,142 @@
+// Reads the CALYPSO_* environment once, with a clear error for every bad value.
+#include "config.hpp"
+
+#include <calypso/error.hpp>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace calypso {
+namespace {
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return (v != nullptr && *v != '\0') ? v : nullptr;
+}
+
+[[noreturn]] void bad(const char* name, const char* value, const char* expected) {
+  throw Error(std::string(name) + "=" + value + ": expected " + expected);
+}
+
+template <class T>
+void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
+  const char* v = env(name);
+  if (v == nullptr) return;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(v, &end, 0);
+  if (errno != 0 || *end != '\0' || n < lo || n > hi) {
+    bad(name, v, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
+  }
+  out = static_cast<T>(n);
+}
+
+void read_ms(const char* name, std::chrono::milliseconds& out, std::uint64_t lo) {
+  std::uint64_t ms = static_cast<std::uint64_t>(out.count());
+  read_uint(name, ms, lo, 86'400'000);
+  out = std::chrono::milliseconds(ms);
+}
+
+void read_size(const char* name, std::size_t& out) {
+  const char* v = env(name);
+  if (v != nullptr && !parse_size(v, out)) bad(name, v, "a size such as 4096, 16K, 512M or 2G");
+}
+
+void read_string(const char* name, std::string& out) {
+  if (const char* v = env(name)) out = v;
+}
+
+void read_role(Config& c) {
+  const char* v = env("CALYPSO_ROLE");
+  if (v == nullptr || std::string(v) == "manager") return;
+  if (std::string(v) != "worker") bad("CALYPSO_ROLE", v, "manager or worker");
+  c.role = Role::worker;
+}
+
+void read_stats(Config& c) {
+  const char* v = env("CALYPSO_STATS");
+  if (v == nullptr) return;
+  std::string s(v);
+  if (s == "0" || s == "off") c.stats = StatsFormat::off;
+  else if (s == "1" || s == "text") c.stats = StatsFormat::text;
+  else if (s == "json") c.stats = StatsFormat::json;
+  else bad("CALYPSO_STATS", v, "off, text or json");
+}
+
+void read_log(Config& c) {
+  const char* v = env("CALYPSO_LOG");
+  if (v == nullptr) return;
+  std::string s(v);
+  const char* names[] = {"error", "warn", "info", "debug"};
+  for (int i = 0; i < 4; ++i) {
+    if (s == names[i]) { c.log_level = i; return; }
+  }
+  bad("CALYPSO_LOG", v, "error, warn, info or debug");
+}
+
+void check(const Config& c) {
+  if ((c.page_size & (c.page_size - 1)) != 0 || c.page_size < 4096 || c.page_size > (1u << 20)) {
+    throw Error("CALYPSO_PAGE_SIZE=" + std::to_string(c.page_size) +
+                ": expected a power of two between 4K and 1M");
+  }
+  if (c.region_size < c.page_size || c.region_size % c.page_size != 0) {
+    throw Error("CALYPSO_REGION_SIZE must be a non-zero multiple of CALYPSO_PAGE_SIZE");
+  }
+  if (c.region_address % (std::size_t{1} << 21) != 0) {
+    throw Error("CALYPSO_REGION_ADDRESS must be aligned to 2 MiB");
+  }
+  if (c.role == Role::worker && c.manager_address.empty()) {
+    throw Error("CALYPSO_ROLE=worker needs CALYPSO_MANAGER (the manager's address); "
+                "start workers with calypso-run");
+  }
+  if (c.suspect_after <= c.heartbeat) {
+    throw Error("CALYPSO_SUSPECT_MS must be larger than CALYPSO_HEARTBEAT_MS");
+  }
+}
+
+}  // namespace
+
+bool parse_size(const std::string& text, std::size_t& out) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(text.c_str(), &end, 0);
+  if (errno != 0 || end == text.c_str()) return false;
+  std::string suffix(end);
+  unsigned shift = 0;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB") shift = 20;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB") shift = 30;
+  else if (!suffix.empty()) return false;
+  if (n > (~0ull >> shift)) return false;
+  out = static_cast<std::size_t>(n << shift);
+  return true;
+}
+
+Config Config::from_environment() {
+  Config c;
+  read_role(c);
+  read_string("CALYPSO_MANAGER", c.manager_address);
+  read_string("CALYPSO_PROVIDER", c.provider);
+  read_string("CALYPSO_BIND", c.bind);
+  read_string("CALYPSO_ADDRESS_FILE", c.address_file);
+  read_uint("CALYPSO_JOB_KEY", c.job_key, 0, ~0ull);
+  read_uint("CALYPSO_REGION_ADDRESS", c.region_address, 1ull << 32, 1ull << 46);
+  read_size("CALYPSO_REGION_SIZE", c.region_size);
+  read_size("CALYPSO_PAGE_SIZE", c.page_size);
+  read_uint("CALYPSO_FETCH_PAGES", c.fetch_pages, 1, 64);
+  read_ms("CALYPSO_HEARTBEAT_MS", c.heartbeat, 10);
+  read_ms("CALYPSO_SUSPECT_MS", c.suspect_after, 50);
+  read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
+  read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);
+  std::uint32_t conflicts = 0;
+  read_uint("CALYPSO_CHECK_CONFLICTS", conflicts, 0, 1);
+  c.check_conflicts = conflicts != 0;
+  read_stats(c);
+  read_string("CALYPSO_STATS_FILE", c.stats_file);
+  read_log(c);
+  check(c);
+  return c;
+}
+
+}  // namespace calypso

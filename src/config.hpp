@@ -1,0 +1,43 @@
+// Every tunable of the runtime, read once from CALYPSO_* environment variables (the
+// launcher sets the role and addresses; users set the rest). The README documents each
+// variable in one table; keep that table and this file in step.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace calypso {
+
+enum class Role : std::uint8_t { manager, worker };
+enum class StatsFormat : std::uint8_t { off, text, json };
+
+struct Config {
+  Role role = Role::manager;
+  std::string manager_address;      // CALYPSO_MANAGER (worker): hex address or host:port
+  std::string provider = "tcp";     // CALYPSO_PROVIDER
+  std::string bind;                 // CALYPSO_BIND: host[:port] the manager listens on
+  std::string address_file;         // CALYPSO_ADDRESS_FILE: manager writes its address here
+  std::uint64_t job_key = 0;        // CALYPSO_JOB_KEY: workers must present it
+  std::uintptr_t region_address = 0x3c0000000000;   // CALYPSO_REGION_ADDRESS
+  std::size_t region_size = std::size_t{512} << 20;  // CALYPSO_REGION_SIZE
+  std::size_t page_size = 16 << 10;                  // CALYPSO_PAGE_SIZE
+  std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
+  std::chrono::milliseconds heartbeat{200};          // CALYPSO_HEARTBEAT_MS
+  std::chrono::milliseconds suspect_after{3000};     // CALYPSO_SUSPECT_MS
+  std::chrono::milliseconds no_worker_timeout{60000};// CALYPSO_NO_WORKER_TIMEOUT_MS
+  std::uint32_t max_attempts = 3;                    // CALYPSO_MAX_ATTEMPTS
+  bool check_conflicts = false;                      // CALYPSO_CHECK_CONFLICTS
+  StatsFormat stats = StatsFormat::off;              // CALYPSO_STATS
+  std::string stats_file;                            // CALYPSO_STATS_FILE (default stderr)
+  int log_level = 1;                                 // CALYPSO_LOG: 0 error .. 3 debug
+
+  // Reads and validates the environment; throws calypso::Error naming the variable.
+  static Config from_environment();
+};
+
+// Parses "512M", "16K", "1G", "4096". Returns false on junk.
+bool parse_size(const std::string& text, std::size_t& out);
+
+}  // namespace calypso

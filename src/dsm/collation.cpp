@@ -1,0 +1,87 @@
+// Result checking and in-order application; see collation.hpp.
+#include "dsm/collation.hpp"
+
+#include "dsm/diff.hpp"
+#include "dsm/result_format.hpp"
+
+#include <cstring>
+
+namespace calypso::dsm {
+namespace {
+
+// Walks the entries of a body; fn(entry, diff) returns false to stop. Returns the reason
+// the walk stopped early on malformed framing, or empty.
+template <class Fn>
+std::string for_each_entry(std::span<const std::byte> body, Fn&& fn) {
+  std::size_t at = 0;
+  while (at < body.size()) {
+    if (body.size() - at < sizeof(ResultEntry)) return "truncated entry header";
+    ResultEntry e;
+    std::memcpy(&e, body.data() + at, sizeof e);
+    at += sizeof e;
+    if (e.diff_bytes > body.size() - at) return "entry runs past the end of the result";
+    if (!fn(e, body.subspan(at, e.diff_bytes))) return {};
+    at += e.diff_bytes;
+  }
+  return {};
+}
+
+}  // namespace
+
+Collation::Collation(const Region& region, bool check_conflicts)
+    : region_(region), check_conflicts_(check_conflicts) {}
+
+std::string Collation::validate(std::span<const std::byte> body) const {
+  std::string why;
+  std::string framing = for_each_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+    if (e.page >= region_.pages()) {
+      why = "page " + std::to_string(e.page) + " is outside the region";
+      return false;
+    }
+    if (DiffStatus s = diff_validate(d, region_.page_size()); s != DiffStatus::ok) {
+      why = "diff of page " + std::to_string(e.page) + ": " + to_string(s);
+      return false;
+    }
+    return true;
+  });
+  return framing.empty() ? why : framing;
+}
+
+std::optional<Conflict> Collation::apply(std::span<const std::byte> body, SegmentTag tag,
+                                         std::vector<PageNumber>& written) {
+  std::optional<Conflict> conflict;
+  for_each_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+    if (check_conflicts_ && !conflict) conflict = check(d, e.page, tag);
+    diff_apply(d, region_.runtime_page(e.page));
+    written.push_back(e.page);
+    return true;
+  });
+  return conflict;
+}
+
+void Collation::begin_step() {
+  tags_.clear();
+  owners_.clear();
+}
+
+std::optional<Conflict> Collation::check(std::span<const std::byte> diff, PageNumber page, SegmentTag tag) {
+  if (tags_.empty() || tags_.back().routine != tag.routine || tags_.back().index != tag.index) {
+    tags_.push_back(tag);
+  }
+  const auto slot = static_cast<std::uint32_t>(tags_.size());
+  auto& owners = owners_[page];
+  if (owners.empty()) owners.assign(region_.page_size(), 0);
+  const std::byte* current = region_.runtime_page(page);
+  std::optional<Conflict> found;
+  diff_for_each_byte(diff, [&](std::size_t off, std::byte value) {
+    std::uint32_t prev = owners[off];
+    if (!found && prev != 0 && prev != slot && current[off] != value) {
+      found = Conflict{reinterpret_cast<std::uintptr_t>(region_.user_page(page)) + off,
+                       tags_[prev - 1], tag};
+    }
+    owners[off] = slot;
+  });
+  return found;
+}
+
+}  // namespace calypso::dsm

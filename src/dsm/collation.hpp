@@ -1,0 +1,55 @@
+// Collating differential memory at the manager. A complete result of a segment is first
+// checked from end to end (every entry, every diff) without touching memory; only a
+// result that passes is kept, and kept results are applied at the end of the step in
+// segment order. Memory therefore never holds half a result, and the outcome does not
+// depend on which worker finished first. The optional checking mode records which
+// segment wrote each byte and reports two segments writing different values to one byte.
+#pragma once
+
+#include "dsm/region.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace calypso::dsm {
+
+struct SegmentTag {
+  std::uint32_t routine = 0;   // position of the routine in the step
+  std::uint32_t index = 0;     // segment index within that routine
+};
+
+struct Conflict {
+  std::uintptr_t address = 0;
+  SegmentTag first, second;
+};
+
+class Collation {
+ public:
+  Collation(const Region& region, bool check_conflicts);
+
+  // Empty when the result body is well formed for this region, else the reason.
+  std::string validate(std::span<const std::byte> body) const;
+
+  // Applies a body that validate() accepted, through the runtime view. Appends every page
+  // it writes to written. In checking mode, returns the first conflict found (the result
+  // is applied all the same, in segment order, so the run stays deterministic).
+  std::optional<Conflict> apply(std::span<const std::byte> body, SegmentTag tag,
+                                std::vector<PageNumber>& written);
+
+  // Forgets the byte owners of the previous step (checking mode).
+  void begin_step();
+
+ private:
+  std::optional<Conflict> check(std::span<const std::byte> diff, PageNumber page, SegmentTag tag);
+
+  const Region& region_;
+  bool check_conflicts_;
+  std::vector<SegmentTag> tags_;                                       // writer slot -> tag
+  std::unordered_map<PageNumber, std::vector<std::uint32_t>> owners_;  // byte -> slot + 1
+};
+
+}  // namespace calypso::dsm

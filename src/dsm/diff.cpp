@@ -1,0 +1,293 @@
+// Diff codec: encodes a dirty page against its twin into runs of changed words, checks
+// diffs that arrive from the network, and applies them to a home page.
+//
+// Encoding is on the critical path of every segment end, so it is built to cost about
+// one memcmp of the page when little changed. A vectorised OR-of-xors scan skips
+// unchanged 512-byte spans; a changed span gets one bit per word, runs come from bit
+// scans, and only the words of a run pay for byte masks. There is deliberately no
+// whole-page memcmp first: the scan answers "unchanged" faster than glibc's memcmp
+// here (1.6x hot), and on a changed page the memcmp would be a second pass (measured:
+// one changed word, cold, 0.48 of memcmp throughput with it, 0.9 without).
+// Nothing here allocates or throws.
+#include "dsm/diff.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+namespace calypso::dsm {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "the wire format is little-endian and read with memcpy");
+
+constexpr std::size_t kWordBytes = 8;
+// Unit of the vector scans: 512 bytes, one bit per word in a uint64.
+constexpr std::size_t kSpanWords = 64;
+constexpr std::size_t kMaxRunWords = 0xffff;
+constexpr std::uint64_t kLow7 = 0x7f7f7f7f7f7f7f7full;
+constexpr std::uint64_t kHigh1 = 0x8080808080808080ull;
+
+inline std::uint64_t load_word(const std::byte* p) noexcept {
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+inline void store_word(std::byte* p, std::uint64_t w) noexcept { std::memcpy(p, &w, sizeof w); }
+
+// High bit of each byte set iff that byte of x is nonzero. The low 7 bits are added
+// separately so that no carry crosses into the next byte.
+inline std::uint64_t nonzero_byte_high_bits(std::uint64_t x) noexcept {
+  return (((x & kLow7) + kLow7) | x) & kHigh1;
+}
+
+// Bit b set iff byte b of x is nonzero: the multiply gathers the eight high bits (now at
+// bits 0, 8, ..., 56) into the top byte; their products never collide, so no carries.
+inline std::uint8_t nonzero_byte_mask(std::uint64_t x) noexcept {
+  const std::uint64_t one_bit_per_byte = nonzero_byte_high_bits(x) >> 7;
+  return static_cast<std::uint8_t>((one_bit_per_byte * 0x0102040810204080ull) >> 56);
+}
+
+// Inverse of nonzero_byte_mask: byte b is 0xff iff bit b of mask is set.
+inline std::uint64_t expand_byte_mask(std::uint8_t mask) noexcept {
+  const std::uint64_t one_bit_per_byte = (mask * 0x0101010101010101ull) & 0x8040201008040201ull;
+  return (nonzero_byte_high_bits(one_bit_per_byte) >> 7) * 0xff;
+}
+
+// The scans below carry the bulk of the reading. GCC vectorises their fixed-size inner
+// loops; on x86-64 it also builds AVX2 and AVX-512 copies picked at load time, because
+// the baseline SSE2 code reads at only half the speed of glibc's memcmp.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CALYPSO_VECTOR_CLONES [[gnu::target_clones("arch=x86-64-v4", "avx2", "default")]]
+#else
+#define CALYPSO_VECTOR_CLONES
+#endif
+
+// XOR of word i of two pages.
+inline std::uint64_t xor_at(const std::byte* cur, const std::byte* twin, std::size_t i) noexcept {
+  return load_word(cur + i * kWordBytes) ^ load_word(twin + i * kWordBytes);
+}
+
+// First span start, stepping from span_start by kSpanWords up to span_end, in which some
+// word changed; span_end when none did. An OR of xors per span: the cheapest test there
+// is, so unchanged parts of the page cost no more than reading them.
+CALYPSO_VECTOR_CLONES
+std::size_t first_changed_span(const std::byte* cur, const std::byte* twin, std::size_t span_start,
+                               std::size_t span_end) noexcept {
+  for (; span_start < span_end; span_start += kSpanWords) {
+    std::uint64_t acc = 0;
+    for (std::size_t i = 0; i < kSpanWords; ++i) acc |= xor_at(cur, twin, span_start + i);
+    if (acc != 0) return span_start;
+  }
+  return span_end;
+}
+
+// Bit i set iff word first + i changed, for the kSpanWords words from first.
+CALYPSO_VECTOR_CLONES
+std::uint64_t changed_word_bits(const std::byte* cur, const std::byte* twin,
+                                std::size_t first) noexcept {
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < kSpanWords; ++i)
+    bits |= std::uint64_t{xor_at(cur, twin, first + i) != 0} << i;
+  return bits;
+}
+
+// True when every byte of words [first, first + count) changed: the run needs no masks.
+// Cheaper than the masks themselves (no multiply), so dense pages never compute them.
+CALYPSO_VECTOR_CLONES
+bool all_bytes_changed(const std::byte* cur, const std::byte* twin, std::size_t first,
+                       std::size_t count) noexcept {
+  std::uint64_t all = kHigh1;
+  for (std::size_t i = first; i < first + count; ++i)
+    all &= nonzero_byte_high_bits(xor_at(cur, twin, i));
+  return all == kHigh1;
+}
+
+struct PagePair {
+  const std::byte* cur;
+  const std::byte* twin;
+  std::size_t words;
+
+  const std::byte* cur_word(std::size_t w) const noexcept { return cur + w * kWordBytes; }
+  std::uint64_t xor_word(std::size_t w) const noexcept { return xor_at(cur, twin, w); }
+};
+
+// Which words of the page changed, one bit per word, worked out one span of 64 words at
+// a time and only for spans that changed. Runs are then found with bit scans, so a page
+// of scattered writes costs per run, not per word.
+class ChangedWords {
+ public:
+  explicit ChangedWords(const PagePair& p) noexcept
+      : p_(p), full_spans_end_(p.words / kSpanWords * kSpanWords) {}
+
+  // First changed word at or after w, or the page's word count when there is none.
+  std::size_t next_changed(std::size_t w) noexcept {
+    while (w < p_.words) {
+      const std::uint64_t bits = span_bits(w) >> (w % kSpanWords);
+      if (bits != 0) return w + static_cast<std::size_t>(std::countr_zero(bits));
+      w = w / kSpanWords * kSpanWords + kSpanWords;
+      if (w < full_spans_end_) w = first_changed_span(p_.cur, p_.twin, w, full_spans_end_);
+    }
+    return p_.words;
+  }
+
+  // First unchanged word at or after w, or limit (at most the word count) if none before.
+  std::size_t next_unchanged(std::size_t w, std::size_t limit) noexcept {
+    while (w < limit) {
+      // Shifting brings in zero bits, which read as "unchanged" only past the span.
+      const std::uint64_t unchanged = ~span_bits(w) >> (w % kSpanWords);
+      const std::size_t span_left = kSpanWords - w % kSpanWords;
+      const std::size_t n = static_cast<std::size_t>(std::countr_zero(unchanged));
+      if (n < span_left) return std::min(limit, w + n);
+      w += span_left;
+    }
+    return limit;
+  }
+
+ private:
+  // Changed-word bits of the span holding word w; the last span computed is kept.
+  std::uint64_t span_bits(std::size_t w) noexcept {
+    const std::size_t first = w / kSpanWords * kSpanWords;
+    if (first != cached_first_) {
+      cached_first_ = first;
+      cached_bits_ =
+          first < full_spans_end_ ? changed_word_bits(p_.cur, p_.twin, first) : tail_bits(first);
+    }
+    return cached_bits_;
+  }
+
+  // The last, partial span; absent for pages that are a multiple of 512 bytes.
+  std::uint64_t tail_bits(std::size_t first) const noexcept {
+    std::uint64_t bits = 0;
+    for (std::size_t w = first; w < p_.words; ++w)
+      bits |= std::uint64_t{p_.xor_word(w) != 0} << (w - first);
+    return bits;
+  }
+
+  const PagePair& p_;
+  std::size_t full_spans_end_;
+  std::size_t cached_first_ = SIZE_MAX;
+  std::uint64_t cached_bits_ = 0;
+};
+
+// Writes the byte masks of words [first, first + count) to out, zero-padded to 8 bytes.
+void write_masks(const PagePair& p, std::size_t first, std::size_t count, std::byte* out) noexcept {
+  store_word(out + (count - 1) / 8 * 8, 0);  // the padding; mask bytes then overwrite it
+  for (std::size_t i = 0; i < count; ++i)
+    out[i] = std::byte{nonzero_byte_mask(p.xor_word(first + i))};
+}
+
+// Emits one run of words [first, end) at out; returns the byte past it. Runs of one
+// word, which scattered writes produce, skip the calls made for longer runs.
+std::byte* emit_run(const PagePair& p, std::size_t first, std::size_t end,
+                    std::byte* out) noexcept {
+  const std::size_t count = end - first;
+  const bool whole = count == 1 ? nonzero_byte_high_bits(p.xor_word(first)) == kHigh1
+                                : all_bytes_changed(p.cur, p.twin, first, count);
+  const RunHeader h{static_cast<std::uint32_t>(first), static_cast<std::uint16_t>(count),
+                    whole ? std::uint16_t{0} : kRunMasked};
+  std::memcpy(out, &h, sizeof h);
+  std::byte* data = out + sizeof(RunHeader);
+  if (count == 1)
+    store_word(data, load_word(p.cur_word(first)));
+  else
+    std::memcpy(data, p.cur_word(first), count * kWordBytes);
+  std::byte* masks = data + count * kWordBytes;
+  if (h.flags & kRunMasked) write_masks(p, first, count, masks);
+  return masks + detail::run_mask_bytes(h);
+}
+
+bool masks_valid(const std::byte* masks, const RunHeader& h) noexcept {
+  const std::size_t padded = detail::run_mask_bytes(h);
+  for (std::size_t i = 0; i < h.word_count; ++i)
+    if (masks[i] == std::byte{0}) return false;
+  for (std::size_t i = h.word_count; i < padded; ++i)
+    if (masks[i] != std::byte{0}) return false;
+  return true;
+}
+
+// Writes only the bytes whose mask bit is set; the rest of each word keeps the page's value.
+void apply_masked(std::byte* dst, const std::byte* data, const std::byte* masks,
+                  std::size_t count) noexcept {
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint64_t m = expand_byte_mask(std::to_integer<std::uint8_t>(masks[i]));
+    const std::uint64_t old_word = load_word(dst + i * kWordBytes);
+    const std::uint64_t new_word = load_word(data + i * kWordBytes);
+    store_word(dst + i * kWordBytes, (old_word & ~m) | (new_word & m));
+  }
+}
+
+}  // namespace
+
+const char* to_string(DiffStatus s) noexcept {
+  switch (s) {
+    case DiffStatus::ok: return "ok";
+    case DiffStatus::truncated: return "truncated";
+    case DiffStatus::out_of_range: return "out_of_range";
+    case DiffStatus::bad_order: return "bad_order";
+    case DiffStatus::bad_flags: return "bad_flags";
+  }
+  return "unknown";
+}
+
+// The worst case is every other word changed with at least one byte left alone: each
+// run is then header + one word + one padded mask word, 24 bytes per two page words.
+// How the page ends (a last run of one or two words) adds at most 12 bytes.
+std::size_t diff_max_encoded_size(std::size_t page_bytes) noexcept {
+  const std::size_t words = page_bytes / kWordBytes;
+  return words == 0 ? 0 : 12 * words + 12;
+}
+
+std::size_t diff_encode(const std::byte* current, const std::byte* twin, std::size_t page_bytes,
+                        std::byte* out) noexcept {
+  const PagePair p{current, twin, page_bytes / kWordBytes};
+  ChangedWords changed(p);
+  std::byte* o = out;
+  for (std::size_t w = changed.next_changed(0); w < p.words; w = changed.next_changed(w)) {
+    const std::size_t end = changed.next_unchanged(w, std::min(p.words, w + kMaxRunWords));
+    o = emit_run(p, w, end, o);
+    w = end;
+  }
+  return static_cast<std::size_t>(o - out);
+}
+
+DiffStatus diff_validate(std::span<const std::byte> diff, std::size_t page_bytes) noexcept {
+  if (diff.size() % kWordBytes != 0) return DiffStatus::truncated;
+  const std::size_t page_words = page_bytes / kWordBytes;
+  std::size_t pos = 0;
+  std::size_t next_free_word = 0;  // runs must start at or after the previous run's end
+  while (pos < diff.size()) {
+    const RunHeader h = detail::read_run_header(diff.data() + pos);
+    if ((h.flags & ~kRunMasked) != 0) return DiffStatus::bad_flags;
+    if (h.word_count == 0) return DiffStatus::bad_order;
+    const std::size_t body = detail::run_body_bytes(h);
+    if (body > diff.size() - pos - sizeof(RunHeader)) return DiffStatus::truncated;
+    const std::size_t end_word = std::size_t{h.word_offset} + h.word_count;
+    if (end_word > page_words) return DiffStatus::out_of_range;
+    if (h.word_offset < next_free_word) return DiffStatus::bad_order;
+    const std::byte* masks = diff.data() + pos + sizeof(RunHeader) + h.word_count * kWordBytes;
+    if ((h.flags & kRunMasked) != 0 && !masks_valid(masks, h)) return DiffStatus::bad_flags;
+    next_free_word = end_word;
+    pos += sizeof(RunHeader) + body;
+  }
+  return DiffStatus::ok;
+}
+
+void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept {
+  std::size_t pos = 0;
+  while (pos < diff.size()) {
+    const RunHeader h = detail::read_run_header(diff.data() + pos);
+    const std::byte* data = diff.data() + pos + sizeof(RunHeader);
+    std::byte* dst = page + std::size_t{h.word_offset} * kWordBytes;
+    const std::size_t data_bytes = std::size_t{h.word_count} * kWordBytes;
+    if ((h.flags & kRunMasked) == 0)
+      std::memcpy(dst, data, data_bytes);
+    else
+      apply_masked(dst, data, data + data_bytes, h.word_count);
+    pos += sizeof(RunHeader) + detail::run_body_bytes(h);
+  }
+}
+
+}  // namespace calypso::dsm

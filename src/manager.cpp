@@ -1,0 +1,76 @@
+// calypso::Manager and the ManagerImpl behind it.
+#include "manager_impl.hpp"
+
+#include "log.hpp"
+#include "routine_registry.hpp"
+#include "shared_vars.hpp"
+
+#include <calypso/error.hpp>
+
+#include <cstring>
+
+namespace calypso {
+namespace {
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+}  // namespace
+
+ManagerImpl::ManagerImpl(const Config& config)
+    : config_(config),
+      region_(dsm::Region::map(config.region_address, config.region_size, config.page_size,
+                               dsm::Access::read)),
+      home_(region_),
+      faults_(region_.base(), region_.size(), home_),
+      heap_(round_up(shared_vars_size(), config.page_size), config.region_size),
+      never_used_from_(round_up(shared_vars_size(), config.page_size)),
+      loop_(config, region_, home_) {
+  set_shared_base(region_.base());
+}
+
+void* ManagerImpl::allocate(std::size_t bytes, std::size_t align) {
+  if (align == 0 || (align & (align - 1)) != 0) throw Error("calypso: alignment must be a power of two");
+  // Large blocks start on a page so that they share no page with their neighbours.
+  if (bytes >= config_.page_size) align = std::max(align, config_.page_size);
+  auto offset = heap_.allocate(bytes, align);
+  if (!offset) {
+    throw Error("calypso: the shared heap is full (" + std::to_string(heap_.bytes_in_use()) +
+                " bytes in use, " + std::to_string(bytes) +
+                " more asked); raise CALYPSO_REGION_SIZE");
+  }
+  std::byte* p = region_.base() + *offset;
+  // Memory never handed out is still zero; reused memory is cleared through the user view,
+  // which also records the pages as written for the workers' caches.
+  if (*offset < never_used_from_) std::memset(p, 0, std::min(bytes, never_used_from_ - *offset));
+  never_used_from_ = std::max(never_used_from_, *offset + bytes);
+  return p;
+}
+
+void ManagerImpl::deallocate(void* p) noexcept {
+  if (p == nullptr) return;
+  if (!region_.contains(p) || !heap_.release(static_cast<std::size_t>(static_cast<std::byte*>(p) - region_.base()))) {
+    LOG_ERROR("deallocate(%p): not a block of the shared heap (ignored)", p);
+  }
+}
+
+void ManagerImpl::run_step(std::vector<Task> tasks) {
+  sched::StepSpec spec;
+  for (const Task& t : tasks) {
+    auto id = RoutineRegistry::instance().find(t.function());
+    if (!id) throw Error("calypso: parallel() was given a routine that is not registered; add CALYPSO_ROUTINE(name) next to it");
+    if (RoutineRegistry::instance().get(*id)->args_size != t.args().size()) {
+      throw Error("calypso: routine '" + RoutineRegistry::instance().name(*id) + "' called with arguments of the wrong size");
+    }
+    spec.routines.push_back({*id, t.count(), t.args()});
+  }
+  spec.sequential_writes = home_.take_written();
+  loop_.run_step(std::move(spec));
+}
+
+// ---- public API --------------------------------------------------------------------------
+
+void* Manager::allocate(std::size_t bytes, std::size_t align) { return impl_.allocate(bytes, align); }
+void Manager::deallocate(void* p) noexcept { impl_.deallocate(p); }
+void Manager::run_step(std::vector<Task> tasks) { impl_.run_step(std::move(tasks)); }
+std::size_t Manager::workers() const { return impl_.workers(); }
+Stats Manager::stats() const { return impl_.stats(); }
+
+}  // namespace calypso

@@ -1,0 +1,38 @@
+// What stands behind calypso::Manager in the manager process: the region and its home
+// memory, the shared heap, and the event loop that runs parallel steps.
+#pragma once
+
+#include "config.hpp"
+#include "dsm/fault_handler.hpp"
+#include "dsm/heap.hpp"
+#include "dsm/home_memory.hpp"
+#include "dsm/region.hpp"
+#include "sched/manager_loop.hpp"
+
+#include <calypso/manager.hpp>
+
+namespace calypso {
+
+class ManagerImpl {
+ public:
+  explicit ManagerImpl(const Config& config);
+
+  void* allocate(std::size_t bytes, std::size_t align);
+  void deallocate(void* p) noexcept;
+  void run_step(std::vector<Task> tasks);
+  std::size_t workers() const { return loop_.live_workers(); }
+  Stats stats() const { return loop_.stats(); }
+  std::string job_address() const { return loop_.job_address(); }
+  void shutdown(int code) { loop_.shutdown(code); }
+
+ private:
+  const Config& config_;
+  dsm::Region region_;
+  dsm::HomeMemory home_;
+  dsm::FaultHandler faults_;
+  dsm::Heap heap_;
+  std::size_t never_used_from_;   // heap offsets at or above this were never handed out
+  sched::ManagerLoop loop_;
+};
+
+}  // namespace calypso

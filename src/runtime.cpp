@@ -1,0 +1,112 @@
+// calypso::Runtime: decides the role from the configuration and runs it.
+#include <calypso/runtime.hpp>
+
+#include "config.hpp"
+#include "dsm/region.hpp"
+#include "log.hpp"
+#include "manager_impl.hpp"
+#include "sched/worker_loop.hpp"
+
+#include <calypso/error.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+namespace calypso {
+
+struct Runtime::Impl {
+  Config config;
+  std::unique_ptr<ManagerImpl> manager;
+  std::unique_ptr<sched::WorkerLoop> worker;
+};
+
+namespace {
+
+void publish_address(const Config& c, const std::string& address) {
+  if (c.address_file.empty()) {
+    std::fprintf(stderr,
+                 "calypso: manager waiting for workers; start them with\n"
+                 "  calypso-run --join %s PROGRAM [ARGS...]\n", address.c_str());
+    return;
+  }
+  std::string tmp = c.address_file + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << address << "\n";
+    if (!f) throw Error("calypso: cannot write CALYPSO_ADDRESS_FILE " + c.address_file);
+  }
+  if (std::rename(tmp.c_str(), c.address_file.c_str()) != 0) {
+    throw Error("calypso: cannot write CALYPSO_ADDRESS_FILE " + c.address_file);
+  }
+}
+
+void print_stats(const Config& c, const Stats& s) {
+  if (c.stats == StatsFormat::off) return;
+  FILE* out = c.stats_file.empty() ? stderr : std::fopen(c.stats_file.c_str(), "w");
+  if (out == nullptr) return;
+  if (c.stats == StatsFormat::json) {
+    std::fprintf(out,
+                 "{\"parallel_steps\":%llu,\"segments\":%llu,\"attempts\":%llu,\"reexecutions\":%llu,"
+                 "\"results_discarded\":%llu,\"pages_fetched\":%llu,\"diff_bytes\":%llu,"
+                 "\"workers_joined\":%llu,\"workers_lost\":%llu,\"parallel_seconds\":%.6f}\n",
+                 (unsigned long long)s.parallel_steps, (unsigned long long)s.segments,
+                 (unsigned long long)s.attempts, (unsigned long long)s.reexecutions,
+                 (unsigned long long)s.results_discarded, (unsigned long long)s.pages_fetched,
+                 (unsigned long long)s.diff_bytes, (unsigned long long)s.workers_joined,
+                 (unsigned long long)s.workers_lost, s.parallel_seconds);
+  } else {
+    std::fprintf(out,
+                 "calypso stats: %llu steps, %llu segments, %llu attempts (%llu re-executions, "
+                 "%llu results discarded), %llu pages fetched, %llu diff bytes, %llu workers "
+                 "joined, %llu lost, %.3f s in parallel steps\n",
+                 (unsigned long long)s.parallel_steps, (unsigned long long)s.segments,
+                 (unsigned long long)s.attempts, (unsigned long long)s.reexecutions,
+                 (unsigned long long)s.results_discarded, (unsigned long long)s.pages_fetched,
+                 (unsigned long long)s.diff_bytes, (unsigned long long)s.workers_joined,
+                 (unsigned long long)s.workers_lost, s.parallel_seconds);
+  }
+  if (out != stderr) std::fclose(out);
+}
+
+}  // namespace
+
+Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
+  Config& c = impl_->config;
+  c = Config::from_environment();
+  log::set_level(c.log_level);
+  const std::size_t page = dsm::safe_page_size(c.region_size, c.page_size);
+  if (page != c.page_size) {
+    LOG_WARN("page size raised from %zu to %zu bytes so that a %zu MiB region stays under "
+             "vm.max_map_count mappings", c.page_size, page, c.region_size >> 20);
+    c.page_size = page;
+  }
+  if (c.role == Role::manager) {
+    log::set_prefix("manager");
+    impl_->manager = std::make_unique<ManagerImpl>(c);
+    publish_address(c, impl_->manager->job_address());
+  } else {
+    log::set_prefix("worker");
+    impl_->worker = std::make_unique<sched::WorkerLoop>(c);
+  }
+}
+
+Runtime::~Runtime() = default;
+
+bool Runtime::is_manager() const { return impl_->manager != nullptr; }
+
+int Runtime::run(const std::function<int(Manager&)>& main) {
+  if (impl_->worker) return impl_->worker->run();
+  Manager m(*impl_->manager);
+  int rc = 1;
+  try {
+    rc = main(m);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+  }
+  impl_->manager->shutdown(rc);
+  print_stats(impl_->config, m.stats());
+  return rc;
+}
+
+}  // namespace calypso

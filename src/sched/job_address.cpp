@@ -1,0 +1,34 @@
+// Formatting and parsing of the job address; see job_address.hpp.
+#include "sched/job_address.hpp"
+
+#include <calypso/error.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace calypso::sched {
+
+std::string JobAddress::to_string() const {
+  char key[24];
+  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(job_key));
+  return provider + "/" + endpoint + "/" + key;
+}
+
+JobAddress JobAddress::parse(const std::string& text) {
+  auto a = text.find('/');
+  auto b = a == std::string::npos ? a : text.find('/', a + 1);
+  if (b == std::string::npos || a == 0 || b == a + 1 || b + 1 >= text.size()) {
+    throw Error("bad manager address '" + text +
+                "': expected PROVIDER/ADDRESS/KEY as printed by the manager");
+  }
+  JobAddress j;
+  j.provider = text.substr(0, a);
+  j.endpoint = text.substr(a + 1, b - a - 1);
+  std::string key = text.substr(b + 1);
+  char* end = nullptr;
+  j.job_key = std::strtoull(key.c_str(), &end, 16);
+  if (*end != '\0') throw Error("bad job key in manager address '" + text + "'");
+  return j;
+}
+
+}  // namespace calypso::sched

@@ -1,0 +1,561 @@
+// The manager's event loop; see manager_loop.hpp. Everything here runs on the loop
+// thread except the three entry points at the bottom (run_step, shutdown, stats), which
+// the program's thread calls and which talk to the loop through mutex_ and an eventfd.
+#include "sched/manager_loop.hpp"
+
+#include "build_id.hpp"
+#include "log.hpp"
+#include "sched/job_address.hpp"
+
+#include <calypso/error.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+
+namespace calypso::sched {
+namespace {
+
+net::EndpointConfig endpoint_config(const Config& c) {
+  net::EndpointConfig e;
+  e.provider = c.provider;
+  if (!c.bind.empty()) {
+    auto colon = c.bind.rfind(':');
+    e.node = c.bind.substr(0, colon);
+    if (colon != std::string::npos) e.service = c.bind.substr(colon + 1);
+  }
+  e.max_message = std::size_t{1} << 20;
+  e.recv_depth = 64;
+  e.send_depth = 64;
+  return e;
+}
+
+UniqueFd make_epoll(int ep_fd, int wakeup_fd, int timer_fd) {
+  UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
+  if (epoll.get() < 0) throw Error(std::string("calypso: epoll_create1: ") + std::strerror(errno));
+  for (int fd : {ep_fd, wakeup_fd, timer_fd}) {
+    if (fd < 0) continue;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      throw Error(std::string("calypso: epoll_ctl: ") + std::strerror(errno));
+    }
+  }
+  return epoll;
+}
+
+UniqueFd make_timer(std::chrono::milliseconds period) {
+  UniqueFd t(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (t.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
+  itimerspec spec{};
+  spec.it_interval.tv_sec = period.count() / 1000;
+  spec.it_interval.tv_nsec = (period.count() % 1000) * 1'000'000;
+  spec.it_value = spec.it_interval;
+  timerfd_settime(t.get(), 0, &spec, nullptr);
+  return t;
+}
+
+}  // namespace
+
+ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const dsm::HomeMemory& home)
+    : config_(config),
+      region_(region),
+      home_(home),
+      collation_(region, config.check_conflicts),
+      ep_(net::Endpoint::open(endpoint_config(config))),
+      wakeup_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      timer_(make_timer(config.heartbeat)) {
+  epoll_ = make_epoll(ep_.wait_fd(), wakeup_.get(), timer_.get());
+  thread_ = std::thread([this] { loop(); });
+}
+
+ManagerLoop::~ManagerLoop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!shutdown_code_) shutdown_code_ = 0;
+  }
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string ManagerLoop::job_address() const {
+  return JobAddress{config_.provider, ep_.local_address().to_string(), config_.job_key}.to_string();
+}
+
+// ---- the loop -------------------------------------------------------------------------
+
+void ManagerLoop::loop() {
+  for (;;) {
+    drain_endpoint();
+    take_commands();
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) return;
+    }
+    if (!ep_.ready_to_sleep()) continue;
+    epoll_event evs[4];
+    int n = epoll_wait(epoll_.get(), evs, 4, ep_.wait_fd() < 0 ? 10 : -1);
+    for (int i = 0; i < n; ++i) {
+      std::uint64_t count;
+      if (evs[i].data.fd == timer_.get()) {
+        if (read(timer_.get(), &count, sizeof count) > 0) on_tick();
+      } else if (evs[i].data.fd == wakeup_.get()) {
+        [[maybe_unused]] auto r = read(wakeup_.get(), &count, sizeof count);
+      }
+    }
+  }
+}
+
+void ManagerLoop::drain_endpoint() {
+  while (ep_.poll([this](const net::Event& e) { on_event(e); }) > 0) {
+  }
+}
+
+void ManagerLoop::on_event(const net::Event& e) {
+  if (e.kind == net::Event::Kind::peer_error) {
+    for (auto& [id, w] : workers_) {
+      if (w.peer == e.peer && w.state != WorkerState::gone) lose(id, w, "its connection failed", true);
+    }
+    return;
+  }
+  std::string why;
+  auto m = decode(e.data, why);
+  if (!m) {
+    LOG_WARN("dropped a message that is not Calypso-DSM protocol: %s", why.c_str());
+    return;
+  }
+  on_message(*m);
+}
+
+void ManagerLoop::on_message(const Message& m) {
+  LOG_DEBUG("%s from worker %u (%u bytes)", to_string(m.type()), m.header.worker, m.header.body_bytes);
+  if (m.type() == MsgType::hello) return on_hello(m);
+  auto it = workers_.find(m.header.worker);
+  if (it == workers_.end() || it->second.state == WorkerState::gone) {
+    LOG_DEBUG("ignored %s from unknown or departed worker %u", to_string(m.type()), m.header.worker);
+    return;
+  }
+  WorkerId id = it->first;
+  Worker& w = it->second;
+  w.last_seen = Clock::now();
+  if (w.state == WorkerState::suspected) {
+    LOG_WARN("worker %u (%s pid %u) is back after being suspected", id, w.host.c_str(), w.pid);
+    w.state = WorkerState::alive;
+    {
+      std::lock_guard lock(mutex_);
+      ++live_;
+    }
+    if (w.parked) dispatch();
+  }
+  switch (m.type()) {
+    case MsgType::request_work: return on_request_work(id, w);
+    case MsgType::page_request: return on_page_request(m, id, w);
+    case MsgType::result_chunk: return on_result_chunk(m, id, w);
+    case MsgType::heartbeat: return;
+    case MsgType::leave: return lose(id, w, "it left", false);
+    default: return violation(id, std::string("unexpected ") + to_string(m.type()));
+  }
+}
+
+void ManagerLoop::on_hello(const Message& m) {
+  std::string why;
+  auto h = parse_hello(m, why);
+  if (!h) {
+    LOG_WARN("dropped a malformed hello: %s", why.c_str());
+    return;
+  }
+  std::vector<std::byte> address(h->address.begin(), h->address.end());
+  if (h->identity != executable_identity()) {
+    return refuse(address, "the worker runs a different executable (identity " + h->identity +
+                               ", the manager's is " + executable_identity() + ")");
+  }
+  if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
+  WorkerId id = next_worker_++;
+  Worker& w = workers_[id];
+  try {
+    w.peer = ep_.add_peer(net::Address{address});
+  } catch (const std::exception& e) {
+    workers_.erase(id);
+    {
+    LOG_WARN("refused a hello with a bad address: %s", e.what());
+    return;
+  }
+  }
+  w.last_seen = Clock::now();
+  w.host = h->fixed.host;
+  w.pid = h->fixed.pid;
+  w.synced_version = version();   // its cache is empty: nothing to invalidate
+  Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
+              reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
+              static_cast<std::uint32_t>(config_.heartbeat.count())};
+  Encoder e(MsgType::welcome, id, wel);
+  if (!send(id, w, e)) return;
+  LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
+  std::lock_guard lock(mutex_);
+  ++stats_.workers_joined;
+  ++live_;
+}
+
+void ManagerLoop::refuse(const std::vector<std::byte>& address, const std::string& why) {
+  LOG_WARN("refused a worker: %s", why.c_str());
+  try {
+    net::PeerId peer = ep_.add_peer(net::Address{address});
+    Refuse r{static_cast<std::uint32_t>(why.size()), 0};
+    Encoder e(MsgType::refuse, kNoWorker, r);
+    e.append(why.data(), why.size());
+    auto bytes = e.bytes();
+    ep_.send(peer, bytes, std::chrono::milliseconds(100));
+  } catch (const std::exception& e) {
+    LOG_WARN("could not tell the refused worker: %s", e.what());
+  }
+}
+
+// request_work comes once after joining, and after a worker gave up a segment whose step
+// ended (it then sends no result).
+void ManagerLoop::on_request_work(WorkerId id, Worker& w) {
+  if (w.running && step_) step_->sched.abandon(*w.running, id, false);
+  w.running.reset();
+  w.parked = true;
+  dispatch();
+}
+
+void ManagerLoop::on_page_request(const Message& m, WorkerId id, Worker& w) {
+  std::string why;
+  auto r = fixed_part<PageRequest>(m, why);
+  if (!r) return violation(id, why);
+  PageData reply{r->step, r->first, r->count, PageStatus::ok, 0};
+  scratch_.clear();
+  if (!step_ || r->step != step_->id) {
+    reply.status = PageStatus::stale;
+  } else if (r->count > 64 || !home_.copy_pages(r->first, r->count, scratch_)) {
+    reply.status = PageStatus::bad_range;
+    violation(id, "page request outside the region");
+  }
+  Encoder e(MsgType::page_data, id, reply);
+  if (reply.status == PageStatus::ok) e.append(scratch_);
+  if (send(id, w, e) && reply.status == PageStatus::ok) {
+    std::lock_guard lock(mutex_);
+    stats_.pages_fetched += r->count;
+  }
+}
+
+void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
+  std::string why;
+  auto c = fixed_part<ResultChunk>(m, why);
+  if (!c) return violation(id, why);
+  auto data = tail<ResultChunk>(m);
+  const std::uint64_t limit = std::uint64_t{region_.size()} * 2 + (1u << 20);
+  if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
+    return violation(id, "result chunk out of bounds");
+  }
+  ResultKey key{c->step, c->segment, c->attempt};
+  auto [it, fresh] = w.assemblies.try_emplace(key);
+  Assembly& a = it->second;
+  if (fresh) a.bytes.resize(c->total_bytes);
+  if (a.bytes.size() != c->total_bytes) {
+    w.assemblies.erase(it);
+    return violation(id, "result chunks disagree on the result's size");
+  }
+  if (!data.empty()) std::memcpy(a.bytes.data() + c->offset, data.data(), data.size());
+  a.received += data.size();
+  if (a.received > c->total_bytes) {
+    w.assemblies.erase(it);
+    return violation(id, "result chunks overlap");
+  }
+  if (a.received < c->total_bytes) return;
+  std::vector<std::byte> bytes = std::move(a.bytes);
+  w.assemblies.erase(it);
+  on_result(id, w, key, std::move(bytes));
+}
+
+// A complete result also means the worker is idle again (it sends no separate request).
+void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes) {
+  if (step_ && key.step == step_->id && w.running == key.segment) {
+    w.running.reset();
+    w.parked = true;
+  }
+  if (!step_ || key.step != step_->id || key.segment >= step_->sched.size()) {
+    std::lock_guard lock(mutex_);
+    ++stats_.results_discarded;   // late: the step it belongs to is over
+    return;
+  }
+  if (step_->sched.done(key.segment)) {
+    step_->sched.complete(key.segment, id);
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.results_discarded;
+    }
+    return dispatch();
+  }
+  if (std::string why = collation_.validate(bytes); !why.empty()) {
+    violation(id, "malformed result for " + segment_name(key.segment) + ": " + why);
+    return lose(id, w, "it sent a malformed result", false);
+  }
+  step_->sched.complete(key.segment, id);
+  step_->results[key.segment] = std::move(bytes);
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.segments;
+  }
+  if (step_->sched.all_done()) return finish_step();
+  dispatch();
+}
+
+void ManagerLoop::on_tick() {
+  const auto now = Clock::now();
+  for (auto& [id, w] : workers_) {
+    if (w.state == WorkerState::alive && now - w.last_seen > config_.suspect_after) {
+      lose(id, w, "it has been silent too long (CALYPSO_SUSPECT_MS)", true);   // -> suspected
+    }
+  }
+  if (!step_) return;
+  if (live_workers() > 0) {
+    step_->no_workers_since.reset();
+  } else if (!step_->no_workers_since) {
+    step_->no_workers_since = now;
+  } else if (now - *step_->no_workers_since > config_.no_worker_timeout) {
+    fail_step("no live worker for " + std::to_string(config_.no_worker_timeout.count()) +
+              " ms (CALYPSO_NO_WORKER_TIMEOUT_MS); start workers with calypso-run --join");
+  }
+}
+
+// ---- steps ------------------------------------------------------------------------------
+
+void ManagerLoop::take_commands() {
+  std::optional<StepSpec> spec;
+  std::optional<int> code;
+  {
+    std::lock_guard lock(mutex_);
+    spec.swap(pending_step_);
+    code = shutdown_code_;
+  }
+  if (spec) open_step(std::move(*spec));
+  if (!code) return;
+  for (auto& [id, w] : workers_) {
+    if (w.state == WorkerState::gone) continue;
+    Encoder e(MsgType::shutdown, id, Shutdown{*code, 0});
+    auto bytes = e.bytes();
+    ep_.send(w.peer, bytes, std::chrono::milliseconds(200));
+  }
+  // Give the shutdown messages a moment to leave before the endpoint closes.
+  for (auto deadline = Clock::now() + std::chrono::milliseconds(200); Clock::now() < deadline;) {
+    drain_endpoint();
+    ep_.wait(std::chrono::milliseconds(20));
+  }
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+}
+
+void ManagerLoop::open_step(StepSpec spec) {
+  if (!spec.sequential_writes.empty()) record_version(std::move(spec.sequential_writes));
+  OpenStep s;
+  s.id = next_step_++;
+  for (std::uint32_t r = 0; r < spec.routines.size(); ++r) {
+    for (std::uint32_t i = 0; i < spec.routines[r].count; ++i) {
+      s.routine_of.push_back(r);
+      s.index_of.push_back(i);
+    }
+  }
+  const auto n = static_cast<std::uint32_t>(s.routine_of.size());
+  s.sched = EagerScheduler(n, config_.max_attempts);
+  s.results.resize(n);
+  s.spec = std::move(spec);
+  s.started = Clock::now();
+  step_ = std::move(s);
+  collation_.begin_step();
+  if (n == 0) return finish_step();
+  dispatch();
+}
+
+void ManagerLoop::dispatch() {
+  if (!step_) return;
+  for (auto& [id, w] : workers_) {
+    if (w.state != WorkerState::alive || !w.parked) continue;
+    auto pick = step_->sched.next_for(id);
+    if (!pick) continue;
+    assign(id, w, *pick);
+    if (!step_) return;   // the assignment failed and ended the step
+  }
+}
+
+void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
+  const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
+  bool invalidate_all = false;
+  std::vector<std::uint32_t> notices = notices_for(w, invalidate_all);
+  Assign a{step_->id, p.segment, p.attempt, routine.id, step_->index_of[p.segment], routine.count,
+           static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(notices.size()),
+           invalidate_all ? 1u : 0u};
+  Encoder e(MsgType::assign, id, a);
+  e.append(routine.args);
+  e.append(notices.data(), notices.size() * sizeof(std::uint32_t));
+  w.parked = false;
+  w.running = p.segment;
+  w.synced_version = version();
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.attempts;
+    if (p.attempt > 1) ++stats_.reexecutions;
+  }
+  send(id, w, e);
+}
+
+std::vector<std::uint32_t> ManagerLoop::notices_for(const Worker& w, bool& invalidate_all) const {
+  std::vector<std::uint32_t> out;
+  if (w.synced_version < log_base_) {
+    invalidate_all = true;
+    return out;
+  }
+  const std::size_t cap = (ep_.max_message() - 4096) / sizeof(std::uint32_t);
+  for (std::size_t v = w.synced_version - log_base_; v < log_.size(); ++v) {
+    out.insert(out.end(), log_[v].begin(), log_[v].end());
+    if (out.size() > cap * 2) break;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (out.size() > cap) {
+    invalidate_all = true;
+    out.clear();
+  }
+  return out;
+}
+
+void ManagerLoop::record_version(std::vector<dsm::PageNumber> pages) {
+  log_.push_back(std::move(pages));
+  // Keep the log short: a worker further behind than this gets "invalidate all".
+  while (log_.size() > 256) {
+    log_.pop_front();
+    ++log_base_;
+  }
+}
+
+void ManagerLoop::finish_step() {
+  std::vector<dsm::PageNumber> written;
+  std::optional<dsm::Conflict> conflict;
+  std::uint64_t bytes = 0;
+  for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
+    dsm::SegmentTag tag{step_->routine_of[s], step_->index_of[s]};
+    auto c = collation_.apply(step_->results[s], tag, written);
+    if (c && !conflict) conflict = c;
+    bytes += step_->results[s].size();
+  }
+  std::sort(written.begin(), written.end());
+  written.erase(std::unique(written.begin(), written.end()), written.end());
+  record_version(std::move(written));
+  {
+    std::lock_guard lock(mutex_);
+    stats_.diff_bytes += bytes;
+  }
+  if (!conflict) return end_step(std::nullopt);
+  char where[64];
+  std::snprintf(where, sizeof where, "0x%llx", static_cast<unsigned long long>(conflict->address));
+  const auto& routines = step_->spec.routines;
+  end_step("write conflict at " + std::string(where) + ": segment " +
+           std::to_string(conflict->first.index) + " of routine '" +
+           RoutineRegistry::instance().name(routines[conflict->first.routine].id) + "' and segment " +
+           std::to_string(conflict->second.index) + " of routine '" +
+           RoutineRegistry::instance().name(routines[conflict->second.routine].id) +
+           "' wrote different values to the same byte (the higher segment's value was kept)");
+}
+
+void ManagerLoop::fail_step(const std::string& why) { end_step(why); }
+
+void ManagerLoop::end_step(std::optional<std::string> error) {
+  const double seconds = std::chrono::duration<double>(Clock::now() - step_->started).count();
+  step_.reset();
+  for (auto& [id, w] : workers_) {
+    w.running.reset();
+    w.assemblies.clear();
+  }
+  std::lock_guard lock(mutex_);
+  ++stats_.parallel_steps;
+  stats_.parallel_seconds += seconds;
+  step_outcome_ = std::move(error);
+  cv_.notify_all();
+}
+
+// ---- workers ----------------------------------------------------------------------------
+
+void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_failure) {
+  if (w.state == WorkerState::gone) return;
+  if (w.state == WorkerState::suspected && counts_as_failure) return;   // already handled
+  LOG_WARN("lost worker %u (%s pid %u): %s", id, w.host.c_str(), w.pid, why);
+  const bool was_alive = w.state == WorkerState::alive;
+  // A suspected worker keeps its outstanding work request: if it comes back while idle,
+  // it is still waiting for an assignment.
+  w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;
+  if (w.state == WorkerState::gone) w.parked = false;
+  w.assemblies.clear();
+  std::optional<std::uint32_t> seg = std::exchange(w.running, std::nullopt);
+  {
+    std::lock_guard lock(mutex_);
+    if (was_alive) --live_;
+    ++stats_.workers_lost;
+  }
+  if (step_ && seg && step_->sched.abandon(*seg, id, counts_as_failure)) {
+    return fail_step(segment_name(*seg) + " failed: " + std::to_string(step_->sched.failures(*seg)) +
+                     " workers died or were lost while running it (CALYPSO_MAX_ATTEMPTS=" +
+                     std::to_string(config_.max_attempts) + ")");
+  }
+  dispatch();
+}
+
+bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) {
+  auto bytes = e.bytes();
+  switch (ep_.send(w.peer, bytes, std::chrono::milliseconds(2000))) {
+    case net::SendStatus::ok: return true;
+    case net::SendStatus::again: lose(id, w, "it does not take messages", true); return false;
+    case net::SendStatus::peer_failed: lose(id, w, "its connection failed", true); return false;
+  }
+  return false;
+}
+
+void ManagerLoop::violation(WorkerId id, const std::string& what) {
+  LOG_WARN("protocol violation by worker %u: %s (ignored)", id, what.c_str());
+}
+
+std::string ManagerLoop::segment_name(std::uint32_t segment) const {
+  const auto& r = step_->spec.routines[step_->routine_of[segment]];
+  return "segment " + std::to_string(step_->index_of[segment]) + " of routine '" +
+         RoutineRegistry::instance().name(r.id) + "'";
+}
+
+// ---- called from the program's thread ------------------------------------------------------
+
+void ManagerLoop::run_step(StepSpec spec) {
+  std::unique_lock lock(mutex_);
+  pending_step_ = std::move(spec);
+  step_outcome_.reset();
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
+  cv_.wait(lock, [this] { return step_outcome_.has_value() || stopped_; });
+  if (stopped_ && !step_outcome_) throw Error("calypso: the manager loop stopped during a step");
+  std::optional<std::string> error = std::move(*step_outcome_);
+  step_outcome_.reset();
+  if (error) throw Error("calypso: parallel step failed: " + *error);
+}
+
+void ManagerLoop::shutdown(int code) {
+  {
+    std::lock_guard lock(mutex_);
+    shutdown_code_ = code;
+  }
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+}
+
+Stats ManagerLoop::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+std::size_t ManagerLoop::live_workers() const {
+  std::lock_guard lock(mutex_);
+  return live_;
+}
+
+}  // namespace calypso::sched

@@ -1,0 +1,149 @@
+// The manager's event loop: one thread that owns the manager's endpoint and turns
+// everything that happens (messages, send failures, the suspicion timer, a parallel step
+// or shutdown requested by the program's thread) into events of one loop. The program's
+// thread (sequential steps) hands it a step and sleeps until the step is merged.
+//
+// Protocol state per worker (docs/PROTOCOL.md): alive-idle (parked, waiting for work),
+// alive-running (one segment), suspected (silent too long; its segment re-runs; any
+// message brings it back), gone (left, refused, or excluded: ignored).
+#pragma once
+
+#include "config.hpp"
+#include "dsm/collation.hpp"
+#include "dsm/home_memory.hpp"
+#include "dsm/region.hpp"
+#include "net/endpoint.hpp"
+#include "routine_registry.hpp"
+#include "sched/eager_scheduler.hpp"
+#include "sched/protocol.hpp"
+#include "unique_fd.hpp"
+
+#include <calypso/manager.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace calypso::sched {
+
+struct StepSpec {
+  struct Routine {
+    RoutineId id;
+    std::uint32_t count;
+    std::vector<std::byte> args;
+  };
+  std::vector<Routine> routines;
+  std::vector<dsm::PageNumber> sequential_writes;   // pages the program wrote since last step
+};
+
+class ManagerLoop {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ManagerLoop(const Config& config, const dsm::Region& region, const dsm::HomeMemory& home);
+  ~ManagerLoop();
+  ManagerLoop(const ManagerLoop&) = delete;
+  ManagerLoop& operator=(const ManagerLoop&) = delete;
+
+  std::string job_address() const;
+  // Program thread: runs one parallel step; throws calypso::Error if it fails.
+  void run_step(StepSpec spec);
+  // Program thread: tells every worker the job is over and stops the loop.
+  void shutdown(int code);
+  Stats stats() const;
+  std::size_t live_workers() const;
+
+ private:
+  enum class WorkerState : std::uint8_t { alive, suspected, gone };
+  // A result arriving in chunks. Providers may deliver a peer's messages out of order,
+  // so chunks are placed by offset and a worker may have several results in flight.
+  struct ResultKey {
+    StepId step;
+    std::uint32_t segment, attempt;
+    auto operator<=>(const ResultKey&) const = default;
+  };
+  struct Assembly {
+    std::uint64_t received = 0;
+    std::vector<std::byte> bytes;
+  };
+  struct Worker {
+    net::PeerId peer = net::kNoPeer;
+    WorkerState state = WorkerState::alive;
+    Clock::time_point last_seen;
+    bool parked = false;
+    std::optional<std::uint32_t> running;   // segment of the open step
+    std::uint64_t synced_version = 0;       // memory version its cache reflects
+    std::map<ResultKey, Assembly> assemblies;
+    std::string host;
+    std::uint32_t pid = 0;
+  };
+  struct OpenStep {
+    StepId id = 0;
+    StepSpec spec;
+    EagerScheduler sched{0, 1};
+    std::vector<std::uint32_t> routine_of, index_of;   // global segment -> routine, index
+    std::vector<std::vector<std::byte>> results;
+    Clock::time_point started;
+    std::optional<Clock::time_point> no_workers_since;
+  };
+
+  void loop();
+  void drain_endpoint();
+  void on_event(const net::Event& e);
+  void on_message(const Message& m);
+  void on_hello(const Message& m);
+  void on_request_work(WorkerId id, Worker& w);
+  void on_page_request(const Message& m, WorkerId id, Worker& w);
+  void on_result_chunk(const Message& m, WorkerId id, Worker& w);
+  void on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes);
+  void on_tick();
+  void take_commands();
+
+  void open_step(StepSpec spec);
+  void dispatch();
+  void assign(WorkerId id, Worker& w, const Pick& p);
+  std::vector<std::uint32_t> notices_for(const Worker& w, bool& invalidate_all) const;
+  void finish_step();
+  void fail_step(const std::string& why);
+  void end_step(std::optional<std::string> error);
+  void lose(WorkerId id, Worker& w, const char* why, bool counts_as_failure);
+  void refuse(const std::vector<std::byte>& address, const std::string& why);
+  bool send(WorkerId id, Worker& w, Encoder& e);
+  void violation(WorkerId id, const std::string& what);
+  std::string segment_name(std::uint32_t segment) const;
+  std::uint64_t version() const { return log_base_ + log_.size(); }
+  void record_version(std::vector<dsm::PageNumber> pages);
+
+  const Config& config_;
+  const dsm::Region& region_;
+  const dsm::HomeMemory& home_;
+  dsm::Collation collation_;
+  net::Endpoint ep_;
+  UniqueFd epoll_, wakeup_, timer_;
+
+  std::map<WorkerId, Worker> workers_;
+  WorkerId next_worker_ = 1;
+  StepId next_step_ = 1;
+  std::optional<OpenStep> step_;
+  std::deque<std::vector<dsm::PageNumber>> log_;   // pages changed per memory version
+  std::uint64_t log_base_ = 0;
+  std::vector<std::byte> scratch_;
+
+  mutable std::mutex mutex_;          // guards everything below
+  std::condition_variable cv_;
+  std::optional<StepSpec> pending_step_;
+  std::optional<std::optional<std::string>> step_outcome_;   // set when the step ends
+  std::optional<int> shutdown_code_;
+  bool stopped_ = false;
+  Stats stats_;
+  std::size_t live_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace calypso::sched

@@ -1,0 +1,96 @@
+// The single decoder and the encoder of the manager-worker protocol.
+#include "sched/protocol.hpp"
+
+namespace calypso::sched {
+
+const char* to_string(MsgType t) noexcept {
+  switch (t) {
+    case MsgType::hello: return "hello";
+    case MsgType::welcome: return "welcome";
+    case MsgType::refuse: return "refuse";
+    case MsgType::request_work: return "request_work";
+    case MsgType::assign: return "assign";
+    case MsgType::page_request: return "page_request";
+    case MsgType::page_data: return "page_data";
+    case MsgType::result_chunk: return "result_chunk";
+    case MsgType::heartbeat: return "heartbeat";
+    case MsgType::leave: return "leave";
+    case MsgType::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+std::optional<Message> decode(std::span<const std::byte> bytes, std::string& why) {
+  Message m{};
+  if (bytes.size() < sizeof(Header)) {
+    why = "message shorter than a header (" + std::to_string(bytes.size()) + " bytes)";
+    return std::nullopt;
+  }
+  std::memcpy(&m.header, bytes.data(), sizeof(Header));
+  if (m.header.magic != kMagic) {
+    why = "bad magic: not a Calypso-DSM message";
+    return std::nullopt;
+  }
+  if (m.header.version != kVersion) {
+    why = "protocol version " + std::to_string(m.header.version) + ", expected " +
+          std::to_string(kVersion);
+    return std::nullopt;
+  }
+  if (m.header.type < 1 || m.header.type > static_cast<std::uint16_t>(MsgType::max_type)) {
+    why = "unknown message type " + std::to_string(m.header.type);
+    return std::nullopt;
+  }
+  if (m.header.body_bytes != bytes.size() - sizeof(Header)) {
+    why = "body length " + std::to_string(m.header.body_bytes) + " does not match the " +
+          std::to_string(bytes.size() - sizeof(Header)) + " bytes received";
+    return std::nullopt;
+  }
+  m.body = bytes.subspan(sizeof(Header));
+  return m;
+}
+
+std::optional<HelloView> parse_hello(const Message& m, std::string& why) {
+  auto fixed = fixed_part<Hello>(m, why);
+  if (!fixed) return std::nullopt;
+  auto rest = tail<Hello>(m);
+  if (std::uint64_t{fixed->identity_bytes} + fixed->address_bytes != rest.size() ||
+      fixed->address_bytes == 0 || fixed->identity_bytes > 4096) {
+    why = "hello: identity and address lengths do not match the body";
+    return std::nullopt;
+  }
+  HelloView v{*fixed, {}, {}};
+  v.fixed.host[sizeof v.fixed.host - 1] = '\0';
+  v.identity.assign(reinterpret_cast<const char*>(rest.data()), fixed->identity_bytes);
+  v.address = rest.subspan(fixed->identity_bytes);
+  return v;
+}
+
+std::optional<AssignView> parse_assign(const Message& m, std::string& why) {
+  auto fixed = fixed_part<Assign>(m, why);
+  if (!fixed) return std::nullopt;
+  auto rest = tail<Assign>(m);
+  if (std::uint64_t{fixed->args_bytes} + std::uint64_t{fixed->notices} * 4 != rest.size() ||
+      fixed->count == 0 || fixed->index >= fixed->count) {
+    why = "assign: malformed (lengths or segment index)";
+    return std::nullopt;
+  }
+  AssignView v{*fixed, rest.first(fixed->args_bytes), {}};
+  v.notices.resize(fixed->notices);
+  std::memcpy(v.notices.data(), rest.data() + fixed->args_bytes, std::size_t{fixed->notices} * 4);
+  return v;
+}
+
+Encoder& Encoder::append(const void* p, std::size_t n) {
+  const auto* b = static_cast<const std::byte*>(p);
+  buf_.insert(buf_.end(), b, b + n);
+  return *this;
+}
+
+std::span<const std::byte> Encoder::bytes_with_tail(std::size_t extra_tail) {
+  Header h{kMagic, kVersion, static_cast<std::uint16_t>(type_), worker_,
+           static_cast<std::uint32_t>(buf_.size() - sizeof(Header) + extra_tail)};
+  std::memcpy(buf_.data(), &h, sizeof h);
+  return buf_;
+}
+
+}  // namespace calypso::sched

@@ -1,0 +1,173 @@
+// The manager-worker protocol: message types, their bodies, one encoder and one
+// validating decoder. Every byte that arrives from the network goes through decode()
+// before anything acts on it; a message that is malformed, from another protocol version,
+// or too short for its type is rejected here with a reason.
+//
+// docs/PROTOCOL.md describes the conversation (which message is legal in which state).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace calypso::sched {
+
+inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
+inline constexpr std::uint16_t kVersion = 1;
+
+using WorkerId = std::uint32_t;
+using StepId = std::uint64_t;
+inline constexpr WorkerId kNoWorker = 0;
+
+enum class MsgType : std::uint16_t {
+  hello = 1,       // worker -> manager: who I am (identity, job key, my address)
+  welcome,         // manager -> worker: your id, the region's geometry
+  refuse,          // manager -> worker: you may not join (reason)
+  request_work,    // worker -> manager: I am idle
+  assign,          // manager -> worker: run this segment (with write notices)
+  page_request,    // worker -> manager: send pages [first, first+count) of this step
+  page_data,       // manager -> worker: the pages, or "stale" if the step is over
+  result_chunk,    // worker -> manager: part of a segment's diffs
+  heartbeat,       // worker -> manager: still alive
+  leave,           // worker -> manager: I am leaving; reassign my segment
+  shutdown,        // manager -> worker: the job is over
+  max_type = shutdown,
+};
+const char* to_string(MsgType t) noexcept;
+
+struct Header {
+  std::uint32_t magic;
+  std::uint16_t version;
+  std::uint16_t type;
+  WorkerId worker;          // sender (worker messages) or addressee (manager messages)
+  std::uint32_t body_bytes;
+};
+static_assert(sizeof(Header) == 16);
+
+struct Hello {
+  std::uint64_t job_key;
+  std::uint32_t pid;
+  std::uint32_t identity_bytes;   // executable identity string follows
+  std::uint32_t address_bytes;    // then the worker's endpoint address
+  std::uint32_t reserved;
+  char host[64];
+};
+struct Welcome {
+  WorkerId worker;
+  std::uint32_t page_size;
+  std::uint64_t region_address;
+  std::uint64_t region_size;
+  std::uint32_t fetch_pages;
+  std::uint32_t heartbeat_ms;
+};
+struct Refuse {
+  std::uint32_t reason_bytes;     // text follows
+  std::uint32_t reserved;
+};
+struct Assign {
+  StepId step;
+  std::uint32_t segment;          // position of the segment in the step (all routines)
+  std::uint32_t attempt;
+  std::uint32_t routine;          // RoutineId in the registry
+  std::uint32_t index;            // Segment::index
+  std::uint32_t count;            // Segment::count
+  std::uint32_t args_bytes;       // argument bytes follow
+  std::uint32_t notices;          // then this many u32 page numbers
+  std::uint32_t invalidate_all;   // 1: drop every cached page before running
+};
+struct PageRequest {
+  StepId step;
+  std::uint32_t first;
+  std::uint32_t count;
+};
+enum class PageStatus : std::uint32_t { ok = 0, stale = 1, bad_range = 2 };
+struct PageData {
+  StepId step;
+  std::uint32_t first;
+  std::uint32_t count;
+  PageStatus status;              // ok: count kind bytes then the non-zero pages follow
+  std::uint32_t reserved;
+};
+struct ResultChunk {
+  StepId step;
+  std::uint32_t segment;
+  std::uint32_t attempt;
+  std::uint64_t total_bytes;      // size of the whole result body
+  std::uint64_t offset;           // where this chunk's bytes go
+};
+struct Shutdown {
+  std::int32_t code;
+  std::uint32_t reserved;
+};
+struct Empty {};
+
+// A decoded message: the header and a view of the body (valid as long as the bytes are).
+struct Message {
+  Header header;
+  std::span<const std::byte> body;
+  MsgType type() const { return static_cast<MsgType>(header.type); }
+};
+
+// Checks magic, version, type and length. On failure returns nullopt and sets why.
+std::optional<Message> decode(std::span<const std::byte> bytes, std::string& why);
+
+// Reads the fixed part of a body. Fails (nullopt, why set) if the body is too short
+// or, for types with a variable tail, if the tail lengths do not add up.
+template <class T>
+std::optional<T> fixed_part(const Message& m, std::string& why) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  if (m.body.size() < sizeof(T)) {
+    why = std::string(to_string(m.type())) + " body too short";
+    return std::nullopt;
+  }
+  T out;
+  std::memcpy(&out, m.body.data(), sizeof(T));
+  return out;
+}
+template <class T>
+std::span<const std::byte> tail(const Message& m) {
+  return m.body.subspan(sizeof(T));
+}
+
+// Typed, validated views of the variable-length messages.
+struct HelloView {
+  Hello fixed;
+  std::string identity;
+  std::span<const std::byte> address;
+};
+std::optional<HelloView> parse_hello(const Message& m, std::string& why);
+
+struct AssignView {
+  Assign fixed;
+  std::span<const std::byte> args;
+  std::vector<std::uint32_t> notices;
+};
+std::optional<AssignView> parse_assign(const Message& m, std::string& why);
+
+// Builds messages: header + fixed body + any number of tails.
+class Encoder {
+ public:
+  template <class T>
+  Encoder(MsgType type, WorkerId worker, const T& fixed) : type_(type), worker_(worker) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if constexpr (!std::is_same_v<T, Empty>) append(&fixed, sizeof(T));
+  }
+  Encoder& append(const void* p, std::size_t n);
+  Encoder& append(std::span<const std::byte> s) { return append(s.data(), s.size()); }
+  // The finished message (header filled in). The encoder can be reused after clear().
+  std::span<const std::byte> bytes() { return bytes_with_tail(0); }
+  // The header counts extra_tail bytes that the caller sends as a separate part.
+  std::span<const std::byte> bytes_with_tail(std::size_t extra_tail);
+  void reserve(std::size_t n) { buf_.reserve(n + sizeof(Header)); }
+
+ private:
+  MsgType type_;
+  WorkerId worker_;
+  std::vector<std::byte> buf_ = std::vector<std::byte>(sizeof(Header));
+};
+
+}  // namespace calypso::sched

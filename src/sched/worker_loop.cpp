@@ -1,0 +1,248 @@
+// The worker's side of the protocol; see worker_loop.hpp.
+#include "sched/worker_loop.hpp"
+
+#include "build_id.hpp"
+#include "dsm/page_cache.hpp"
+#include "log.hpp"
+#include "routine_registry.hpp"
+#include "sched/job_address.hpp"
+#include "shared_vars.hpp"
+
+#include <calypso/error.hpp>
+
+#include <csetjmp>
+#include <cstring>
+#include <unistd.h>
+
+namespace calypso::sched {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Where a segment that has to be given up (its step is over) jumps back to. Only the
+// thread running segments uses it.
+sigjmp_buf g_abort_point;
+void abort_segment_hook() { siglongjmp(g_abort_point, 1); }
+
+net::EndpointConfig endpoint_config(const std::string& provider, std::size_t recv_depth) {
+  net::EndpointConfig e;
+  e.provider = provider;
+  e.max_message = std::size_t{1} << 20;
+  e.recv_depth = recv_depth;
+  e.send_depth = 4;
+  return e;
+}
+
+}  // namespace
+
+WorkerLoop::WorkerLoop(const Config& config)
+    : config_(config),
+      ep_(net::Endpoint::open(endpoint_config(JobAddress::parse(config.manager_address).provider, 8))) {
+  JobAddress job = JobAddress::parse(config.manager_address);
+  manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
+  join(executable_identity());
+  hb_thread_ = std::thread([this, job] { heartbeat_loop(job.provider, job.endpoint); });
+}
+
+WorkerLoop::~WorkerLoop() {
+  {
+    std::lock_guard lock(hb_mutex_);
+    hb_stop_ = true;
+  }
+  hb_cv_.notify_all();
+  if (hb_thread_.joinable()) hb_thread_.join();
+}
+
+void WorkerLoop::join(const std::string& identity) {
+  JobAddress job = JobAddress::parse(config_.manager_address);
+  auto addr = ep_.local_address();
+  Hello h{};
+  h.job_key = job.job_key;
+  h.pid = static_cast<std::uint32_t>(getpid());
+  h.identity_bytes = static_cast<std::uint32_t>(identity.size());
+  h.address_bytes = static_cast<std::uint32_t>(addr.bytes.size());
+  gethostname(h.host, sizeof h.host - 1);
+  Encoder e(MsgType::hello, kNoWorker, h);
+  e.append(identity.data(), identity.size()).append(addr.bytes);
+  auto bytes = e.bytes();
+  if (ep_.send(manager_, bytes, 10s) != net::SendStatus::ok) {
+    throw Error("calypso: cannot reach the manager at " + config_.manager_address);
+  }
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
+    std::vector<std::byte> raw = receive(1000ms);
+    std::string why;
+    auto m = raw.empty() ? std::nullopt : decode(raw, why);
+    if (!m) continue;
+    if (m->type() == MsgType::refuse) {
+      auto r = fixed_part<Refuse>(*m, why);
+      auto text = tail<Refuse>(*m);
+      throw Error("calypso: the manager refused this worker: " +
+                  std::string(reinterpret_cast<const char*>(text.data()),
+                              std::min<std::size_t>(text.size(), r ? r->reason_bytes : 0)));
+    }
+    if (m->type() != MsgType::welcome) continue;
+    auto w = fixed_part<Welcome>(*m, why);
+    if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
+    id_ = w->worker;
+    fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
+    heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
+    region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
+    set_shared_base(region_->base());
+    cache_.emplace(*region_, *this, fetch_pages_);
+    faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook);
+    log::set_prefix("worker " + std::to_string(id_));
+    LOG_INFO("joined the job");
+    return;
+  }
+  throw Error("calypso: no answer from the manager at " + config_.manager_address + " within 30 s");
+}
+
+std::vector<std::byte> WorkerLoop::receive(std::chrono::milliseconds timeout) {
+  auto take = [this] {
+    std::vector<std::byte> m = std::move(inbox_.front());
+    inbox_.pop_front();
+    return m;
+  };
+  auto collect = [this](const net::Event& e) {
+    if (e.kind == net::Event::Kind::message) inbox_.emplace_back(e.data.begin(), e.data.end());
+    else LOG_WARN("send to the manager failed (error %d)", e.error);
+  };
+  if (!inbox_.empty()) return take();
+  ep_.poll(collect);
+  if (inbox_.empty() && ep_.wait(timeout)) ep_.poll(collect);
+  return inbox_.empty() ? std::vector<std::byte>{} : take();
+}
+
+int WorkerLoop::run() {
+  bool request = true;   // a result doubles as the request for more work
+  for (;;) {
+    if (request) send_small(MsgType::request_work);
+    for (;;) {
+      std::vector<std::byte> raw = receive(1000ms);
+      if (raw.empty()) continue;
+      std::string why;
+      auto m = decode(raw, why);
+      if (!m) { LOG_WARN("dropped a malformed message: %s", why.c_str()); continue; }
+      if (m->type() == MsgType::shutdown) on_shutdown(*m);
+      if (m->type() != MsgType::assign) {
+        LOG_WARN("protocol violation: %s while idle (ignored)", to_string(m->type()));
+        continue;
+      }
+      auto a = parse_assign(*m, why);
+      if (!a) { LOG_WARN("protocol violation: %s (ignored)", why.c_str()); continue; }
+      request = !run_segment(*a);
+      break;
+    }
+  }
+}
+
+bool WorkerLoop::run_segment(const AssignView& a) {
+  const detail::RoutineInfo* routine = RoutineRegistry::instance().get(a.fixed.routine);
+  if (routine == nullptr || routine->args_size != a.args.size()) {
+    LOG_ERROR("assignment names routine %u, which this executable does not have", a.fixed.routine);
+    return false;
+  }
+  if (a.fixed.invalidate_all != 0) cache_->invalidate_all();
+  else cache_->invalidate(a.notices);
+  step_ = a.fixed.step;
+  Segment seg{a.fixed.index, a.fixed.count};
+  std::vector<std::byte> args(a.args.begin(), a.args.end());
+  if (sigsetjmp(g_abort_point, 1) != 0) {
+    cache_->abort_segment();   // our step is over: nobody wants this result
+    LOG_DEBUG("gave up segment %u of step %llu: the step is over", a.fixed.index,
+              static_cast<unsigned long long>(a.fixed.step));
+    return false;
+  }
+  routine->call(routine->fn, seg, args.data());
+  result_.clear();
+  cache_->finish_segment(result_);
+  send_result(a, result_);
+  return true;
+}
+
+void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body) {
+  const std::size_t room = ep_.max_message() - sizeof(Header) - sizeof(ResultChunk);
+  std::uint64_t offset = 0;
+  do {
+    const std::size_t n = std::min<std::size_t>(room, body.size() - offset);
+    ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), offset};
+    Encoder e(MsgType::result_chunk, id_, c);
+    std::span<const std::byte> parts[] = {e.bytes_with_tail(n), std::span(body).subspan(offset, n)};
+    if (ep_.send(manager_, parts, 60s) != net::SendStatus::ok) {
+      LOG_ERROR("cannot send a result to the manager; exiting");
+      _exit(3);
+    }
+    offset += n;
+  } while (offset < body.size());
+}
+
+void WorkerLoop::send_small(MsgType type) {
+  Encoder e(type, id_, Empty{});
+  auto bytes = e.bytes();
+  if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) {
+    LOG_ERROR("cannot reach the manager; exiting");
+    _exit(3);
+  }
+}
+
+// Runs inside the SIGSEGV handler of the segment's thread: reports failure as a value.
+dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count) noexcept {
+  dsm::FetchResult out;
+  Encoder e(MsgType::page_request, id_, PageRequest{step_, first, count});
+  auto bytes = e.bytes();
+  if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) return out;
+  for (int idle = 0; idle < 600;) {
+    fetch_reply_ = receive(100ms);
+    if (fetch_reply_.empty()) { ++idle; continue; }
+    std::string why;
+    auto m = decode(fetch_reply_, why);
+    if (!m) continue;
+    if (m->type() == MsgType::shutdown) on_shutdown(*m);
+    auto d = m->type() == MsgType::page_data ? fixed_part<PageData>(*m, why) : std::nullopt;
+    if (!d || d->step != step_ || d->first != first) continue;
+    if (d->status == PageStatus::stale) { out.status = dsm::FetchStatus::stale; return out; }
+    auto rest = tail<PageData>(*m);
+    if (d->status != PageStatus::ok || d->count != count || rest.size() < count) return out;
+    out.kinds = std::span(reinterpret_cast<const std::uint8_t*>(rest.data()), count);
+    out.data = rest.subspan(count);
+    std::size_t full = 0;
+    for (auto k : out.kinds) full += k != 0;
+    if (out.data.size() != full * region_->page_size()) return out;
+    out.status = dsm::FetchStatus::ok;
+    return out;
+  }
+  LOG_ERROR("no page from the manager for 60 s");
+  return out;
+}
+
+void WorkerLoop::on_shutdown(const Message& m) {
+  // The job's exit code is the manager's; a worker that served it to the end succeeded.
+  (void)m;
+  LOG_INFO("the manager ended the job");
+  std::fflush(nullptr);
+  _exit(0);
+}
+
+void WorkerLoop::heartbeat_loop(std::string provider, std::string manager_endpoint) {
+  try {
+    net::Endpoint hb = net::Endpoint::open(endpoint_config(provider, 2));
+    net::PeerId mgr = hb.add_peer(net::Address::from_string(manager_endpoint));
+    int failures = 0;
+    std::unique_lock lock(hb_mutex_);
+    while (!hb_cv_.wait_for(lock, heartbeat_, [this] { return hb_stop_; })) {
+      Encoder e(MsgType::heartbeat, id_, Empty{});
+      auto bytes = e.bytes();
+      bool ok = hb.send(mgr, bytes, heartbeat_) == net::SendStatus::ok;
+      hb.poll([&ok](const net::Event& ev) { ok = ok && ev.kind != net::Event::Kind::peer_error; });
+      failures = ok ? 0 : failures + 1;
+      if (failures >= 3) {
+        log::raw("calypso: lost the manager (heartbeats fail); worker exiting\n");
+        _exit(3);
+      }
+    }
+  } catch (const std::exception& e) {
+    LOG_ERROR("heartbeat thread stopped: %s", e.what());
+  }
+}
+
+}  // namespace calypso::sched

@@ -1,0 +1,70 @@
+// A worker process: joins the manager, then loops asking for work, running segments and
+// shipping their diffs. Page faults of the running segment fetch pages from the manager
+// on the same thread (no helper thread runs beside user code while it computes, which
+// would make every protection change a cross-core TLB shoot-down); a separate heartbeat
+// thread wakes only to tell the manager this worker is alive.
+#pragma once
+
+#include "config.hpp"
+#include "dsm/fault_handler.hpp"
+#include "dsm/page_cache.hpp"
+#include "dsm/region.hpp"
+#include "net/endpoint.hpp"
+#include "sched/protocol.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace calypso::sched {
+
+class WorkerLoop final : public dsm::PageSource {
+ public:
+  // Connects to the manager named by config.manager_address and maps the region the
+  // manager describes. Throws calypso::Error if refused or unreachable.
+  explicit WorkerLoop(const Config& config);
+  ~WorkerLoop();
+  WorkerLoop(const WorkerLoop&) = delete;
+  WorkerLoop& operator=(const WorkerLoop&) = delete;
+
+  // Serves segments until the manager ends the job; returns the process's exit code.
+  int run();
+
+  dsm::FetchResult fetch(dsm::PageNumber first, dsm::PageNumber count) noexcept override;
+
+ private:
+  std::vector<std::byte> receive(std::chrono::milliseconds timeout);
+  std::optional<Message> expect(std::vector<std::byte>& storage, MsgType type,
+                                std::chrono::milliseconds timeout);
+  void join(const std::string& identity);
+  bool run_segment(const AssignView& a);   // true if a result was sent
+  void send_result(const AssignView& a, const std::vector<std::byte>& body);
+  void send_small(MsgType type);
+  void heartbeat_loop(std::string provider, std::string manager_endpoint);
+  [[noreturn]] void on_shutdown(const Message& m);
+
+  const Config& config_;
+  net::Endpoint ep_;
+  net::PeerId manager_ = net::kNoPeer;
+  WorkerId id_ = kNoWorker;
+  std::uint32_t fetch_pages_ = 1;
+  std::chrono::milliseconds heartbeat_{200};
+  std::deque<std::vector<std::byte>> inbox_;
+  std::optional<dsm::Region> region_;
+  std::optional<dsm::PageCache> cache_;
+  std::optional<dsm::FaultHandler> faults_;
+  StepId step_ = 0;
+  std::vector<std::byte> fetch_reply_;
+  std::vector<std::byte> result_;
+
+  std::mutex hb_mutex_;
+  std::condition_variable hb_cv_;
+  bool hb_stop_ = false;
+  std::thread hb_thread_;
+};
+
+}  // namespace calypso::sched

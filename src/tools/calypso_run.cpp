@@ -1,0 +1,197 @@
+// calypso-run: start a Calypso-DSM program on a manager and N local workers, or add
+// workers to a job that is already running (--join). Returns the manager's exit code and
+// leaves no process behind, on success, on error, and on Ctrl-C.
+#include "launcher.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <getopt.h>
+#include <random>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace {
+
+using namespace std::chrono_literals;
+using calypso::tools::Launcher;
+
+struct Options {
+  int workers = 2;
+  bool workers_given = false;
+  std::string provider = "tcp";
+  std::string join;
+  std::string bind;
+  std::string pid_file;
+  std::vector<std::string> program;
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+      "usage: calypso-run [-n N] [--provider tcp|shm|verbs] [--bind HOST[:PORT]] PROGRAM [ARGS...]\n"
+      "       calypso-run --join ADDRESS [-n N] PROGRAM [ARGS...]\n"
+      "\n"
+      "Starts PROGRAM as the manager and N workers (default 2) on this host.\n"
+      "  -n, --workers N      number of local workers (0 allowed: join them later)\n"
+      "  -p, --provider NAME  libfabric provider: tcp (default), shm (one host), verbs\n"
+      "  -b, --bind HOST[:PORT]  address the manager listens on (tcp/verbs)\n"
+      "  -j, --join ADDRESS   start N (default 1) workers for a running job; ADDRESS is\n"
+      "                       what the manager printed (PROVIDER/ENDPOINT/KEY)\n"
+      "      --pid-file FILE  write 'manager PID' and 'worker PID' lines (for tools)\n"
+      "  -h, --help           this text\n");
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  static const option longs[] = {
+      {"workers", required_argument, nullptr, 'n'}, {"provider", required_argument, nullptr, 'p'},
+      {"bind", required_argument, nullptr, 'b'},    {"join", required_argument, nullptr, 'j'},
+      {"pid-file", required_argument, nullptr, 'P'}, {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "+n:p:b:j:h", longs, nullptr)) != -1) {
+    switch (c) {
+      case 'n': {
+        char* end = nullptr;
+        long n = std::strtol(optarg, &end, 10);
+        if (*end != '\0' || n < 0 || n > 1024) {
+          std::fprintf(stderr, "calypso-run: -n %s: expected a number of workers in [0, 1024]\n", optarg);
+          std::exit(2);
+        }
+        o.workers = static_cast<int>(n);
+        o.workers_given = true;
+        break;
+      }
+      case 'p': o.provider = optarg; break;
+      case 'b': o.bind = optarg; break;
+      case 'j': o.join = optarg; break;
+      case 'P': o.pid_file = optarg; break;
+      case 'h': usage(stdout); std::exit(0);
+      default: usage(stderr); std::exit(2);
+    }
+  }
+  for (int i = optind; i < argc; ++i) o.program.emplace_back(argv[i]);
+  if (o.program.empty()) {
+    usage(stderr);
+    std::exit(2);
+  }
+  if (!o.join.empty() && !o.workers_given) o.workers = 1;
+  return o;
+}
+
+std::string job_key() {
+  std::random_device rd;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%08x%08x", rd(), rd());
+  return buf;
+}
+
+class PidFile {
+ public:
+  explicit PidFile(const std::string& path) : path_(path) {
+    if (!path.empty()) std::ofstream(path, std::ios::trunc);
+  }
+  void add(const char* role, pid_t pid) {
+    if (path_.empty()) return;
+    std::ofstream(path_, std::ios::app) << role << " " << pid << "\n";
+  }
+
+ private:
+  std::string path_;
+};
+
+// Waits for the manager to write its address; empty if it died or took too long.
+std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file, int& manager_status) {
+  for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+    std::ifstream f(file);
+    std::string address;
+    if (f >> address) return address;
+    int sig = 0;
+    for (const auto& e : l.wait(20ms, sig)) {
+      if (e.pid == manager) manager_status = e.status;
+    }
+    if (manager_status != -1 || sig != 0) return {};
+  }
+  std::fprintf(stderr, "calypso-run: the manager did not publish its address within 60 s\n");
+  return {};
+}
+
+int supervise(Launcher& l, pid_t manager) {
+  for (;;) {
+    int sig = 0;
+    for (const auto& e : l.wait(1000ms, sig)) {
+      if (e.pid == manager) return calypso::tools::shell_code(e.status);
+      if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
+        std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid,
+                     calypso::tools::describe_exit(e.status).c_str());
+      }
+    }
+    if (sig != 0) {
+      std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
+      return 128 + sig;
+    }
+    if (manager < 0 && l.children() == 0) return 0;
+  }
+}
+
+int run_job(const Options& o) {
+  Launcher launcher;
+  PidFile pids(o.pid_file);
+  char dir_template[] = "/tmp/calypso-run.XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    std::perror("calypso-run: mkdtemp");
+    return 1;
+  }
+  const std::string dir = dir_template, address_file = dir + "/address";
+  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "manager"}, {"CALYPSO_PROVIDER", o.provider},
+                                         {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", job_key()}};
+  if (!o.bind.empty()) env["CALYPSO_BIND"] = o.bind;
+  pid_t manager = launcher.spawn(o.program, env);
+  pids.add("manager", manager);
+  int manager_status = -1;
+  std::string address = wait_for_address(launcher, manager, address_file, manager_status);
+  int rc = manager_status != -1 ? calypso::tools::shell_code(manager_status) : 1;
+  if (!address.empty()) {
+    std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
+    std::map<std::string, std::string> wenv{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", address}};
+    for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, wenv));
+    rc = supervise(launcher, manager);
+  }
+  launcher.terminate_all(3000ms);
+  std::remove(address_file.c_str());
+  rmdir(dir.c_str());
+  return rc;
+}
+
+int join_job(const Options& o) {
+  Launcher launcher;
+  PidFile pids(o.pid_file);
+  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", o.join}};
+  for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, env));
+  int rc = 0;
+  while (launcher.children() > 0) {
+    int sig = 0;
+    for (const auto& e : launcher.wait(1000ms, sig)) {
+      if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
+        std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid,
+                     calypso::tools::describe_exit(e.status).c_str());
+        rc = 1;
+      }
+    }
+    if (sig != 0) {
+      launcher.terminate_all(3000ms);
+      return 128 + sig;
+    }
+  }
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse(argc, argv);
+  return o.join.empty() ? run_job(o) : join_job(o);
+}

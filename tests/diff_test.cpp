@@ -1,0 +1,394 @@
+// Tests of the diff codec (dsm/diff.hpp).
+//
+// Encoding is checked against a byte-by-byte reference on many random pages, so that
+// every shortcut of the fast encoder (memcmp, group skipping, block skipping, run
+// splitting, masks dropped for fully changed runs) is held to the plain definition:
+// a diff writes exactly the bytes that differ. Merging tests check the property the
+// masks exist for, and the validation tests check that a hostile diff can never make
+// apply write outside its page.
+#include "dsm/diff.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <ostream>
+#include <random>
+#include <vector>
+
+namespace calypso::dsm {
+
+// Lets failing expectations print "bad_order" rather than a raw byte.
+inline void PrintTo(DiffStatus s, std::ostream* os) { *os << to_string(s); }
+
+namespace {
+
+using Bytes = std::vector<std::byte>;
+constexpr std::size_t kPage = 4096;
+
+// Random bytes; the generator is seeded per test so failures reproduce.
+Bytes random_bytes(std::size_t n, std::mt19937_64& rng) {
+  Bytes b(n);
+  for (auto& x : b) x = std::byte(rng() & 0xff);
+  return b;
+}
+
+// A byte that differs from old: a test that means to change a byte must change it.
+std::byte other_byte(std::byte old, std::mt19937_64& rng) {
+  return old ^ std::byte(1 + rng() % 255);
+}
+
+// Encodes into a buffer of exactly diff_max_encoded_size bytes, so that an encoder that
+// writes past its promise trips the sanitizers or the size check.
+Bytes encode(const Bytes& cur, const Bytes& twin) {
+  Bytes out(diff_max_encoded_size(cur.size()));
+  const std::size_t n = diff_encode(cur.data(), twin.data(), cur.size(), out.data());
+  EXPECT_LE(n, out.size());
+  out.resize(n);
+  return out;
+}
+
+struct ByteWrite {
+  std::size_t offset;
+  std::byte value;
+  bool operator==(const ByteWrite&) const = default;
+};
+
+std::vector<ByteWrite> reference_writes(const Bytes& cur, const Bytes& twin) {
+  std::vector<ByteWrite> w;
+  for (std::size_t i = 0; i < cur.size(); ++i)
+    if (cur[i] != twin[i]) w.push_back({i, cur[i]});
+  return w;
+}
+
+std::vector<ByteWrite> reported_writes(const Bytes& diff) {
+  std::vector<ByteWrite> w;
+  diff_for_each_byte(diff, [&](std::size_t off, std::byte v) { w.push_back({off, v}); });
+  return w;
+}
+
+// The whole contract of encode, checked against the byte-by-byte definition: the diff is
+// valid, reports exactly the changed bytes, and applying it writes exactly those bytes
+// (a page full of unrelated values keeps every other byte).
+void check_round_trip(const Bytes& cur, const Bytes& twin, std::mt19937_64& rng) {
+  const Bytes diff = encode(cur, twin);
+  ASSERT_EQ(diff_validate(diff, cur.size()), DiffStatus::ok);
+  const auto expected = reference_writes(cur, twin);
+  EXPECT_EQ(diff.empty(), expected.empty());
+  ASSERT_EQ(reported_writes(diff), expected);
+
+  Bytes page = twin;
+  diff_apply(diff, page.data());
+  ASSERT_EQ(page, cur);
+
+  Bytes other = random_bytes(cur.size(), rng);
+  Bytes want = other;
+  for (const auto& w : expected) want[w.offset] = w.value;
+  diff_apply(diff, other.data());
+  ASSERT_EQ(other, want);
+}
+
+// How a chosen word is changed: the patterns that decide masked vs unmasked runs.
+enum class WordChange { whole, one_byte, alternate_bytes, random_bytes };
+
+void change_word(Bytes& page, std::size_t word, WordChange how, std::mt19937_64& rng) {
+  std::byte* w = page.data() + word * 8;
+  switch (how) {
+    case WordChange::whole:
+      for (int b = 0; b < 8; ++b) w[b] = other_byte(w[b], rng);
+      break;
+    case WordChange::one_byte: {
+      const std::size_t b = rng() % 8;
+      w[b] = other_byte(w[b], rng);
+      break;
+    }
+    case WordChange::alternate_bytes:
+      for (int b = static_cast<int>(rng() % 2); b < 8; b += 2) w[b] = other_byte(w[b], rng);
+      break;
+    case WordChange::random_bytes:
+      for (int b = 0; b < 8; ++b)
+        if (rng() % 2 != 0) w[b] = other_byte(w[b], rng);
+      break;
+  }
+}
+
+WordChange random_change(std::mt19937_64& rng) { return static_cast<WordChange>(rng() % 4); }
+
+// Changes about density_permille of the words of a copy of twin.
+Bytes scatter_changes(const Bytes& twin, unsigned density_permille, std::mt19937_64& rng) {
+  Bytes cur = twin;
+  for (std::size_t w = 0; w < twin.size() / 8; ++w)
+    if (rng() % 1000 < density_permille) change_word(cur, w, random_change(rng), rng);
+  return cur;
+}
+
+class DiffRoundTrip : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(DiffRoundTrip, UnchangedPageEncodesToNothing) {
+  std::mt19937_64 rng(1);
+  const Bytes twin = random_bytes(GetParam(), rng);
+  EXPECT_TRUE(encode(twin, twin).empty());
+}
+
+TEST_P(DiffRoundTrip, OneWordOrOneByteAnywhere) {
+  std::mt19937_64 rng(2);
+  const std::size_t page = GetParam();
+  const Bytes twin = random_bytes(page, rng);
+  for (int iter = 0; iter < 200; ++iter) {
+    Bytes cur = twin;
+    const std::size_t word = iter < 2 ? (iter == 0 ? 0 : page / 8 - 1) : rng() % (page / 8);
+    change_word(cur, word, iter % 2 != 0 ? WordChange::one_byte : WordChange::whole, rng);
+    check_round_trip(cur, twin, rng);
+  }
+}
+
+TEST_P(DiffRoundTrip, RandomDensities) {
+  std::mt19937_64 rng(3);
+  const std::size_t page = GetParam();
+  for (unsigned density : {0u, 10u, 100u, 500u, 1000u}) {
+    for (int iter = 0; iter < 20; ++iter) {
+      const Bytes twin = random_bytes(page, rng);
+      check_round_trip(scatter_changes(twin, density, rng), twin, rng);
+    }
+  }
+}
+
+TEST_P(DiffRoundTrip, EveryBytePatternOverWholePage) {
+  std::mt19937_64 rng(4);
+  const std::size_t page = GetParam();
+  for (auto how : {WordChange::whole, WordChange::one_byte, WordChange::alternate_bytes,
+                   WordChange::random_bytes}) {
+    const Bytes twin = random_bytes(page, rng);
+    Bytes cur = twin;
+    for (std::size_t w = 0; w < page / 8; ++w) change_word(cur, w, how, rng);
+    check_round_trip(cur, twin, rng);
+  }
+}
+
+// Runs that start and end at every offset around block (8-word) and group (32-word)
+// boundaries, where the scanner changes gear.
+TEST_P(DiffRoundTrip, RunsAroundBlockBoundaries) {
+  std::mt19937_64 rng(5);
+  const Bytes twin = random_bytes(GetParam(), rng);
+  for (std::size_t first = 24; first < 72; ++first) {
+    for (std::size_t len : {1u, 2u, 7u, 8u, 9u, 31u, 32u, 33u, 65u}) {
+      Bytes cur = twin;
+      for (std::size_t w = first; w < first + len; ++w) change_word(cur, w, WordChange::whole, rng);
+      check_round_trip(cur, twin, rng);
+      change_word(cur, first + len / 2, WordChange::one_byte, rng);
+      check_round_trip(cur, twin, rng);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(PageSizes, DiffRoundTrip, ::testing::Values(4096u, 16384u, 65536u));
+
+std::vector<RunHeader> run_headers(const Bytes& diff) {
+  std::vector<RunHeader> runs;
+  for (std::size_t pos = 0; pos < diff.size();) {
+    RunHeader h;
+    std::memcpy(&h, diff.data() + pos, sizeof h);
+    runs.push_back(h);
+    pos +=
+        sizeof h + h.word_count * 8u + ((h.flags & kRunMasked) ? (h.word_count + 7u) / 8 * 8 : 0);
+  }
+  return runs;
+}
+
+// A 1 MiB page has 131072 words: a fully changed page needs three runs, as does a run
+// that crosses the 65535-word limit; the split runs touch and must still validate.
+TEST(DiffLargePage, RunsLongerThanLimitAreSplit) {
+  constexpr std::size_t kMiB = 1 << 20;
+  std::mt19937_64 rng(6);
+  const Bytes twin = random_bytes(kMiB, rng);
+  Bytes cur = twin;
+  for (std::size_t w = 0; w < kMiB / 8; ++w) change_word(cur, w, WordChange::whole, rng);
+  check_round_trip(cur, twin, rng);
+  const auto runs = run_headers(encode(cur, twin));
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].word_count, 65535);
+  EXPECT_EQ(runs[1].word_offset, 65535u);
+  EXPECT_EQ(runs[2].word_count, 2);
+  EXPECT_EQ(runs[0].flags, 0);
+
+  Bytes partial = twin;
+  for (std::size_t w = 1000; w < 1000 + 70000; ++w)
+    change_word(partial, w, w == 67000 ? WordChange::one_byte : WordChange::whole, rng);
+  check_round_trip(partial, twin, rng);
+  const auto split = run_headers(encode(partial, twin));
+  ASSERT_EQ(split.size(), 2u);
+  EXPECT_EQ(split[0].flags, 0);
+  EXPECT_EQ(split[1].flags, kRunMasked);  // word 67000 lies in the second piece
+  for (unsigned density : {10u, 500u})
+    check_round_trip(scatter_changes(twin, density, rng), twin, rng);
+}
+
+TEST(DiffSize, MaxEncodedSizeCoversWorstCase) {
+  std::mt19937_64 rng(7);
+  for (std::size_t page : {4096u, 16384u}) {
+    const Bytes twin = random_bytes(page, rng);
+    Bytes cur = twin;
+    // Every other word, one byte each: one masked run per changed word.
+    for (std::size_t w = 0; w < page / 8; w += 2) change_word(cur, w, WordChange::one_byte, rng);
+    EXPECT_LE(encode(cur, twin).size(), diff_max_encoded_size(page));
+    check_round_trip(cur, twin, rng);
+  }
+}
+
+// ---- byte-exact merging -------------------------------------------------------------
+
+Bytes apply_all(Bytes page, std::initializer_list<const Bytes*> diffs) {
+  for (const Bytes* d : diffs) diff_apply(*d, page.data());
+  return page;
+}
+
+TEST(DiffMerge, DifferentBytesOfOneWordBothSurvive) {
+  std::mt19937_64 rng(8);
+  const Bytes twin = random_bytes(kPage, rng);
+  Bytes a = twin, b = twin, merged = twin;
+  for (std::size_t off : {40u + 1, 40u + 6, 4088u})
+    a[off] = merged[off] = other_byte(twin[off], rng);
+  for (std::size_t off : {40u + 2, 40u + 7, 4095u})
+    b[off] = merged[off] = other_byte(twin[off], rng);
+  const Bytes da = encode(a, twin), db = encode(b, twin);
+  EXPECT_EQ(apply_all(twin, {&da, &db}), merged);
+  EXPECT_EQ(apply_all(twin, {&db, &da}), merged);
+}
+
+TEST(DiffMerge, RandomDisjointByteSetsCommute) {
+  std::mt19937_64 rng(9);
+  for (int iter = 0; iter < 100; ++iter) {
+    const Bytes twin = random_bytes(kPage, rng);
+    Bytes a = twin, b = twin, merged = twin;
+    const unsigned density = 1 + static_cast<unsigned>(rng() % 4) * 30;  // percent of bytes
+    for (std::size_t i = 0; i < kPage; ++i) {
+      if (rng() % 100 >= density) continue;
+      Bytes& side = rng() % 2 != 0 ? a : b;
+      side[i] = merged[i] = other_byte(twin[i], rng);
+    }
+    const Bytes da = encode(a, twin), db = encode(b, twin);
+    ASSERT_EQ(apply_all(twin, {&da, &db}), merged);
+    ASSERT_EQ(apply_all(twin, {&db, &da}), merged);
+  }
+}
+
+// ---- validation ---------------------------------------------------------------------
+
+// Builds diffs by hand, including ones the encoder would never produce.
+class DiffBuilder {
+ public:
+  DiffBuilder& run(std::uint32_t offset, std::uint16_t count, std::uint16_t flags = 0,
+                   std::vector<std::uint8_t> masks = {}) {
+    const RunHeader h{offset, count, flags};
+    append(&h, sizeof h);
+    for (std::size_t i = 0; i < count; ++i) append_word(0x1111111111111111ull * (i + 1));
+    if (flags & kRunMasked) {
+      if (masks.empty()) masks.assign(count, 0xff);
+      masks.resize((masks.size() + 7) / 8 * 8, 0);
+      append(masks.data(), masks.size());
+    }
+    return *this;
+  }
+  DiffBuilder& append_word(std::uint64_t w) { return append(&w, sizeof w); }
+  DiffBuilder& append(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    bytes_.insert(bytes_.end(), b, b + n);
+    return *this;
+  }
+  Bytes bytes() const { return bytes_; }
+
+ private:
+  Bytes bytes_;
+};
+
+DiffStatus validate(const Bytes& d) { return diff_validate(d, kPage); }
+
+TEST(DiffValidate, AcceptsWellFormedDiffs) {
+  EXPECT_EQ(validate({}), DiffStatus::ok);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 1).run(1, 2).run(511, 1).bytes()), DiffStatus::ok);
+  EXPECT_EQ(
+      validate(DiffBuilder().run(3, 9, kRunMasked, {1, 2, 4, 8, 16, 32, 64, 128, 255}).bytes()),
+      DiffStatus::ok);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 512).bytes()), DiffStatus::ok);
+  EXPECT_STREQ(to_string(DiffStatus::ok), "ok");
+  EXPECT_STREQ(to_string(DiffStatus::bad_flags), "bad_flags");
+}
+
+TEST(DiffValidate, Truncated) {
+  const Bytes good = DiffBuilder().run(0, 2).run(5, 3, kRunMasked).bytes();
+  const std::size_t last_run_bytes = 8 + 3 * 8 + 8;
+  for (std::size_t cut = 1; cut < good.size(); ++cut) {
+    if (cut == last_run_bytes) continue;  // dropping a whole run leaves a valid diff
+    const Bytes bad(good.begin(), good.end() - static_cast<std::ptrdiff_t>(cut));
+    EXPECT_EQ(validate(bad), DiffStatus::truncated) << "cut " << cut;
+  }
+  Bytes odd = good;
+  odd.resize(odd.size() + 4);
+  EXPECT_EQ(validate(odd), DiffStatus::truncated);
+}
+
+TEST(DiffValidate, OutOfRange) {
+  EXPECT_EQ(validate(DiffBuilder().run(512, 1).bytes()), DiffStatus::out_of_range);
+  EXPECT_EQ(validate(DiffBuilder().run(511, 2).bytes()), DiffStatus::out_of_range);
+  EXPECT_EQ(validate(DiffBuilder().run(0xffffffffu, 1).bytes()), DiffStatus::out_of_range);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 513).bytes()), DiffStatus::out_of_range);
+  EXPECT_EQ(diff_validate(DiffBuilder().run(512, 1).bytes(), 8192), DiffStatus::ok);
+}
+
+TEST(DiffValidate, OverlappingUnorderedOrEmptyRuns) {
+  EXPECT_EQ(validate(DiffBuilder().run(0, 4).run(2, 1).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 4).run(3, 4).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().run(10, 1).run(5, 1).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().run(10, 1).run(10, 1).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().run(10, 0).bytes()), DiffStatus::bad_order);
+}
+
+TEST(DiffValidate, BadFlagsAndMasks) {
+  EXPECT_EQ(validate(DiffBuilder().run(0, 1, 2).bytes()), DiffStatus::bad_flags);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 1, 0x8000).bytes()), DiffStatus::bad_flags);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 2, kRunMasked, {0xff, 0}).bytes()),
+            DiffStatus::bad_flags);
+  Bytes padded = DiffBuilder().run(0, 1, kRunMasked, {0x0f}).bytes();
+  padded.back() = std::byte{1};  // last padding byte of the mask word
+  EXPECT_EQ(validate(padded), DiffStatus::bad_flags);
+}
+
+// Random mutations of valid diffs. Whatever validate accepts, apply must keep within
+// the page; what it rejects is never applied (as the real receiver does).
+TEST(DiffValidate, FuzzedDiffsNeverWriteOutsideThePage) {
+  constexpr std::size_t kGuard = 256;
+  constexpr std::byte kGuardByte{0xa5};
+  std::mt19937_64 rng(10);
+  int accepted = 0, rejected = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    const Bytes twin = random_bytes(kPage, rng);
+    Bytes diff = encode(scatter_changes(twin, 1 + rng() % 100, rng), twin);
+    for (int m = 1 + static_cast<int>(rng() % 3); m > 0 && !diff.empty(); --m) {
+      switch (rng() % 4) {
+        case 0: diff[rng() % diff.size()] ^= std::byte(1u << (rng() % 8)); break;
+        case 1: diff[rng() % diff.size()] = std::byte(rng() & 0xff); break;
+        case 2: diff.resize(rng() % diff.size()); break;
+        default: diff.resize(diff.size() + 8 * (1 + rng() % 2), std::byte(rng() & 0xff)); break;
+      }
+    }
+    if (diff_validate(diff, kPage) != DiffStatus::ok) {
+      ++rejected;
+      continue;
+    }
+    ++accepted;
+    Bytes buffer(kGuard + kPage + kGuard, kGuardByte);
+    diff_apply(diff, buffer.data() + kGuard);
+    ASSERT_TRUE(std::all_of(buffer.begin(), buffer.begin() + kGuard,
+                            [&](std::byte b) { return b == kGuardByte; }));
+    ASSERT_TRUE(std::all_of(buffer.end() - kGuard, buffer.end(),
+                            [&](std::byte b) { return b == kGuardByte; }));
+    diff_for_each_byte(diff, [](std::size_t off, std::byte) { ASSERT_LT(off, kPage); });
+  }
+  // Both branches must be exercised for the test to mean anything.
+  EXPECT_GT(accepted, 100);
+  EXPECT_GT(rejected, 100);
+}
+
+}  // namespace
+}  // namespace calypso::dsm
