@@ -190,8 +190,9 @@ void register_all() {
   }
 }
 
-// Console output as usual, plus the time per iteration of every benchmark, keeping the
-// median when repetitions were asked for, for the ratio table.
+// Console output as usual, plus the CPU time per iteration of every benchmark (the
+// median when repetitions were asked for) for the ratio table. CPU rather than wall
+// time, so that a run sharing a 2-core machine is not skewed by being preempted.
 class RecordingReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
@@ -199,9 +200,9 @@ class RecordingReporter : public benchmark::ConsoleReporter {
     for (const Run& r : runs) {
       const std::string name = r.run_name.str();
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-        medians_[name] = r.GetAdjustedRealTime();
+        medians_[name] = r.GetAdjustedCPUTime();
       else if (r.run_type == Run::RT_Iteration)
-        singles_[name] = r.GetAdjustedRealTime();
+        singles_[name] = r.GetAdjustedCPUTime();
     }
   }
 
@@ -227,7 +228,7 @@ void print_ratio(const RecordingReporter& r, const std::string& name, const std:
 }
 
 void print_table(const RecordingReporter& r) {
-  std::printf("\nratios (time per page; the median when repetitions are run):\n");
+  std::printf("\nratios (CPU time per page; the median when repetitions are run):\n");
   for (const char* t : {"hot", "cold"}) {
     for (Change c : {Change::none, Change::one_word, Change::scattered_10pct, Change::full}) {
       const bool sparse = c == Change::none || c == Change::one_word;

@@ -1,10 +1,10 @@
 // Tests of the diff codec (dsm/diff.hpp).
 //
 // Encoding is checked against a byte-by-byte reference on many random pages, so that
-// every shortcut of the fast encoder (memcmp, group skipping, block skipping, run
-// splitting, masks dropped for fully changed runs) is held to the plain definition:
-// a diff writes exactly the bytes that differ. Merging tests check the property the
-// masks exist for, and the validation tests check that a hostile diff can never make
+// every shortcut of the fast encoder (skipping unchanged spans, bit scans for runs, the
+// one-word fast path, run splitting, masks dropped for fully changed runs) is held to
+// the plain definition: a diff writes exactly the bytes that differ. Merging tests check the
+// property the masks exist for, and the validation tests check that a hostile diff can never make
 // apply write outside its page.
 #include "dsm/diff.hpp"
 
@@ -166,17 +166,18 @@ TEST_P(DiffRoundTrip, EveryBytePatternOverWholePage) {
   }
 }
 
-// Runs that start and end at every offset around block (8-word) and group (32-word)
-// boundaries, where the scanner changes gear.
-TEST_P(DiffRoundTrip, RunsAroundBlockBoundaries) {
+// Runs that start and end at every offset around the encoder's 64-word spans, where it
+// moves from vector scans to bit scans and back.
+TEST_P(DiffRoundTrip, RunsAroundSpanBoundaries) {
   std::mt19937_64 rng(5);
   const Bytes twin = random_bytes(GetParam(), rng);
-  for (std::size_t first = 24; first < 72; ++first) {
-    for (std::size_t len : {1u, 2u, 7u, 8u, 9u, 31u, 32u, 33u, 65u}) {
+  for (std::size_t first = 56; first < 136; ++first) {
+    for (std::size_t len : {1u, 2u, 7u, 8u, 9u, 33u, 63u, 64u, 65u, 129u}) {
       Bytes cur = twin;
       for (std::size_t w = first; w < first + len; ++w) change_word(cur, w, WordChange::whole, rng);
       check_round_trip(cur, twin, rng);
-      change_word(cur, first + len / 2, WordChange::one_byte, rng);
+      const std::size_t restored = (first + len / 2) * 8 + rng() % 8;
+      cur[restored] = twin[restored];  // one partial word makes the run masked
       check_round_trip(cur, twin, rng);
     }
   }

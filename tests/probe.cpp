@@ -1,0 +1,188 @@
+// A Calypso-DSM program made for the integration tests: each mode checks one promise of
+// the runtime from inside a real job and exits 0 only if it held.
+//
+//   probe adjacent            segments write neighbouring bytes of the same words
+//   probe snapshot STEPS      segments read shared data that other segments write
+//   probe sparse MIB          one segment writes one byte in every other 4 KiB page
+//   probe kill-once DIR       the first run of segment 3 SIGKILLs its own worker
+//   probe crash-always        segment 2 SIGKILLs every worker that runs it
+//   probe pids STEPS MS       segments record their worker's pid; each step lasts >= MS ms
+//   probe null                a segment dereferences a null pointer
+#include <calypso/calypso.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <set>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+namespace {
+
+struct Bytes { unsigned char* p; };
+void write_my_byte(const calypso::Segment& seg, const Bytes& x) {
+  // Segment i writes byte i of a 64-byte stretch that straddles a page boundary too.
+  x.p[seg.index] = static_cast<unsigned char>(0xA0 + seg.index);
+}
+
+struct Snap { const long* in; long* out; int n; };
+void sum_and_write(const calypso::Segment& seg, const Snap& x) {
+  long sum = 0;
+  for (int i = 0; i < x.n; ++i) sum += x.in[i];
+  // out aliases in: if this segment saw another segment's write, sum is off.
+  x.out[seg.index] = sum + seg.index;
+}
+
+struct Sparse { unsigned char* p; std::size_t pages; };
+void touch_every_other_page(const calypso::Segment&, const Sparse& x) {
+  for (std::size_t i = 0; i < x.pages; i += 2) x.p[i * 4096 + (i % 4093)] = static_cast<unsigned char>(1 + i % 251);
+}
+
+struct KillOnce { long* out; char dir[200]; };
+void kill_once(const calypso::Segment& seg, const KillOnce& x) {
+  if (seg.index == 3) {
+    std::string marker = std::string(x.dir) + "/killed";
+    int fd = open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd >= 0) {   // first run only: die in the middle of the segment
+      close(fd);
+      x.out[seg.index * 512] = -1;
+      kill(getpid(), SIGKILL);
+    }
+  }
+  for (int i = 0; i < 512; ++i) x.out[seg.index * 512 + i] = static_cast<long>(seg.index) * 1000 + i;
+}
+
+struct Crash { long* out; };
+void crash_always(const calypso::Segment& seg, const Crash& x) {
+  if (seg.index == 2) kill(getpid(), SIGKILL);
+  x.out[seg.index] = seg.index;
+}
+
+struct Pids { long* out; int ms; };
+void record_pid(const calypso::Segment& seg, const Pids& x) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(x.ms));
+  x.out[seg.index * 4096 / sizeof(long)] = getpid();
+}
+
+struct Null { int* p; };
+void deref_null(const calypso::Segment&, const Null& x) {
+  volatile int* q = x.p;
+  *q = 1;
+}
+
+}  // namespace
+
+CALYPSO_ROUTINE(write_my_byte);
+CALYPSO_ROUTINE(sum_and_write);
+CALYPSO_ROUTINE(touch_every_other_page);
+CALYPSO_ROUTINE(kill_once);
+CALYPSO_ROUTINE(crash_always);
+CALYPSO_ROUTINE(record_pid);
+CALYPSO_ROUTINE(deref_null);
+
+namespace {
+
+int fail(const char* what) {
+  std::fprintf(stderr, "probe: FAILED: %s\n", what);
+  return 1;
+}
+
+int adjacent(calypso::Manager& m) {
+  // 64 bytes starting 24 bytes before a page boundary: 8 words, one crossing the page.
+  auto* block = m.alloc<unsigned char>(3 * 16384);
+  unsigned char* p = block + 16384 - 24;
+  m.parallel(write_my_byte, 64, Bytes{p});
+  for (int i = 0; i < 64; ++i) {
+    if (p[i] != 0xA0 + i) return fail("a byte written by one segment was lost");
+  }
+  if (p[-1] != 0 || p[64] != 0) return fail("bytes next to the written ones changed");
+  std::puts("probe adjacent: ok");
+  return 0;
+}
+
+int snapshot(calypso::Manager& m, int steps) {
+  const int n = 32;
+  long* v = m.alloc<long>(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  for (int s = 0; s < steps; ++s) {
+    long sum = 0;
+    for (int i = 0; i < n; ++i) sum += v[i];
+    m.parallel(sum_and_write, n, Snap{v, v, n});
+    for (int i = 0; i < n; ++i) {
+      if (v[i] != sum + i) return fail("a segment saw another segment's write");
+    }
+    v[s % n] += 7;   // a sequential write: workers must see it next step (write notice)
+  }
+  std::puts("probe snapshot: ok");
+  return 0;
+}
+
+int sparse(calypso::Manager& m, std::size_t mib) {
+  const std::size_t pages = mib * 256;
+  auto* p = m.alloc<unsigned char>(pages * 4096);
+  m.parallel(touch_every_other_page, 1, Sparse{p, pages});
+  for (std::size_t i = 0; i < pages; ++i) {
+    unsigned char want = i % 2 == 0 ? static_cast<unsigned char>(1 + i % 251) : 0;
+    if (p[i * 4096 + (i % 4093)] != want) return fail("a sparse write is missing");
+  }
+  std::printf("probe sparse: ok (%zu pages written)\n", pages / 2);
+  return 0;
+}
+
+int kill_once_mode(calypso::Manager& m, const char* dir) {
+  const int segs = 8;
+  long* out = m.alloc<long>(segs * 512);
+  KillOnce args{out, {}};
+  std::snprintf(args.dir, sizeof args.dir, "%s", dir);
+  m.parallel(kill_once, segs, args);
+  for (int s = 0; s < segs; ++s) {
+    for (int i = 0; i < 512; ++i) {
+      if (out[s * 512 + i] != static_cast<long>(s) * 1000 + i) return fail("wrong value after a worker died");
+    }
+  }
+  std::printf("probe kill-once: ok (%llu re-executions)\n",
+              static_cast<unsigned long long>(m.stats().reexecutions));
+  return 0;
+}
+
+int pids(calypso::Manager& m, int steps, int ms) {
+  const int segs = 8;
+  long* out = m.alloc<long>(segs * 4096 / sizeof(long));
+  std::set<long> seen;
+  for (int s = 0; s < steps; ++s) {
+    m.parallel(record_pid, segs, Pids{out, ms});
+    for (int i = 0; i < segs; ++i) {
+      long pid = out[i * 4096 / sizeof(long)];
+      if (pid <= 0) return fail("a segment did not run");
+      seen.insert(pid);
+    }
+  }
+  std::printf("probe pids: ok (%zu distinct workers ran segments)\n", seen.size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  calypso::Runtime rt(argc, argv);
+  const std::string mode = argc > 1 ? argv[1] : "";
+  return rt.run([&](calypso::Manager& m) -> int {
+    if (mode == "adjacent") return adjacent(m);
+    if (mode == "snapshot") return snapshot(m, argc > 2 ? std::atoi(argv[2]) : 5);
+    if (mode == "sparse") return sparse(m, argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 512);
+    if (mode == "kill-once" && argc > 2) return kill_once_mode(m, argv[2]);
+    if (mode == "crash-always") {
+      m.parallel(crash_always, 4, Crash{m.alloc<long>(4)});
+      return 0;
+    }
+    if (mode == "pids") return pids(m, argc > 2 ? std::atoi(argv[2]) : 10, argc > 3 ? std::atoi(argv[3]) : 50);
+    if (mode == "null") {
+      m.parallel(deref_null, 1, Null{nullptr});
+      return 0;
+    }
+    return fail("unknown mode");
+  });
+}
