@@ -75,19 +75,26 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
   Config& c = impl_->config;
   c = Config::from_environment();
   log::set_level(c.log_level);
-  const std::size_t page = dsm::safe_page_size(c.region_size, c.page_size);
-  if (page != c.page_size) {
-    LOG_WARN("page size raised from %zu to %zu bytes so that a %zu MiB region stays under "
-             "vm.max_map_count mappings", c.page_size, page, c.region_size >> 20);
-    c.page_size = page;
-  }
   if (c.role == Role::manager) {
     log::set_prefix("manager");
+    // Workers take the geometry from the manager's welcome, so only the manager decides.
+    const std::size_t page = dsm::safe_page_size(c.region_size, c.page_size);
+    if (page != c.page_size) {
+      LOG_WARN("page size raised from %zu to %zu bytes so that a %zu MiB region can never "
+               "need more than vm.max_map_count mappings", c.page_size, page, c.region_size >> 20);
+      c.page_size = page;
+    }
     impl_->manager = std::make_unique<ManagerImpl>(c);
     publish_address(c, impl_->manager->job_address());
   } else {
     log::set_prefix("worker");
-    impl_->worker = std::make_unique<sched::WorkerLoop>(c);
+    // A worker that cannot join has nothing to hand back to the program: say why and stop.
+    try {
+      impl_->worker = std::make_unique<sched::WorkerLoop>(c);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      std::exit(1);
+    }
   }
 }
 

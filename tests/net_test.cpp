@@ -7,7 +7,9 @@
 #include "net/endpoint.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +71,21 @@ double cpu_ms(int who) {
   getrusage(who, &u);
   auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
   return ms(u.ru_utime) + ms(u.ru_stime);
+}
+
+// An idle wait(300ms) must time out having used (almost) no CPU: it sleeps in the
+// kernel (or, for a polled provider, wakes briefly a few hundred times). Measured for
+// this thread and the whole process, so that no helper thread spins either.
+void expect_idle_wait_is_cheap(Endpoint& e, const std::string& provider) {
+  const double thread0 = cpu_ms(RUSAGE_THREAD), self0 = cpu_ms(RUSAGE_SELF);
+  const bool woke = e.wait(300ms);
+  const double thread_used = cpu_ms(RUSAGE_THREAD) - thread0;
+  const double self_used = cpu_ms(RUSAGE_SELF) - self0;
+  EXPECT_FALSE(woke);
+  EXPECT_LT(thread_used, 30.0);
+  EXPECT_LT(self_used, 30.0);
+  std::printf("[ info     ] %s idle wait(300ms): %.2f ms CPU (thread), %.2f ms (process)\n",
+              provider.c_str(), thread_used, self_used);
 }
 
 class NetTest : public ::testing::TestWithParam<std::string> {
@@ -177,43 +194,64 @@ TEST_P(NetTest, IdleWaitUsesNoCpu) {
     a.poll([](const Event&) {});
     b.poll([](const Event&) {});
   }
-  const double thread0 = cpu_ms(RUSAGE_THREAD), self0 = cpu_ms(RUSAGE_SELF);
-  const bool woke = b.wait(300ms);
-  const double thread_used = cpu_ms(RUSAGE_THREAD) - thread0;
-  const double self_used = cpu_ms(RUSAGE_SELF) - self0;
-  EXPECT_FALSE(woke);
-  EXPECT_LT(thread_used, 30.0);
-  EXPECT_LT(self_used, 30.0);
-  std::printf("[ info     ] %s idle wait(300ms): %.2f ms CPU (thread), %.2f ms (process)\n",
-              GetParam().c_str(), thread_used, self_used);
+  expect_idle_wait_is_cheap(b, GetParam());
 }
 
-TEST_P(NetTest, WaitWakesOnMessageFromAnotherThread) {
-  Endpoint b = Endpoint::open(config());
-  const Address b_addr = b.local_address();
-  std::atomic<bool> done{false};
-  std::thread sender([&, cfg = config()] {
+// A second endpoint, driven by its own thread, that sends one message to `to` after
+// 100 ms and keeps progressing (rxm may need the sender's side) until destroyed.
+class DelayedSender {
+ public:
+  DelayedSender(const EndpointConfig& cfg, const Address& to) : thread_([this, cfg, to] {
     Endpoint a = Endpoint::open(cfg);
-    const PeerId to_b = a.add_peer(b_addr);
+    const PeerId peer = a.add_peer(to);
     std::this_thread::sleep_for(100ms);
-    EXPECT_EQ(a.send(to_b, bytes_of("wake up")), SendStatus::ok);
-    // Keep the sender's side progressing (rxm may need it) until b has the message.
-    for (auto end = Clock::now() + 10s; !done && Clock::now() < end;) {
+    EXPECT_EQ(a.send(peer, bytes_of("wake up")), SendStatus::ok);
+    for (auto end = Clock::now() + 10s; !done_ && Clock::now() < end;) {
       a.wait(20ms);
       a.poll([](const Event&) {});
     }
-  });
+  }) {}
+  ~DelayedSender() {
+    done_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+TEST_P(NetTest, WaitWakesOnMessageFromAnotherThread) {
+  Endpoint b = Endpoint::open(config());
+  DelayedSender sender(config(), b.local_address());
   std::string got;
   const auto start = Clock::now();
   const bool first = b.wait(5s);
-  for (bool woke = first; got.empty() && Clock::now() < start + 5s; woke = b.wait(1s)) {
-    if (!woke) continue;
-    b.poll([&](const Event& ev) { got = string_of(ev.data); });
+  // A wake-up may be for connection set-up only; then the message comes a bit later.
+  for (bool woke = first; got.empty() && Clock::now() < start + 5s;) {
+    if (woke) b.poll([&](const Event& ev) { got = string_of(ev.data); });
+    if (got.empty()) woke = b.wait(1s);
   }
-  done = true;
-  sender.join();
   EXPECT_TRUE(first);
   EXPECT_EQ(got, "wake up");
+}
+
+// The event-loop contract: poll(), ready_to_sleep(), then block on wait_fd().
+TEST_P(NetTest, WaitFdWakesAnEventLoop) {
+  Endpoint b = Endpoint::open(config());
+  ASSERT_GE(b.wait_fd(), 0);
+  DelayedSender sender(config(), b.local_address());
+  std::string got;
+  int sleeps = 0;
+  for (auto end = Clock::now() + 5s; got.empty() && Clock::now() < end;) {
+    b.poll([&](const Event& ev) { got = string_of(ev.data); });
+    if (!got.empty() || !b.ready_to_sleep()) continue;
+    pollfd p{b.wait_fd(), POLLIN, 0};
+    ::poll(&p, 1, 1000);
+    ++sleeps;
+  }
+  EXPECT_EQ(got, "wake up");
+  EXPECT_LT(sleeps, 1000) << "the loop woke far too often";
 }
 
 // --- a peer in a child process that is SIGKILLed ---------------------------------
@@ -249,29 +287,77 @@ std::string read_line(int fd) {
   _exit(1);
 }
 
-// Sends to the dead child until an error shows up or the budget is spent; returns a
-// description of the outcome.
-std::string send_until_error(Endpoint& e, PeerId dead, std::chrono::seconds budget) {
+// What sending to a dead peer ends in: the first send that is not `ok` (or a
+// peer_error event), with how many sends came before it.
+struct DeadPeerOutcome {
+  std::string what = "nothing";   // "again", "peer_failed", "peer_error <code>"
+  int ok_before = 0;
+  bool ended() const { return what != "nothing"; }
+};
+
+// Every send() must return within its patience (plus slack for a loaded machine).
+DeadPeerOutcome send_until_refused(Endpoint& e, PeerId dead, std::chrono::seconds budget) {
   const auto msg = make_message(1, 64 * 1024);
-  int ok = 0, again = 0;
-  std::string outcome;
-  for (auto end = Clock::now() + budget; outcome.empty() && Clock::now() < end;) {
+  DeadPeerOutcome out;
+  for (auto end = Clock::now() + budget; !out.ended() && Clock::now() < end;) {
+    const auto start = Clock::now();
     const SendStatus s = e.send(dead, msg, 200ms);
-    std::fprintf(stderr, "DBG %ld send %d\n", (long)std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count() % 100000, (int)s);
-    ok += s == SendStatus::ok;
-    again += s == SendStatus::again;
-    if (s == SendStatus::peer_failed) outcome = "peer_failed";
+    EXPECT_LT(Clock::now() - start, 2s);
+    if (s == SendStatus::ok) ++out.ok_before;
+    if (s == SendStatus::again) out.what = "again";
+    if (s == SendStatus::peer_failed) out.what = "peer_failed";
     e.poll([&](const Event& ev) {
       if (ev.kind == Event::Kind::peer_error && ev.peer == dead) {
-        outcome = "peer_error " + std::to_string(ev.error);
+        out.what = "peer_error " + std::to_string(ev.error);
       }
     });
-    if (outcome.empty()) e.wait(50ms);
+    if (!out.ended()) e.wait(50ms);
   }
-  if (outcome.empty()) outcome = "no error";
-  return outcome + " after " + std::to_string(ok) + " ok, " + std::to_string(again) + " again";
+  return out;
 }
 
+// A SIGKILLed shm endpoint cannot unlink its shared-memory region ("fi_shm://<name>"
+// lives in /dev/shm/<name>); the test removes it so that runs leave nothing behind.
+void remove_shm_leftover(const Address& a) {
+  const std::string prefix = "fi_shm://";
+  std::string name = string_of(a.bytes);
+  name = name.substr(0, name.find('\0'));
+  if (name.rfind(prefix, 0) == 0) ::shm_unlink(("/" + name.substr(prefix.size())).c_str());
+}
+
+// Sends `count` messages of `size` bytes from e to a fresh endpoint, progressing both,
+// and returns how many arrived within `budget`.
+int deliver_to_fresh_peer(Endpoint& e, const EndpointConfig& cfg, std::size_t size, int count,
+                          std::chrono::seconds budget) {
+  Endpoint live = Endpoint::open(cfg);
+  const PeerId to = e.add_peer(live.local_address());
+  int got = 0;
+  auto on_live = [&](const Event& ev) { got += ev.kind == Event::Kind::message; };
+  const auto msg = make_message(2, size);
+  const auto end = Clock::now() + budget;
+  for (int sent = 0; sent < count && Clock::now() < end;) {
+    if (e.send(to, msg, 0ms) == SendStatus::ok) ++sent;
+    if (live.poll(on_live) == 0) live.wait(1ms);
+    e.poll([](const Event&) {});
+  }
+  while (got < count && Clock::now() < end) {
+    if (live.poll(on_live) == 0) live.wait(10ms);
+    e.poll([](const Event&) {});
+  }
+  e.remove_peer(to);
+  return got;
+}
+
+// Measured here (libfabric 1.17):
+//  - tcp;ofi_rxm returns `again` from the first send after the kill on: rxm retries the
+//    refused connection every couple of seconds and reports no error; a send posted as
+//    the connection dropped never completes (and its domain is then busy at close).
+//  - shm accepts sends into the dead peer's queue until every send buffer waits for a
+//    completion that never comes, then returns `again`. Worse, shm completes sends in
+//    order, so every later send above its inject size (4 KiB) from this endpoint, to
+//    any peer, stays incomplete too; injected (small) messages still flow.
+// Neither hangs, crashes or raises SIGPIPE, and remove_peer gives the stuck send
+// buffers back.
 TEST_P(NetTest, KilledPeerNeitherHangsNorCrashes) {
   int to_parent[2], to_child[2];
   ASSERT_EQ(::pipe(to_parent), 0);
@@ -290,7 +376,8 @@ TEST_P(NetTest, KilledPeerNeitherHangsNorCrashes) {
     }
   } reaper{pid};
   Endpoint e = Endpoint::open(config());
-  const PeerId child = e.add_peer(Address::from_string(read_line(to_parent[0])));
+  const Address child_addr = Address::from_string(read_line(to_parent[0]));
+  const PeerId child = e.add_peer(child_addr);
   write_line(to_child[1], e.local_address().to_string());
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(e.send(child, bytes_of("ping " + std::to_string(i))), SendStatus::ok);
@@ -306,14 +393,19 @@ TEST_P(NetTest, KilledPeerNeitherHangsNorCrashes) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   reaper.pid = -1;
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-  const std::string outcome = send_until_error(e, child, 20s);
-  std::printf("[ info     ] %s send to killed peer: %s\n", GetParam().c_str(), outcome.c_str());
-  // tcp sees the connection reset; shm writes into the dead peer's shared queue and may
-  // only ever report "again" once that fills, so for shm it is enough not to hang/crash.
-  if (GetParam() == "tcp") {
-    EXPECT_EQ(outcome.rfind("no error", 0), std::string::npos) << outcome;
-  }
+  remove_shm_leftover(child_addr);
+  const DeadPeerOutcome out = send_until_refused(e, child, 20s);
+  std::printf("[ info     ] %s, send to killed peer: %s after %d ok\n", GetParam().c_str(),
+              out.what.c_str(), out.ok_before);
+  EXPECT_TRUE(out.ended()) << "sends to a dead peer kept succeeding";
   e.remove_peer(child);
+  const int depth = static_cast<int>(config().send_depth);
+  EXPECT_EQ(deliver_to_fresh_peer(e, config(), 16, depth + 2, 10s), depth + 2);
+  if (GetParam() != "shm") {
+    EXPECT_EQ(deliver_to_fresh_peer(e, config(), 64 * 1024, depth + 2, 10s), depth + 2);
+  }
+  for (int i = 0; i < 20 && e.wait(50ms); ++i) e.poll([](const Event&) {});
+  expect_idle_wait_is_cheap(e, GetParam() + " after a dead peer");
   ::close(to_parent[0]);
   ::close(to_child[1]);
 }

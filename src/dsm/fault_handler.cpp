@@ -10,6 +10,7 @@
 #include <calypso/error.hpp>
 
 #include <csignal>
+#include <dlfcn.h>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -67,6 +68,18 @@ void on_sigsegv(int sig, siginfo_t* info, void* ucontext) {
   }
 }
 
+// libfabric's psm provider loads libinfinipath, which installs a SIGSEGV handler that
+// prints a backtrace, writes a .btr file into the working directory and exits with 1
+// (unless IPATH_NO_BACKTRACE is set). Forwarding to it would turn a program's own crash
+// into "exit 1"; the program did not ask for it, so it is treated as the default action.
+bool installed_by_fabric_library(const struct sigaction& sa) {
+  void* fn = (sa.sa_flags & SA_SIGINFO) != 0 ? reinterpret_cast<void*>(sa.sa_sigaction)
+                                              : reinterpret_cast<void*>(sa.sa_handler);
+  Dl_info info{};
+  if (fn == nullptr || dladdr(fn, &info) == 0 || info.dli_fname == nullptr) return false;
+  return std::strstr(info.dli_fname, "infinipath") != nullptr || std::strstr(info.dli_fname, "libpsm") != nullptr;
+}
+
 }  // namespace
 
 FaultHandler::FaultHandler(void* base, std::size_t size, FaultTarget& target, void (*abort_hook)()) {
@@ -83,6 +96,10 @@ FaultHandler::FaultHandler(void* base, std::size_t size, FaultTarget& target, vo
   if (sigaction(SIGSEGV, &sa, &g_state.previous) != 0) {
     g_state.target = nullptr;
     throw Error(std::string("calypso: sigaction(SIGSEGV) failed: ") + std::strerror(errno));
+  }
+  if (installed_by_fabric_library(g_state.previous)) {
+    g_state.previous = {};
+    g_state.previous.sa_handler = SIG_DFL;
   }
 }
 

@@ -9,11 +9,12 @@ Heap::Heap(std::size_t begin, std::size_t end) {
 
 std::optional<std::size_t> Heap::allocate(std::size_t bytes, std::size_t align) {
   if (bytes == 0) bytes = 1;
+  if (bytes > (std::size_t{1} << 62) || align == 0 || align > (std::size_t{1} << 40)) return std::nullopt;
   bytes = (bytes + 15) / 16 * 16;
   for (auto it = free_.begin(); it != free_.end(); ++it) {
     auto [start, size] = *it;
     std::size_t aligned = (start + align - 1) / align * align;
-    if (aligned - start + bytes > size) continue;
+    if (aligned - start > size || bytes > size - (aligned - start)) continue;
     free_.erase(it);
     if (aligned > start) free_.emplace(start, aligned - start);
     std::size_t end = start + size;

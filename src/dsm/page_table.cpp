@@ -16,14 +16,18 @@ Access access_of(PageState s) {
 }  // namespace
 
 PageTable::PageTable(const Region& region, PageState initial)
-    : region_(region), states_(region.pages(), initial) {
+    : region_(region), states_(region.pages(), initial), listed_(region.pages(), 0) {
   dirty_.reserve(region.pages());  // the fault path must not allocate
 }
 
 int PageTable::set(PageNumber first, PageNumber count, PageState s) noexcept {
   if (int err = region_.protect(first, count, access_of(s)); err != 0) return err;
   for (PageNumber p = first; p < first + count; ++p) {
-    if (s == PageState::dirty && states_[p] != PageState::dirty) dirty_.push_back(p);
+    // listed_ keeps a page that goes dirty, clean and dirty again off the list twice.
+    if (s == PageState::dirty && listed_[p] == 0) {
+      listed_[p] = 1;
+      dirty_.push_back(p);
+    }
     states_[p] = s;
   }
   return 0;
@@ -45,6 +49,7 @@ std::vector<PageNumber> PageTable::take_dirty() {
   out.swap(dirty_);
   dirty_.reserve(states_.size());
   std::sort(out.begin(), out.end());
+  for (PageNumber p : out) listed_[p] = 0;
   return out;
 }
 

@@ -32,6 +32,7 @@ class PageTable {
  private:
   const Region& region_;
   std::vector<PageState> states_;
+  std::vector<std::uint8_t> listed_;   // 1 while the page is on dirty_
   std::vector<PageNumber> dirty_;   // appended on the fault path: reserved up front
 };
 

@@ -25,9 +25,11 @@ JobAddress JobAddress::parse(const std::string& text) {
   j.provider = text.substr(0, a);
   j.endpoint = text.substr(a + 1, b - a - 1);
   std::string key = text.substr(b + 1);
-  char* end = nullptr;
-  j.job_key = std::strtoull(key.c_str(), &end, 16);
-  if (*end != '\0') throw Error("bad job key in manager address '" + text + "'");
+  if (key.empty() || key.size() > 16 ||
+      key.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    throw Error("bad job key in manager address '" + text + "': expected up to 16 hex digits");
+  }
+  j.job_key = std::strtoull(key.c_str(), nullptr, 16);
   return j;
 }
 

@@ -26,6 +26,7 @@ struct Options {
   std::string join;
   std::string bind;
   std::string pid_file;
+  std::string address_file;
   std::vector<std::string> program;
 };
 
@@ -41,6 +42,7 @@ void usage(FILE* out) {
       "  -j, --join ADDRESS   start N (default 1) workers for a running job; ADDRESS is\n"
       "                       what the manager printed (PROVIDER/ENDPOINT/KEY)\n"
       "      --pid-file FILE  write 'manager PID' and 'worker PID' lines (for tools)\n"
+      "      --address-file FILE  write the job address there once it is known\n"
       "  -h, --help           this text\n");
 }
 
@@ -50,6 +52,7 @@ Options parse(int argc, char** argv) {
       {"workers", required_argument, nullptr, 'n'}, {"provider", required_argument, nullptr, 'p'},
       {"bind", required_argument, nullptr, 'b'},    {"join", required_argument, nullptr, 'j'},
       {"pid-file", required_argument, nullptr, 'P'}, {"help", no_argument, nullptr, 'h'},
+      {"address-file", required_argument, nullptr, 'A'},
       {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "+n:p:b:j:h", longs, nullptr)) != -1) {
@@ -69,6 +72,7 @@ Options parse(int argc, char** argv) {
       case 'b': o.bind = optarg; break;
       case 'j': o.join = optarg; break;
       case 'P': o.pid_file = optarg; break;
+      case 'A': o.address_file = optarg; break;
       case 'h': usage(stdout); std::exit(0);
       default: usage(stderr); std::exit(2);
     }
@@ -146,7 +150,8 @@ int run_job(const Options& o) {
     return 1;
   }
   const std::string dir = dir_template, address_file = dir + "/address";
-  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "manager"}, {"CALYPSO_PROVIDER", o.provider},
+  // IPATH_NO_BACKTRACE: keep libinfinipath (loaded by libfabric) from installing a crash handler.
+  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "manager"}, {"CALYPSO_PROVIDER", o.provider}, {"IPATH_NO_BACKTRACE", "1"},
                                          {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", job_key()}};
   if (!o.bind.empty()) env["CALYPSO_BIND"] = o.bind;
   pid_t manager = launcher.spawn(o.program, env);
@@ -156,7 +161,8 @@ int run_job(const Options& o) {
   int rc = manager_status != -1 ? calypso::tools::shell_code(manager_status) : 1;
   if (!address.empty()) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
-    std::map<std::string, std::string> wenv{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", address}};
+    if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
+    std::map<std::string, std::string> wenv{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", address}, {"IPATH_NO_BACKTRACE", "1"}};
     for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, wenv));
     rc = supervise(launcher, manager);
   }
@@ -169,7 +175,7 @@ int run_job(const Options& o) {
 int join_job(const Options& o) {
   Launcher launcher;
   PidFile pids(o.pid_file);
-  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", o.join}};
+  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", o.join}, {"IPATH_NO_BACKTRACE", "1"}};
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, env));
   int rc = 0;
   while (launcher.children() > 0) {

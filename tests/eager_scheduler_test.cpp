@@ -1,0 +1,272 @@
+// Tests of the eager scheduler (sched/eager_scheduler.hpp), which is pure logic.
+//
+// Directed tests pin down each rule of the policy: unstarted segments first and in
+// order; then re-runs of unfinished segments, fewest runners first and oldest start
+// next, never one the asking worker already runs; the first completion wins; failures
+// are counted and stop a segment at max_attempts; an abandoned segment is handed out
+// again. A seeded random simulation of several workers that complete, abandon and
+// stall at random then checks the property the manager relies on: every segment is
+// completed exactly once, whatever the interleaving.
+#include "sched/eager_scheduler.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace calypso::sched {
+namespace {
+
+// Picks the next segment for w and fails the test if there is none.
+Pick must_pick(EagerScheduler& s, WorkerId w) {
+  std::optional<Pick> p = s.next_for(w);
+  EXPECT_TRUE(p.has_value()) << "worker " << w << " got no work";
+  return p.value_or(Pick{~0u, 0});
+}
+
+TEST(EagerScheduler, UnstartedSegmentsGoFirstInOrder) {
+  EagerScheduler s(5, 3);
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    Pick p = must_pick(s, 10 + i);
+    EXPECT_EQ(p.segment, i);
+    EXPECT_EQ(p.attempt, 1u);
+    EXPECT_EQ(s.attempts(i), 1u);
+  }
+  EXPECT_FALSE(s.all_done());
+}
+
+TEST(EagerScheduler, OneWorkerGetsEveryUnstartedSegmentBeforeAnyRerun) {
+  // A worker that may run several segments at once still gets new ones before re-runs.
+  EagerScheduler s(3, 3);
+  EXPECT_EQ(must_pick(s, 1).segment, 0u);
+  EXPECT_EQ(must_pick(s, 1).segment, 1u);
+  EXPECT_EQ(must_pick(s, 1).segment, 2u);
+  // Everything unfinished is running on worker 1 itself: nothing left for it.
+  EXPECT_FALSE(s.next_for(1).has_value());
+}
+
+TEST(EagerScheduler, ZeroSegmentsIsDoneAtOnce) {
+  EagerScheduler s(0, 3);
+  EXPECT_TRUE(s.all_done());
+  EXPECT_FALSE(s.next_for(1).has_value());
+}
+
+TEST(EagerScheduler, RerunPicksOldestStartAmongEquallyRunSegments) {
+  EagerScheduler s(4, 3);
+  for (WorkerId w = 1; w <= 4; ++w) EXPECT_EQ(must_pick(s, w).segment, w - 1);
+  EXPECT_TRUE(s.complete(0, 1));
+  // Segments 1..3 each have one runner; 1 was started first.
+  Pick p = must_pick(s, 1);
+  EXPECT_EQ(p.segment, 1u);
+  EXPECT_EQ(p.attempt, 2u);
+  // Now 1 has two runners, 2 and 3 one each; 2 is older.
+  p = must_pick(s, 5);
+  EXPECT_EQ(p.segment, 2u);
+  EXPECT_EQ(p.attempt, 2u);
+  p = must_pick(s, 6);
+  EXPECT_EQ(p.segment, 3u);
+}
+
+TEST(EagerScheduler, FewestRunnersWinsOverAnOlderStart) {
+  EagerScheduler s(2, 3);
+  EXPECT_EQ(must_pick(s, 1).segment, 0u);  // t=1
+  EXPECT_EQ(must_pick(s, 2).segment, 1u);  // t=2
+  EXPECT_EQ(must_pick(s, 3).segment, 0u);  // t=3, tie on runners: 0 is older
+  EXPECT_EQ(must_pick(s, 4).segment, 1u);  // t=4, 1 has fewer runners
+  EXPECT_FALSE(s.abandon(1, 2, false));
+  // 0: two runners, last started at t=3; 1: one runner, last started at t=4.
+  EXPECT_EQ(must_pick(s, 5).segment, 1u);
+  // Now both have two runners and 0's last start (t=3) is older than 1's (t=5).
+  EXPECT_EQ(must_pick(s, 6).segment, 0u);
+}
+
+TEST(EagerScheduler, NeverHandsAWorkerASegmentItIsRunning) {
+  EagerScheduler s(1, 3);
+  EXPECT_EQ(must_pick(s, 1).segment, 0u);
+  EXPECT_FALSE(s.next_for(1).has_value());
+  Pick p = must_pick(s, 2);
+  EXPECT_EQ(p.segment, 0u);
+  EXPECT_EQ(p.attempt, 2u);
+  EXPECT_FALSE(s.next_for(1).has_value());
+  EXPECT_FALSE(s.next_for(2).has_value());
+  EXPECT_EQ(must_pick(s, 3).attempt, 3u);
+  // Once worker 1 gives its copy up it may get the segment again.
+  EXPECT_FALSE(s.abandon(0, 1, false));
+  p = must_pick(s, 1);
+  EXPECT_EQ(p.segment, 0u);
+  EXPECT_EQ(p.attempt, 4u);
+}
+
+TEST(EagerScheduler, FirstCompletionWins) {
+  EagerScheduler s(2, 3);
+  must_pick(s, 1);
+  must_pick(s, 2);
+  must_pick(s, 3);  // re-run of segment 0
+  EXPECT_FALSE(s.done(0));
+  EXPECT_TRUE(s.complete(0, 3));
+  EXPECT_TRUE(s.done(0));
+  EXPECT_FALSE(s.complete(0, 1));  // late duplicate
+  EXPECT_FALSE(s.complete(0, 3));  // same worker again
+  EXPECT_FALSE(s.all_done());
+  EXPECT_TRUE(s.complete(1, 2));
+  EXPECT_TRUE(s.all_done());
+  EXPECT_FALSE(s.complete(1, 7));  // a worker that never ran it
+  EXPECT_TRUE(s.all_done());
+  EXPECT_FALSE(s.next_for(1).has_value());
+  EXPECT_FALSE(s.next_for(99).has_value());
+}
+
+TEST(EagerScheduler, ACompletedSegmentIsNeverRerun) {
+  EagerScheduler s(3, 3);
+  for (WorkerId w = 1; w <= 3; ++w) must_pick(s, w);
+  EXPECT_TRUE(s.complete(1, 2));
+  for (WorkerId w = 10; w < 20; ++w) {
+    std::optional<Pick> p = s.next_for(w);
+    ASSERT_TRUE(p.has_value());
+    EXPECT_NE(p->segment, 1u);
+  }
+}
+
+TEST(EagerScheduler, ResultOfAnAbandonedRunStillCounts) {
+  // A worker suspected dead may deliver its result later; it is the first, so it wins.
+  EagerScheduler s(1, 3);
+  must_pick(s, 1);
+  EXPECT_FALSE(s.abandon(0, 1, true));
+  EXPECT_TRUE(s.complete(0, 1));
+  EXPECT_TRUE(s.all_done());
+}
+
+TEST(EagerScheduler, AbandonCountsFailuresUpToMaxAttempts) {
+  EagerScheduler s(1, 3);
+  for (std::uint32_t i = 1; i <= 2; ++i) {
+    must_pick(s, i);
+    EXPECT_FALSE(s.abandon(0, i, true)) << "failure " << i;
+    EXPECT_EQ(s.failures(0), i);
+  }
+  must_pick(s, 3);
+  EXPECT_TRUE(s.abandon(0, 3, true));
+  EXPECT_EQ(s.failures(0), 3u);
+  EXPECT_FALSE(s.done(0));
+}
+
+TEST(EagerScheduler, AbandonWithoutFailureDoesNotCount) {
+  EagerScheduler s(1, 1);
+  for (WorkerId w = 1; w <= 5; ++w) {
+    must_pick(s, w);
+    EXPECT_FALSE(s.abandon(0, w, false));  // a worker that left politely
+  }
+  EXPECT_EQ(s.failures(0), 0u);
+  must_pick(s, 6);
+  EXPECT_TRUE(s.abandon(0, 6, true));  // max_attempts = 1: the first failure is fatal
+}
+
+TEST(EagerScheduler, AbandonAfterCompletionIsNotAFailure) {
+  EagerScheduler s(1, 1);
+  must_pick(s, 1);
+  must_pick(s, 2);
+  EXPECT_TRUE(s.complete(0, 2));
+  EXPECT_FALSE(s.abandon(0, 1, true));
+  EXPECT_EQ(s.failures(0), 0u);
+}
+
+TEST(EagerScheduler, AbandonedSegmentIsAvailableAgain) {
+  EagerScheduler s(2, 5);
+  EXPECT_EQ(must_pick(s, 1).segment, 0u);
+  EXPECT_EQ(must_pick(s, 2).segment, 1u);
+  EXPECT_TRUE(s.complete(1, 2));
+  EXPECT_FALSE(s.abandon(0, 1, true));
+  Pick p = must_pick(s, 3);
+  EXPECT_EQ(p.segment, 0u);
+  EXPECT_EQ(p.attempt, 2u);
+  EXPECT_EQ(s.attempts(0), 2u);
+  // The worker that failed it may run it again too (its crash may have been unrelated).
+  EXPECT_EQ(must_pick(s, 1).segment, 0u);
+}
+
+TEST(EagerScheduler, AbandonedSegmentPreferredOverARunningOne) {
+  EagerScheduler s(2, 5);
+  EXPECT_EQ(must_pick(s, 1).segment, 0u);
+  EXPECT_EQ(must_pick(s, 2).segment, 1u);
+  EXPECT_FALSE(s.abandon(1, 2, true));
+  // 0 has a runner and is older; 1 has none.
+  EXPECT_EQ(must_pick(s, 3).segment, 1u);
+}
+
+// A random interleaving of several workers. Each worker may run up to two segments at
+// once (a worker that asks for more work while a copy of a segment is still running,
+// e.g. a stalled one, must not get a second copy of it).
+TEST(EagerScheduler, RandomSimulationCompletesEverySegmentExactlyOnce) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    const std::uint32_t segments = 1 + static_cast<std::uint32_t>(rng() % 60);
+    const WorkerId workers = 1 + static_cast<WorkerId>(rng() % 6);
+    EagerScheduler s(segments, 1000000);
+    std::vector<std::set<std::uint32_t>> running(workers + 1);
+    std::vector<std::uint32_t> applied(segments, 0), handed(segments, 0), failures(segments, 0);
+
+    std::uint64_t steps = 0;
+    while (!s.all_done()) {
+      ASSERT_LT(++steps, 1000000u) << "simulation does not terminate";
+      const WorkerId w = 1 + static_cast<WorkerId>(rng() % workers);
+      auto& mine = running[w];
+      const unsigned action = static_cast<unsigned>(rng() % 10);
+      if (mine.empty() || (action < 3 && mine.size() < 2)) {
+        std::optional<Pick> p = s.next_for(w);
+        if (!p) {
+          // Only allowed if every unfinished segment is running on w.
+          for (std::uint32_t i = 0; i < segments; ++i) {
+            if (!s.done(i)) {
+              ASSERT_TRUE(mine.count(i)) << "segment " << i << " withheld from " << w;
+            }
+          }
+          continue;
+        }
+        ASSERT_LT(p->segment, segments);
+        ASSERT_FALSE(s.done(p->segment)) << "done segment handed out";
+        ASSERT_FALSE(mine.count(p->segment)) << "worker got a segment it is running";
+        ASSERT_EQ(p->attempt, ++handed[p->segment]);
+        mine.insert(p->segment);
+        continue;
+      }
+      auto it = mine.begin();
+      std::advance(it, static_cast<long>(rng() % mine.size()));
+      const std::uint32_t seg = *it;
+      if (action < 8) {
+        const bool first = !s.done(seg);
+        EXPECT_EQ(s.complete(seg, w), first);
+        if (first) ++applied[seg];
+        mine.erase(it);
+      } else {
+        const bool failure = action == 9;
+        const bool was_done = s.done(seg);
+        EXPECT_FALSE(s.abandon(seg, w, failure));
+        if (failure && !was_done) ++failures[seg];
+        EXPECT_EQ(s.failures(seg), failures[seg]);
+        mine.erase(it);
+      }
+      // Unstarted segments are handed out in order: a started one implies all before it.
+      for (std::uint32_t i = 1; i < segments; ++i) {
+        if (s.attempts(i) > 0) {
+          ASSERT_GT(s.attempts(i - 1), 0u);
+        }
+      }
+    }
+    for (std::uint32_t i = 0; i < segments; ++i) {
+      EXPECT_EQ(applied[i], 1u) << "segment " << i;
+      EXPECT_TRUE(s.done(i));
+      EXPECT_EQ(s.attempts(i), handed[i]);
+    }
+    // Late results of copies still running are all discarded.
+    for (WorkerId w = 1; w <= workers; ++w) {
+      for (std::uint32_t seg : running[w]) EXPECT_FALSE(s.complete(seg, w));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace calypso::sched

@@ -1,0 +1,548 @@
+// Tests of the SIGSEGV handler (dsm/fault_handler.hpp) and the worker's page cache
+// (dsm/page_cache.hpp).
+//
+// Faults outside the shared region are the program's own: forked children show that
+// they still kill the process with SIGSEGV, or reach the handler the program installed
+// before, exactly as without the library. Faults inside the region reach the target.
+// The page cache is driven by real faults against a test double of the manager (a
+// PageSource serving a private "home" copy and counting fetches): reads fetch whole
+// groups once, writes make twins, the diffs of a segment reproduce exactly what it
+// wrote when applied to home, the region reads the snapshot again afterwards, write
+// notices force a re-fetch, and a "stale" answer turns into an abort of the segment.
+#include "dsm/diff.hpp"
+#include "dsm/fault_handler.hpp"
+#include "dsm/page_cache.hpp"
+#include "dsm/region.hpp"
+#include "dsm/result_format.hpp"
+
+#include <calypso/error.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <fcntl.h>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace calypso::dsm {
+namespace {
+
+constexpr std::size_t kPage = 16384;
+constexpr PageNumber kPages = 64;
+constexpr std::size_t kSize = kPage * kPages;
+constexpr PageNumber kGroup = 5;   // pages per fetch: 64 is not a multiple, the last group is short
+
+// Distinct addresses per test: a region outlives nothing, but a mistake should not
+// turn into a clash that hides the real failure.
+std::uintptr_t address_for(int k) { return 0x3d0000000000ULL + (std::uintptr_t{0x60} + k) * (std::uintptr_t{1} << 32); }
+
+// How a forked child that runs fn ended: "exit N" or "signal N".
+template <class Fn>
+std::string run_in_child(Fn fn) {
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) return "fork failed";
+  if (pid == 0) {
+    alarm(10);  // a child that hangs must not hang the test
+    // Its dying words (backtraces, "fatal fault") are expected; keep the log readable.
+    if (int null = open("/dev/null", O_WRONLY); null >= 0) dup2(null, STDERR_FILENO);
+    fn();
+    _exit(0);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return "waitpid failed";
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "unknown";
+}
+const std::string kSegv = "signal " + std::to_string(SIGSEGV);
+
+// libinfinipath, pulled in with libfabric, installs a SIGSEGV handler at load time that
+// prints a backtrace and exits 1. Children that model "a program without handlers"
+// start from the default disposition.
+void default_sigsegv() { signal(SIGSEGV, SIG_DFL); }
+
+// Accesses that may fault. The fence after each one tells the compiler that the signal
+// handler may have changed any memory (counters, statistics) meanwhile.
+std::byte load(const std::byte* p) {
+  const std::byte v = *static_cast<const volatile std::byte*>(p);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  return v;
+}
+void store(std::byte* p, std::byte v) {
+  *static_cast<volatile std::byte*>(p) = v;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+// A null pointer the compiler cannot see (a visible null dereference may become a trap).
+volatile std::uintptr_t g_zero = 0;
+void touch(std::uintptr_t address) { (void)*reinterpret_cast<volatile const char*>(address); }
+void touch_null() { touch(g_zero); }
+
+// A target that must never be asked: exits 3 if it is.
+class NeverTarget final : public FaultTarget {
+ public:
+  FaultOutcome on_fault(void*, bool) noexcept override { _exit(3); }
+};
+
+// Previously installed handlers: record what they saw and exit with a telling status.
+volatile sig_atomic_t g_flag = 0;
+void previous_siginfo(int sig, siginfo_t* info, void*) {
+  g_flag = 1;
+  _exit(sig == SIGSEGV && info->si_addr == nullptr && g_flag == 1 ? 42 : 41);
+}
+void previous_plain(int sig) { _exit(sig == SIGSEGV ? 43 : 44); }
+
+TEST(FaultHandler, ForeignFaultStillKillsWithSigsegv) {
+  EXPECT_EQ(run_in_child([] {
+              default_sigsegv();
+              Region r = Region::map(address_for(0), kSize, kPage, Access::none);
+              NeverTarget target;
+              FaultHandler h(r.base(), r.size(), target);
+              touch_null();
+            }),
+            kSegv);
+}
+
+TEST(FaultHandler, ForeignFaultReachesPreviousSiginfoHandler) {
+  EXPECT_EQ(run_in_child([] {
+              struct sigaction sa {};
+              sa.sa_sigaction = &previous_siginfo;
+              sa.sa_flags = SA_SIGINFO;
+              sigemptyset(&sa.sa_mask);
+              sigaction(SIGSEGV, &sa, nullptr);
+              Region r = Region::map(address_for(1), kSize, kPage, Access::none);
+              NeverTarget target;
+              FaultHandler h(r.base(), r.size(), target);
+              touch_null();
+            }),
+            "exit 42");
+}
+
+TEST(FaultHandler, ForeignFaultReachesPreviousPlainHandler) {
+  EXPECT_EQ(run_in_child([] {
+              signal(SIGSEGV, &previous_plain);
+              Region r = Region::map(address_for(2), kSize, kPage, Access::none);
+              NeverTarget target;
+              FaultHandler h(r.base(), r.size(), target);
+              touch_null();
+            }),
+            "exit 43");
+}
+
+TEST(FaultHandler, ForeignFaultEndsTheProcessAsWithoutTheHandler) {
+  // Whatever this process inherited (here libinfinipath's handler), the fault ends the
+  // child the same way with and without the DSM handler in between. The children run in
+  // a scratch directory: libinfinipath's handler leaves a *.btr file in the working one.
+  char tmpl[] = "/tmp/calypso-fault-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string without = run_in_child([&] {
+    if (chdir(dir.c_str()) != 0) _exit(6);
+    touch_null();
+  });
+  const std::string with = run_in_child([&] {
+    if (chdir(dir.c_str()) != 0) _exit(6);
+    Region r = Region::map(address_for(3), kSize, kPage, Access::none);
+    NeverTarget target;
+    FaultHandler h(r.base(), r.size(), target);
+    touch_null();
+  });
+  std::filesystem::remove_all(dir);
+  EXPECT_NE(without, "exit 0");
+  EXPECT_NE(without, "exit 6");
+  EXPECT_EQ(with, without);
+}
+
+TEST(FaultHandler, FaultsJustOutsideTheRegionAreForeign) {
+  for (bool after : {false, true}) {
+    EXPECT_EQ(run_in_child([after] {
+                default_sigsegv();
+                Region r = Region::map(address_for(4), kSize, kPage, Access::none);
+                // Guard pages on both sides, so that the touched addresses are mapped but denied.
+                const std::uintptr_t below = address_for(4) - kPage, above = address_for(4) + kSize;
+                for (std::uintptr_t g : {below, above}) {
+                  void* p = mmap(reinterpret_cast<void*>(g), kPage, PROT_NONE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+                  if (p != reinterpret_cast<void*>(g)) _exit(5);
+                }
+                NeverTarget target;
+                FaultHandler h(r.base(), r.size(), target);
+                touch(after ? above : below + kPage - 1);
+              }),
+              kSegv)
+        << (after ? "first byte after the region" : "last byte before the region");
+  }
+}
+
+// A target that opens the faulting page and records what it saw.
+class OpeningTarget final : public FaultTarget {
+ public:
+  explicit OpeningTarget(const Region& r) : region_(r) {}
+  FaultOutcome on_fault(void* address, bool is_write) noexcept override {
+    last_address = address;
+    last_write = is_write;
+    ++faults;
+    if (region_.protect(region_.page_of(address), 1, Access::read_write) != 0) return FaultOutcome::fatal;
+    return FaultOutcome::resolved;
+  }
+  void* last_address = nullptr;
+  bool last_write = false;
+  int faults = 0;
+
+ private:
+  const Region& region_;
+};
+
+TEST(FaultHandler, FaultsInTheRegionReachTheTarget) {
+  Region r = Region::map(address_for(5), kSize, kPage, Access::none);
+  r.runtime_page(7)[100] = std::byte{0x77};
+  OpeningTarget target(r);
+  {
+    FaultHandler h(r.base(), r.size(), target);
+    EXPECT_EQ(load(r.user_page(7) + 100), std::byte{0x77});
+    EXPECT_EQ(target.faults, 1);
+    EXPECT_EQ(target.last_address, r.user_page(7) + 100);
+#if defined(__x86_64__)
+    EXPECT_FALSE(target.last_write);
+#endif
+    store(r.user_page(9) + kPage - 1, std::byte{1});
+    EXPECT_EQ(target.faults, 2);
+    EXPECT_EQ(target.last_address, r.user_page(9) + kPage - 1);
+#if defined(__x86_64__)
+    EXPECT_TRUE(target.last_write);
+#endif
+    EXPECT_EQ(r.runtime_page(9)[kPage - 1], std::byte{1});
+    // An open page does not fault again.
+    store(r.user_page(7), std::byte{2});
+    EXPECT_EQ(target.faults, 2);
+  }
+}
+
+TEST(FaultHandler, OneAtATimeAndRestoresThePreviousDisposition) {
+  struct sigaction before {};
+  ASSERT_EQ(sigaction(SIGSEGV, nullptr, &before), 0);
+  Region r = Region::map(address_for(6), kSize, kPage, Access::none);
+  OpeningTarget target(r);
+  {
+    FaultHandler h(r.base(), r.size(), target);
+    struct sigaction during {};
+    ASSERT_EQ(sigaction(SIGSEGV, nullptr, &during), 0);
+    EXPECT_NE(during.sa_flags & SA_SIGINFO, 0);
+    EXPECT_NE(reinterpret_cast<void*>(during.sa_sigaction), reinterpret_cast<void*>(before.sa_sigaction));
+    EXPECT_THROW(FaultHandler(r.base(), r.size(), target), calypso::Error);
+  }
+  struct sigaction after {};
+  ASSERT_EQ(sigaction(SIGSEGV, nullptr, &after), 0);
+  EXPECT_EQ(reinterpret_cast<void*>(after.sa_sigaction), reinterpret_cast<void*>(before.sa_sigaction));
+  EXPECT_EQ(after.sa_flags & SA_SIGINFO, before.sa_flags & SA_SIGINFO);
+  // And a new one may be installed.
+  FaultHandler again(r.base(), r.size(), target);
+}
+
+class OutcomeTarget final : public FaultTarget {
+ public:
+  explicit OutcomeTarget(FaultOutcome o) : outcome_(o) {}
+  FaultOutcome on_fault(void*, bool) noexcept override { return outcome_; }
+
+ private:
+  FaultOutcome outcome_;
+};
+void abort_hook_exits() { _exit(55); }
+
+TEST(FaultHandler, AbortCallsTheHookAndFatalExits) {
+  EXPECT_EQ(run_in_child([] {
+              Region r = Region::map(address_for(7), kSize, kPage, Access::none);
+              OutcomeTarget target(FaultOutcome::abort);
+              FaultHandler h(r.base(), r.size(), target, &abort_hook_exits);
+              touch(reinterpret_cast<std::uintptr_t>(r.base()) + 5);
+            }),
+            "exit 55");
+  EXPECT_EQ(run_in_child([] {
+              Region r = Region::map(address_for(8), kSize, kPage, Access::none);
+              OutcomeTarget target(FaultOutcome::fatal);
+              FaultHandler h(r.base(), r.size(), target, &abort_hook_exits);
+              touch(reinterpret_cast<std::uintptr_t>(r.base()) + 5);
+            }),
+            "exit 70");
+}
+
+// The manager, as seen by the page cache: serves pages of a private home copy.
+class HomeSource final : public PageSource {
+ public:
+  HomeSource() : home(kSize), kinds_(kPages), data_(kSize) {
+    std::mt19937_64 rng(99);
+    for (auto& b : home) b = std::byte(rng() & 0xff);
+    for (PageNumber p : {3u, 7u, 11u}) std::memset(home.data() + p * kPage, 0, kPage);
+  }
+
+  // Runs in the SIGSEGV handler: no allocation.
+  FetchResult fetch(PageNumber first, PageNumber count) noexcept override {
+    ++calls;
+    last_first = first;
+    last_count = count;
+    if (status != FetchStatus::ok) return {status, {}, {}};
+    std::size_t pages_with_data = 0;
+    for (PageNumber i = 0; i < count; ++i) {
+      const std::byte* src = home.data() + std::size_t{first + i} * kPage;
+      const bool zero = std::all_of(src, src + kPage, [](std::byte b) { return b == std::byte{0}; });
+      kinds_[i] = zero ? 0 : 1;
+      if (!zero) std::memcpy(data_.data() + pages_with_data++ * kPage, src, kPage);
+    }
+    const std::size_t kinds = short_kinds ? count - 1 : count;
+    return {FetchStatus::ok, {kinds_.data(), kinds}, {data_.data(), pages_with_data * kPage}};
+  }
+
+  std::byte* home_page(PageNumber p) { return home.data() + std::size_t{p} * kPage; }
+
+  std::vector<std::byte> home;
+  FetchStatus status = FetchStatus::ok;
+  bool short_kinds = false;   // answer with one kind byte too few
+  int calls = 0;
+  PageNumber last_first = ~0u, last_count = 0;
+
+ private:
+  std::vector<std::uint8_t> kinds_;
+  std::vector<std::byte> data_;
+};
+
+// A worker's DSM: region, source, cache and handler, torn down in reverse order.
+struct Worker {
+  explicit Worker(int k)
+      : region(Region::map(address_for(k), kSize, kPage, Access::none)),
+        cache(region, source, kGroup),
+        handler(region.base(), region.size(), cache) {}
+
+  std::byte* at(PageNumber p, std::size_t offset = 0) const { return region.user_page(p) + offset; }
+  std::byte read(PageNumber p, std::size_t offset = 0) const { return load(at(p, offset)); }
+  void write(PageNumber p, std::size_t offset, std::byte v) const { store(at(p, offset), v); }
+  bool page_is_home(PageNumber p) {
+    const bool same = std::memcmp(at(p), source.home_page(p), kPage) == 0;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return same;
+  }
+
+  Region region;
+  HomeSource source;
+  PageCache cache;
+  FaultHandler handler;
+};
+
+TEST(PageCache, ReadFetchesTheGroupOnce) {
+  Worker w(10);
+  EXPECT_EQ(w.read(12, 5), w.source.home_page(12)[5]);
+  EXPECT_EQ(w.source.calls, 1);
+  EXPECT_EQ(w.source.last_first, 10u);
+  EXPECT_EQ(w.source.last_count, kGroup);
+  EXPECT_EQ(w.cache.stats().fetches, 1u);
+  EXPECT_EQ(w.cache.stats().read_faults, 1u);
+  EXPECT_EQ(w.cache.stats().pages_fetched, kGroup);
+  // The whole group is in, and equal to home; no further fetch.
+  for (PageNumber p = 10; p < 15; ++p) EXPECT_TRUE(w.page_is_home(p)) << p;
+  EXPECT_EQ(w.source.calls, 1);
+  EXPECT_EQ(w.cache.stats().read_faults, 1u);
+  // The next group is fetched separately.
+  EXPECT_EQ(w.read(15), w.source.home_page(15)[0]);
+  EXPECT_EQ(w.source.calls, 2);
+  EXPECT_EQ(w.source.last_first, 15u);
+  // The last group is short.
+  EXPECT_TRUE(w.page_is_home(kPages - 1));
+  EXPECT_EQ(w.source.calls, 3);
+  EXPECT_EQ(w.source.last_first, 60u);
+  EXPECT_EQ(w.source.last_count, 4u);
+  // Everything reads as home; each group was fetched exactly once.
+  for (PageNumber p = 0; p < kPages; ++p) ASSERT_TRUE(w.page_is_home(p)) << p;
+  EXPECT_EQ(w.source.calls, static_cast<int>((kPages + kGroup - 1) / kGroup));
+  EXPECT_EQ(w.cache.stats().pages_fetched, kPages);
+  EXPECT_EQ(w.cache.stats().write_faults, 0u);
+}
+
+TEST(PageCache, ZeroPagesAreClearedNotShipped) {
+  Worker w(11);
+  // Leave garbage where the zero page will land: the cache must clear it.
+  std::memset(w.region.runtime_page(7), 0xaa, kPage);
+  std::memset(w.region.runtime_page(6), 0xaa, kPage);
+  EXPECT_EQ(w.read(7, 123), std::byte{0});
+  EXPECT_TRUE(w.page_is_home(7));
+  EXPECT_TRUE(w.page_is_home(6));   // a data page beside it in the group
+  EXPECT_TRUE(w.page_is_home(5));
+  EXPECT_EQ(w.source.calls, 1);
+}
+
+// Applies a segment's body to a copy of home, checking its framing on the way; returns
+// the pages it names.
+std::vector<PageNumber> apply_body(const std::vector<std::byte>& body, std::vector<std::byte>& memory) {
+  std::vector<PageNumber> pages;
+  std::size_t at = 0;
+  while (at < body.size()) {
+    ResultEntry e;
+    EXPECT_GE(body.size() - at, sizeof e);
+    if (body.size() - at < sizeof e) break;
+    std::memcpy(&e, body.data() + at, sizeof e);
+    at += sizeof e;
+    EXPECT_LT(e.page, kPages);
+    EXPECT_GT(e.diff_bytes, 0u) << "unchanged pages are not shipped";
+    EXPECT_LE(e.diff_bytes, body.size() - at);
+    if (e.page >= kPages || e.diff_bytes > body.size() - at) break;
+    std::span<const std::byte> diff(body.data() + at, e.diff_bytes);
+    EXPECT_EQ(diff_validate(diff, kPage), DiffStatus::ok) << "page " << e.page;
+    diff_apply(diff, memory.data() + std::size_t{e.page} * kPage);
+    pages.push_back(e.page);
+    at += e.diff_bytes;
+  }
+  return pages;
+}
+
+TEST(PageCache, SegmentDiffsReproduceItsWritesAndTheSnapshotReturns) {
+  Worker w(12);
+  std::vector<std::byte> expected = w.source.home;
+  std::mt19937_64 rng(7);
+  std::map<PageNumber, int> changed;
+  auto write = [&](PageNumber p, std::size_t off, std::byte v) {
+    w.write(p, off, v);
+    if (expected[p * kPage + off] != v) ++changed[p];
+    expected[p * kPage + off] = v;
+  };
+  EXPECT_EQ(w.read(20), w.source.home_page(20)[0]);          // clean first, written later
+  write(20, 8, ~w.source.home_page(20)[8]);
+  write(26, 0, ~w.source.home_page(26)[0]);                  // write to a never-fetched page...
+  write(26, kPage - 1, ~w.source.home_page(26)[kPage - 1]);
+  write(3, 4096, std::byte{0x33});                           // ...and to a zero page
+  write(40, 17, w.source.home_page(40)[17]);                 // same value: faults, ships nothing
+  for (int i = 0; i < 300; ++i) {                            // scattered single bytes
+    const PageNumber p = 44 + static_cast<PageNumber>(rng() % 6);
+    write(p, rng() % kPage, std::byte(rng() & 0xff));
+  }
+  for (PageNumber p : {20u, 26u, 3u, 40u}) EXPECT_EQ(std::memcmp(w.at(p), &expected[p * kPage], kPage), 0);
+  EXPECT_GE(w.cache.stats().write_faults + w.cache.stats().read_faults, 5u);
+
+  std::vector<std::byte> body;
+  const std::size_t n = w.cache.finish_segment(body);
+  std::vector<std::byte> applied = w.source.home;
+  std::vector<PageNumber> pages = apply_body(body, applied);
+  EXPECT_EQ(n, pages.size());
+  EXPECT_EQ(pages.size(), changed.size());
+  for (PageNumber p : pages) EXPECT_TRUE(changed.count(p)) << "page " << p << " shipped but not changed";
+  EXPECT_TRUE(std::is_sorted(pages.begin(), pages.end()));
+  EXPECT_TRUE(std::adjacent_find(pages.begin(), pages.end()) == pages.end()) << "a page shipped twice";
+  EXPECT_TRUE(applied == expected) << "diffs applied to home differ from what the segment wrote";
+
+  // The region is back at the snapshot, without asking the manager again.
+  const int calls = w.source.calls;
+  for (PageNumber p : {20u, 26u, 3u, 40u, 44u, 45u, 46u, 47u, 48u, 49u}) EXPECT_TRUE(w.page_is_home(p)) << p;
+  EXPECT_EQ(w.source.calls, calls);
+  // The next segment's first write faults (and twins) again, and ships only its own write.
+  const std::uint64_t write_faults = w.cache.stats().write_faults;
+  w.write(20, 8, std::byte{0x20} ^ w.source.home_page(20)[8]);
+  EXPECT_EQ(w.cache.stats().write_faults, write_faults + 1);
+  body.clear();
+  EXPECT_EQ(w.cache.finish_segment(body), 1u);
+  applied = w.source.home;
+  EXPECT_EQ(apply_body(body, applied), (std::vector<PageNumber>{20}));
+  for (std::size_t i = 0; i < kSize; ++i) {
+    if (i == 20 * kPage + 8) continue;
+    ASSERT_EQ(applied[i], w.source.home[i]) << "byte " << i;
+  }
+  EXPECT_TRUE(w.page_is_home(20));
+}
+
+TEST(PageCache, SegmentWithoutWritesShipsNothing) {
+  Worker w(13);
+  EXPECT_TRUE(w.page_is_home(30));
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body), 0u);
+  EXPECT_TRUE(body.empty());
+}
+
+TEST(PageCache, AbortedSegmentRestoresTheSnapshot) {
+  Worker w(14);
+  w.write(33, 100, ~w.source.home_page(33)[100]);
+  w.write(34, 100, ~w.source.home_page(34)[100]);
+  EXPECT_FALSE(w.page_is_home(33));
+  w.cache.abort_segment();
+  EXPECT_TRUE(w.page_is_home(33));
+  EXPECT_TRUE(w.page_is_home(34));
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body), 0u);
+  EXPECT_TRUE(body.empty());
+}
+
+TEST(PageCache, InvalidateForcesARefetch) {
+  Worker w(15);
+  EXPECT_TRUE(w.page_is_home(22));
+  EXPECT_EQ(w.source.calls, 1);
+  // The manager's copy changes (a write notice will say so).
+  w.source.home_page(22)[9] = ~w.source.home_page(22)[9];
+  w.source.home_page(23)[9] = ~w.source.home_page(23)[9];
+  EXPECT_FALSE(w.page_is_home(22)) << "cached copy is kept until invalidated";
+  EXPECT_EQ(w.source.calls, 1);
+  const PageNumber notice[] = {22, 1000};   // an out-of-range notice is ignored
+  w.cache.invalidate(notice);
+  EXPECT_TRUE(w.page_is_home(22));
+  EXPECT_EQ(w.source.calls, 2);
+  EXPECT_EQ(w.source.last_first, 20u);
+  // Only the invalidated page was re-installed: 23 was not in the notice.
+  EXPECT_FALSE(w.page_is_home(23));
+  EXPECT_EQ(w.cache.stats().pages_fetched, kGroup + 1);
+
+  w.cache.invalidate_all();
+  EXPECT_TRUE(w.page_is_home(23));
+  EXPECT_EQ(w.source.calls, 3);
+}
+
+TEST(PageCache, RefetchNeverOverwritesPagesItHolds) {
+  Worker w(16);
+  EXPECT_TRUE(w.page_is_home(30));                      // group 30..34 clean
+  const std::byte mine = ~w.source.home_page(31)[0];
+  w.write(31, 0, mine);                                 // 31 dirty
+  const PageNumber notice[] = {32};
+  w.cache.invalidate(notice);
+  w.source.home_page(31)[0] = std::byte{1};             // the manager's copies change
+  w.source.home_page(32)[0] = ~w.source.home_page(32)[0];
+  EXPECT_TRUE(w.page_is_home(32));                      // refetched
+  EXPECT_EQ(w.source.calls, 2);
+  EXPECT_EQ(w.read(31), mine) << "the segment's own write was overwritten by a fetch";
+}
+
+TEST(PageCache, StaleAnswerAbortsFailedAnswerIsFatal) {
+  // on_fault is called directly: a real fault would run the abort hook.
+  Region r = Region::map(address_for(17), kSize, kPage, Access::none);
+  HomeSource source;
+  PageCache cache(r, source, kGroup);
+  source.status = FetchStatus::stale;
+  EXPECT_EQ(cache.on_fault(r.user_page(8), false), FaultOutcome::abort);
+  EXPECT_EQ(cache.on_fault(r.user_page(8), true), FaultOutcome::abort);
+  source.status = FetchStatus::failed;
+  EXPECT_EQ(cache.on_fault(r.user_page(8), false), FaultOutcome::fatal);
+  source.status = FetchStatus::ok;
+  source.short_kinds = true;
+  EXPECT_EQ(cache.on_fault(r.user_page(8), false), FaultOutcome::fatal);
+  EXPECT_EQ(cache.stats().fetches, 0u);
+  EXPECT_EQ(cache.stats().pages_fetched, 0u);
+  // Nothing was installed: the page is still inaccessible in the user view.
+  std::byte* page = r.user_page(8);
+  EXPECT_EQ(run_in_child([page] {
+              default_sigsegv();
+              (void)*static_cast<volatile std::byte*>(page);
+            }),
+            kSegv);
+  // A good answer resolves the fault and opens the page for reading.
+  source.short_kinds = false;
+  EXPECT_EQ(cache.on_fault(r.user_page(8) + 1, false), FaultOutcome::resolved);
+  EXPECT_EQ(std::memcmp(r.user_page(8), source.home_page(8), kPage), 0);
+  EXPECT_EQ(cache.stats().fetches, 1u);
+}
+
+}  // namespace
+}  // namespace calypso::dsm

@@ -1,0 +1,220 @@
+// Whole-system tests: real manager and worker processes started by calypso-run, talking
+// over real libfabric endpoints (tcp;ofi_rxm and shm) and taking real page faults.
+// Paths to the built programs come from Meson (see tests/meson.build).
+#include "job_runner.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <tuple>
+
+using calypso::test::Job;
+using calypso::test::run;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kRun = CALYPSO_RUN_PATH;
+const std::string kProbe = PROBE_PATH;
+const std::string kExamples = EXAMPLES_DIR;
+
+std::vector<std::string> job(int workers, const std::string& provider, std::vector<std::string> program) {
+  std::vector<std::string> argv{kRun, "-n", std::to_string(workers), "--provider", provider};
+  argv.insert(argv.end(), program.begin(), program.end());
+  return argv;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string temp_dir() {
+  char dir[] = "/tmp/calypso-itest.XXXXXX";
+  return mkdtemp(dir);
+}
+
+// ---- the three examples, 1..3 workers, every provider ------------------------------------
+
+using ExampleCase = std::tuple<std::string, int, std::string>;   // example, workers, provider
+
+class Examples : public ::testing::TestWithParam<ExampleCase> {};
+
+std::vector<std::string> example_args(const std::string& name) {
+  if (name == "matmul") return {kExamples + "/matmul", "160", "24"};
+  if (name == "jacobi") return {kExamples + "/jacobi", "192", "12", "8"};
+  return {kExamples + "/mandelbrot", "256", "300", "24"};
+}
+
+TEST_P(Examples, ResultIsBitIdenticalToSequential) {
+  auto [name, workers, provider] = GetParam();
+  auto r = run(job(workers, provider, example_args(name)), {}, 120s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, name + ": verified")) << r.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllProviders, Examples,
+    ::testing::Combine(::testing::Values("matmul", "jacobi", "mandelbrot"), ::testing::Values(1, 2, 3),
+                       ::testing::Values("tcp", "shm")),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "w_" +
+             std::get<2>(info.param);
+    });
+
+// ---- semantics -----------------------------------------------------------------------------
+
+class Providers : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(AllProviders, Providers, ::testing::Values("tcp", "shm"));
+
+TEST_P(Providers, AdjacentBytesOfOneWordBothSurvive) {
+  auto r = run(job(2, GetParam(), {kProbe, "adjacent"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe adjacent: ok")) << r.output;
+}
+
+TEST_P(Providers, SegmentsReadTheStepSnapshotAndSeeSequentialWrites) {
+  auto r = run(job(3, GetParam(), {kProbe, "snapshot", "6"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe snapshot: ok")) << r.output;
+}
+
+TEST(Memory, EveryOtherPageOf512MiBInOneSegmentStaysUnderMaxMapCount) {
+  auto r = run(job(1, "tcp", {kProbe, "sparse", "512"}), {{"CALYPSO_REGION_SIZE", "1G"}}, 300s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe sparse: ok (65536 pages written)")) << r.output;
+}
+
+// ---- failures --------------------------------------------------------------------------------
+
+TEST_P(Providers, WorkerKilledInTheMiddleOfASegmentChangesNothingButTime) {
+  std::string dir = temp_dir();
+  auto r = run(job(2, GetParam(), {kProbe, "kill-once", dir}), {{"CALYPSO_SUSPECT_MS", "1000"}});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe kill-once: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove((dir + "/killed").c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, WorkerKilledFromOutsideMidStep) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "30", "40"}, {{"CALYPSO_SUSPECT_MS", "800"}});
+  // Wait until the job is running, then SIGKILL one worker.
+  std::string worker;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; worker.empty() && std::chrono::steady_clock::now() < deadline;) {
+    std::ifstream f(pids);
+    std::string role, pid;
+    while (f >> role >> pid) {
+      if (role == "worker") worker = pid;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(worker.empty());
+  std::this_thread::sleep_for(1500ms);   // well inside the ~4 s job
+  ASSERT_EQ(kill(std::stoi(worker), SIGKILL), 0);
+  auto r = j.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, SegmentThatKillsEveryWorkerFailsTheRunAfterBoundedAttempts) {
+  auto r = run(job(3, "tcp", {kProbe, "crash-always"}),
+               {{"CALYPSO_SUSPECT_MS", "500"}, {"CALYPSO_MAX_ATTEMPTS", "3"}}, 60s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "segment 2 of routine 'crash_always' failed")) << r.output;
+}
+
+TEST(Failures, NullDereferenceInARoutineCrashesTheWorkerWithSigsegv) {
+  auto r = run(job(1, "tcp", {kProbe, "null"}),
+               {{"CALYPSO_SUSPECT_MS", "500"}, {"CALYPSO_MAX_ATTEMPTS", "1"}}, 60s);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "killed by signal 11")) << r.output;
+  EXPECT_TRUE(contains(r.output, "routine 'deref_null'")) << r.output;
+}
+
+// ---- membership ------------------------------------------------------------------------------
+
+TEST(Membership, WorkerJoiningMidRunGetsWork) {
+  std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  Job first({kRun, "-n", "1", "--address-file", address, kProbe, "pids", "40", "40"}, {});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << first.output_so_far();
+  auto joined = run({kRun, "--join", addr, kProbe}, {}, 120s);
+  auto r = first.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(joined.exit_code, 0) << joined.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: ok (2 distinct workers ran segments)")) << r.output;
+  std::remove(address.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Membership, WorkerFromAnotherExecutableIsRefused) {
+  std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  Job first({kRun, "-n", "1", "--address-file", address, kProbe, "pids", "20", "40"}, {});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << first.output_so_far();
+  auto joined = run({kRun, "--join", addr, kExamples + "/matmul"}, {}, 60s);
+  auto r = first.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(joined.exit_code, 0) << joined.output;
+  EXPECT_TRUE(contains(joined.output, "refused")) << joined.output;
+  EXPECT_TRUE(contains(joined.output, "different executable")) << joined.output;
+  std::remove(address.c_str());
+  rmdir(dir.c_str());
+}
+
+// ---- launcher --------------------------------------------------------------------------------
+
+TEST(Launcher, BadArgumentsGetAClearErrorAndStartNothing) {
+  auto r = run({kRun, "-n", "many", kProbe});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.output, "expected a number of workers")) << r.output;
+  r = run({kRun});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.output, "usage")) << r.output;
+}
+
+TEST(Launcher, BadConfigurationIsReportedByName) {
+  auto r = run(job(1, "tcp", {kProbe, "adjacent"}), {{"CALYPSO_PAGE_SIZE", "banana"}}, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "CALYPSO_PAGE_SIZE=banana")) << r.output;
+}
+
+TEST(Launcher, InterruptStopsEveryProcess) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "200", "50"}, {});
+  std::vector<int> all;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; all.size() < 3 && std::chrono::steady_clock::now() < deadline;) {
+    all.clear();
+    std::ifstream f(pids);
+    std::string role;
+    int pid;
+    while (f >> role >> pid) all.push_back(pid);
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(all.size(), 3u);
+  std::this_thread::sleep_for(500ms);
+  kill(j.pid(), SIGINT);
+  auto r = j.wait(30s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 130) << r.output;
+  for (int pid : all) EXPECT_NE(kill(pid, 0), 0) << "process " << pid << " outlived the launcher";
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+}  // namespace
