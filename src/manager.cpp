@@ -19,10 +19,10 @@ ManagerImpl::ManagerImpl(const Config& config)
       region_(dsm::Region::map(config.region_address, config.region_size, config.page_size,
                                dsm::Access::read)),
       home_(region_),
-      faults_(region_.base(), region_.size(), home_),
       heap_(round_up(shared_vars_size(), config.page_size), config.region_size),
       never_used_from_(round_up(shared_vars_size(), config.page_size)),
-      loop_(config, region_, home_) {
+      loop_(config, region_, home_),
+      faults_(region_.base(), region_.size(), home_) {
   set_shared_base(region_.base());
 }
 

@@ -29,10 +29,13 @@ class ManagerImpl {
   const Config& config_;
   dsm::Region region_;
   dsm::HomeMemory home_;
-  dsm::FaultHandler faults_;
   dsm::Heap heap_;
   std::size_t never_used_from_;   // heap offsets at or above this were never handed out
   sched::ManagerLoop loop_;
+  // Installed after the loop's endpoint is open: libfabric's shm provider installs a
+  // SIGSEGV handler of its own (it unlinks its queues, then chains) when an endpoint
+  // opens, and ours must see the region's faults first.
+  dsm::FaultHandler faults_;
 };
 
 }  // namespace calypso

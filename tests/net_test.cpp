@@ -384,7 +384,9 @@ TEST_P(NetTest, KilledPeerNeitherHangsNorCrashes) {
     std::string got;
     for (auto end = Clock::now() + 10s; got.empty() && Clock::now() < end;) {
       e.wait(100ms);
-      e.poll([&](const Event& ev) { if (ev.kind == Event::Kind::message) got = string_of(ev.data); });
+      e.poll([&](const Event& ev) {
+        if (ev.kind == Event::Kind::message) got = string_of(ev.data);
+      });
     }
     ASSERT_EQ(got, "pong ping " + std::to_string(i));
   }

@@ -24,7 +24,7 @@ int PageTable::set(PageNumber first, PageNumber count, PageState s) noexcept {
   if (int err = region_.protect(first, count, access_of(s)); err != 0) return err;
   for (PageNumber p = first; p < first + count; ++p) {
     // listed_ keeps a page that goes dirty, clean and dirty again off the list twice.
-    if (s == PageState::dirty && listed_[p] == 0) {
+    if (s == PageState::dirty && states_[p] != PageState::dirty && listed_[p] == 0) {
       listed_[p] = 1;
       dirty_.push_back(p);
     }

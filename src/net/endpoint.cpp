@@ -10,14 +10,17 @@
 // Wait objects, measured on this machine (libfabric 1.17):
 //  - "tcp;ofi_rxm" accepts FI_WAIT_FD (also UNSPEC, which it maps to FD, and POLLFD);
 //    FI_GETWAIT returns an fd that becomes readable when data or connection requests
-//    arrive, and fi_trywait works. wait() and wait_fd() block in the kernel.
+//    arrive, and fi_trywait works. wait() and wait_fd() block in the kernel. But once
+//    a peer has died with a send outstanding, fi_trywait keeps failing with nothing to
+//    read, so a failed fi_trywait must not mean "poll again now" (that would spin).
 //  - "shm" accepts only FI_WAIT_NONE, FI_WAIT_YIELD and FI_WAIT_UNSPEC (= YIELD):
-//    fi_cq_sread spins on sched_yield, and nothing signals a sleeping receiver. For
-//    such providers the CQs get no wait object and the endpoint checks them on a
-//    timerfd whose period backs off from 20 us (right after activity) to 2 ms (idle):
-//    a reply that comes within microseconds is still caught at once, and an idle
-//    endpoint costs about 500 wake-ups of ~16 us a second (~0.8% of a core) instead
-//    of a spinning core.
+//    fi_cq_sread spins on sched_yield, and nothing signals a sleeping receiver.
+// So the endpoint also keeps a timerfd in its epoll set. Whenever it cannot sleep on
+// the CQ fds (no FI_WAIT_FD, or fi_trywait refuses yet the CQs are empty) it checks
+// the CQs itself and arms the timer, whose period backs off from 20 us (right after
+// activity) to 2 ms: a reply that comes within microseconds is still caught at once,
+// and an idle endpoint costs about 500 wake-ups of ~16 us a second (~0.8% of a core
+// here) instead of a spinning core.
 #include "net/endpoint.hpp"
 
 #include <poll.h>
@@ -69,21 +72,15 @@ void log_error(const char* what, long rc) noexcept {
                fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
 }
 
-const char* close_call(std::size_t fclass) noexcept {
-  switch (fclass) {
-    case FI_CLASS_FABRIC: return "fi_close(fabric)";
-    case FI_CLASS_DOMAIN: return "fi_close(domain)";
-    case FI_CLASS_AV: return "fi_close(av)";
-    case FI_CLASS_CQ: return "fi_close(cq)";
-    case FI_CLASS_EP: return "fi_close(ep)";
-    default: return "fi_close";
-  }
-}
-
+// Closes a libfabric object; a failure is logged with the call that opened it.
 template <class T>
 struct FidClose {
+  const char* opened_by = "?";
   void operator()(T* p) const noexcept {
-    if (int rc = fi_close(&p->fid); rc != 0) log_error(close_call(p->fid.fclass), rc);
+    if (int rc = fi_close(&p->fid); rc != 0) {
+      std::fprintf(stderr, "calypso net: fi_close of %s object: %d (%s)\n", opened_by, rc,
+                   fi_strerror(-rc));
+    }
   }
 };
 template <class T>
@@ -94,7 +91,7 @@ template <class T, class Open>
 FidPtr<T> open_fid(const char* call, Open&& open) {
   T* p = nullptr;
   check(call, open(&p));
-  return FidPtr<T>(p);
+  return FidPtr<T>(p, FidClose<T>{call});
 }
 
 struct InfoFree {
@@ -198,6 +195,7 @@ struct Endpoint::Impl {
   bool next_rx(fi_cq_msg_entry& e);
   std::size_t poll(const std::function<void(const Event&)>& fn);
   bool ready_to_sleep() noexcept;
+  void arm_timer(microseconds after) noexcept;
   bool wait(std::chrono::milliseconds timeout);
   void remove_peer(PeerId p) noexcept;
 
@@ -212,7 +210,8 @@ struct Endpoint::Impl {
   std::vector<std::byte> scratch;                    // gathers injected messages
   BufferPool rx_pool;
   BufferPool tx_pool;
-  bool fd_wait = false;                              // else polled on a timer (see top)
+  bool fd_wait = false;                              // CQs have wait fds (see top)
+  bool timer_armed = false;
   microseconds poll_interval = kMinPollInterval;
   Address address;
 
@@ -224,7 +223,7 @@ struct Endpoint::Impl {
   FidPtr<fid_cq> rx_cq;
   FidPtr<fid_ep> ep;
   Fd epoll;
-  Fd timer;   // only for providers without FI_WAIT_FD
+  Fd timer;   // re-checks the CQs when they cannot be slept on (see top)
   int tx_fd = -1;
 };
 
@@ -278,7 +277,7 @@ void Endpoint::Impl::open_cqs() {
   };
   fid_cq* probe = nullptr;
   fd_wait = open(cfg.send_depth, FI_WAIT_FD, &probe) == 0;
-  tx_cq.reset(probe);
+  tx_cq = FidPtr<fid_cq>(probe, FidClose<fid_cq>{"fi_cq_open(tx)"});
   const fi_wait_obj wait = fd_wait ? FI_WAIT_FD : FI_WAIT_NONE;
   if (!fd_wait) {
     tx_cq = open_fid<fid_cq>("fi_cq_open(tx)", [&](fid_cq** q) {
@@ -310,19 +309,18 @@ void Endpoint::Impl::open_ep() {
   address.bytes = std::move(name);
 }
 
-// One epoll set holding both CQ wait fds (or the poll timer), so that callers see a
-// single pollable fd whichever way the provider is waited on.
+// One epoll set holding the CQ wait fds and the timer, so that callers see a single
+// pollable fd whichever way the provider is waited on.
 void Endpoint::Impl::open_wait_set() {
   epoll = Fd(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
+  timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create");
   int rx_fd = -1;
   if (fd_wait) {
     check("fi_control(tx cq, FI_GETWAIT)", fi_control(&tx_cq->fid, FI_GETWAIT, &tx_fd));
     check("fi_control(rx cq, FI_GETWAIT)", fi_control(&rx_cq->fid, FI_GETWAIT, &rx_fd));
-  } else {
-    timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create");
-    tx_fd = rx_fd = timer.get();
   }
-  for (int fd : {tx_fd, rx_fd}) {
+  for (int fd : {timer.get(), tx_fd, rx_fd}) {
+    if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -395,14 +393,13 @@ void Endpoint::Impl::reap_tx() noexcept {
 void Endpoint::Impl::nap_on_tx(Clock::time_point deadline, microseconds nap) noexcept {
   const auto left = std::chrono::duration_cast<microseconds>(deadline - Clock::now());
   const timespec ts = to_timespec(std::clamp(left, microseconds(0), nap));
-  if (!fd_wait) {
-    ::nanosleep(&ts, nullptr);
-    return;
-  }
   fid* fids[] = {&tx_cq->fid};
-  if (fi_trywait(fabric.get(), fids, 1) != FI_SUCCESS) return;   // completions ready
-  pollfd p{tx_fd, POLLIN, 0};
-  ::ppoll(&p, 1, &ts, nullptr);
+  if (fd_wait && fi_trywait(fabric.get(), fids, 1) == FI_SUCCESS) {
+    pollfd p{tx_fd, POLLIN, 0};
+    ::ppoll(&p, 1, &ts, nullptr);
+  } else {
+    ::nanosleep(&ts, nullptr);   // the caller has just reaped (see the top on trywait)
+  }
 }
 
 std::optional<std::uint32_t> Endpoint::Impl::take_free_slot() {
@@ -506,14 +503,15 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
   return delivered;
 }
 
-// With a wait fd, fi_trywait says whether sleeping is safe. A polled provider is
-// checked here instead (progress plus a look at the rx CQ, keeping what it finds),
-// and the timer is armed for the next, longer, interval.
+// Sleeping on the CQ fds is safe when fi_trywait says so. Otherwise the CQs are
+// checked here (progress plus a look at the rx CQ, keeping what it finds) and, if
+// they are empty, the timer is armed for the next, longer, interval (see the top).
 bool Endpoint::Impl::ready_to_sleep() noexcept {
   if (!peer_errors.empty() || rx_stash) return false;
-  if (fd_wait) {
-    fid* fids[] = {&tx_cq->fid, &rx_cq->fid};
-    return fi_trywait(fabric.get(), fids, 2) == FI_SUCCESS;
+  fid* fids[] = {&tx_cq->fid, &rx_cq->fid};
+  if (fd_wait && fi_trywait(fabric.get(), fids, 2) == FI_SUCCESS) {
+    if (timer_armed) arm_timer(microseconds(0));   // a stale expiry would wake us
+    return true;
   }
   reap_tx();
   fi_cq_msg_entry e{};
@@ -522,14 +520,20 @@ bool Endpoint::Impl::ready_to_sleep() noexcept {
     poll_interval = kMinPollInterval;
     return false;
   }
-  const itimerspec when{{0, 0}, to_timespec(poll_interval)};
-  ::timerfd_settime(timer.get(), 0, &when, nullptr);   // also clears a past expiry
+  arm_timer(poll_interval);
   poll_interval = std::min(poll_interval * 2, kMaxPollInterval);
   return true;
 }
 
-// For a polled provider the timer wakes the epoll_wait long before `timeout`; only a
-// check that finds something ends the wait early.
+// Setting the timer also clears an expiry that was not read; zero disarms it.
+void Endpoint::Impl::arm_timer(microseconds after) noexcept {
+  const itimerspec when{{0, 0}, to_timespec(after)};
+  ::timerfd_settime(timer.get(), 0, &when, nullptr);
+  timer_armed = after.count() > 0;
+}
+
+// A timer wake-up only means "check again"; a CQ fd, or a check that finds
+// something, ends the wait early.
 bool Endpoint::Impl::wait(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
@@ -538,7 +542,7 @@ bool Endpoint::Impl::wait(std::chrono::milliseconds timeout) {
     epoll_event ev{};
     const int n = ::epoll_wait(epoll.get(), &ev, 1, clamp_ms(left));
     if (n == 0) return false;
-    if (fd_wait || n < 0) return true;   // EINTR counts as "may have something"
+    if (n < 0 || ev.data.fd != timer.get()) return true;   // EINTR: "may have something"
   }
 }
 

@@ -70,19 +70,29 @@ class Endpoint {
   std::size_t max_message() const;
 
   PeerId add_peer(const Address& a);                 // throws net::Error on a bad address
+  // Sends to p that are still outstanding are abandoned: their buffers are replaced so
+  // the pool keeps send_depth free slots, and p's address then stays in the AV until
+  // the endpoint closes (removing it would crash shm 1.17). Queued errors for p are
+  // dropped. Note: a dead peer on shm also blocks every later send above the provider's
+  // inject size (4 KiB) from this endpoint (shm completes sends in order).
   void remove_peer(PeerId p) noexcept;
 
   // Copies msg (<= max_message bytes, as gathered parts) into a send buffer and posts it.
   // Waits at most `patience` for a free send buffer (reaping send completions meanwhile,
   // never delivering received messages). A send that later fails is reported by poll()
-  // as a peer_error event.
+  // as a peer_error event. A larger msg throws net::Error (a programming error).
+  // Returns `again` when patience runs out: also the first sends to a new peer may need
+  // that peer to make progress (connection set-up), and on tcp;ofi_rxm 1.17 every send
+  // to a peer that died returns `again` (rxm reports no error for a refused reconnect).
   SendStatus send(PeerId to, std::span<const std::span<const std::byte>> parts,
                   std::chrono::milliseconds patience = std::chrono::milliseconds(10000));
   SendStatus send(PeerId to, std::span<const std::byte> msg,
                   std::chrono::milliseconds patience = std::chrono::milliseconds(10000));
 
   // Delivers every completed receive and send error to fn, reposts receive buffers, and
-  // returns how many events were delivered. Never blocks.
+  // returns how many events were delivered. Never blocks. At most recv_depth messages
+  // per call, so that a flood cannot starve the caller (wait() then returns at once).
+  // fn may call send() (e.g. to reply), but not poll() or wait().
   std::size_t poll(const std::function<void(const Event&)>& fn);
 
   // Blocks until poll() may have something, or the timeout passes. Returns false on timeout.
@@ -91,7 +101,10 @@ class Endpoint {
 
   // For an event loop: the fd to put into epoll (readable when poll() may have something),
   // and ready_to_sleep(), which must return true (fi_trywait) before the loop blocks;
-  // when it returns false, call poll() again first.
+  // when it returns false, call poll() again first. wait_fd() is always valid: an epoll
+  // set of the CQ wait fds plus a timer. For a provider without FI_WAIT_FD (shm), and
+  // while fi_trywait refuses with nothing to read, ready_to_sleep() arms that timer
+  // (20 us after activity, backing off to 2 ms), so the loop wakes briefly to re-check.
   int wait_fd() const;
   bool ready_to_sleep();
 

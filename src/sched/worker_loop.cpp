@@ -37,11 +37,13 @@ net::EndpointConfig endpoint_config(const std::string& provider, std::size_t rec
 
 WorkerLoop::WorkerLoop(const Config& config)
     : config_(config),
-      ep_(net::Endpoint::open(endpoint_config(JobAddress::parse(config.manager_address).provider, 8))) {
+      ep_(net::Endpoint::open(endpoint_config(JobAddress::parse(config.manager_address).provider, 8))),
+      hb_ep_(net::Endpoint::open(endpoint_config(JobAddress::parse(config.manager_address).provider, 2))) {
   JobAddress job = JobAddress::parse(config.manager_address);
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
+  hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
   join(executable_identity());
-  hb_thread_ = std::thread([this, job] { heartbeat_loop(job.provider, job.endpoint); });
+  hb_thread_ = std::thread([this] { heartbeat_loop(); });
 }
 
 WorkerLoop::~WorkerLoop() {
@@ -223,10 +225,10 @@ void WorkerLoop::on_shutdown(const Message& m) {
   _exit(0);
 }
 
-void WorkerLoop::heartbeat_loop(std::string provider, std::string manager_endpoint) {
+void WorkerLoop::heartbeat_loop() {
   try {
-    net::Endpoint hb = net::Endpoint::open(endpoint_config(provider, 2));
-    net::PeerId mgr = hb.add_peer(net::Address::from_string(manager_endpoint));
+    net::Endpoint& hb = hb_ep_;
+    const net::PeerId mgr = hb_manager_;
     int failures = 0;
     std::unique_lock lock(hb_mutex_);
     while (!hb_cv_.wait_for(lock, heartbeat_, [this] { return hb_stop_; })) {

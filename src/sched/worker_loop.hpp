@@ -44,11 +44,15 @@ class WorkerLoop final : public dsm::PageSource {
   bool run_segment(const AssignView& a);   // true if a result was sent
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void send_small(MsgType type);
-  void heartbeat_loop(std::string provider, std::string manager_endpoint);
+  void heartbeat_loop();
   [[noreturn]] void on_shutdown(const Message& m);
 
   const Config& config_;
   net::Endpoint ep_;
+  // Heartbeats go out on their own endpoint, used only by the heartbeat thread. Both
+  // endpoints open before the fault handler is installed (see ManagerImpl::faults_).
+  net::Endpoint hb_ep_;
+  net::PeerId hb_manager_ = net::kNoPeer;
   net::PeerId manager_ = net::kNoPeer;
   WorkerId id_ = kNoWorker;
   std::uint32_t fetch_pages_ = 1;

@@ -2,6 +2,7 @@
 #include "launcher.hpp"
 
 #include <algorithm>
+#include <dirent.h>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -19,6 +20,20 @@ sigset_t waited_signals() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&s, sig);
   return s;
 }
+// libfabric's shm provider keeps each endpoint's queues in /dev/shm/<pid>:<n>:<m>. A
+// process that is killed cannot remove them; its parent can, once it has reaped it.
+void remove_shm_files_of(pid_t pid) {
+  DIR* d = opendir("/dev/shm");
+  if (d == nullptr) return;
+  const std::string prefix = std::to_string(pid) + ":";
+  while (dirent* e = readdir(d)) {
+    if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) {
+      unlinkat(dirfd(d), e->d_name, 0);
+    }
+  }
+  closedir(d);
+}
+
 }  // namespace
 
 Launcher::Launcher() {
@@ -59,6 +74,7 @@ std::vector<ChildExit> Launcher::wait(std::chrono::milliseconds timeout, int& in
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     std::erase(children_, pid);
+    remove_shm_files_of(pid);
     exits.push_back({pid, status});
   }
   return exits;
@@ -72,7 +88,10 @@ void Launcher::terminate_all(std::chrono::milliseconds grace) {
     wait(std::chrono::milliseconds(20), ignored);
   }
   for (pid_t p : children_) kill(p, SIGKILL);
-  for (pid_t p : children_) waitpid(p, nullptr, 0);
+  for (pid_t p : children_) {
+    waitpid(p, nullptr, 0);
+    remove_shm_files_of(p);
+  }
   children_.clear();
 }
 
