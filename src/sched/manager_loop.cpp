@@ -272,16 +272,17 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   on_result(id, w, key, std::move(bytes));
 }
 
-// A complete result also means the worker is idle again (it sends no separate request).
+// A complete result also means the worker is idle again: it sends no separate request,
+// whether or not the result is still wanted (its step may be over).
 void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes) {
-  if (step_ && key.step == step_->id && w.running == key.segment) {
-    w.running.reset();
-    w.parked = true;
-  }
+  w.running.reset();
+  w.parked = true;
   if (!step_ || key.step != step_->id || key.segment >= step_->sched.size()) {
-    std::lock_guard lock(mutex_);
-    ++stats_.results_discarded;   // late: the step it belongs to is over
-    return;
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.results_discarded;   // late: the step it belongs to is over
+    }
+    return dispatch();
   }
   if (step_->sched.done(key.segment)) {
     step_->sched.complete(key.segment, id);
