@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <unistd.h>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -173,6 +175,51 @@ TEST(Membership, WorkerFromAnotherExecutableIsRefused) {
   EXPECT_TRUE(contains(joined.output, "refused")) << joined.output;
   EXPECT_TRUE(contains(joined.output, "different executable")) << joined.output;
   std::remove(address.c_str());
+  rmdir(dir.c_str());
+}
+
+// ---- resources -------------------------------------------------------------------------------
+
+// utime + stime of a process, in clock ticks.
+long cpu_ticks(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+TEST(Resources, IdleManagerAndWorkersUseNoCpuOnTcp) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids", marker = dir + "/start";
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "idle", "3000", marker}, {});
+  ASSERT_FALSE(calypso::test::wait_for_file(marker, 60s).empty()) << j.output_so_far();
+  std::vector<int> all;
+  {
+    std::ifstream f(pids);
+    std::string role;
+    int pid;
+    while (f >> role >> pid) all.push_back(pid);
+  }
+  ASSERT_EQ(all.size(), 3u);
+  std::this_thread::sleep_for(300ms);   // let the step's last messages settle
+  std::vector<long> before;
+  for (int pid : all) before.push_back(cpu_ticks(pid));
+  std::this_thread::sleep_for(2000ms);
+  const long hz = sysconf(_SC_CLK_TCK);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    // 2 s of idling: a spinning process would use ~200 ticks (at 100 Hz); allow 10%.
+    EXPECT_LT(cpu_ticks(all[i]) - before[i], hz / 5) << "process " << all[i] << " is busy while idle";
+  }
+  auto r = j.wait(60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::remove(pids.c_str());
+  std::remove(marker.c_str());
   rmdir(dir.c_str());
 }
 

@@ -8,6 +8,8 @@
 //   probe crash-always        segment 2 SIGKILLs every worker that runs it
 //   probe pids STEPS MS       segments record their worker's pid; each step lasts >= MS ms
 //   probe null                a segment dereferences a null pointer
+//   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
+//                             gets "start" when the sleep begins
 #include <calypso/calypso.hpp>
 
 #include <csignal>
@@ -179,6 +181,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (mode == "pids") return pids(m, argc > 2 ? std::atoi(argv[2]) : 10, argc > 3 ? std::atoi(argv[3]) : 50);
+    if (mode == "idle" && argc > 3) {
+      m.parallel(record_pid, 8, Pids{m.alloc<long>(8 * 4096 / sizeof(long)), 0});
+      std::FILE* f = std::fopen(argv[3], "w");
+      if (f == nullptr) return fail("cannot write the marker file");
+      std::fputs("start\n", f);
+      std::fclose(f);
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(argv[2])));
+      std::puts("probe idle: ok");
+      return 0;
+    }
     if (mode == "null") {
       m.parallel(deref_null, 1, Null{nullptr});
       return 0;
