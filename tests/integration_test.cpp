@@ -86,6 +86,31 @@ TEST_P(Providers, SegmentsReadTheStepSnapshotAndSeeSequentialWrites) {
   EXPECT_TRUE(contains(r.output, "probe snapshot: ok")) << r.output;
 }
 
+TEST_P(Providers, OneStepHoldsSeveralRoutines) {
+  auto r = run(job(2, GetParam(), {kProbe, "multi"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe multi: ok")) << r.output;
+}
+
+TEST_P(Providers, DeclaredSharedVariablesLiveInTheRegion) {
+  auto r = run(job(2, GetParam(), {kProbe, "shared"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe shared: ok")) << r.output;
+}
+
+TEST(Semantics, ConflictingWritesResolveBySegmentIndex) {
+  auto r = run(job(2, "tcp", {kProbe, "conflict"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe conflict: byte is 4")) << r.output;
+}
+
+TEST(Semantics, ConflictCheckerNamesAddressRoutineAndBothSegments) {
+  auto r = run(job(2, "tcp", {kProbe, "conflict"}), {{"CALYPSO_CHECK_CONFLICTS", "1"}});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "write conflict at 0x")) << r.output;
+  EXPECT_TRUE(contains(r.output, "segment 0 of routine 'clash' and segment 1 of routine 'clash'")) << r.output;
+}
+
 TEST(Memory, EveryOtherPageOf512MiBInOneSegmentStaysUnderMaxMapCount) {
   auto r = run(job(1, "tcp", {kProbe, "sparse", "512"}), {{"CALYPSO_REGION_SIZE", "1G"}}, 300s);
   EXPECT_EQ(r.exit_code, 0) << r.output;

@@ -8,6 +8,9 @@
 //   probe crash-always        segment 2 SIGKILLs every worker that runs it
 //   probe pids STEPS MS       segments record their worker's pid; each step lasts >= MS ms
 //   probe null                a segment dereferences a null pointer
+//   probe multi               one step holding two routines with different counts
+//   probe shared              routines read and write declared Shared<T> variables
+//   probe conflict            two segments write different values to one byte
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
 #include <calypso/calypso.hpp>
@@ -69,6 +72,20 @@ void record_pid(const calypso::Segment& seg, const Pids& x) {
   x.out[seg.index * 4096 / sizeof(long)] = getpid();
 }
 
+struct Squares { long* out; };
+void squares(const calypso::Segment& seg, const Squares& x) { x.out[seg.index] = static_cast<long>(seg.index) * seg.index; }
+struct Cubes { long* out; long offset; };
+void cubes(const calypso::Segment& seg, const Cubes& x) {
+  x.out[seg.index] = static_cast<long>(seg.index) * seg.index * seg.index + x.offset;
+}
+
+struct Params { long scale; long table[64]; };
+calypso::Shared<Params> params;          // a declared shared variable
+calypso::Shared<long> total;             // another one, beside it
+void scale_table(const calypso::Segment& seg) { params->table[seg.index] *= params->scale; }
+
+void clash(const calypso::Segment& seg, const Bytes& x) { x.p[0] = static_cast<unsigned char>(seg.index + 1); }
+
 struct Null { int* p; };
 void deref_null(const calypso::Segment&, const Null& x) {
   volatile int* q = x.p;
@@ -84,6 +101,10 @@ CALYPSO_ROUTINE(kill_once);
 CALYPSO_ROUTINE(crash_always);
 CALYPSO_ROUTINE(record_pid);
 CALYPSO_ROUTINE(deref_null);
+CALYPSO_ROUTINE(squares);
+CALYPSO_ROUTINE(cubes);
+CALYPSO_ROUTINE(scale_table);
+CALYPSO_ROUTINE(clash);
 
 namespace {
 
@@ -166,6 +187,36 @@ int pids(calypso::Manager& m, int steps, int ms) {
   return 0;
 }
 
+int multi(calypso::Manager& m) {
+  long* sq = m.alloc<long>(40);
+  long* cu = m.alloc<long>(25);
+  m.parallel({calypso::Task(squares, 40, Squares{sq}), calypso::Task(cubes, 25, Cubes{cu, 7})});
+  for (long i = 0; i < 40; ++i) {
+    if (sq[i] != i * i) return fail("first routine of a two-routine step");
+  }
+  for (long i = 0; i < 25; ++i) {
+    if (cu[i] != i * i * i + 7) return fail("second routine of a two-routine step");
+  }
+  std::puts("probe multi: ok");
+  return 0;
+}
+
+int shared(calypso::Manager& m) {
+  params->scale = 3;
+  for (long i = 0; i < 64; ++i) params->table[i] = i + 1;
+  *total = 5;
+  m.parallel(scale_table, 64);
+  m.parallel(scale_table, 64);   // second step: the workers must see the first's writes
+  for (long i = 0; i < 64; ++i) {
+    if (params->table[i] != (i + 1) * 9) return fail("a shared variable lost a write");
+  }
+  if (*total != 5 || reinterpret_cast<char*>(total.get()) < reinterpret_cast<char*>(params.get() + 1)) {
+    return fail("shared variables overlap");
+  }
+  std::puts("probe shared: ok");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -189,6 +240,14 @@ int main(int argc, char** argv) {
       std::fclose(f);
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(argv[2])));
       std::puts("probe idle: ok");
+      return 0;
+    }
+    if (mode == "multi") return multi(m);
+    if (mode == "shared") return shared(m);
+    if (mode == "conflict") {
+      auto* p = m.alloc<unsigned char>(64);
+      m.parallel(clash, 4, Bytes{p});
+      std::printf("probe conflict: byte is %d\n", p[0]);   // 4 without the checker: highest wins
       return 0;
     }
     if (mode == "null") {
