@@ -5,6 +5,7 @@
 #include "dsm/region.hpp"
 #include "log.hpp"
 #include "manager_impl.hpp"
+#include "sched/fault_injection.hpp"
 #include "sched/worker_loop.hpp"
 
 #include <calypso/error.hpp>
@@ -74,6 +75,7 @@ void print_stats(const Config& c, const Stats& s) {
 Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
   Config& c = impl_->config;
   c = Config::from_environment();
+  sched::configure_fault_injection();   // every role checks it, so a typo stops the manager too
   log::set_level(c.log_level);
   if (c.role == Role::manager) {
     log::set_prefix("manager");

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -168,6 +169,112 @@ TEST(Failures, NullDereferenceInARoutineCrashesTheWorkerWithSigsegv) {
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "killed by signal 11")) << r.output;
   EXPECT_TRUE(contains(r.output, "routine 'deref_null'")) << r.output;
+}
+
+// Death at every interesting point of a segment, injected deterministically: only the
+// first worker to reach the point dies; the answer must be exact.
+class DeathPoints : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Failures, DeathPoints,
+                         ::testing::Values("before-fetch", "mid-fetch", "mid-result", "after-result"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST_P(DeathPoints, AnswerIsExactAndMemoryNeverHalfUpdated) {
+  std::string dir = temp_dir();
+  auto r = run(job(2, "tcp", {kProbe, "big"}),
+               {{"CALYPSO_INJECT", GetParam() + "@1"}, {"CALYPSO_INJECT_ONCE", dir + "/died"},
+                {"CALYPSO_SUSPECT_MS", "1000"}},
+               180s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe big: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "fault injection: worker kills itself")) << r.output;
+  EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove((dir + "/died").c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, UnknownInjectionPointIsRefused) {
+  auto r = run(job(1, "tcp", {kProbe, "adjacent"}), {{"CALYPSO_INJECT", "sometimes"}}, 60s);
+  EXPECT_TRUE(contains(r.output, "CALYPSO_INJECT=sometimes: expected")) << r.output;
+}
+
+// Reads "role pid" lines until want of them are there.
+std::vector<std::pair<std::string, int>> read_pids(const std::string& file, std::size_t want) {
+  std::vector<std::pair<std::string, int>> out;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       out.size() < want && std::chrono::steady_clock::now() < deadline;) {
+    out.clear();
+    std::ifstream f(file);
+    std::string role;
+    int pid;
+    while (f >> role >> pid) out.emplace_back(role, pid);
+    std::this_thread::sleep_for(50ms);
+  }
+  return out;
+}
+
+TEST(Failures, SigtermHandsWorkBackAndTheWorkerExitsZero) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "30", "40"}, {{"CALYPSO_SUSPECT_MS", "60000"}});
+  auto all = read_pids(pids, 3);
+  ASSERT_EQ(all.size(), 3u);
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_EQ(kill(all[1].second, SIGTERM), 0);
+  auto r = j.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "it left")) << r.output;
+  EXPECT_TRUE(contains(r.output, "worker leaving (SIGTERM)")) << r.output;
+  EXPECT_FALSE(contains(r.output, "calypso-run: worker (pid")) << "the leaving worker exited non-zero:\n" << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, StoppedWorkerIsSuspectedThenTakenBack) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "40", "40"},
+        {{"CALYPSO_SUSPECT_MS", "700"}, {"CALYPSO_HEARTBEAT_MS", "100"}});
+  auto all = read_pids(pids, 3);
+  ASSERT_EQ(all.size(), 3u);
+  std::this_thread::sleep_for(1000ms);
+  ASSERT_EQ(kill(all[1].second, SIGSTOP), 0);
+  std::this_thread::sleep_for(2500ms);
+  ASSERT_EQ(kill(all[1].second, SIGCONT), 0);
+  auto r = j.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: ok (2 distinct")) << r.output;
+  EXPECT_TRUE(contains(r.output, "silent too long")) << r.output;
+  EXPECT_TRUE(contains(r.output, "is back after being suspected")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, WorkersNoticeALostManagerAndExit) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids", address = dir + "/address", wpids = dir + "/wpids";
+  Job manager({kRun, "-n", "0", "--pid-file", pids, "--address-file", address, kProbe, "pids", "200", "50"},
+              {{"CALYPSO_SUSPECT_MS", "1000"}});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty());
+  Job workers({kRun, "--join", addr, "-n", "2", "--pid-file", wpids, kProbe}, {});
+  auto w = read_pids(wpids, 2);
+  ASSERT_EQ(w.size(), 2u);
+  std::this_thread::sleep_for(1500ms);
+  auto m = read_pids(pids, 1);
+  ASSERT_EQ(m.size(), 1u);
+  ASSERT_EQ(kill(m[0].second, SIGKILL), 0);
+  auto r = workers.wait(30s);   // bounded: the test fails if they linger
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_TRUE(contains(r.output, "lost the manager")) << r.output;
+  for (const auto& [role, pid] : w) EXPECT_NE(kill(pid, 0), 0) << "worker " << pid << " is still running";
+  manager.wait(30s);
+  for (const char* f : {"/pids", "/address", "/wpids"}) std::remove((dir + f).c_str());
+  rmdir(dir.c_str());
 }
 
 // ---- membership ------------------------------------------------------------------------------

@@ -238,8 +238,6 @@ TEST(PageTable, PageDirtiedTwiceIsListedOnce) {
   ASSERT_EQ(t.set(4, 1, PageState::dirty), 0);
   std::vector<PageNumber> dirty = t.take_dirty();
   if (dirty.size() != 1) {
-    GTEST_SKIP() << "known bug: PageTable::set (src/dsm/page_table.cpp:24) appends a page to dirty_ each "
-                    "time it becomes dirty, so take_dirty() lists it twice (got " << dirty.size() << " entries)";
   }
   EXPECT_EQ(dirty, (std::vector<PageNumber>{4}));
 }

@@ -11,6 +11,7 @@
 //   probe multi               one step holding two routines with different counts
 //   probe shared              routines read and write declared Shared<T> variables
 //   probe conflict            two segments write different values to one byte
+//   probe big                 4 segments each write 1.5 MiB (results of several chunks)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
 #include <calypso/calypso.hpp>
@@ -86,6 +87,15 @@ void scale_table(const calypso::Segment& seg) { params->table[seg.index] *= para
 
 void clash(const calypso::Segment& seg, const Bytes& x) { x.p[0] = static_cast<unsigned char>(seg.index + 1); }
 
+constexpr std::size_t kBigWords = 3 * 65536;   // 1.5 MiB of doubles per segment
+struct Big { double* out; };
+void write_big(const calypso::Segment& seg, const Big& x) {
+  volatile double sink = x.out[0];   // read first: a page fetch happens before the writes
+  (void)sink;
+  double* mine = x.out + seg.index * kBigWords;
+  for (std::size_t i = 0; i < kBigWords; ++i) mine[i] = static_cast<double>(seg.index) * 1e7 + static_cast<double>(i);
+}
+
 struct Null { int* p; };
 void deref_null(const calypso::Segment&, const Null& x) {
   volatile int* q = x.p;
@@ -105,6 +115,7 @@ CALYPSO_ROUTINE(squares);
 CALYPSO_ROUTINE(cubes);
 CALYPSO_ROUTINE(scale_table);
 CALYPSO_ROUTINE(clash);
+CALYPSO_ROUTINE(write_big);
 
 namespace {
 
@@ -240,6 +251,19 @@ int main(int argc, char** argv) {
       std::fclose(f);
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(argv[2])));
       std::puts("probe idle: ok");
+      return 0;
+    }
+    if (mode == "big") {
+      double* out = m.alloc<double>(4 * kBigWords);
+      for (int round = 0; round < 2; ++round) m.parallel(write_big, 4, Big{out});
+      for (std::size_t s = 0; s < 4; ++s) {
+        for (std::size_t i = 0; i < kBigWords; ++i) {
+          if (out[s * kBigWords + i] != static_cast<double>(s) * 1e7 + static_cast<double>(i)) {
+            return fail("a big result was lost or half applied");
+          }
+        }
+      }
+      std::printf("probe big: ok (%llu re-executions)\n", static_cast<unsigned long long>(m.stats().reexecutions));
       return 0;
     }
     if (mode == "multi") return multi(m);

@@ -178,6 +178,7 @@ void ManagerLoop::on_hello(const Message& m) {
   Worker& w = workers_[id];
   try {
     w.peer = ep_.add_peer(net::Address{address});
+    w.heartbeat_peer = ep_.add_peer(net::Address{{h->heartbeat_address.begin(), h->heartbeat_address.end()}});
   } catch (const std::exception& e) {
     workers_.erase(id);
     {
@@ -191,7 +192,8 @@ void ManagerLoop::on_hello(const Message& m) {
   w.synced_version = version();   // its cache is empty: nothing to invalidate
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
-              static_cast<std::uint32_t>(config_.heartbeat.count())};
+              static_cast<std::uint32_t>(config_.heartbeat.count()),
+              static_cast<std::uint32_t>(config_.suspect_after.count()), 0};
   Encoder e(MsgType::welcome, id, wel);
   if (!send(id, w, e)) return;
   LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
@@ -308,6 +310,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::v
 
 void ManagerLoop::on_tick() {
   const auto now = Clock::now();
+  ping_workers();
   for (auto& [id, w] : workers_) {
     if (w.state == WorkerState::alive && now - w.last_seen > config_.suspect_after) {
       lose(id, w, "it has been silent too long (CALYPSO_SUSPECT_MS)", true);   // -> suspected
@@ -321,6 +324,18 @@ void ManagerLoop::on_tick() {
   } else if (now - *step_->no_workers_since > config_.no_worker_timeout) {
     fail_step("no live worker for " + std::to_string(config_.no_worker_timeout.count()) +
               " ms (CALYPSO_NO_WORKER_TIMEOUT_MS); start workers with calypso-run --join");
+  }
+}
+
+// Workers watch the manager as it watches them: a worker that hears nothing for
+// CALYPSO_SUSPECT_MS decides the manager is gone and exits. Pings never wait: a peer
+// that does not take them is dealt with by its own silence.
+void ManagerLoop::ping_workers() {
+  for (auto& [id, w] : workers_) {
+    if (w.state == WorkerState::gone) continue;
+    Encoder e(MsgType::heartbeat, id, Empty{});
+    auto bytes = e.bytes();
+    ep_.send(w.heartbeat_peer, bytes, std::chrono::milliseconds(0));
   }
 }
 
@@ -340,7 +355,8 @@ void ManagerLoop::take_commands() {
     if (w.state == WorkerState::gone) continue;
     Encoder e(MsgType::shutdown, id, Shutdown{*code, 0});
     auto bytes = e.bytes();
-    ep_.send(w.peer, bytes, std::chrono::milliseconds(200));
+    // Also to the heartbeat endpoint: a worker busy in a segment reads only that one.
+    for (net::PeerId p : {w.peer, w.heartbeat_peer}) ep_.send(p, bytes, std::chrono::milliseconds(200));
   }
   // Give the shutdown messages a moment to leave before the endpoint closes.
   for (auto deadline = Clock::now() + std::chrono::milliseconds(200); Clock::now() < deadline;) {

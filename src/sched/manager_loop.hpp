@@ -73,6 +73,7 @@ class ManagerLoop {
   };
   struct Worker {
     net::PeerId peer = net::kNoPeer;
+    net::PeerId heartbeat_peer = net::kNoPeer;   // its heartbeat endpoint: we ping it
     WorkerState state = WorkerState::alive;
     Clock::time_point last_seen;
     bool parked = false;
@@ -102,6 +103,7 @@ class ManagerLoop {
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
   void on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes);
   void on_tick();
+  void ping_workers();
   void take_commands();
 
   void open_step(StepSpec spec);

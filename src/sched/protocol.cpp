@@ -53,15 +53,17 @@ std::optional<HelloView> parse_hello(const Message& m, std::string& why) {
   auto fixed = fixed_part<Hello>(m, why);
   if (!fixed) return std::nullopt;
   auto rest = tail<Hello>(m);
-  if (std::uint64_t{fixed->identity_bytes} + fixed->address_bytes != rest.size() ||
-      fixed->address_bytes == 0 || fixed->identity_bytes > 4096) {
+  if (std::uint64_t{fixed->identity_bytes} + fixed->address_bytes + fixed->heartbeat_address_bytes !=
+          rest.size() ||
+      fixed->address_bytes == 0 || fixed->heartbeat_address_bytes == 0 || fixed->identity_bytes > 4096) {
     why = "hello: identity and address lengths do not match the body";
     return std::nullopt;
   }
-  HelloView v{*fixed, {}, {}};
+  HelloView v{*fixed, {}, {}, {}};
   v.fixed.host[sizeof v.fixed.host - 1] = '\0';
   v.identity.assign(reinterpret_cast<const char*>(rest.data()), fixed->identity_bytes);
-  v.address = rest.subspan(fixed->identity_bytes);
+  v.address = rest.subspan(fixed->identity_bytes, fixed->address_bytes);
+  v.heartbeat_address = rest.subspan(fixed->identity_bytes + fixed->address_bytes);
   return v;
 }
 

@@ -32,7 +32,7 @@ enum class MsgType : std::uint16_t {
   page_request,    // worker -> manager: send pages [first, first+count) of this step
   page_data,       // manager -> worker: the pages, or "stale" if the step is over
   result_chunk,    // worker -> manager: part of a segment's diffs
-  heartbeat,       // worker -> manager: still alive
+  heartbeat,       // both ways, between the manager and a worker's heartbeat endpoint
   leave,           // worker -> manager: I am leaving; reassign my segment
   shutdown,        // manager -> worker: the job is over
   max_type = shutdown,
@@ -53,7 +53,7 @@ struct Hello {
   std::uint32_t pid;
   std::uint32_t identity_bytes;   // executable identity string follows
   std::uint32_t address_bytes;    // then the worker's endpoint address
-  std::uint32_t reserved;
+  std::uint32_t heartbeat_address_bytes;   // then its heartbeat endpoint's address
   char host[64];
 };
 struct Welcome {
@@ -62,7 +62,9 @@ struct Welcome {
   std::uint64_t region_address;
   std::uint64_t region_size;
   std::uint32_t fetch_pages;
-  std::uint32_t heartbeat_ms;
+  std::uint32_t heartbeat_ms;     // the manager pings this often
+  std::uint32_t suspect_ms;       // a worker that hears nothing for this long gives up
+  std::uint32_t reserved;
 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows
@@ -138,6 +140,7 @@ struct HelloView {
   Hello fixed;
   std::string identity;
   std::span<const std::byte> address;
+  std::span<const std::byte> heartbeat_address;
 };
 std::optional<HelloView> parse_hello(const Message& m, std::string& why);
 

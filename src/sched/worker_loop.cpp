@@ -10,8 +10,14 @@
 
 #include <calypso/error.hpp>
 
+#include "sched/fault_injection.hpp"
+
 #include <csetjmp>
+#include <csignal>
 #include <cstring>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 namespace calypso::sched {
@@ -43,29 +49,38 @@ WorkerLoop::WorkerLoop(const Config& config)
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
   hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
   join(executable_identity());
+  // SIGTERM is taken by the heartbeat thread through a signalfd (it can talk to the
+  // manager at any moment; the segment thread may be deep in user code). Blocking it
+  // here, before the thread starts, blocks it in every thread of the process.
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, nullptr);
+  sigterm_ = UniqueFd(signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK));
+  hb_stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (sigterm_.get() < 0 || hb_stop_.get() < 0) throw Error("calypso: signalfd/eventfd failed");
   hb_thread_ = std::thread([this] { heartbeat_loop(); });
 }
 
 WorkerLoop::~WorkerLoop() {
-  {
-    std::lock_guard lock(hb_mutex_);
-    hb_stop_ = true;
-  }
-  hb_cv_.notify_all();
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(hb_stop_.get(), &one, sizeof one);
   if (hb_thread_.joinable()) hb_thread_.join();
 }
 
 void WorkerLoop::join(const std::string& identity) {
   JobAddress job = JobAddress::parse(config_.manager_address);
   auto addr = ep_.local_address();
+  auto hb_addr = hb_ep_.local_address();
   Hello h{};
   h.job_key = job.job_key;
   h.pid = static_cast<std::uint32_t>(getpid());
   h.identity_bytes = static_cast<std::uint32_t>(identity.size());
   h.address_bytes = static_cast<std::uint32_t>(addr.bytes.size());
+  h.heartbeat_address_bytes = static_cast<std::uint32_t>(hb_addr.bytes.size());
   gethostname(h.host, sizeof h.host - 1);
   Encoder e(MsgType::hello, kNoWorker, h);
-  e.append(identity.data(), identity.size()).append(addr.bytes);
+  e.append(identity.data(), identity.size()).append(addr.bytes).append(hb_addr.bytes);
   auto bytes = e.bytes();
   if (ep_.send(manager_, bytes, 10s) != net::SendStatus::ok) {
     throw Error("calypso: cannot reach the manager at " + config_.manager_address);
@@ -88,6 +103,7 @@ void WorkerLoop::join(const std::string& identity) {
     id_ = w->worker;
     fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
+    manager_timeout_ = std::chrono::milliseconds(std::max(w->suspect_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
     set_shared_base(region_->base());
     cache_.emplace(*region_, *this, fetch_pages_);
@@ -147,6 +163,8 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   if (a.fixed.invalidate_all != 0) cache_->invalidate_all();
   else cache_->invalidate(a.notices);
   step_ = a.fixed.step;
+  segment_index_ = a.fixed.index;
+  fetches_in_segment_ = 0;
   Segment seg{a.fixed.index, a.fixed.count};
   std::vector<std::byte> args(a.args.begin(), a.args.end());
   if (sigsetjmp(g_abort_point, 1) != 0) {
@@ -175,7 +193,9 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
       _exit(3);
     }
     offset += n;
+    if (offset < body.size()) maybe_inject(InjectPoint::mid_result, segment_index_);
   } while (offset < body.size());
+  maybe_inject(InjectPoint::after_result, segment_index_);
 }
 
 void WorkerLoop::send_small(MsgType type) {
@@ -190,6 +210,9 @@ void WorkerLoop::send_small(MsgType type) {
 // Runs inside the SIGSEGV handler of the segment's thread: reports failure as a value.
 dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count) noexcept {
   dsm::FetchResult out;
+  ++fetches_in_segment_;
+  if (fetches_in_segment_ == 1) maybe_inject(InjectPoint::before_fetch, segment_index_);
+  if (fetches_in_segment_ == 2) maybe_inject(InjectPoint::mid_fetch, segment_index_);
   Encoder e(MsgType::page_request, id_, PageRequest{step_, first, count});
   auto bytes = e.bytes();
   if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) return out;
@@ -225,26 +248,57 @@ void WorkerLoop::on_shutdown(const Message& m) {
   _exit(0);
 }
 
+// The heartbeat thread: tells the manager this worker lives, watches that the manager
+// does, and turns SIGTERM into a graceful leave. It sleeps in poll() between beats.
 void WorkerLoop::heartbeat_loop() {
-  try {
-    net::Endpoint& hb = hb_ep_;
-    const net::PeerId mgr = hb_manager_;
-    int failures = 0;
-    std::unique_lock lock(hb_mutex_);
-    while (!hb_cv_.wait_for(lock, heartbeat_, [this] { return hb_stop_; })) {
-      Encoder e(MsgType::heartbeat, id_, Empty{});
-      auto bytes = e.bytes();
-      bool ok = hb.send(mgr, bytes, heartbeat_) == net::SendStatus::ok;
-      hb.poll([&ok](const net::Event& ev) { ok = ok && ev.kind != net::Event::Kind::peer_error; });
-      failures = ok ? 0 : failures + 1;
-      if (failures >= 3) {
-        log::raw("calypso: lost the manager (heartbeats fail); worker exiting\n");
-        _exit(3);
-      }
+  auto last_heard = std::chrono::steady_clock::now();
+  auto next_beat = last_heard;
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_beat) {
+      heartbeat_once(last_heard);
+      next_beat = now + heartbeat_;
     }
-  } catch (const std::exception& e) {
-    LOG_ERROR("heartbeat thread stopped: %s", e.what());
+    pollfd fds[3] = {{hb_stop_.get(), POLLIN, 0}, {sigterm_.get(), POLLIN, 0}, {hb_ep_.wait_fd(), POLLIN, 0}};
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - now);
+    const bool can_sleep = hb_ep_.ready_to_sleep();
+    poll(fds, 3, can_sleep ? static_cast<int>(std::max<long>(1, wait.count())) : 0);
+    if (fds[0].revents != 0) return;
+    if (fds[1].revents != 0) leave();
+    hb_ep_.poll([&](const net::Event& ev) {
+      if (ev.kind != net::Event::Kind::message) return;
+      std::string why;
+      auto m = decode(ev.data, why);
+      if (!m) return;
+      last_heard = std::chrono::steady_clock::now();
+      if (m->type() == MsgType::shutdown) on_shutdown(*m);
+    });
   }
+}
+
+void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_heard) {
+  if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) {
+    log::raw("calypso: lost the manager (nothing heard for CALYPSO_SUSPECT_MS); worker exiting\n");
+    _exit(3);
+  }
+  Encoder e(MsgType::heartbeat, id_, Empty{});
+  auto bytes = e.bytes();
+  hb_ep_.send(hb_manager_, bytes, std::chrono::milliseconds(0));
+}
+
+// SIGTERM: tell the manager to reassign our segment now, then go. Exit status 0: leaving
+// on request is not a failure.
+void WorkerLoop::leave() {
+  Encoder e(MsgType::leave, id_, Empty{});
+  auto bytes = e.bytes();
+  hb_ep_.send(hb_manager_, bytes, 1000ms);
+  // Let the message leave the process before the endpoint disappears with it.
+  for (auto until = std::chrono::steady_clock::now() + 100ms; std::chrono::steady_clock::now() < until;) {
+    hb_ep_.poll([](const net::Event&) {});
+    hb_ep_.wait(10ms);
+  }
+  log::raw("calypso: worker leaving (SIGTERM); its work goes to the others\n");
+  _exit(0);
 }
 
 }  // namespace calypso::sched

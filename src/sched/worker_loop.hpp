@@ -11,6 +11,7 @@
 #include "dsm/region.hpp"
 #include "net/endpoint.hpp"
 #include "sched/protocol.hpp"
+#include "unique_fd.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -45,6 +46,8 @@ class WorkerLoop final : public dsm::PageSource {
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void send_small(MsgType type);
   void heartbeat_loop();
+  void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
+  [[noreturn]] void leave();
   [[noreturn]] void on_shutdown(const Message& m);
 
   const Config& config_;
@@ -65,9 +68,11 @@ class WorkerLoop final : public dsm::PageSource {
   std::vector<std::byte> fetch_reply_;
   std::vector<std::byte> result_;
 
-  std::mutex hb_mutex_;
-  std::condition_variable hb_cv_;
-  bool hb_stop_ = false;
+  std::chrono::milliseconds manager_timeout_{3000};
+  std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
+  std::uint32_t fetches_in_segment_ = 0;
+  UniqueFd hb_stop_;                       // eventfd: ends the heartbeat thread
+  UniqueFd sigterm_;                       // signalfd: SIGTERM means "leave gracefully"
   std::thread hb_thread_;
 };
 

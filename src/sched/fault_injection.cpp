@@ -1,0 +1,56 @@
+// Fault injection points; see fault_injection.hpp.
+#include "sched/fault_injection.hpp"
+
+#include "log.hpp"
+
+#include <calypso/error.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <unistd.h>
+
+namespace calypso::sched {
+namespace injection {
+
+InjectPoint g_inject_point = InjectPoint::none;
+namespace {
+std::int64_t g_segment = -1;   // -1: any segment
+std::string g_once_file;
+}  // namespace
+
+void inject_now(InjectPoint, std::uint32_t segment) noexcept {
+  if (g_segment >= 0 && static_cast<std::int64_t>(segment) != g_segment) return;
+  if (!g_once_file.empty()) {
+    int fd = open(g_once_file.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd < 0) return;   // another worker already died here
+    close(fd);
+  }
+  log::raw("calypso: fault injection: worker kills itself (CALYPSO_INJECT)\n");
+  raise(SIGKILL);
+}
+
+}  // namespace injection
+
+void configure_fault_injection() {
+  const char* v = std::getenv("CALYPSO_INJECT");
+  if (v == nullptr || *v == '\0') return;
+  std::string spec(v);
+  std::string point = spec.substr(0, spec.find('@'));
+  if (auto at = spec.find('@'); at != std::string::npos) {
+    injection::g_segment = std::strtoll(spec.c_str() + at + 1, nullptr, 10);
+  }
+  if (point == "before-fetch") injection::g_inject_point = InjectPoint::before_fetch;
+  else if (point == "mid-fetch") injection::g_inject_point = InjectPoint::mid_fetch;
+  else if (point == "mid-result") injection::g_inject_point = InjectPoint::mid_result;
+  else if (point == "after-result") injection::g_inject_point = InjectPoint::after_result;
+  else {
+    throw Error("CALYPSO_INJECT=" + spec +
+                ": expected before-fetch, mid-fetch, mid-result or after-result, optionally @SEGMENT");
+  }
+  if (const char* once = std::getenv("CALYPSO_INJECT_ONCE")) injection::g_once_file = once;
+}
+
+}  // namespace calypso::sched

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Real network faults across hosts: a manager and 2 workers in network namespaces on a
+# bridge (scripts/netns-cluster), over the tcp provider.
+#   1. cut test: worker host 1 loses all its packets (nftables, both directions) for 4 s
+#      in the middle of a jacobi run; the answer must still be exact, the manager must
+#      have lost the worker, and the worker must be back or replaced.
+#   2. rate test: every link limited to 1 Gbit/s by tc tbf; matmul must verify.
+# Exits 77 (skipped) without root, network namespaces, nftables or tc. Bounded in time;
+# leaves no namespace behind (checked). BUILDDIR selects the build (default ./build).
+# Namespaces are named calypso-t<PID>-* so that two runs of this test cannot collide.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+builddir=${BUILDDIR:-$repo/build}
+cluster=$repo/scripts/netns-cluster
+export CALYPSO_NETNS_PREFIX=${CALYPSO_NETNS_PREFIX:-calypso-t$$}
+prefix=$CALYPSO_NETNS_PREFIX
+
+skip() { echo "netns_test: SKIPPED: $*"; exit 77; }
+fail() { echo "netns_test: FAIL: $*"; failures=$((failures + 1)); }
+
+[[ $(id -u) == 0 ]] || skip "needs root to create network namespaces"
+command -v ip >/dev/null || skip "ip (iproute2) is not installed (scripts/setup installs it)"
+ip netns list >/dev/null 2>&1 || skip "'ip netns' is not available"
+command -v nft >/dev/null || skip "nft (nftables) is not installed (scripts/setup installs it)"
+command -v tc >/dev/null || skip "tc (iproute2) is not installed"
+command -v timeout >/dev/null || skip "timeout (coreutils) is not available"
+# can this process really create one (a container may forbid it)?
+if ! ip netns add "$prefix-br" 2>/dev/null; then skip "cannot create a network namespace here"; fi
+ip netns del "$prefix-br"
+
+for f in "$builddir/src/tools/calypso-run" "$builddir/examples/jacobi" "$builddir/examples/matmul"; do
+  [[ -x $f ]] || { echo "netns_test: FAIL: $f is missing (build first: ninja -C $builddir)"; exit 1; }
+done
+export BUILDDIR=$builddir
+
+failures=0
+out=$(mktemp -d /tmp/netns_test.XXXXXX)
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  "$cluster" down >/dev/null 2>&1 || true      # only if a run was killed outright
+  rm -rf "$out"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# run NAME SECONDS ARGS... : runs the cluster, bounded twice (its own --timeout and an
+# outer timeout that also covers setup and teardown); output in $out/NAME.log
+run() {
+  local name=$1 limit=$2; shift 2
+  local rc=0
+  timeout -k 15 "$((limit + 60))" "$cluster" run --timeout "$limit" "$@" >"$out/$name.log" 2>&1 || rc=$?
+  sed "s/^/[$name] /" "$out/$name.log"
+  return "$rc"
+}
+
+# ---- 1. cut worker host 1 off at 1.5 s for 4 s --------------------------------------
+echo "netns_test: cut test: jacobi 512 600 16 on 3 hosts, h1 cut off (nftables, both directions) at 1.5 s for 4 s"
+rc=0
+CALYPSO_SUSPECT_MS=1000 run cut 180 --hosts 3 --cut 1:1.5:4 -- "$builddir/examples/jacobi" 512 600 16 || rc=$?
+log=$out/cut.log
+((rc == 0)) || fail "cut test: exit code $rc (expected 0)"
+grep -q '^jacobi: verified' "$log" || fail "cut test: no 'jacobi: verified'"
+grep -q "cut $prefix-h1 off" "$log" || fail "cut test: the run ended before the cut (make it longer)"
+if grep -q 'lost worker' "$log"; then
+  if grep -q 'starting a replacement' "$log"; then
+    echo "netns_test: cut test: the manager lost the cut-off worker; it exited during the cut and a replacement joined after it"
+  elif grep -q 'is back after being suspected' "$log"; then
+    echo "netns_test: cut test: the manager lost the cut-off worker and took it back"
+  else
+    echo "netns_test: cut test: the manager lost the cut-off worker; the run completed without it"
+  fi
+else
+  fail "cut test: the manager never lost the cut-off worker (expected 'lost worker' with CALYPSO_SUSPECT_MS=1000)"
+fi
+grep -q "restored $prefix-h1" "$log" ||
+  echo "netns_test: cut test: note: the run ended before the link was restored"
+grep 'wall time' "$log" | sed 's/^netns-cluster: /netns_test: cut test: /'
+
+# ---- 2. every link at 1 Gbit/s ------------------------------------------------------
+echo "netns_test: rate test: matmul 512 48 on 3 hosts, every link limited to 1gbit by tc tbf"
+rc=0
+run rate 180 --hosts 3 --rate 1gbit -- "$builddir/examples/matmul" 512 48 || rc=$?
+log=$out/rate.log
+((rc == 0)) || fail "rate test: exit code $rc (expected 0)"
+grep -q '^matmul: verified' "$log" || fail "rate test: no 'matmul: verified'"
+grep -q 'tbf rate 1gbit' "$log" || fail "rate test: the links were not rate-limited"
+grep 'wall time' "$log" | sed 's/^netns-cluster: /netns_test: rate test: /'
+
+# ---- nothing left behind -------------------------------------------------------------
+left=$(ip netns list | awk '{print $1}' | grep -F -- "$prefix-" || true)
+[[ -z $left ]] || fail "namespaces left behind: $(echo $left)"
+
+if ((failures)); then
+  echo "netns_test: $failures failure(s)"
+  exit 1
+fi
+echo "netns_test: PASS"
