@@ -63,6 +63,13 @@ void read_stats(Config& c) {
   else bad("CALYPSO_STATS", v, "off, text or json");
 }
 
+void read_schedule(Config& c) {
+  const char* v = env("CALYPSO_SCHEDULE");
+  if (v == nullptr || std::string(v) == "eager") return;
+  if (std::string(v) != "static") bad("CALYPSO_SCHEDULE", v, "eager or static");
+  c.static_schedule = true;
+}
+
 void read_log(Config& c) {
   const char* v = env("CALYPSO_LOG");
   if (v == nullptr) return;
@@ -85,9 +92,12 @@ void check(const Config& c) {
   if (c.region_address % (std::size_t{1} << 21) != 0) {
     throw Error("CALYPSO_REGION_ADDRESS must be aligned to 2 MiB");
   }
-  if (c.role == Role::worker && c.manager_address.empty()) {
-    throw Error("CALYPSO_ROLE=worker needs CALYPSO_MANAGER (the manager's address); "
-                "start workers with calypso-run");
+  if (c.role == Role::worker && c.manager_address.empty() && c.manager_file.empty()) {
+    throw Error("CALYPSO_ROLE=worker needs CALYPSO_MANAGER (the job address) or "
+                "CALYPSO_MANAGER_FILE; start workers with calypso-run");
+  }
+  if (c.role == Role::manager && c.static_schedule && c.workers == 0) {
+    throw Error("CALYPSO_SCHEDULE=static needs CALYPSO_WORKERS (calypso-run -n sets it)");
   }
   if (c.suspect_after <= c.heartbeat) {
     throw Error("CALYPSO_SUSPECT_MS must be larger than CALYPSO_HEARTBEAT_MS");
@@ -117,6 +127,7 @@ Config Config::from_environment() {
   Config c;
   read_role(c);
   read_string("CALYPSO_MANAGER", c.manager_address);
+  read_string("CALYPSO_MANAGER_FILE", c.manager_file);
   read_string("CALYPSO_PROVIDER", c.provider);
   read_string("CALYPSO_BIND", c.bind);
   read_string("CALYPSO_ADDRESS_FILE", c.address_file);
@@ -128,11 +139,14 @@ Config Config::from_environment() {
   read_ms("CALYPSO_HEARTBEAT_MS", c.heartbeat, 10);
   read_ms("CALYPSO_SUSPECT_MS", c.suspect_after, 50);
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
+  read_ms("CALYPSO_MANAGER_TIMEOUT_MS", c.manager_timeout, 100);
+  read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);
   std::uint32_t conflicts = 0;
   read_uint("CALYPSO_CHECK_CONFLICTS", conflicts, 0, 1);
   c.check_conflicts = conflicts != 0;
   read_stats(c);
+  read_schedule(c);
   read_string("CALYPSO_STATS_FILE", c.stats_file);
   read_log(c);
   check(c);

@@ -15,7 +15,8 @@ enum class StatsFormat : std::uint8_t { off, text, json };
 
 struct Config {
   Role role = Role::manager;
-  std::string manager_address;      // CALYPSO_MANAGER (worker): hex address or host:port
+  std::string manager_address;      // CALYPSO_MANAGER (worker): the job address
+  std::string manager_file;         // CALYPSO_MANAGER_FILE (worker): wait for the address here
   std::string provider = "tcp";     // CALYPSO_PROVIDER
   std::string bind;                 // CALYPSO_BIND: host[:port] the manager listens on
   std::string address_file;         // CALYPSO_ADDRESS_FILE: manager writes its address here
@@ -29,6 +30,9 @@ struct Config {
   std::chrono::milliseconds no_worker_timeout{60000};// CALYPSO_NO_WORKER_TIMEOUT_MS
   std::uint32_t max_attempts = 3;                    // CALYPSO_MAX_ATTEMPTS
   bool check_conflicts = false;                      // CALYPSO_CHECK_CONFLICTS
+  bool static_schedule = false;                      // CALYPSO_SCHEDULE=static (baseline)
+  std::uint32_t workers = 0;                         // CALYPSO_WORKERS: set by calypso-run -n
+  std::chrono::milliseconds manager_timeout{20000};  // CALYPSO_MANAGER_TIMEOUT_MS
   StatsFormat stats = StatsFormat::off;              // CALYPSO_STATS
   std::string stats_file;                            // CALYPSO_STATS_FILE (default stderr)
   int log_level = 1;                                 // CALYPSO_LOG: 0 error .. 3 debug

@@ -12,6 +12,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace calypso {
@@ -42,6 +43,12 @@ void publish_address(const Config& c, const std::string& address) {
   }
 }
 
+long peak_rss_kib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
 void print_stats(const Config& c, const Stats& s) {
   if (c.stats == StatsFormat::off) return;
   FILE* out = c.stats_file.empty() ? stderr : std::fopen(c.stats_file.c_str(), "w");
@@ -50,22 +57,23 @@ void print_stats(const Config& c, const Stats& s) {
     std::fprintf(out,
                  "{\"parallel_steps\":%llu,\"segments\":%llu,\"attempts\":%llu,\"reexecutions\":%llu,"
                  "\"results_discarded\":%llu,\"pages_fetched\":%llu,\"diff_bytes\":%llu,"
-                 "\"workers_joined\":%llu,\"workers_lost\":%llu,\"parallel_seconds\":%.6f}\n",
+                 "\"workers_joined\":%llu,\"workers_lost\":%llu,\"parallel_seconds\":%.6f,"
+                 "\"manager_peak_rss_kib\":%ld}\n",
                  (unsigned long long)s.parallel_steps, (unsigned long long)s.segments,
                  (unsigned long long)s.attempts, (unsigned long long)s.reexecutions,
                  (unsigned long long)s.results_discarded, (unsigned long long)s.pages_fetched,
                  (unsigned long long)s.diff_bytes, (unsigned long long)s.workers_joined,
-                 (unsigned long long)s.workers_lost, s.parallel_seconds);
+                 (unsigned long long)s.workers_lost, s.parallel_seconds, peak_rss_kib());
   } else {
     std::fprintf(out,
                  "calypso stats: %llu steps, %llu segments, %llu attempts (%llu re-executions, "
                  "%llu results discarded), %llu pages fetched, %llu diff bytes, %llu workers "
-                 "joined, %llu lost, %.3f s in parallel steps\n",
+                 "joined, %llu lost, %.3f s in parallel steps, manager peak RSS %ld KiB\n",
                  (unsigned long long)s.parallel_steps, (unsigned long long)s.segments,
                  (unsigned long long)s.attempts, (unsigned long long)s.reexecutions,
                  (unsigned long long)s.results_discarded, (unsigned long long)s.pages_fetched,
                  (unsigned long long)s.diff_bytes, (unsigned long long)s.workers_joined,
-                 (unsigned long long)s.workers_lost, s.parallel_seconds);
+                 (unsigned long long)s.workers_lost, s.parallel_seconds, peak_rss_kib());
   }
   if (out != stderr) std::fclose(out);
 }
@@ -74,8 +82,16 @@ void print_stats(const Config& c, const Stats& s) {
 
 Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
   Config& c = impl_->config;
-  c = Config::from_environment();
-  sched::configure_fault_injection();   // every role checks it, so a typo stops the manager too
+  try {
+    c = Config::from_environment();
+    sched::configure_fault_injection();   // every role checks it, so a typo stops the manager too
+  } catch (const Error& e) {
+    // A worker has no caller to hand the error to: say why and stop.
+    const char* role = std::getenv("CALYPSO_ROLE");
+    if (role == nullptr || std::string(role) != "worker") throw;
+    std::fprintf(stderr, "calypso[worker]: %s\n", e.what());
+    std::exit(1);
+  }
   log::set_level(c.log_level);
   if (c.role == Role::manager) {
     log::set_prefix("manager");

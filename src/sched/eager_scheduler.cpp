@@ -5,8 +5,16 @@
 
 namespace calypso::sched {
 
-EagerScheduler::EagerScheduler(std::uint32_t segments, std::uint32_t max_attempts)
-    : segs_(segments), max_attempts_(max_attempts), remaining_(segments) {}
+EagerScheduler::EagerScheduler(std::uint32_t segments, std::uint32_t max_attempts, Policy policy,
+                               const std::vector<WorkerId>& preferred)
+    : segs_(segments), max_attempts_(max_attempts), policy_(policy), owned_(segments, false),
+      remaining_(segments) {
+  for (std::uint32_t s = 0; s < segments && s < preferred.size(); ++s) {
+    if (preferred[s] == kNoWorker) continue;
+    owned_[s] = true;
+    queues_[preferred[s]].push_back(s);
+  }
+}
 
 std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w) {
   Seg& s = segs_[segment];
@@ -15,9 +23,34 @@ std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w) {
   return Pick{segment, ++s.attempts};
 }
 
-std::optional<Pick> EagerScheduler::next_for(WorkerId w) {
-  while (next_unstarted_ < segs_.size() && segs_[next_unstarted_].attempts > 0) ++next_unstarted_;
-  if (next_unstarted_ < segs_.size()) return start(next_unstarted_++, w);
+std::optional<std::uint32_t> EagerScheduler::own_unstarted(WorkerId w) {
+  auto it = queues_.find(w);
+  if (it == queues_.end()) return std::nullopt;
+  auto& q = it->second;
+  while (!q.empty() && segs_[q.front()].attempts > 0) q.pop_front();
+  if (q.empty()) return std::nullopt;
+  std::uint32_t s = q.front();
+  q.pop_front();
+  return s;
+}
+
+std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
+  while (next_unstarted_ < segs_.size() && (owned_[next_unstarted_] || segs_[next_unstarted_].attempts > 0)) {
+    ++next_unstarted_;
+  }
+  if (next_unstarted_ < segs_.size()) return next_unstarted_++;
+  std::deque<std::uint32_t>* longest = nullptr;
+  for (auto& [owner, q] : queues_) {
+    while (!q.empty() && segs_[q.back()].attempts > 0) q.pop_back();
+    if (owner != w && !q.empty() && (longest == nullptr || q.size() > longest->size())) longest = &q;
+  }
+  if (longest == nullptr) return std::nullopt;
+  std::uint32_t s = longest->back();
+  longest->pop_back();
+  return s;
+}
+
+std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w) const {
   std::optional<std::uint32_t> best;
   for (std::uint32_t i = 0; i < segs_.size(); ++i) {
     const Seg& s = segs_[i];
@@ -29,8 +62,15 @@ std::optional<Pick> EagerScheduler::next_for(WorkerId w) {
       best = i;
     }
   }
-  if (!best) return std::nullopt;
-  return start(*best, w);
+  return best;
+}
+
+std::optional<Pick> EagerScheduler::next_for(WorkerId w) {
+  if (auto s = own_unstarted(w)) return start(*s, w);
+  if (policy_ == Policy::fixed) return std::nullopt;
+  if (auto s = steal_unstarted(w)) return start(*s, w);
+  if (auto s = rerun_for(w)) return start(*s, w);
+  return std::nullopt;
 }
 
 bool EagerScheduler::complete(std::uint32_t segment, WorkerId w) {

@@ -1,16 +1,25 @@
 // Eager scheduling of one parallel step (pure logic, no I/O; unit tested on its own).
 //
-// Any idle worker may run any unfinished segment: unstarted segments go first, in
-// order; once none are left, an idle worker re-runs an unfinished segment that is
-// running elsewhere (the one with the fewest copies running, then the oldest), never one
-// it is running itself. The first completion of a segment wins. A segment whose runs
-// keep ending with the death of their worker fails the step after max_attempts such
-// deaths, so a routine that crashes workers cannot loop forever.
+// Any idle worker may run any unfinished segment. An idle worker gets, in this order:
+//   1. an unstarted segment it is *preferred* for (it ran it in the last step, so its
+//      cache holds what the segment touches), lowest index first;
+//   2. an unstarted segment nobody is preferred for, in order;
+//   3. an unstarted segment preferred for another worker, taken from the back of the
+//      longest such queue (stealing keeps fast workers busy and slow ones' caches warm);
+//   4. a re-run of an unfinished segment running elsewhere (fewest copies running, then
+//      the oldest), never one it is running itself.
+// The first completion of a segment wins. A segment whose runs keep ending with the
+// death of their worker fails the step after max_attempts such deaths.
+//
+// Policy::fixed stops after step 1: every worker runs exactly its own block and nothing
+// else, as classic DSMs (TreadMarks) do. It exists as a baseline for benchmarks.
 #pragma once
 
 #include "sched/protocol.hpp"
 
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -23,7 +32,11 @@ struct Pick {
 
 class EagerScheduler {
  public:
-  EagerScheduler(std::uint32_t segments, std::uint32_t max_attempts);
+  enum class Policy : std::uint8_t { eager, fixed };
+
+  // preferred[s] is the worker preferred for segment s, or kNoWorker (may be empty).
+  EagerScheduler(std::uint32_t segments, std::uint32_t max_attempts, Policy policy = Policy::eager,
+                 const std::vector<WorkerId>& preferred = {});
 
   // Next segment for an idle worker, or nullopt if every segment is done or already
   // running on this worker.
@@ -49,9 +62,15 @@ class EagerScheduler {
     std::vector<WorkerId> runners;
   };
   std::optional<Pick> start(std::uint32_t segment, WorkerId w);
+  std::optional<std::uint32_t> own_unstarted(WorkerId w);
+  std::optional<std::uint32_t> steal_unstarted(WorkerId w);
+  std::optional<std::uint32_t> rerun_for(WorkerId w) const;
 
   std::vector<Seg> segs_;
   std::uint32_t max_attempts_;
+  Policy policy_;
+  std::vector<bool> owned_;                             // segment has a preferred worker
+  std::map<WorkerId, std::deque<std::uint32_t>> queues_;   // preferred unstarted segments
   std::uint32_t next_unstarted_ = 0;
   std::uint32_t remaining_;
   std::uint64_t clock_ = 0;

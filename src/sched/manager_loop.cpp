@@ -193,13 +193,20 @@ void ManagerLoop::on_hello(const Message& m) {
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
               static_cast<std::uint32_t>(config_.heartbeat.count()),
-              static_cast<std::uint32_t>(config_.suspect_after.count()), 0};
+              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0};
   Encoder e(MsgType::welcome, id, wel);
   if (!send(id, w, e)) return;
   LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
-  std::lock_guard lock(mutex_);
-  ++stats_.workers_joined;
-  ++live_;
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.workers_joined;
+    ++live_;
+  }
+  if (pending_static_ && workers_.size() >= config_.workers) {
+    OpenStep s = std::move(*pending_static_);
+    pending_static_.reset();
+    start_step(std::move(s));
+  }
 }
 
 void ManagerLoop::refuse(const std::vector<std::byte>& address, const std::string& why) {
@@ -300,6 +307,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::v
   }
   step_->sched.complete(key.segment, id);
   step_->results[key.segment] = std::move(bytes);
+  step_->accepted_from[key.segment] = id;
   {
     std::lock_guard lock(mutex_);
     ++stats_.segments;
@@ -377,15 +385,52 @@ void ManagerLoop::open_step(StepSpec spec) {
       s.index_of.push_back(i);
     }
   }
-  const auto n = static_cast<std::uint32_t>(s.routine_of.size());
-  s.sched = EagerScheduler(n, config_.max_attempts);
-  s.results.resize(n);
   s.spec = std::move(spec);
+  if (config_.static_schedule && workers_.size() < config_.workers) {
+    pending_static_ = std::move(s);   // opened when CALYPSO_WORKERS workers have joined
+    return;
+  }
+  start_step(std::move(s));
+}
+
+void ManagerLoop::start_step(OpenStep s) {
+  const auto n = static_cast<std::uint32_t>(s.routine_of.size());
+  s.sched = EagerScheduler(n, config_.max_attempts,
+                           config_.static_schedule ? EagerScheduler::Policy::fixed : EagerScheduler::Policy::eager,
+                           preferred_workers(s));
+  s.results.resize(n);
+  s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
   step_ = std::move(s);
   collation_.begin_step();
   if (n == 0) return finish_step();
   dispatch();
+}
+
+// Eager: the worker whose result was kept last time, if it is alive. Static: blocks of
+// consecutive segments over the live workers in id order, and nothing else.
+std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
+  std::vector<WorkerId> alive, first_joined;
+  for (const auto& [id, w] : workers_) {
+    if (w.state == WorkerState::alive) alive.push_back(id);
+    if (first_joined.size() < config_.workers) first_joined.push_back(id);
+  }
+  const auto n = s.routine_of.size();
+  std::vector<WorkerId> out(n, kNoWorker);
+  for (std::size_t g = 0; g < n; ++g) {
+    if (config_.static_schedule) {
+      // A fixed set of processes, as in a classic DSM: the first CALYPSO_WORKERS to join,
+      // alive or not (a dead one's block is never done, and the step never ends).
+      out[g] = first_joined[g * first_joined.size() / n];
+      continue;
+    }
+    const auto& r = s.spec.routines[s.routine_of[g]];
+    auto it = last_runner_.find({r.id, s.index_of[g], r.count});
+    if (it != last_runner_.end() && std::find(alive.begin(), alive.end(), it->second) != alive.end()) {
+      out[g] = it->second;
+    }
+  }
+  return out;
 }
 
 void ManagerLoop::dispatch() {
@@ -462,6 +507,10 @@ void ManagerLoop::finish_step() {
   std::sort(written.begin(), written.end());
   written.erase(std::unique(written.begin(), written.end()), written.end());
   record_version(std::move(written));
+  for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
+    const auto& r = step_->spec.routines[step_->routine_of[s]];
+    last_runner_[{r.id, step_->index_of[s], r.count}] = step_->accepted_from[s];
+  }
   {
     std::lock_guard lock(mutex_);
     stats_.diff_bytes += bytes;

@@ -27,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace calypso::sched {
@@ -89,6 +90,7 @@ class ManagerLoop {
     EagerScheduler sched{0, 1};
     std::vector<std::uint32_t> routine_of, index_of;   // global segment -> routine, index
     std::vector<std::vector<std::byte>> results;
+    std::vector<WorkerId> accepted_from;               // who produced each kept result
     Clock::time_point started;
     std::optional<Clock::time_point> no_workers_since;
   };
@@ -107,6 +109,8 @@ class ManagerLoop {
   void take_commands();
 
   void open_step(StepSpec spec);
+  void start_step(OpenStep s);
+  std::vector<WorkerId> preferred_workers(const OpenStep& s) const;
   void dispatch();
   void assign(WorkerId id, Worker& w, const Pick& p);
   std::vector<std::uint32_t> notices_for(const Worker& w, bool& invalidate_all) const;
@@ -132,6 +136,10 @@ class ManagerLoop {
   WorkerId next_worker_ = 1;
   StepId next_step_ = 1;
   std::optional<OpenStep> step_;
+  std::optional<OpenStep> pending_static_;   // static schedule: waiting for its workers
+  // Which worker's result was kept for (routine, index, count) in the last step that ran
+  // it: that worker is preferred for it next time (its cache is warm for it).
+  std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, WorkerId> last_runner_;
   std::deque<std::vector<dsm::PageNumber>> log_;   // pages changed per memory version
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;

@@ -63,7 +63,7 @@ struct Welcome {
   std::uint64_t region_size;
   std::uint32_t fetch_pages;
   std::uint32_t heartbeat_ms;     // the manager pings this often
-  std::uint32_t suspect_ms;       // a worker that hears nothing for this long gives up
+  std::uint32_t manager_timeout_ms;   // a worker that hears nothing for this long gives up
   std::uint32_t reserved;
 };
 struct Refuse {

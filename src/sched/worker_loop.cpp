@@ -13,9 +13,12 @@
 #include "sched/fault_injection.hpp"
 
 #include <csetjmp>
+#include <fstream>
+#include <thread>
 #include <csignal>
 #include <cstring>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -39,13 +42,32 @@ net::EndpointConfig endpoint_config(const std::string& provider, std::size_t rec
   return e;
 }
 
+// The provider is known before the manager's address when the launcher started this
+// worker together with the manager (CALYPSO_MANAGER_FILE): opening the endpoints first
+// overlaps libfabric's start-up (about 0.3 s here) with the manager's.
+std::string provider_of(const Config& c) {
+  return c.manager_address.empty() ? c.provider : JobAddress::parse(c.manager_address).provider;
+}
+
+JobAddress wait_for_job(const Config& c) {
+  if (!c.manager_address.empty()) return JobAddress::parse(c.manager_address);
+  for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+    std::ifstream f(c.manager_file);
+    std::string address;
+    if (f >> address) return JobAddress::parse(address);
+    std::this_thread::sleep_for(5ms);   // start-up only, bounded: not worth an inotify
+  }
+  throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within 60 s");
+}
+
 }  // namespace
 
 WorkerLoop::WorkerLoop(const Config& config)
     : config_(config),
-      ep_(net::Endpoint::open(endpoint_config(JobAddress::parse(config.manager_address).provider, 8))),
-      hb_ep_(net::Endpoint::open(endpoint_config(JobAddress::parse(config.manager_address).provider, 2))) {
-  JobAddress job = JobAddress::parse(config.manager_address);
+      ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8))),
+      hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
+  JobAddress job = wait_for_job(config);
+  manager_address_ = job.to_string();
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
   hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
   join(executable_identity());
@@ -69,7 +91,7 @@ WorkerLoop::~WorkerLoop() {
 }
 
 void WorkerLoop::join(const std::string& identity) {
-  JobAddress job = JobAddress::parse(config_.manager_address);
+  JobAddress job = JobAddress::parse(manager_address_);
   auto addr = ep_.local_address();
   auto hb_addr = hb_ep_.local_address();
   Hello h{};
@@ -83,7 +105,7 @@ void WorkerLoop::join(const std::string& identity) {
   e.append(identity.data(), identity.size()).append(addr.bytes).append(hb_addr.bytes);
   auto bytes = e.bytes();
   if (ep_.send(manager_, bytes, 10s) != net::SendStatus::ok) {
-    throw Error("calypso: cannot reach the manager at " + config_.manager_address);
+    throw Error("calypso: cannot reach the manager at " + manager_address_);
   }
   for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
     std::vector<std::byte> raw = receive(1000ms);
@@ -103,7 +125,7 @@ void WorkerLoop::join(const std::string& identity) {
     id_ = w->worker;
     fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
-    manager_timeout_ = std::chrono::milliseconds(std::max(w->suspect_ms, 2 * w->heartbeat_ms));
+    manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
     set_shared_base(region_->base());
     cache_.emplace(*region_, *this, fetch_pages_);
@@ -112,7 +134,7 @@ void WorkerLoop::join(const std::string& identity) {
     LOG_INFO("joined the job");
     return;
   }
-  throw Error("calypso: no answer from the manager at " + config_.manager_address + " within 30 s");
+  throw Error("calypso: no answer from the manager at " + manager_address_ + " within 30 s");
 }
 
 std::vector<std::byte> WorkerLoop::receive(std::chrono::milliseconds timeout) {
@@ -244,6 +266,11 @@ void WorkerLoop::on_shutdown(const Message& m) {
   // The job's exit code is the manager's; a worker that served it to the end succeeded.
   (void)m;
   LOG_INFO("the manager ended the job");
+  if (config_.stats != StatsFormat::off) {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    std::fprintf(stderr, "calypso[worker %u]: peak RSS %ld KiB\n", id_, u.ru_maxrss);
+  }
   std::fflush(nullptr);
   _exit(0);
 }
@@ -278,7 +305,7 @@ void WorkerLoop::heartbeat_loop() {
 
 void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_heard) {
   if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) {
-    log::raw("calypso: lost the manager (nothing heard for CALYPSO_SUSPECT_MS); worker exiting\n");
+    log::raw("calypso: lost the manager (nothing heard for CALYPSO_MANAGER_TIMEOUT_MS); worker exiting\n");
     _exit(3);
   }
   Encoder e(MsgType::heartbeat, id_, Empty{});

@@ -51,6 +51,7 @@ class WorkerLoop final : public dsm::PageSource {
   [[noreturn]] void on_shutdown(const Message& m);
 
   const Config& config_;
+  std::string manager_address_;            // the job address, once known
   net::Endpoint ep_;
   // Heartbeats go out on their own endpoint, used only by the heartbeat thread. Both
   // endpoints open before the fault handler is installed (see ManagerImpl::faults_).
