@@ -141,6 +141,9 @@ Config Config::from_environment() {
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
   read_ms("CALYPSO_MANAGER_TIMEOUT_MS", c.manager_timeout, 100);
   read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
+  std::uint64_t poll_us = static_cast<std::uint64_t>(c.poll_window.count());
+  read_uint("CALYPSO_POLL_US", poll_us, 0, 10000);
+  c.poll_window = std::chrono::microseconds(poll_us);
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);
   std::uint32_t conflicts = 0;
   read_uint("CALYPSO_CHECK_CONFLICTS", conflicts, 0, 1);

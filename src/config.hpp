@@ -33,6 +33,7 @@ struct Config {
   bool static_schedule = false;                      // CALYPSO_SCHEDULE=static (baseline)
   std::uint32_t workers = 0;                         // CALYPSO_WORKERS: set by calypso-run -n
   std::chrono::milliseconds manager_timeout{20000};  // CALYPSO_MANAGER_TIMEOUT_MS
+  std::chrono::microseconds poll_window{50};         // CALYPSO_POLL_US
   StatsFormat stats = StatsFormat::off;              // CALYPSO_STATS
   std::string stats_file;                            // CALYPSO_STATS_FILE (default stderr)
   int log_level = 1;                                 // CALYPSO_LOG: 0 error .. 3 debug

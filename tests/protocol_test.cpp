@@ -418,7 +418,8 @@ bool decode_and_parse(const Bytes& b) {
     EXPECT_LT(std::strlen(h->fixed.host), sizeof h->fixed.host);
   }
   if (auto a = parse_assign(*m, why)) {
-    EXPECT_EQ(sizeof(Assign) + a->args.size() + 4 * a->notices.size(), m->body.size());
+    EXPECT_EQ(sizeof(Assign) + a->args.size() + 4 * (a->notices.size() + a->own_segments.size() + a->own_pages.size()),
+              m->body.size());
     EXPECT_LT(a->fixed.index, a->fixed.count);
   }
   (void)fixed_part<Welcome>(*m, why);

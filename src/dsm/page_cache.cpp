@@ -99,6 +99,21 @@ void PageCache::invalidate_all() {
   }
 }
 
+void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::span<const std::byte>> bodies) {
+  for (std::span<const std::byte> body : bodies) {
+    std::size_t at = 0;
+    while (at + sizeof(ResultEntry) <= body.size()) {
+      ResultEntry e;
+      std::memcpy(&e, body.data() + at, sizeof e);
+      at += sizeof e;
+      if (table_.state(e.page) == PageState::clean && std::binary_search(pages.begin(), pages.end(), e.page)) {
+        diff_apply(body.subspan(at, e.diff_bytes), region_.runtime_page(e.page));
+      }
+      at += e.diff_bytes;
+    }
+  }
+}
+
 std::size_t PageCache::finish_segment(std::vector<std::byte>& out) {
   std::vector<PageNumber> written = table_.take_dirty();
   const std::size_t ps = region_.page_size();

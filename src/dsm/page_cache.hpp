@@ -49,6 +49,11 @@ class PageCache final : public FaultTarget {
   void invalidate(std::span<const PageNumber> pages);
   void invalidate_all();
 
+  // Brings clean copies of `pages` (sorted) to the next memory version by applying, in
+  // order, the diffs that the given result bodies (this worker's own kept results) hold
+  // for them. Pages not held clean are left alone (they will be fetched).
+  void replay(std::span<const PageNumber> pages, std::span<const std::span<const std::byte>> bodies);
+
   // End of a segment: appends ResultEntry + diff for every written page to out, then
   // restores those pages to the snapshot. Returns the number of pages written.
   std::size_t finish_segment(std::vector<std::byte>& out);

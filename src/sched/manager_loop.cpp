@@ -110,8 +110,20 @@ void ManagerLoop::loop() {
   }
 }
 
+// Drains the endpoint, then keeps looking for CALYPSO_POLL_US after the last event:
+// workers that just got a page or an assignment often answer within that window, and
+// catching it saves two VM wake-ups per message. Bounded, so an idle manager sleeps.
 void ManagerLoop::drain_endpoint() {
-  while (ep_.poll([this](const net::Event& e) { on_event(e); }) > 0) {
+  auto handle = [this](const net::Event& e) { on_event(e); };
+  auto until = Clock::now() + config_.poll_window;
+  bool any = false;
+  for (;;) {
+    if (ep_.poll(handle) > 0) {
+      any = true;
+      until = Clock::now() + config_.poll_window;
+    } else if (!any || Clock::now() >= until) {
+      return;
+    }
   }
 }
 
@@ -376,7 +388,12 @@ void ManagerLoop::take_commands() {
 }
 
 void ManagerLoop::open_step(StepSpec spec) {
-  if (!spec.sequential_writes.empty()) record_version(std::move(spec.sequential_writes));
+  if (!spec.sequential_writes.empty()) {
+    Version v;
+    v.pages = std::move(spec.sequential_writes);
+    v.sole_writer.assign(v.pages.size(), kNoWorker);
+    record_version(std::move(v));
+  }
   OpenStep s;
   s.id = next_step_++;
   for (std::uint32_t r = 0; r < spec.routines.size(); ++r) {
@@ -446,14 +463,16 @@ void ManagerLoop::dispatch() {
 
 void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
-  bool invalidate_all = false;
-  std::vector<std::uint32_t> notices = notices_for(w, invalidate_all);
+  Notices n = notices_for(id, w);
   Assign a{step_->id, p.segment, p.attempt, routine.id, step_->index_of[p.segment], routine.count,
-           static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(notices.size()),
-           invalidate_all ? 1u : 0u};
+           static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
+           n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
+           static_cast<std::uint32_t>(n.own_pages.size()), n.own_step};
   Encoder e(MsgType::assign, id, a);
   e.append(routine.args);
-  e.append(notices.data(), notices.size() * sizeof(std::uint32_t));
+  for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages}) {
+    e.append(list->data(), list->size() * sizeof(std::uint32_t));
+  }
   w.parked = false;
   w.running = p.segment;
   w.synced_version = version();
@@ -465,28 +484,42 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   send(id, w, e);
 }
 
-std::vector<std::uint32_t> ManagerLoop::notices_for(const Worker& w, bool& invalidate_all) const {
-  std::vector<std::uint32_t> out;
+// Write notices for a worker whose cache reflects w.synced_version. When it is exactly
+// one parallel step behind, the pages only its own kept results wrote are not dropped:
+// it replays its own diffs onto them (it still has them), which is what lets a worker
+// that gets the same segments step after step fetch only the pages others wrote.
+ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w) const {
+  Notices n;
   if (w.synced_version < log_base_) {
-    invalidate_all = true;
-    return out;
+    n.invalidate_all = true;
+    return n;
   }
   const std::size_t cap = (ep_.max_message() - 4096) / sizeof(std::uint32_t);
-  for (std::size_t v = w.synced_version - log_base_; v < log_.size(); ++v) {
-    out.insert(out.end(), log_[v].begin(), log_[v].end());
-    if (out.size() > cap * 2) break;
+  const std::size_t first = w.synced_version - log_base_;
+  for (std::size_t v = first; v < log_.size() && n.invalidate.size() <= cap; ++v) {
+    const Version& e = log_[v];
+    auto kept = e.kept.find(id);
+    if (v + 1 == log_.size() && v == first && kept != e.kept.end()) {
+      n.own_step = e.step;
+      n.own_segments = kept->second;
+      for (std::size_t i = 0; i < e.pages.size(); ++i) {
+        (e.sole_writer[i] == id ? n.own_pages : n.invalidate).push_back(e.pages[i]);
+      }
+    } else {
+      n.invalidate.insert(n.invalidate.end(), e.pages.begin(), e.pages.end());
+    }
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  if (out.size() > cap) {
-    invalidate_all = true;
-    out.clear();
+  std::sort(n.invalidate.begin(), n.invalidate.end());
+  n.invalidate.erase(std::unique(n.invalidate.begin(), n.invalidate.end()), n.invalidate.end());
+  if (n.invalidate.size() + n.own_pages.size() + n.own_segments.size() > cap) {
+    n = Notices{};
+    n.invalidate_all = true;
   }
-  return out;
+  return n;
 }
 
-void ManagerLoop::record_version(std::vector<dsm::PageNumber> pages) {
-  log_.push_back(std::move(pages));
+void ManagerLoop::record_version(Version v) {
+  log_.push_back(std::move(v));
   // Keep the log short: a worker further behind than this gets "invalidate all".
   while (log_.size() > 256) {
     log_.pop_front();
@@ -494,19 +527,35 @@ void ManagerLoop::record_version(std::vector<dsm::PageNumber> pages) {
   }
 }
 
-void ManagerLoop::finish_step() {
+// Applies the kept results in segment order and describes the new memory version.
+ManagerLoop::Version ManagerLoop::collate_step() {
+  Version v;
+  v.step = step_->id;
+  std::map<dsm::PageNumber, WorkerId> writer;
   std::vector<dsm::PageNumber> written;
-  std::optional<dsm::Conflict> conflict;
-  std::uint64_t bytes = 0;
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
     dsm::SegmentTag tag{step_->routine_of[s], step_->index_of[s]};
-    auto c = collation_.apply(step_->results[s], tag, written);
-    if (c && !conflict) conflict = c;
-    bytes += step_->results[s].size();
+    written.clear();
+    if (auto c = collation_.apply(step_->results[s], tag, written); c && !conflict_) conflict_ = c;
+    const WorkerId from = step_->accepted_from[s];
+    v.kept[from].push_back(s);
+    for (dsm::PageNumber p : written) {
+      auto [it, fresh] = writer.try_emplace(p, from);
+      if (!fresh && it->second != from) it->second = kNoWorker;
+    }
   }
-  std::sort(written.begin(), written.end());
-  written.erase(std::unique(written.begin(), written.end()), written.end());
-  record_version(std::move(written));
+  for (const auto& [page, who] : writer) {
+    v.pages.push_back(page);
+    v.sole_writer.push_back(who);
+  }
+  return v;
+}
+
+void ManagerLoop::finish_step() {
+  std::uint64_t bytes = 0;
+  for (const auto& r : step_->results) bytes += r.size();
+  conflict_.reset();
+  record_version(collate_step());
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
     const auto& r = step_->spec.routines[step_->routine_of[s]];
     last_runner_[{r.id, step_->index_of[s], r.count}] = step_->accepted_from[s];
@@ -515,6 +564,7 @@ void ManagerLoop::finish_step() {
     std::lock_guard lock(mutex_);
     stats_.diff_bytes += bytes;
   }
+  const std::optional<dsm::Conflict> conflict = conflict_;
   if (!conflict) return end_step(std::nullopt);
   char where[64];
   std::snprintf(where, sizeof where, "0x%llx", static_cast<unsigned long long>(conflict->address));

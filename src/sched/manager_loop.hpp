@@ -94,6 +94,20 @@ class ManagerLoop {
     Clock::time_point started;
     std::optional<Clock::time_point> no_workers_since;
   };
+  // One memory version: the pages it changed, and for a parallel step, which worker was
+  // the only writer of each page (kNoWorker if several, or the program) and whose kept
+  // results those were, so that a worker can replay its own diffs instead of refetching.
+  struct Version {
+    std::vector<dsm::PageNumber> pages;              // sorted, unique
+    std::vector<WorkerId> sole_writer;               // parallel to pages (may be empty)
+    StepId step = 0;                                 // 0: a sequential step
+    std::map<WorkerId, std::vector<std::uint32_t>> kept;   // worker -> its kept segments
+  };
+  struct Notices {
+    std::vector<std::uint32_t> invalidate, own_segments, own_pages;
+    StepId own_step = 0;
+    bool invalidate_all = false;
+  };
 
   void loop();
   void drain_endpoint();
@@ -113,7 +127,7 @@ class ManagerLoop {
   std::vector<WorkerId> preferred_workers(const OpenStep& s) const;
   void dispatch();
   void assign(WorkerId id, Worker& w, const Pick& p);
-  std::vector<std::uint32_t> notices_for(const Worker& w, bool& invalidate_all) const;
+  Notices notices_for(WorkerId id, const Worker& w) const;
   void finish_step();
   void fail_step(const std::string& why);
   void end_step(std::optional<std::string> error);
@@ -123,7 +137,8 @@ class ManagerLoop {
   void violation(WorkerId id, const std::string& what);
   std::string segment_name(std::uint32_t segment) const;
   std::uint64_t version() const { return log_base_ + log_.size(); }
-  void record_version(std::vector<dsm::PageNumber> pages);
+  void record_version(Version v);
+  Version collate_step();
 
   const Config& config_;
   const dsm::Region& region_;
@@ -137,10 +152,11 @@ class ManagerLoop {
   StepId next_step_ = 1;
   std::optional<OpenStep> step_;
   std::optional<OpenStep> pending_static_;   // static schedule: waiting for its workers
+  std::optional<dsm::Conflict> conflict_;     // first conflict found while collating
   // Which worker's result was kept for (routine, index, count) in the last step that ran
   // it: that worker is preferred for it next time (its cache is warm for it).
   std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, WorkerId> last_runner_;
-  std::deque<std::vector<dsm::PageNumber>> log_;   // pages changed per memory version
+  std::deque<Version> log_;
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;
 

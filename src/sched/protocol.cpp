@@ -71,14 +71,20 @@ std::optional<AssignView> parse_assign(const Message& m, std::string& why) {
   auto fixed = fixed_part<Assign>(m, why);
   if (!fixed) return std::nullopt;
   auto rest = tail<Assign>(m);
-  if (std::uint64_t{fixed->args_bytes} + std::uint64_t{fixed->notices} * 4 != rest.size() ||
-      fixed->count == 0 || fixed->index >= fixed->count) {
+  const std::uint64_t words = std::uint64_t{fixed->notices} + fixed->own_segments + fixed->own_pages;
+  if (std::uint64_t{fixed->args_bytes} + words * 4 != rest.size() || fixed->count == 0 ||
+      fixed->index >= fixed->count) {
     why = "assign: malformed (lengths or segment index)";
     return std::nullopt;
   }
-  AssignView v{*fixed, rest.first(fixed->args_bytes), {}};
-  v.notices.resize(fixed->notices);
-  std::memcpy(v.notices.data(), rest.data() + fixed->args_bytes, std::size_t{fixed->notices} * 4);
+  AssignView v{*fixed, rest.first(fixed->args_bytes), {}, {}, {}};
+  const std::byte* at = rest.data() + fixed->args_bytes;
+  for (auto [out, n] : {std::pair{&v.notices, fixed->notices}, std::pair{&v.own_segments, fixed->own_segments},
+                        std::pair{&v.own_pages, fixed->own_pages}}) {
+    out->resize(n);
+    std::memcpy(out->data(), at, std::size_t{n} * 4);
+    at += std::size_t{n} * 4;
+  }
   return v;
 }
 

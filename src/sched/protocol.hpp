@@ -80,6 +80,11 @@ struct Assign {
   std::uint32_t args_bytes;       // argument bytes follow
   std::uint32_t notices;          // then this many u32 page numbers
   std::uint32_t invalidate_all;   // 1: drop every cached page before running
+  // Pages that only this worker's kept results of step own_step wrote: instead of
+  // dropping them, the worker replays its own diffs of own_segments onto them.
+  std::uint32_t own_segments;     // then this many u32 segments (positions in own_step)
+  std::uint32_t own_pages;        // then this many u32 page numbers
+  StepId own_step;
 };
 struct PageRequest {
   StepId step;
@@ -148,6 +153,8 @@ struct AssignView {
   Assign fixed;
   std::span<const std::byte> args;
   std::vector<std::uint32_t> notices;
+  std::vector<std::uint32_t> own_segments;
+  std::vector<std::uint32_t> own_pages;
 };
 std::optional<AssignView> parse_assign(const Message& m, std::string& why);
 

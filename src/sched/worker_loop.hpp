@@ -16,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -43,6 +44,7 @@ class WorkerLoop final : public dsm::PageSource {
                                 std::chrono::milliseconds timeout);
   void join(const std::string& identity);
   bool run_segment(const AssignView& a);   // true if a result was sent
+  void apply_notices(const AssignView& a);
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void send_small(MsgType type);
   void heartbeat_loop();
@@ -68,6 +70,10 @@ class WorkerLoop final : public dsm::PageSource {
   StepId step_ = 0;
   std::vector<std::byte> fetch_reply_;
   std::vector<std::byte> result_;
+  // This step's results, by segment: if the manager keeps them, the worker replays its
+  // own diffs at the next step instead of refetching the pages (see Assign::own_pages).
+  std::map<std::uint32_t, std::vector<std::byte>> kept_;
+  StepId kept_step_ = 0;
 
   std::chrono::milliseconds manager_timeout_{3000};
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)

@@ -169,6 +169,13 @@ int run_job(const Options& o) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
     if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
     rc = supervise(launcher, manager);
+    // The manager told the workers to exit; give them a moment before SIGTERM.
+    for (auto until = std::chrono::steady_clock::now() + 1000ms;
+         launcher.children() > 0 && std::chrono::steady_clock::now() < until;) {
+      int sig = 0;
+      launcher.wait(20ms, sig);
+      if (sig != 0) break;
+    }
   }
   launcher.terminate_all(3000ms);
   std::remove(address_file.c_str());
