@@ -4,7 +4,7 @@
 # Extra arguments go to scripts/chaos (e.g. --provider shm, --build DIR). Bounded to 300 s.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 out=$(mktemp "${TMPDIR:-/tmp}/chaos_test.XXXXXX")
 trap 'rm -f "$out"' EXIT
 

@@ -254,11 +254,35 @@ TEST(Failures, StoppedWorkerIsSuspectedThenTakenBack) {
   rmdir(dir.c_str());
 }
 
+TEST(Failures, RepeatedStallsOfALiveWorkerNeverFailTheStep) {
+  // One worker, one 6 s segment, stopped three times for longer than the suspicion
+  // timeout: each time it is suspected (a counted failure) and comes back (forgiven).
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "1", "--pid-file", pids, kProbe, "long", "6000"},
+        {{"CALYPSO_SUSPECT_MS", "500"}, {"CALYPSO_HEARTBEAT_MS", "100"}, {"CALYPSO_MAX_ATTEMPTS", "3"}});
+  auto all = read_pids(pids, 2);
+  ASSERT_EQ(all.size(), 2u);
+  std::this_thread::sleep_for(1000ms);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(kill(all[1].second, SIGSTOP), 0);
+    std::this_thread::sleep_for(1200ms);
+    ASSERT_EQ(kill(all[1].second, SIGCONT), 0);
+    std::this_thread::sleep_for(600ms);
+  }
+  auto r = j.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe long: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "is back after being suspected")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
 TEST(Failures, WorkersNoticeALostManagerAndExit) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids", address = dir + "/address", wpids = dir + "/wpids";
   Job manager({kRun, "-n", "0", "--pid-file", pids, "--address-file", address, kProbe, "pids", "200", "50"},
-              {{"CALYPSO_SUSPECT_MS", "1000"}});
+              {{"CALYPSO_SUSPECT_MS", "1000"}, {"CALYPSO_MANAGER_TIMEOUT_MS", "2000"}});
   std::string addr = calypso::test::wait_for_file(address, 30s);
   ASSERT_FALSE(addr.empty());
   Job workers({kRun, "--join", addr, "-n", "2", "--pid-file", wpids, kProbe}, {});

@@ -12,6 +12,7 @@
 //   probe shared              routines read and write declared Shared<T> variables
 //   probe conflict            two segments write different values to one byte
 //   probe big                 4 segments each write 1.5 MiB (results of several chunks)
+//   probe long MS             one segment that runs for MS ms (sleeping in small steps)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
 #include <calypso/calypso.hpp>
@@ -96,6 +97,12 @@ void write_big(const calypso::Segment& seg, const Big& x) {
   for (std::size_t i = 0; i < kBigWords; ++i) mine[i] = static_cast<double>(seg.index) * 1e7 + static_cast<double>(i);
 }
 
+struct Long { long* out; int ms; };
+void run_long(const calypso::Segment&, const Long& x) {
+  for (int i = 0; i < x.ms / 10; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  x.out[0] = 42;
+}
+
 struct Null { int* p; };
 void deref_null(const calypso::Segment&, const Null& x) {
   volatile int* q = x.p;
@@ -116,6 +123,7 @@ CALYPSO_ROUTINE(cubes);
 CALYPSO_ROUTINE(scale_table);
 CALYPSO_ROUTINE(clash);
 CALYPSO_ROUTINE(write_big);
+CALYPSO_ROUTINE(run_long);
 
 namespace {
 
@@ -264,6 +272,13 @@ int main(int argc, char** argv) {
         }
       }
       std::printf("probe big: ok (%llu re-executions)\n", static_cast<unsigned long long>(m.stats().reexecutions));
+      return 0;
+    }
+    if (mode == "long" && argc > 2) {
+      long* out = m.alloc<long>(1);
+      m.parallel(run_long, 1, Long{out, std::atoi(argv[2])});
+      if (*out != 42) return fail("the long segment's write is missing");
+      std::puts("probe long: ok");
       return 0;
     }
     if (mode == "multi") return multi(m);

@@ -82,6 +82,11 @@ bool EagerScheduler::complete(std::uint32_t segment, WorkerId w) {
   return true;
 }
 
+void EagerScheduler::forgive(std::uint32_t segment) {
+  Seg& s = segs_[segment];
+  if (s.failures > 0) --s.failures;
+}
+
 bool EagerScheduler::abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure) {
   Seg& s = segs_[segment];
   std::erase(s.runners, w);

@@ -46,6 +46,9 @@ class EagerScheduler {
   // w stopped running segment without a result (it died, left, or was suspected).
   // Returns true if the segment has now failed max_attempts times.
   bool abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure);
+  // A worker whose run was counted as a failure turned out to be alive (it was only
+  // suspected): the failure is taken back. Suspicion is a hint, not a verdict.
+  void forgive(std::uint32_t segment);
 
   bool done(std::uint32_t segment) const { return segs_[segment].done; }
   bool all_done() const { return remaining_ == 0; }

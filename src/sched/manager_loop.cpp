@@ -157,6 +157,10 @@ void ManagerLoop::on_message(const Message& m) {
   if (w.state == WorkerState::suspected) {
     LOG_WARN("worker %u (%s pid %u) is back after being suspected", id, w.host.c_str(), w.pid);
     w.state = WorkerState::alive;
+    if (w.counted_failure && step_ && w.counted_failure->first == step_->id) {
+      step_->sched.forgive(w.counted_failure->second);
+    }
+    w.counted_failure.reset();
     {
       std::lock_guard lock(mutex_);
       ++live_;
@@ -186,6 +190,7 @@ void ManagerLoop::on_hello(const Message& m) {
                                ", the manager's is " + executable_identity() + ")");
   }
   if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
+  if (shutting_down_) return refuse(address, "the job is ending");
   WorkerId id = next_worker_++;
   Worker& w = workers_[id];
   try {
@@ -337,6 +342,16 @@ void ManagerLoop::on_tick() {
     }
   }
   if (!step_) return;
+  if (auto d = step_->doomed) {
+    const std::uint32_t seg = d->first;
+    if (step_->sched.done(seg) || step_->sched.failures(seg) < config_.max_attempts) {
+      step_->doomed.reset();
+    } else if (now - d->second > config_.suspect_after) {
+      return fail_step(segment_name(seg) + " failed: " + std::to_string(step_->sched.failures(seg)) +
+                       " workers died or were lost while running it (CALYPSO_MAX_ATTEMPTS=" +
+                       std::to_string(config_.max_attempts) + ")");
+    }
+  }
   if (live_workers() > 0) {
     step_->no_workers_since.reset();
   } else if (!step_->no_workers_since) {
@@ -371,6 +386,7 @@ void ManagerLoop::take_commands() {
   }
   if (spec) open_step(std::move(*spec));
   if (!code) return;
+  shutting_down_ = true;
   for (auto& [id, w] : workers_) {
     if (w.state == WorkerState::gone) continue;
     Encoder e(MsgType::shutdown, id, Shutdown{*code, 0});
@@ -611,10 +627,9 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
     if (was_alive) --live_;
     ++stats_.workers_lost;
   }
-  if (step_ && seg && step_->sched.abandon(*seg, id, counts_as_failure)) {
-    return fail_step(segment_name(*seg) + " failed: " + std::to_string(step_->sched.failures(*seg)) +
-                     " workers died or were lost while running it (CALYPSO_MAX_ATTEMPTS=" +
-                     std::to_string(config_.max_attempts) + ")");
+  if (step_ && seg && counts_as_failure) w.counted_failure = std::pair{step_->id, *seg};
+  if (step_ && seg && step_->sched.abandon(*seg, id, counts_as_failure) && !step_->doomed) {
+    step_->doomed = std::pair{*seg, Clock::now()};
   }
   dispatch();
 }

@@ -79,6 +79,9 @@ class ManagerLoop {
     Clock::time_point last_seen;
     bool parked = false;
     std::optional<std::uint32_t> running;   // segment of the open step
+    // The segment whose run was counted as a failure when this worker was suspected
+    // (step, segment): forgiven if the worker comes back.
+    std::optional<std::pair<StepId, std::uint32_t>> counted_failure;
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::map<ResultKey, Assembly> assemblies;
     std::string host;
@@ -93,6 +96,10 @@ class ManagerLoop {
     std::vector<WorkerId> accepted_from;               // who produced each kept result
     Clock::time_point started;
     std::optional<Clock::time_point> no_workers_since;
+    // A segment that reached CALYPSO_MAX_ATTEMPTS failures, and since when. The step
+    // fails only if the count still stands a suspicion period later: a suspected
+    // worker that comes back meanwhile takes its failure back.
+    std::optional<std::pair<std::uint32_t, Clock::time_point>> doomed;
   };
   // One memory version: the pages it changed, and for a parallel step, which worker was
   // the only writer of each page (kNoWorker if several, or the program) and whose kept
@@ -153,6 +160,7 @@ class ManagerLoop {
   std::optional<OpenStep> step_;
   std::optional<OpenStep> pending_static_;   // static schedule: waiting for its workers
   std::optional<dsm::Conflict> conflict_;     // first conflict found while collating
+  bool shutting_down_ = false;                // late joiners are refused
   // Which worker's result was kept for (routine, index, count) in the last step that ran
   // it: that worker is preferred for it next time (its cache is warm for it).
   std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, WorkerId> last_runner_;

@@ -107,17 +107,35 @@ class PidFile {
   std::string path_;
 };
 
-// Waits for the manager to write its address; empty if it died or took too long.
-std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file, int& manager_status) {
+void report(const calypso::tools::ChildExit& e) {
+  if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
+    std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid, calypso::tools::describe_exit(e.status).c_str());
+  }
+}
+
+// Collects exits for up to timeout: reports workers', returns true when the manager's
+// came (its status in manager_status). sig is set on SIGINT/SIGTERM/SIGHUP.
+bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int& manager_status, int& sig) {
+  bool manager_done = false;
+  for (const auto& e : l.wait(timeout, sig)) {
+    if (e.pid == manager) {
+      manager_status = e.status;
+      manager_done = true;
+    } else {
+      report(e);
+    }
+  }
+  return manager_done;
+}
+
+// Waits for the manager to write its address; empty if it died, took too long, or the
+// launcher was interrupted.
+std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file, int& manager_status, int& sig) {
   for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
     std::ifstream f(file);
     std::string address;
     if (f >> address) return address;
-    int sig = 0;
-    for (const auto& e : l.wait(20ms, sig)) {
-      if (e.pid == manager) manager_status = e.status;
-    }
-    if (manager_status != -1 || sig != 0) return {};
+    if (collect(l, manager, 20ms, manager_status, sig) || sig != 0) return {};
   }
   std::fprintf(stderr, "calypso-run: the manager did not publish its address within 60 s\n");
   return {};
@@ -125,19 +143,12 @@ std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file
 
 int supervise(Launcher& l, pid_t manager) {
   for (;;) {
-    int sig = 0;
-    for (const auto& e : l.wait(1000ms, sig)) {
-      if (e.pid == manager) return calypso::tools::shell_code(e.status);
-      if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
-        std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid,
-                     calypso::tools::describe_exit(e.status).c_str());
-      }
-    }
+    int sig = 0, status = 0;
+    if (collect(l, manager, 1000ms, status, sig)) return calypso::tools::shell_code(status);
     if (sig != 0) {
       std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
       return 128 + sig;
     }
-    if (manager < 0 && l.children() == 0) return 0;
   }
 }
 
@@ -162,19 +173,17 @@ int run_job(const Options& o) {
   std::map<std::string, std::string> wenv{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_PROVIDER", o.provider},
                                           {"CALYPSO_MANAGER_FILE", address_file}, {"IPATH_NO_BACKTRACE", "1"}};
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, wenv));
-  int manager_status = -1;
-  std::string address = wait_for_address(launcher, manager, address_file, manager_status);
-  int rc = manager_status != -1 ? calypso::tools::shell_code(manager_status) : 1;
+  int manager_status = -1, sig = 0;
+  std::string address = wait_for_address(launcher, manager, address_file, manager_status, sig);
+  int rc = sig != 0 ? 128 + sig : manager_status != -1 ? calypso::tools::shell_code(manager_status) : 1;
   if (!address.empty()) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
     if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
     rc = supervise(launcher, manager);
     // The manager told the workers to exit; give them a moment before SIGTERM.
     for (auto until = std::chrono::steady_clock::now() + 1000ms;
-         launcher.children() > 0 && std::chrono::steady_clock::now() < until;) {
-      int sig = 0;
-      launcher.wait(20ms, sig);
-      if (sig != 0) break;
+         launcher.children() > 0 && std::chrono::steady_clock::now() < until && sig == 0;) {
+      collect(launcher, manager, 20ms, manager_status, sig);
     }
   }
   launcher.terminate_all(3000ms);
@@ -192,11 +201,8 @@ int join_job(const Options& o) {
   while (launcher.children() > 0) {
     int sig = 0;
     for (const auto& e : launcher.wait(1000ms, sig)) {
-      if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
-        std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid,
-                     calypso::tools::describe_exit(e.status).c_str());
-        rc = 1;
-      }
+      report(e);
+      if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) rc = 1;
     }
     if (sig != 0) {
       launcher.terminate_all(3000ms);
