@@ -91,6 +91,7 @@ std::string ManagerLoop::job_address() const {
 void ManagerLoop::loop() {
   for (;;) {
     drain_endpoint();
+    update_live();
     take_commands();
     {
       std::lock_guard lock(mutex_);
@@ -115,9 +116,12 @@ void ManagerLoop::loop() {
 // catching it saves two VM wake-ups per message. Bounded, so an idle manager sleeps.
 void ManagerLoop::drain_endpoint() {
   auto handle = [this](const net::Event& e) { on_event(e); };
-  auto until = Clock::now() + config_.poll_window;
+  const auto start = Clock::now();
+  auto until = start + config_.poll_window;
   bool any = false;
-  for (;;) {
+  // At most 5 ms at a time, so that timers and the program's requests are never starved
+  // by a steady stream of messages.
+  while (Clock::now() - start < std::chrono::milliseconds(5)) {
     if (ep_.poll(handle) > 0) {
       any = true;
       until = Clock::now() + config_.poll_window;
@@ -161,10 +165,6 @@ void ManagerLoop::on_message(const Message& m) {
       step_->sched.forgive(w.counted_failure->second);
     }
     w.counted_failure.reset();
-    {
-      std::lock_guard lock(mutex_);
-      ++live_;
-    }
     if (w.parked) dispatch();
   }
   switch (m.type()) {
@@ -217,7 +217,6 @@ void ManagerLoop::on_hello(const Message& m) {
   {
     std::lock_guard lock(mutex_);
     ++stats_.workers_joined;
-    ++live_;
   }
   if (pending_static_ && workers_.size() >= config_.workers) {
     OpenStep s = std::move(*pending_static_);
@@ -301,8 +300,13 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
 // A complete result also means the worker is idle again: it sends no separate request,
 // whether or not the result is still wanted (its step may be over).
 void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes) {
-  w.running.reset();
-  w.parked = true;
+  // If the worker has meanwhile been given another segment (it asked again while this
+  // result was still in flight), it is busy with that one: leave it be.
+  const bool for_current = step_ && key.step == step_->id && w.running == key.segment;
+  if (!w.running || for_current) {
+    w.running.reset();
+    w.parked = true;
+  }
   if (!step_ || key.step != step_->id || key.segment >= step_->sched.size()) {
     {
       std::lock_guard lock(mutex_);
@@ -339,8 +343,15 @@ void ManagerLoop::on_tick() {
   for (auto& [id, w] : workers_) {
     if (w.state == WorkerState::alive && now - w.last_seen > config_.suspect_after) {
       lose(id, w, "it has been silent too long (CALYPSO_SUSPECT_MS)", true);   // -> suspected
+    } else if (w.state == WorkerState::suspected && now - w.last_seen > config_.manager_timeout) {
+      // Silent for as long as a worker waits for us before giving up: if it is alive and
+      // cut off, it has left by now. Its endpoint resources can go.
+      LOG_INFO("worker %u silent for CALYPSO_MANAGER_TIMEOUT_MS: gone", id);
+      w.state = WorkerState::gone;
+      release(w);
     }
   }
+  update_live();
   if (!step_) return;
   if (auto d = step_->doomed) {
     const std::uint32_t seg = d->first;
@@ -615,7 +626,6 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   if (w.state == WorkerState::gone) return;
   if (w.state == WorkerState::suspected && counts_as_failure) return;   // already handled
   LOG_WARN("lost worker %u (%s pid %u): %s", id, w.host.c_str(), w.pid, why);
-  const bool was_alive = w.state == WorkerState::alive;
   // A suspected worker keeps its outstanding work request: if it comes back while idle,
   // it is still waiting for an assignment.
   w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;
@@ -624,14 +634,30 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   std::optional<std::uint32_t> seg = std::exchange(w.running, std::nullopt);
   {
     std::lock_guard lock(mutex_);
-    if (was_alive) --live_;
     ++stats_.workers_lost;
   }
+  if (w.state == WorkerState::gone) release(w);
   if (step_ && seg && counts_as_failure) w.counted_failure = std::pair{step_->id, *seg};
   if (step_ && seg && step_->sched.abandon(*seg, id, counts_as_failure) && !step_->doomed) {
     step_->doomed = std::pair{*seg, Clock::now()};
   }
   dispatch();
+}
+
+// Forgets a departed worker's addresses, and with them any send still waiting for it
+// (a dead peer never completes them, and they hold send buffers).
+void ManagerLoop::release(Worker& w) {
+  for (net::PeerId* p : {&w.peer, &w.heartbeat_peer}) {
+    if (*p != net::kNoPeer) ep_.remove_peer(*p);
+    *p = net::kNoPeer;
+  }
+}
+
+void ManagerLoop::update_live() {
+  std::size_t n = 0;
+  for (const auto& [id, w] : workers_) n += w.state == WorkerState::alive;
+  std::lock_guard lock(mutex_);
+  live_ = n;
 }
 
 bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) {

@@ -127,6 +127,8 @@ class ManagerLoop {
   void on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes);
   void on_tick();
   void ping_workers();
+  void release(Worker& w);
+  void update_live();
   void take_commands();
 
   void open_step(StepSpec spec);

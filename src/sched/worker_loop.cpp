@@ -163,10 +163,22 @@ std::vector<std::byte> WorkerLoop::receive(std::chrono::milliseconds timeout) {
 int WorkerLoop::run() {
   bool request = true;   // a result doubles as the request for more work
   for (;;) {
-    if (request) send_small(MsgType::request_work);
+    if (request && deferred_.empty()) send_small(MsgType::request_work);
     for (;;) {
-      std::vector<std::byte> raw = receive(1000ms);
-      if (raw.empty()) continue;
+      std::vector<std::byte> raw;
+      if (!deferred_.empty()) {
+        raw = std::move(deferred_.front());
+        deferred_.pop_front();
+      } else {
+        raw = receive(1000ms);
+      }
+      if (raw.empty()) {
+        // Nothing for a second: ask again. Requests are idempotent, and this heals every
+        // way a request can be lost (a result cut short by the end of its step or by a
+        // suspicion, an assignment that never left the manager).
+        send_small(MsgType::request_work);
+        continue;
+      }
       std::string why;
       auto m = decode(raw, why);
       if (!m) { LOG_WARN("dropped a malformed message: %s", why.c_str()); continue; }
@@ -274,6 +286,10 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     auto m = decode(fetch_reply_, why);
     if (!m) continue;
     if (m->type() == MsgType::shutdown) on_shutdown(*m);
+    if (m->type() == MsgType::assign) {   // for after this segment: never drop one
+      deferred_.push_back(std::move(fetch_reply_));
+      continue;
+    }
     auto d = m->type() == MsgType::page_data ? fixed_part<PageData>(*m, why) : std::nullopt;
     if (!d || d->step != step_ || d->first != first) continue;
     if (d->status == PageStatus::stale) { out.status = dsm::FetchStatus::stale; return out; }

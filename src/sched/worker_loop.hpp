@@ -64,6 +64,7 @@ class WorkerLoop final : public dsm::PageSource {
   std::uint32_t fetch_pages_ = 1;
   std::chrono::milliseconds heartbeat_{200};
   std::deque<std::vector<std::byte>> inbox_;
+  std::deque<std::vector<std::byte>> deferred_;   // assignments that came during a segment
   std::optional<dsm::Region> region_;
   std::optional<dsm::PageCache> cache_;
   std::optional<dsm::FaultHandler> faults_;
