@@ -162,6 +162,7 @@ std::vector<std::byte> WorkerLoop::receive(std::chrono::milliseconds timeout) {
 
 int WorkerLoop::run() {
   bool request = true;   // a result doubles as the request for more work
+  unsigned idle_seconds = 0;
   for (;;) {
     if (request && deferred_.empty()) send_small(MsgType::request_work);
     for (;;) {
@@ -173,12 +174,14 @@ int WorkerLoop::run() {
         raw = receive(1000ms);
       }
       if (raw.empty()) {
-        // Nothing for a second: ask again. Requests are idempotent, and this heals every
-        // way a request can be lost (a result cut short by the end of its step or by a
-        // suspicion, an assignment that never left the manager).
-        send_small(MsgType::request_work);
+        // Nothing for 5 s: ask again. Requests are idempotent, and this heals every way
+        // a request can be lost (a result cut short by the end of its step or by a
+        // suspicion, an assignment that never left the manager). Not sooner: a request
+        // while the manager is merely busy makes it re-run our segment elsewhere.
+        if (++idle_seconds % 5 == 0) send_small(MsgType::request_work);
         continue;
       }
+      idle_seconds = 0;
       std::string why;
       auto m = decode(raw, why);
       if (!m) { LOG_WARN("dropped a malformed message: %s", why.c_str()); continue; }
