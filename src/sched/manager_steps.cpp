@@ -1,0 +1,249 @@
+// The step half of the manager's event loop: opening a parallel step, handing segments
+// to idle workers (with their write notices), and collating the kept results when every
+// segment is done. Runs on the loop thread; see manager_loop.hpp.
+#include "sched/manager_loop.hpp"
+
+#include "log.hpp"
+
+#include <calypso/error.hpp>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace calypso::sched {
+
+
+void ManagerLoop::take_commands() {
+  std::optional<StepSpec> spec;
+  std::optional<int> code;
+  {
+    std::lock_guard lock(mutex_);
+    spec.swap(pending_step_);
+    code = shutdown_code_;
+  }
+  if (spec) open_step(std::move(*spec));
+  if (!code) return;
+  shutting_down_ = true;
+  for (auto& [id, w] : workers_) {
+    if (w.state == WorkerState::gone) continue;
+    Encoder e(MsgType::shutdown, id, Shutdown{*code, 0});
+    auto bytes = e.bytes();
+    // Also to the heartbeat endpoint: a worker busy in a segment reads only that one.
+    for (net::PeerId p : {w.peer, w.heartbeat_peer}) ep_.send(p, bytes, std::chrono::milliseconds(200));
+  }
+  // Give the shutdown messages a moment to leave before the endpoint closes.
+  for (auto deadline = Clock::now() + std::chrono::milliseconds(200); Clock::now() < deadline;) {
+    drain_endpoint();
+    ep_.wait(std::chrono::milliseconds(20));
+  }
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+}
+
+void ManagerLoop::open_step(StepSpec spec) {
+  if (!spec.sequential_writes.empty()) {
+    Version v;
+    v.pages = std::move(spec.sequential_writes);
+    v.sole_writer.assign(v.pages.size(), kNoWorker);
+    record_version(std::move(v));
+  }
+  OpenStep s;
+  s.id = next_step_++;
+  for (std::uint32_t r = 0; r < spec.routines.size(); ++r) {
+    for (std::uint32_t i = 0; i < spec.routines[r].count; ++i) {
+      s.routine_of.push_back(r);
+      s.index_of.push_back(i);
+    }
+  }
+  s.spec = std::move(spec);
+  if (config_.static_schedule && workers_.size() < config_.workers) {
+    pending_static_ = std::move(s);   // opened when CALYPSO_WORKERS workers have joined
+    return;
+  }
+  start_step(std::move(s));
+}
+
+void ManagerLoop::start_step(OpenStep s) {
+  const auto n = static_cast<std::uint32_t>(s.routine_of.size());
+  s.sched = EagerScheduler(n, config_.max_attempts,
+                           config_.static_schedule ? EagerScheduler::Policy::fixed : EagerScheduler::Policy::eager,
+                           preferred_workers(s));
+  s.results.resize(n);
+  s.accepted_from.assign(n, kNoWorker);
+  s.started = Clock::now();
+  step_ = std::move(s);
+  collation_.begin_step();
+  if (n == 0) return finish_step();
+  dispatch();
+}
+
+// Eager: the worker whose result was kept last time, if it is alive. Static: blocks of
+// consecutive segments over the live workers in id order, and nothing else.
+std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
+  std::vector<WorkerId> alive, first_joined;
+  for (const auto& [id, w] : workers_) {
+    if (w.state == WorkerState::alive) alive.push_back(id);
+    if (first_joined.size() < config_.workers) first_joined.push_back(id);
+  }
+  const auto n = s.routine_of.size();
+  std::vector<WorkerId> out(n, kNoWorker);
+  for (std::size_t g = 0; g < n; ++g) {
+    if (config_.static_schedule) {
+      // A fixed set of processes, as in a classic DSM: the first CALYPSO_WORKERS to join,
+      // alive or not (a dead one's block is never done, and the step never ends).
+      out[g] = first_joined[g * first_joined.size() / n];
+      continue;
+    }
+    const auto& r = s.spec.routines[s.routine_of[g]];
+    auto it = last_runner_.find({r.id, s.index_of[g], r.count});
+    if (it != last_runner_.end() && std::find(alive.begin(), alive.end(), it->second) != alive.end()) {
+      out[g] = it->second;
+    }
+  }
+  return out;
+}
+
+void ManagerLoop::dispatch() {
+  if (!step_) return;
+  for (auto& [id, w] : workers_) {
+    if (w.state != WorkerState::alive || !w.parked) continue;
+    auto pick = step_->sched.next_for(id);
+    if (!pick) continue;
+    assign(id, w, *pick);
+    if (!step_) return;   // the assignment failed and ended the step
+  }
+}
+
+void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
+  const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
+  Notices n = notices_for(id, w);
+  Assign a{step_->id, p.segment, p.attempt, routine.id, step_->index_of[p.segment], routine.count,
+           static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
+           n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
+           static_cast<std::uint32_t>(n.own_pages.size()), n.own_step};
+  Encoder e(MsgType::assign, id, a);
+  e.append(routine.args);
+  for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages}) {
+    e.append(list->data(), list->size() * sizeof(std::uint32_t));
+  }
+  w.parked = false;
+  w.running = p.segment;
+  w.synced_version = version();
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.attempts;
+    if (p.attempt > 1) ++stats_.reexecutions;
+  }
+  send(id, w, e);
+}
+
+// Write notices for a worker whose cache reflects w.synced_version. When it is exactly
+// one parallel step behind, the pages only its own kept results wrote are not dropped:
+// it replays its own diffs onto them (it still has them), which is what lets a worker
+// that gets the same segments step after step fetch only the pages others wrote.
+ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w) const {
+  Notices n;
+  if (w.synced_version < log_base_) {
+    n.invalidate_all = true;
+    return n;
+  }
+  const std::size_t cap = (ep_.max_message() - 4096) / sizeof(std::uint32_t);
+  const std::size_t first = w.synced_version - log_base_;
+  for (std::size_t v = first; v < log_.size() && n.invalidate.size() <= cap; ++v) {
+    const Version& e = log_[v];
+    auto kept = e.kept.find(id);
+    if (v + 1 == log_.size() && v == first && kept != e.kept.end()) {
+      n.own_step = e.step;
+      n.own_segments = kept->second;
+      for (std::size_t i = 0; i < e.pages.size(); ++i) {
+        (e.sole_writer[i] == id ? n.own_pages : n.invalidate).push_back(e.pages[i]);
+      }
+    } else {
+      n.invalidate.insert(n.invalidate.end(), e.pages.begin(), e.pages.end());
+    }
+  }
+  std::sort(n.invalidate.begin(), n.invalidate.end());
+  n.invalidate.erase(std::unique(n.invalidate.begin(), n.invalidate.end()), n.invalidate.end());
+  if (n.invalidate.size() + n.own_pages.size() + n.own_segments.size() > cap) {
+    n = Notices{};
+    n.invalidate_all = true;
+  }
+  return n;
+}
+
+void ManagerLoop::record_version(Version v) {
+  log_.push_back(std::move(v));
+  // Keep the log short: a worker further behind than this gets "invalidate all".
+  while (log_.size() > 256) {
+    log_.pop_front();
+    ++log_base_;
+  }
+}
+
+// Applies the kept results in segment order and describes the new memory version.
+ManagerLoop::Version ManagerLoop::collate_step() {
+  Version v;
+  v.step = step_->id;
+  std::map<dsm::PageNumber, WorkerId> writer;
+  std::vector<dsm::PageNumber> written;
+  for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
+    dsm::SegmentTag tag{step_->routine_of[s], step_->index_of[s]};
+    written.clear();
+    if (auto c = collation_.apply(step_->results[s], tag, written); c && !conflict_) conflict_ = c;
+    const WorkerId from = step_->accepted_from[s];
+    v.kept[from].push_back(s);
+    for (dsm::PageNumber p : written) {
+      auto [it, fresh] = writer.try_emplace(p, from);
+      if (!fresh && it->second != from) it->second = kNoWorker;
+    }
+  }
+  for (const auto& [page, who] : writer) {
+    v.pages.push_back(page);
+    v.sole_writer.push_back(who);
+  }
+  return v;
+}
+
+void ManagerLoop::finish_step() {
+  std::uint64_t bytes = 0;
+  for (const auto& r : step_->results) bytes += r.size();
+  conflict_.reset();
+  record_version(collate_step());
+  for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
+    const auto& r = step_->spec.routines[step_->routine_of[s]];
+    last_runner_[{r.id, step_->index_of[s], r.count}] = step_->accepted_from[s];
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stats_.diff_bytes += bytes;
+  }
+  const std::optional<dsm::Conflict> conflict = conflict_;
+  if (!conflict) return end_step(std::nullopt);
+  char where[64];
+  std::snprintf(where, sizeof where, "0x%llx", static_cast<unsigned long long>(conflict->address));
+  const auto& routines = step_->spec.routines;
+  end_step("write conflict at " + std::string(where) + ": segment " +
+           std::to_string(conflict->first.index) + " of routine '" +
+           RoutineRegistry::instance().name(routines[conflict->first.routine].id) + "' and segment " +
+           std::to_string(conflict->second.index) + " of routine '" +
+           RoutineRegistry::instance().name(routines[conflict->second.routine].id) +
+           "' wrote different values to the same byte (the higher segment's value was kept)");
+}
+
+void ManagerLoop::fail_step(const std::string& why) { end_step(why); }
+
+void ManagerLoop::end_step(std::optional<std::string> error) {
+  const double seconds = std::chrono::duration<double>(Clock::now() - step_->started).count();
+  step_.reset();
+  for (auto& [id, w] : workers_) {
+    w.running.reset();
+    w.assemblies.clear();
+  }
+  std::lock_guard lock(mutex_);
+  ++stats_.parallel_steps;
+  stats_.parallel_seconds += seconds;
+  step_outcome_ = std::move(error);
+  cv_.notify_all();
+}
+
+}  // namespace calypso::sched
