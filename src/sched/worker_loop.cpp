@@ -294,7 +294,10 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
       continue;
     }
     auto d = m->type() == MsgType::page_data ? fixed_part<PageData>(*m, why) : std::nullopt;
-    if (!d || d->step != step_ || d->first != first) continue;
+    if (!d || d->step != step_ || d->first != first) {
+      LOG_WARN("protocol violation: %s while waiting for pages (ignored)", to_string(m->type()));
+      continue;
+    }
     if (d->status == PageStatus::stale) { out.status = dsm::FetchStatus::stale; return out; }
     auto rest = tail<PageData>(*m);
     if (d->status != PageStatus::ok || d->count != count || rest.size() < count) return out;
