@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   return rt.run([&](calypso::Manager& m) {
     const std::size_t nn = static_cast<std::size_t>(n) * n;
     std::int32_t* out = m.alloc<std::int32_t>(nn);
+    m.wait_for_workers();   // time the computation, not the workers' start-up
     double t0 = example::now();
     m.parallel(mandel, segments, MandelArgs{out, n, max_iter});
     double t1 = example::now();

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
       a[i] = static_cast<double>((i * 7 + 3) % 101) / 17.0;
       b[i] = static_cast<double>((i * 13 + 5) % 97) / 23.0;
     }
+    m.wait_for_workers();   // time the computation, not the workers' start-up
     double t0 = example::now();
     m.parallel(multiply_rows, segments, MatArgs{a, b, c, n});
     double t1 = example::now();

@@ -71,6 +71,9 @@ void* Manager::allocate(std::size_t bytes, std::size_t align) { return impl_.all
 void Manager::deallocate(void* p) noexcept { impl_.deallocate(p); }
 void Manager::run_step(std::vector<Task> tasks) { impl_.run_step(std::move(tasks)); }
 std::size_t Manager::workers() const { return impl_.workers(); }
+std::size_t Manager::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  return impl_.wait_for_workers(n, timeout);
+}
 Stats Manager::stats() const { return impl_.stats(); }
 
 }  // namespace calypso

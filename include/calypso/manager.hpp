@@ -5,6 +5,7 @@
 #include <calypso/routine.hpp>
 #include <calypso/segment.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -76,6 +77,11 @@ class Manager {
   void parallel(std::initializer_list<Task> tasks) { run_step(std::vector<Task>(tasks)); }
 
   std::size_t workers() const;   // workers currently alive
+  // Waits until at least n workers are alive (n = 0: as many as calypso-run -n started),
+  // or the timeout passes; returns how many are alive. Parallel steps never need it (they
+  // run with whoever is there); it lets a program time its work without the workers'
+  // start-up.
+  std::size_t wait_for_workers(std::size_t n = 0, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Stats stats() const;
 
   explicit Manager(ManagerImpl& impl) : impl_(impl) {}

@@ -423,6 +423,7 @@ void ManagerLoop::update_live() {
   std::size_t n = 0;
   for (const auto& [id, w] : workers_) n += w.state == WorkerState::alive;
   std::lock_guard lock(mutex_);
+  if (n != live_) cv_.notify_all();   // wait_for_workers() may be waiting for this
   live_ = n;
 }
 
@@ -474,6 +475,12 @@ void ManagerLoop::shutdown(int code) {
 Stats ManagerLoop::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
+}
+
+std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, timeout, [&] { return live_ >= n || stopped_; });
+  return live_;
 }
 
 std::size_t ManagerLoop::live_workers() const {

@@ -58,6 +58,8 @@ class ManagerLoop {
   void shutdown(int code);
   Stats stats() const;
   std::size_t live_workers() const;
+  // Program thread: waits until n workers are alive or the timeout passes.
+  std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
 
  private:
   enum class WorkerState : std::uint8_t { alive, suspected, gone };
