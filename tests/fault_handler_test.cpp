@@ -17,6 +17,8 @@
 
 #include <calypso/error.hpp>
 
+#include "child_process.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -47,26 +49,8 @@ constexpr PageNumber kGroup = 5;   // pages per fetch: 64 is not a multiple, the
 // turn into a clash that hides the real failure.
 std::uintptr_t address_for(int k) { return 0x3d0000000000ULL + (std::uintptr_t{0x60} + k) * (std::uintptr_t{1} << 32); }
 
-// How a forked child that runs fn ended: "exit N" or "signal N".
-template <class Fn>
-std::string run_in_child(Fn fn) {
-  std::fflush(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) return "fork failed";
-  if (pid == 0) {
-    alarm(10);  // a child that hangs must not hang the test
-    // Its dying words (backtraces, "fatal fault") are expected; keep the log readable.
-    if (int null = open("/dev/null", O_WRONLY); null >= 0) dup2(null, STDERR_FILENO);
-    fn();
-    _exit(0);
-  }
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid) return "waitpid failed";
-  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "unknown";
-}
-const std::string kSegv = "signal " + std::to_string(SIGSEGV);
+using calypso::test::kSegv;
+using calypso::test::run_in_child;
 
 // libinfinipath, pulled in with libfabric, installs a SIGSEGV handler at load time that
 // prints a backtrace and exits 1. Children that model "a program without handlers"

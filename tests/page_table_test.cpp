@@ -11,6 +11,8 @@
 
 #include <calypso/error.hpp>
 
+#include "child_process.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -36,29 +38,10 @@ constexpr std::size_t kSize = 4 << 20;
 // Each test maps its own region so that no two tests (or test files) share an address.
 std::uintptr_t address_for(int k) { return 0x3d0000000000ULL + (std::uintptr_t{0x50} + k) * (std::uintptr_t{1} << 32); }
 
-// How a forked child that runs fn ended: "exit N" or "signal N".
+// Children here model "a program without handlers": plain SIGSEGV disposition.
 template <class Fn>
-std::string run_in_child(Fn fn) {
-  std::fflush(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) return "fork failed";
-  if (pid == 0) {
-    alarm(10);  // a child that hangs must not hang the test
-    // Its dying words (backtraces, "fatal fault") are expected; keep the log readable.
-    if (int null = open("/dev/null", O_WRONLY); null >= 0) dup2(null, STDERR_FILENO);
-    // libinfinipath (loaded with libfabric) installs a SIGSEGV handler that prints a
-    // backtrace and exits 1; the child should die the plain way.
-    signal(SIGSEGV, SIG_DFL);
-    fn();
-    _exit(0);
-  }
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid) return "waitpid failed";
-  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "unknown";
-}
-const std::string kSegv = "signal " + std::to_string(SIGSEGV);
+std::string run_in_child(Fn fn) { return calypso::test::run_in_child(fn, true); }
+using calypso::test::kSegv;
 
 void read_byte(const std::byte* p) { (void)*static_cast<const volatile std::byte*>(p); }
 void write_byte(std::byte* p) { *static_cast<volatile std::byte*>(p) = std::byte{1}; }
