@@ -8,6 +8,8 @@
 // 10% and 100% changed pages are shown for information. Benchmarks never fail on time.
 //
 // Suggested run: diff_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
+#include "recording_reporter.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -190,32 +192,6 @@ void register_all() {
   }
 }
 
-// Console output as usual, plus the CPU time per iteration of every benchmark (the
-// median when repetitions were asked for) for the ratio table. CPU rather than wall
-// time, so that a run sharing a 2-core machine is not skewed by being preempted.
-class RecordingReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      const std::string name = r.run_name.str();
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-        medians_[name] = r.GetAdjustedCPUTime();
-      else if (r.run_type == Run::RT_Iteration)
-        singles_[name] = r.GetAdjustedCPUTime();
-    }
-  }
-
-  // Time per iteration, 0 when the benchmark did not run (filtered out).
-  double time(const std::string& name) const {
-    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
-    if (auto it = singles_.find(name); it != singles_.end()) return it->second;
-    return 0;
-  }
-
- private:
-  std::map<std::string, double> medians_, singles_;
-};
 
 // Throughput ratio = baseline time / measured time (both move one page per iteration).
 void print_ratio(const RecordingReporter& r, const std::string& name, const std::string& baseline,

@@ -16,6 +16,8 @@
 // makes every mprotect a TLB shoot-down (§5) and would measure that instead.
 //
 // Suggested run: fault_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
+#include "recording_reporter.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include "dsm/fault_handler.hpp"
@@ -207,31 +209,6 @@ void guarded(benchmark::State& state, void (*fn)(benchmark::State&, std::size_t)
     state.SkipWithError(e.what());
   }
 }
-
-class RecordingReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      const std::string name = r.run_name.str();
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-        medians_[name] = r.GetAdjustedCPUTime();
-      else if (r.run_type == Run::RT_Iteration)
-        singles_[name] = r.GetAdjustedCPUTime();
-    }
-  }
-
-  // CPU time per iteration (ns), the median when repetitions ran; 0 if it did not run.
-  double time(const std::string& name) const {
-    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
-    if (auto it = singles_.find(name); it != singles_.end()) return it->second;
-    return 0;
-  }
-
- private:
-  std::map<std::string, double> medians_, singles_;
-};
 
 constexpr double kTarget = 1.3;
 
