@@ -130,6 +130,49 @@ TEST_P(Providers, WorkerKilledInTheMiddleOfASegmentChangesNothingButTime) {
   rmdir(dir.c_str());
 }
 
+// Waits (up to 60 s) until the job has printed `text`; false if it never does.
+bool wait_for_output(const Job& j, const std::string& text) {
+  for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+    if (contains(j.output_so_far(), text)) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+// Reads the first worker pid from calypso-run's --pid-file, waiting up to 30 s for it.
+std::string first_worker(const std::string& pids) {
+  std::string worker;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; worker.empty() && std::chrono::steady_clock::now() < deadline;) {
+    std::ifstream f(pids);
+    std::string role, pid;
+    while (worker.empty() && f >> role >> pid) {
+      if (role == "worker") worker = pid;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return worker;
+}
+
+// A worker killed while megabytes of pages and diffs are in flight both ways. On shm
+// this once stalled every later large send of the manager (see net/fragments.hpp).
+TEST_P(Providers, WorkerKilledDuringLargeTransfersChangesNothingButTime) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "2", "--provider", GetParam(), "--pid-file", pids, kExamples + "/jacobi",
+         "1024", "150", "16"},
+        {{"CALYPSO_SUSPECT_MS", "800"}});
+  const std::string worker = first_worker(pids);
+  ASSERT_FALSE(worker.empty());
+  std::this_thread::sleep_for(1500ms);   // inside the sweeps (a few seconds in all)
+  ASSERT_EQ(kill(std::stoi(worker), SIGKILL), 0);
+  auto r = j.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
+  EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
 TEST(Failures, WorkerKilledFromOutsideMidStep) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids";
@@ -145,7 +188,8 @@ TEST(Failures, WorkerKilledFromOutsideMidStep) {
     std::this_thread::sleep_for(50ms);
   }
   ASSERT_FALSE(worker.empty());
-  std::this_thread::sleep_for(1500ms);   // well inside the ~4 s job
+  ASSERT_TRUE(wait_for_output(j, "probe pids: started with 2 workers")) << j.output_so_far();
+  std::this_thread::sleep_for(1000ms);   // well inside the ~4 s job
   ASSERT_EQ(kill(std::stoi(worker), SIGKILL), 0);
   auto r = j.wait(120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -222,7 +266,8 @@ TEST(Failures, SigtermHandsWorkBackAndTheWorkerExitsZero) {
   Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "30", "40"}, {{"CALYPSO_SUSPECT_MS", "60000"}});
   auto all = read_pids(pids, 3);
   ASSERT_EQ(all.size(), 3u);
-  std::this_thread::sleep_for(1500ms);
+  ASSERT_TRUE(wait_for_output(j, "probe pids: started with 2 workers")) << j.output_so_far();
+  std::this_thread::sleep_for(1000ms);
   ASSERT_EQ(kill(all[1].second, SIGTERM), 0);
   auto r = j.wait(120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -241,7 +286,8 @@ TEST(Failures, StoppedWorkerIsSuspectedThenTakenBack) {
         {{"CALYPSO_SUSPECT_MS", "700"}, {"CALYPSO_HEARTBEAT_MS", "100"}});
   auto all = read_pids(pids, 3);
   ASSERT_EQ(all.size(), 3u);
-  std::this_thread::sleep_for(1000ms);
+  ASSERT_TRUE(wait_for_output(j, "probe pids: started with 2 workers")) << j.output_so_far();
+  std::this_thread::sleep_for(500ms);
   ASSERT_EQ(kill(all[1].second, SIGSTOP), 0);
   std::this_thread::sleep_for(2500ms);
   ASSERT_EQ(kill(all[1].second, SIGCONT), 0);

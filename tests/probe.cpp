@@ -194,6 +194,9 @@ int pids(calypso::Manager& m, int steps, int ms) {
   const int segs = 8;
   long* out = m.alloc<long>(segs * 4096 / sizeof(long));
   std::set<long> seen;
+  // Tests that stop or kill a worker wait for this line, so that it has joined.
+  std::printf("probe pids: started with %zu workers\n", m.wait_for_workers());
+  std::fflush(stdout);
   for (int s = 0; s < steps; ++s) {
     m.parallel(record_pid, segs, Pids{out, ms});
     for (int i = 0; i < segs; ++i) {

@@ -23,6 +23,8 @@
 // here) instead of a spinning core.
 #include "net/endpoint.hpp"
 
+#include "net/fragments.hpp"
+
 #include <poll.h>
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
@@ -41,6 +43,7 @@
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <random>
 #include <type_traits>
 #include <utility>
 
@@ -192,6 +195,9 @@ struct Endpoint::Impl {
   std::optional<std::uint32_t> take_free_slot();
   SendStatus send(PeerId to, std::span<const std::span<const std::byte>> parts,
                   std::chrono::milliseconds patience);
+  SendStatus send_fragments(PeerId to, std::span<const std::span<const std::byte>> parts,
+                            std::size_t len, Clock::time_point deadline);
+  void deliver(std::span<const std::byte> received, const std::function<void(const Event&)>& fn);
   bool next_rx(fi_cq_msg_entry& e);
   std::size_t poll(const std::function<void(const Event&)>& fn);
   bool ready_to_sleep() noexcept;
@@ -214,6 +220,12 @@ struct Endpoint::Impl {
   bool timer_armed = false;
   microseconds poll_interval = kMinPollInterval;
   Address address;
+  // Fragment mode (shm, see fragments.hpp): every message goes as injected fragments.
+  std::size_t fragment_payload = 0;                  // 0: off
+  std::uint64_t stream = 0;
+  std::uint32_t next_seq = 0;
+  std::optional<Reassembler> reassembler;
+  std::size_t rx_count = 0;                          // receive slots kept posted
 
   InfoPtr info;
   FidPtr<fid_fabric> fabric;
@@ -228,13 +240,31 @@ struct Endpoint::Impl {
 };
 
 Endpoint::Impl::Impl(const EndpointConfig& c)
-    : cfg(c), prov_name(full_provider_name(c.provider)), rx_pool(c.recv_depth, c.max_message),
-      tx_pool(c.send_depth, c.max_message) {
+    : cfg(c), prov_name(full_provider_name(c.provider)), rx_pool(0, 0), tx_pool(0, 0) {
   info = get_info(prov_name, cfg.node, cfg.service);
   if (cfg.max_message > info->ep_attr->max_msg_size) {
     throw Error("calypso net: max_message " + std::to_string(cfg.max_message) +
                 " exceeds the provider's max_msg_size " +
                 std::to_string(info->ep_attr->max_msg_size));
+  }
+  const std::size_t inject = info->tx_attr->inject_size;
+  if (prov_name == "shm" && inject > sizeof(FragmentHeader)) {
+    // Small receive slots, more of them: a 1 MiB message is 256 fragments. No send
+    // slots: every fragment is injected.
+    fragment_payload = inject - sizeof(FragmentHeader);
+    stream = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+    reassembler.emplace(cfg.max_message, 256);
+    rx_count = std::min<std::size_t>(4 * cfg.recv_depth, info->rx_attr->size);
+    rx_count = std::max(rx_count, cfg.recv_depth);
+    rx_pool = BufferPool(rx_count, inject);
+    scratch.resize(inject);
+  } else {
+    rx_count = cfg.recv_depth;
+    rx_pool = BufferPool(rx_count, cfg.max_message);
+    tx_pool = BufferPool(cfg.send_depth, cfg.max_message);
+    scratch.resize(std::min(inject, cfg.max_message));
+    tx_free.reserve(cfg.send_depth);
+    for (std::size_t i = cfg.send_depth; i-- > 0;) tx_free.push_back(static_cast<std::uint32_t>(i));
   }
   fabric = open_fid<fid_fabric>("fi_fabric", [&](fid_fabric** f) {
     return fi_fabric(info->fabric_attr, f, nullptr);
@@ -251,14 +281,11 @@ Endpoint::Impl::Impl(const EndpointConfig& c)
   open_cqs();
   open_ep();
   open_wait_set();
-  tx_free.reserve(cfg.send_depth);
-  for (std::size_t i = cfg.send_depth; i-- > 0;) tx_free.push_back(static_cast<std::uint32_t>(i));
-  rx_unposted.reserve(cfg.recv_depth);
-  scratch.resize(std::min(info->tx_attr->inject_size, cfg.max_message));
-  for (std::uint32_t i = 0; i < cfg.recv_depth; ++i) {
+  rx_unposted.reserve(rx_count);
+  for (std::uint32_t i = 0; i < rx_count; ++i) {
     if (!try_post_recv(i)) {
       throw Error("calypso net: could not post receive buffer " + std::to_string(i + 1) + " of " +
-                  std::to_string(cfg.recv_depth) + " (provider rx_size " +
+                  std::to_string(rx_count) + " (provider rx_size " +
                   std::to_string(info->rx_attr->size) + ")");
     }
   }
@@ -423,6 +450,7 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
   }
   const auto deadline = Clock::now() + patience;
   poll_interval = kMinPollInterval;   // a reply may follow soon
+  if (fragment_payload > 0) return send_fragments(to, parts, len, deadline);
   auto gather = [&](std::byte* dst) {
     for (auto p : parts) dst = std::copy(p.begin(), p.end(), dst);
   };
@@ -453,6 +481,47 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
       return SendStatus::again;
     }
     nap_on_tx(deadline, nap);
+  }
+}
+
+// Each fragment is injected, so none of them waits on the receiver once posted; when
+// patience runs out halfway, the receiver drops the partial message in time (its
+// Reassembler keeps a bounded number).
+SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<const std::byte>> parts,
+                                          std::size_t len, Clock::time_point deadline) {
+  FragmentHeader h{stream, next_seq++, 0, static_cast<std::uint32_t>(len), kFragmentMagic};
+  std::size_t offset = 0;
+  do {
+    const std::size_t n = std::min(fragment_payload, len - offset);
+    h.offset = static_cast<std::uint32_t>(offset);
+    std::memcpy(scratch.data(), &h, sizeof h);
+    copy_range(parts, offset, n, scratch.data() + sizeof h);
+    for (microseconds nap = kMinSendNap;; nap = std::min(2 * nap, kMaxSendNap)) {
+      const ssize_t rc = fi_inject(ep.get(), scratch.data(), sizeof h + n, to);
+      if (rc == 0) break;
+      if (rc != -FI_EAGAIN) {
+        peer_errors.emplace_back(to, static_cast<int>(-rc));
+        return SendStatus::peer_failed;
+      }
+      reap_tx();
+      if (Clock::now() >= deadline) return SendStatus::again;
+      nap_on_tx(deadline, nap);
+    }
+    offset += n;
+  } while (offset < len);
+  return SendStatus::ok;
+}
+
+// Hands a received buffer to fn: as it is, or, in fragment mode, once its message is whole.
+void Endpoint::Impl::deliver(std::span<const std::byte> received,
+                             const std::function<void(const Event&)>& fn) {
+  if (!reassembler) return fn(Event{Event::Kind::message, kNoPeer, received, 0});
+  const auto out = reassembler->add(received);
+  if (out.verdict == Reassembler::Verdict::malformed) {
+    std::fprintf(stderr, "calypso net: dropped a malformed fragment of %zu bytes: %s\n",
+                 received.size(), out.why);
+  } else if (out.verdict == Reassembler::Verdict::complete) {
+    fn(Event{Event::Kind::message, kNoPeer, out.message, 0});
   }
 }
 
@@ -490,14 +559,14 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
     fn(Event{Event::Kind::peer_error, peer, {}, err});
   }
   fi_cq_msg_entry e{};
-  for (std::size_t n = 0; n < cfg.recv_depth && next_rx(e); ++n) {
+  for (std::size_t n = 0; n < rx_count && next_rx(e); ++n) {
     struct Repost {   // the buffer goes back even if fn throws
       Impl* self;
       std::uint32_t slot;
       ~Repost() { self->post_recv(slot); }
     } repost{this, static_cast<OpContext*>(e.op_context)->index};
     ++delivered;
-    fn(Event{Event::Kind::message, kNoPeer, {rx_pool.at(repost.slot), e.len}, 0});
+    deliver({rx_pool.at(repost.slot), e.len}, fn);
   }
   if (delivered > 0) poll_interval = kMinPollInterval;   // a reply may follow soon
   return delivered;

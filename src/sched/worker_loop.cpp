@@ -13,6 +13,7 @@
 #include "sched/fault_injection.hpp"
 
 #include <csetjmp>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 #include <csignal>
@@ -49,9 +50,18 @@ std::string provider_of(const Config& c) {
   return c.manager_address.empty() ? c.provider : JobAddress::parse(c.manager_address).provider;
 }
 
-JobAddress wait_for_job(const Config& c) {
+// A SIGTERM that comes before the heartbeat thread runs: there is no work to hand back.
+void leave_if_terminated(int sigterm_fd) {
+  pollfd p{sigterm_fd, POLLIN, 0};
+  if (::poll(&p, 1, 0) != 1) return;
+  log::raw("calypso: worker leaving (SIGTERM) before it joined\n");
+  std::exit(0);
+}
+
+JobAddress wait_for_job(const Config& c, int sigterm_fd) {
   if (!c.manager_address.empty()) return JobAddress::parse(c.manager_address);
   for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+    leave_if_terminated(sigterm_fd);
     std::ifstream f(c.manager_file);
     std::string address;
     if (f >> address) return JobAddress::parse(address);
@@ -60,27 +70,34 @@ JobAddress wait_for_job(const Config& c) {
   throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within 60 s");
 }
 
-}  // namespace
-
-WorkerLoop::WorkerLoop(const Config& config)
-    : config_(config),
-      ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8))),
-      hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
-  JobAddress job = wait_for_job(config);
-  manager_address_ = job.to_string();
-  manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
-  hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
-  join(executable_identity());
-  // SIGTERM is taken by the heartbeat thread through a signalfd (it can talk to the
-  // manager at any moment; the segment thread may be deep in user code). Blocking it
-  // here, before the thread starts, blocks it in every thread of the process.
+// SIGTERM is taken by the heartbeat thread through a signalfd (it can talk to the
+// manager at any moment; the segment thread may be deep in user code). Blocked before
+// any thread starts (libfabric starts some), so it is blocked in all of them, and a
+// SIGTERM that comes during start-up waits for the heartbeat thread instead of killing.
+UniqueFd block_sigterm() {
   sigset_t term;
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &term, nullptr);
-  sigterm_ = UniqueFd(signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK));
+  UniqueFd fd(signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (fd.get() < 0) throw Error("calypso: signalfd failed");
+  return fd;
+}
+
+}  // namespace
+
+WorkerLoop::WorkerLoop(const Config& config)
+    : config_(config),
+      sigterm_(block_sigterm()),
+      ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8))),
+      hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
+  JobAddress job = wait_for_job(config, sigterm_.get());
+  manager_address_ = job.to_string();
+  manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
+  hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
+  join(executable_identity());
   hb_stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (sigterm_.get() < 0 || hb_stop_.get() < 0) throw Error("calypso: signalfd/eventfd failed");
+  if (hb_stop_.get() < 0) throw Error("calypso: eventfd failed");
   hb_thread_ = std::thread([this] { heartbeat_loop(); });
 }
 
@@ -108,7 +125,8 @@ void WorkerLoop::join(const std::string& identity) {
     throw Error("calypso: cannot reach the manager at " + manager_address_);
   }
   for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
-    std::vector<std::byte> raw = receive(1000ms);
+    leave_if_terminated(sigterm_.get());
+    std::vector<std::byte> raw = receive(200ms);
     std::string why;
     auto m = raw.empty() ? std::nullopt : decode(raw, why);
     if (!m) continue;

@@ -53,6 +53,9 @@ class WorkerLoop final : public dsm::PageSource {
   [[noreturn]] void on_shutdown(const Message& m);
 
   const Config& config_;
+  // First, before libfabric starts any thread: SIGTERM blocked in every thread and
+  // read from this signalfd by the heartbeat thread (a SIGTERM during start-up waits).
+  UniqueFd sigterm_;                       // signalfd: SIGTERM means "leave gracefully"
   std::string manager_address_;            // the job address, once known
   net::Endpoint ep_;
   // Heartbeats go out on their own endpoint, used only by the heartbeat thread. Both
@@ -80,7 +83,6 @@ class WorkerLoop final : public dsm::PageSource {
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
   std::uint32_t fetches_in_segment_ = 0;
   UniqueFd hb_stop_;                       // eventfd: ends the heartbeat thread
-  UniqueFd sigterm_;                       // signalfd: SIGTERM means "leave gracefully"
   std::thread hb_thread_;
 };
 
