@@ -136,6 +136,7 @@ Config Config::from_environment() {
   read_size("CALYPSO_REGION_SIZE", c.region_size);
   read_size("CALYPSO_PAGE_SIZE", c.page_size);
   read_uint("CALYPSO_FETCH_PAGES", c.fetch_pages, 1, 64);
+  read_uint("CALYPSO_WRITE_AHEAD", c.write_ahead, 1, 64);
   read_ms("CALYPSO_HEARTBEAT_MS", c.heartbeat, 10);
   read_ms("CALYPSO_SUSPECT_MS", c.suspect_after, 50);
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);

@@ -25,6 +25,7 @@ struct Config {
   std::size_t region_size = std::size_t{512} << 20;  // CALYPSO_REGION_SIZE
   std::size_t page_size = 16 << 10;                  // CALYPSO_PAGE_SIZE
   std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
+  std::uint32_t write_ahead = 16;                    // CALYPSO_WRITE_AHEAD
   std::chrono::milliseconds heartbeat{200};          // CALYPSO_HEARTBEAT_MS
   std::chrono::milliseconds suspect_after{3000};     // CALYPSO_SUSPECT_MS
   std::chrono::milliseconds no_worker_timeout{60000};// CALYPSO_NO_WORKER_TIMEOUT_MS

@@ -41,7 +41,9 @@ struct CacheStats {
 
 class PageCache final : public FaultTarget {
  public:
-  PageCache(const Region& region, PageSource& source, PageNumber fetch_pages);
+  // write_ahead: most pages one write fault may un-protect (see make_twins).
+  PageCache(const Region& region, PageSource& source, PageNumber fetch_pages,
+            PageNumber write_ahead = 16);
 
   FaultOutcome on_fault(void* address, bool is_write) noexcept override;
 
@@ -64,13 +66,16 @@ class PageCache final : public FaultTarget {
 
  private:
   FaultOutcome fetch_group(PageNumber p) noexcept;
-  FaultOutcome make_twin(PageNumber p) noexcept;
+  FaultOutcome make_twins(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
   void restore(std::span<const PageNumber> written);
 
   const Region& region_;
   PageSource& source_;
   PageNumber fetch_pages_;
+  PageNumber write_ahead_;
+  PageNumber streak_ = 1;       // pages the next sequential write fault un-protects
+  PageNumber streak_end_ = 0;   // one past the last page the previous write fault took
   PageTable table_;
   std::byte* twins_;          // private mapping, one slot per page, touched only when used
   std::vector<PageNumber> installed_;  // scratch for fetch_group, reserved up front

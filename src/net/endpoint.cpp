@@ -23,6 +23,7 @@
 // here) instead of a spinning core.
 #include "net/endpoint.hpp"
 
+#include "net/doorbell.hpp"
 #include "net/fragments.hpp"
 
 #include <poll.h>
@@ -42,6 +43,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <optional>
 #include <random>
 #include <type_traits>
@@ -58,6 +60,8 @@ using std::chrono::microseconds;
 // provider says -FI_EAGAIN or no send buffer is free.
 constexpr microseconds kMinPollInterval{20};
 constexpr microseconds kMaxPollInterval{2000};
+// With a doorbell the timer is only a safety net (see doorbell.hpp).
+constexpr microseconds kBellSafetyInterval{50000};
 constexpr microseconds kMinSendNap{50};
 constexpr microseconds kMaxSendNap{10000};
 
@@ -226,6 +230,12 @@ struct Endpoint::Impl {
   std::uint32_t next_seq = 0;
   std::optional<Reassembler> reassembler;
   std::size_t rx_count = 0;                          // receive slots kept posted
+  std::optional<Doorbell> bell;                      // when the CQs have no wait fd
+  std::map<PeerId, Doorbell::Peer> peer_bells;
+  void ring(PeerId to) noexcept {
+    if (!bell) return;
+    if (auto it = peer_bells.find(to); it != peer_bells.end()) bell->ring(it->second);
+  }
 
   InfoPtr info;
   FidPtr<fid_fabric> fabric;
@@ -280,6 +290,13 @@ Endpoint::Impl::Impl(const EndpointConfig& c)
   });
   open_cqs();
   open_ep();
+  if (!fd_wait) {
+    try {
+      bell.emplace(address.bytes);
+    } catch (const Error& e) {   // still correct without it, on the polling timer
+      std::fprintf(stderr, "%s; polling instead\n", e.what());
+    }
+  }
   open_wait_set();
   rx_unposted.reserve(rx_count);
   for (std::uint32_t i = 0; i < rx_count; ++i) {
@@ -346,7 +363,7 @@ void Endpoint::Impl::open_wait_set() {
     check("fi_control(tx cq, FI_GETWAIT)", fi_control(&tx_cq->fid, FI_GETWAIT, &tx_fd));
     check("fi_control(rx cq, FI_GETWAIT)", fi_control(&rx_cq->fid, FI_GETWAIT, &rx_fd));
   }
-  for (int fd : {timer.get(), tx_fd, rx_fd}) {
+  for (int fd : {timer.get(), tx_fd, rx_fd, bell ? bell->fd() : -1}) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -468,7 +485,10 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
       const ssize_t rc = inject ? fi_inject(ep.get(), buf, len, to)
                                 : fi_send(ep.get(), buf, len, nullptr, to, &tx_pool.ctx[*slot]);
       if (rc == 0 && slot) tx_pool.ctx[*slot].in_flight = true;
-      if (rc == 0) return SendStatus::ok;
+      if (rc == 0) {
+        ring(to);
+        return SendStatus::ok;
+      }
       if (rc != -FI_EAGAIN) {
         if (slot) tx_free.push_back(*slot);
         peer_errors.emplace_back(to, static_cast<int>(-rc));
@@ -503,12 +523,15 @@ SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<c
         peer_errors.emplace_back(to, static_cast<int>(-rc));
         return SendStatus::peer_failed;
       }
+      ring(to);   // its queue is full: make sure it is draining
       reap_tx();
       if (Clock::now() >= deadline) return SendStatus::again;
       nap_on_tx(deadline, nap);
     }
+    if (offset == 0) ring(to);   // the receiver can start while the rest follows
     offset += n;
   } while (offset < len);
+  if (len > fragment_payload) ring(to);
   return SendStatus::ok;
 }
 
@@ -577,6 +600,7 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
 // they are empty, the timer is armed for the next, longer, interval (see the top).
 bool Endpoint::Impl::ready_to_sleep() noexcept {
   if (!peer_errors.empty() || rx_stash) return false;
+  if (bell) bell->drain();   // before the check: a ring after it still wakes us
   fid* fids[] = {&tx_cq->fid, &rx_cq->fid};
   if (fd_wait && fi_trywait(fabric.get(), fids, 2) == FI_SUCCESS) {
     if (timer_armed) arm_timer(microseconds(0));   // a stale expiry would wake us
@@ -588,6 +612,10 @@ bool Endpoint::Impl::ready_to_sleep() noexcept {
   if (!peer_errors.empty() || rx_stash) {
     poll_interval = kMinPollInterval;
     return false;
+  }
+  if (bell) {
+    arm_timer(kBellSafetyInterval);
+    return true;
   }
   arm_timer(poll_interval);
   poll_interval = std::min(poll_interval * 2, kMaxPollInterval);
@@ -638,6 +666,7 @@ void Endpoint::Impl::remove_peer(PeerId p) noexcept {
     std::fprintf(stderr, "calypso net: remove_peer: out of memory replacing send buffers\n");
   }
   std::erase_if(peer_errors, [p](const auto& e) { return e.first == p; });
+  peer_bells.erase(p);
   fi_addr_t addr = p;
   if (outstanding) return;
   if (int rc = fi_av_remove(av.get(), &addr, 1, 0); rc != 0) log_error("fi_av_remove", rc);
@@ -669,6 +698,7 @@ PeerId Endpoint::add_peer(const Address& a) {
   fi_addr_t addr = FI_ADDR_NOTAVAIL;
   const int n = fi_av_insert(impl_->av.get(), bytes.data(), 1, &addr, 0, nullptr);
   if (n != 1) fail("fi_av_insert(" + a.to_string() + ")", n < 0 ? n : -FI_EINVAL);
+  if (impl_->bell) impl_->peer_bells[addr] = Doorbell::peer(a.bytes);
   return addr;
 }
 

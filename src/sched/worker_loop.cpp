@@ -27,6 +27,10 @@
 namespace calypso::sched {
 namespace {
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 using namespace std::chrono_literals;
 
 // Where a segment that has to be given up (its step is over) jumps back to. Only the
@@ -146,7 +150,7 @@ void WorkerLoop::join(const std::string& identity) {
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
     set_shared_base(region_->base());
-    cache_.emplace(*region_, *this, fetch_pages_);
+    cache_.emplace(*region_, *this, fetch_pages_, config_.write_ahead);
     faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
@@ -189,7 +193,9 @@ int WorkerLoop::run() {
         raw = std::move(deferred_.front());
         deferred_.pop_front();
       } else {
+        const auto t = std::chrono::steady_clock::now();
         raw = receive(1000ms);
+        times_.wait += seconds_since(t);
       }
       if (raw.empty()) {
         // Nothing for 5 s: ask again. Requests are idempotent, and this heals every way
@@ -222,7 +228,9 @@ bool WorkerLoop::run_segment(const AssignView& a) {
     LOG_ERROR("assignment names routine %u, which this executable does not have", a.fixed.routine);
     return false;
   }
+  auto t = std::chrono::steady_clock::now();
   apply_notices(a);
+  times_.notices += seconds_since(t);
   step_ = a.fixed.step;
   segment_index_ = a.fixed.index;
   fetches_in_segment_ = 0;
@@ -234,11 +242,18 @@ bool WorkerLoop::run_segment(const AssignView& a) {
               static_cast<unsigned long long>(a.fixed.step));
     return false;
   }
+  t = std::chrono::steady_clock::now();
   routine->call(routine->fn, seg, args.data());
+  times_.segment += seconds_since(t);
+  t = std::chrono::steady_clock::now();
   result_.clear();
   cache_->finish_segment(result_);
+  times_.finish += seconds_since(t);
+  t = std::chrono::steady_clock::now();
   send_result(a, result_);
   kept_[a.fixed.segment] = result_;
+  times_.send += seconds_since(t);
+  ++times_.segments;
   return true;
 }
 
@@ -297,6 +312,12 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
   ++fetches_in_segment_;
   if (fetches_in_segment_ == 1) maybe_inject(InjectPoint::before_fetch, segment_index_);
   if (fetches_in_segment_ == 2) maybe_inject(InjectPoint::mid_fetch, segment_index_);
+  struct Timer {   // clock_gettime is async-signal-safe (vDSO)
+    double& total;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~Timer() { total += seconds_since(start); }
+  } timer{times_.fetch};
+  ++times_.fetches;
   Encoder e(MsgType::page_request, id_, PageRequest{step_, first, count});
   auto bytes = e.bytes();
   if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) return out;
@@ -338,7 +359,14 @@ void WorkerLoop::on_shutdown(const Message& m) {
   if (config_.stats != StatsFormat::off) {
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
-    std::fprintf(stderr, "calypso[worker %u]: peak RSS %ld KiB\n", id_, u.ru_maxrss);
+    const Times& t = times_;
+    std::fprintf(stderr,
+                 "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s waiting for "
+                 "%llu page fetches), %.3f s finishing (diffs), %.3f s sending results, "
+                 "%.3f s on write notices, %.3f s waiting for work; peak RSS %ld KiB\n",
+                 id_, static_cast<unsigned long long>(t.segments), t.segment, t.fetch,
+                 static_cast<unsigned long long>(t.fetches), t.finish, t.send, t.notices,
+                 t.wait, u.ru_maxrss);
   }
   std::fflush(nullptr);
   _exit(0);

@@ -79,6 +79,17 @@ class WorkerLoop final : public dsm::PageSource {
   std::map<std::uint32_t, std::vector<std::byte>> kept_;
   StepId kept_step_ = 0;
 
+  // Where a worker's time goes, printed at exit with CALYPSO_STATS (seconds).
+  struct Times {
+    double notices = 0;    // invalidating / replaying pages before a segment
+    double segment = 0;    // the routine, its faults and fetches included
+    double fetch = 0;      // of which: waiting for pages
+    double finish = 0;     // diff encoding and restoring written pages
+    double send = 0;       // shipping results
+    double wait = 0;       // waiting for an assignment
+    std::uint64_t segments = 0, fetches = 0;
+  } times_;
+
   std::chrono::milliseconds manager_timeout_{3000};
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
   std::uint32_t fetches_in_segment_ = 0;
