@@ -70,6 +70,14 @@ void read_schedule(Config& c) {
   c.static_schedule = true;
 }
 
+void read_rma_fetch(Config& c) {
+  const char* v = env("CALYPSO_RMA_FETCH");
+  if (v == nullptr) return;
+  const std::string s(v);
+  if (s != "auto" && s != "on" && s != "off") bad("CALYPSO_RMA_FETCH", v, "auto, on or off");
+  c.rma_fetch = s;
+}
+
 void read_log(Config& c) {
   const char* v = env("CALYPSO_LOG");
   if (v == nullptr) return;
@@ -137,6 +145,7 @@ Config Config::from_environment() {
   read_size("CALYPSO_PAGE_SIZE", c.page_size);
   read_uint("CALYPSO_FETCH_PAGES", c.fetch_pages, 1, 64);
   read_uint("CALYPSO_WRITE_AHEAD", c.write_ahead, 1, 64);
+  read_rma_fetch(c);
   read_ms("CALYPSO_HEARTBEAT_MS", c.heartbeat, 10);
   read_ms("CALYPSO_SUSPECT_MS", c.suspect_after, 50);
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);

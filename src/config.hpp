@@ -26,6 +26,13 @@ struct Config {
   std::size_t page_size = 16 << 10;                  // CALYPSO_PAGE_SIZE
   std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
   std::uint32_t write_ahead = 16;                    // CALYPSO_WRITE_AHEAD
+  std::string rma_fetch = "auto";                    // CALYPSO_RMA_FETCH: auto|on|off
+  // Whether endpoints on this provider ask for RMA page reads: where they beat a
+  // message round trip, shm (one cross-memory copy, no manager wake-up); "on" asks on
+  // any provider (tcp;ofi_rxm emulates them with messages the manager must progress).
+  bool wants_rma(const std::string& on_provider) const {
+    return rma_fetch == "on" || (rma_fetch == "auto" && on_provider == "shm");
+  }
   std::chrono::milliseconds heartbeat{200};          // CALYPSO_HEARTBEAT_MS
   std::chrono::milliseconds suspect_after{3000};     // CALYPSO_SUSPECT_MS
   std::chrono::milliseconds no_worker_timeout{60000};// CALYPSO_NO_WORKER_TIMEOUT_MS

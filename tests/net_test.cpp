@@ -411,6 +411,37 @@ TEST_P(NetTest, KilledPeerNeitherHangsNorCrashes) {
   ::close(to_child[1]);
 }
 
+// RMA reads (the worker's page fetch where the provider has them). The exposing side
+// is progressed by another thread, as the manager's event loop does.
+TEST_P(NetTest, RmaReadCopiesExposedMemoryAndRefusesOutOfRange) {
+  EndpointConfig cfg = config();
+  cfg.rma = true;
+  Endpoint a = Endpoint::open(cfg);
+  Endpoint b = Endpoint::open(cfg);
+  if (!a.supports_read() || !b.supports_read()) GTEST_SKIP() << GetParam() << " has no RMA reads here";
+  std::vector<std::byte> home(kMiB);
+  for (std::size_t i = 0; i < home.size(); ++i) home[i] = std::byte(i * 7 + i / 4096);
+  Registration exposed = b.expose(home.data(), home.size());
+  std::vector<std::byte> dst(64 * 1024);
+  Registration local = a.expose(dst.data(), dst.size());
+  std::atomic<bool> done{false};
+  std::thread progress([&] {
+    while (!done) {
+      b.wait(5ms);
+      b.poll([](const Event&) {});
+    }
+  });
+  const PeerId to_b = a.add_peer(b.local_address());
+  for (auto [offset, len] : {std::pair<std::size_t, std::size_t>{0, 4096}, {100000, 16384}, {kMiB - 65536, 65536}}) {
+    std::fill(dst.begin(), dst.end(), std::byte{0});
+    ASSERT_EQ(a.read(to_b, exposed.remote(), offset, std::span(dst).first(len), local, 10s), SendStatus::ok) << offset;
+    EXPECT_EQ(std::memcmp(dst.data(), home.data() + offset, len), 0) << offset;
+  }
+  EXPECT_EQ(a.read(to_b, exposed.remote(), kMiB - 100, std::span(dst).first(200), local, 1s), SendStatus::peer_failed);
+  done = true;
+  progress.join();
+}
+
 INSTANTIATE_TEST_SUITE_P(Providers, NetTest, ::testing::ValuesIn(available_providers()),
                          [](const auto& info) { return info.param; });
 

@@ -102,9 +102,9 @@ Assign make_assign(std::uint32_t args_bytes, std::uint32_t notices) {
 }
 
 TEST(Protocol, FixedMessagesRoundTrip) {
-  check_fixed_round_trip(MsgType::welcome, Welcome{7, 16384, 0x3d0000000000ULL, 1ULL << 30, 4, 250, 3000, 0});
+  check_fixed_round_trip(MsgType::welcome, Welcome{7, 16384, 0x3d0000000000ULL, 1ULL << 30, 4, 250, 3000, 1, 0x7f0000001000ULL, 42, 0x7f0000002000ULL, 43});
   check_fixed_round_trip(MsgType::page_request, PageRequest{12, 100, 8});
-  check_fixed_round_trip(MsgType::result_chunk, ResultChunk{3, 17, 2, 1 << 20, 65536});
+  check_fixed_round_trip(MsgType::result_chunk, ResultChunk{3, 17, 2, 1 << 20, 65536, 12, 0});
   check_fixed_round_trip(MsgType::shutdown, Shutdown{-3, 0});
   check_fixed_round_trip(MsgType::hello, make_hello(0, 0));
   check_fixed_round_trip(MsgType::assign, make_assign(0, 0));
@@ -245,7 +245,7 @@ TEST(Protocol, ResultChunkWithSeparateTail) {
   // The worker sends the header+fixed part and the diff bytes as two parts of one message.
   Bytes diff(1000);
   for (std::size_t i = 0; i < diff.size(); ++i) diff[i] = std::byte(i % 256);
-  Encoder e(MsgType::result_chunk, 5, ResultChunk{4, 8, 1, 5000, 2000});
+  Encoder e(MsgType::result_chunk, 5, ResultChunk{4, 8, 1, 5000, 2000, 0, 0});
   Bytes head = to_bytes(e.bytes_with_tail(diff.size()));
   ASSERT_EQ(head.size(), sizeof(Header) + sizeof(ResultChunk));
   EXPECT_EQ(header_of(head).body_bytes, sizeof(ResultChunk) + diff.size());

@@ -33,6 +33,7 @@
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -129,6 +130,8 @@ struct OpContext {
   PeerId peer = kNoPeer;     // destination, for sends
   bool in_flight = false;    // a send posted and not completed
   bool abandoned = false;    // its peer was removed: the slot is retired for good
+  bool is_read = false;      // the one RMA read context (no buffer slot)
+  int error = 0;             // of a finished read
 };
 static_assert(std::is_standard_layout_v<OpContext> && offsetof(OpContext, fi) == 0);
 
@@ -156,11 +159,17 @@ std::string full_provider_name(const std::string& name) {
   return name;
 }
 
-InfoPtr get_info(const std::string& prov, const std::string& node, const std::string& service) {
+// Memory registration modes we handle for RMA (never FI_MR_LOCAL: the message path
+// passes no descriptors, and a provider that needs them then is not chosen for RMA).
+constexpr std::uint64_t kRmaMrModes = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+
+InfoPtr get_info(const std::string& prov, const std::string& node, const std::string& service,
+                 bool rma = false) {
   InfoPtr hints(fi_allocinfo());
   if (!hints) throw Error("calypso net: fi_allocinfo failed");
   hints->ep_attr->type = FI_EP_RDM;
-  hints->caps = FI_MSG;
+  hints->caps = rma ? FI_MSG | FI_RMA | FI_READ | FI_REMOTE_READ : FI_MSG;
+  if (rma) hints->domain_attr->mr_mode = static_cast<int>(kRmaMrModes);
   hints->mode = FI_CONTEXT | FI_CONTEXT2;   // every op carries an OpContext
   hints->domain_attr->threading = FI_THREAD_DOMAIN;
   hints->fabric_attr->prov_name = ::strdup(prov.c_str());   // freed by fi_freeinfo
@@ -205,6 +214,8 @@ struct Endpoint::Impl {
   bool next_rx(fi_cq_msg_entry& e);
   std::size_t poll(const std::function<void(const Event&)>& fn);
   bool ready_to_sleep() noexcept;
+  SendStatus read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
+                  std::span<std::byte> dst, void* desc, std::chrono::milliseconds patience);
   void arm_timer(microseconds after) noexcept;
   bool wait(std::chrono::milliseconds timeout);
   void remove_peer(PeerId p) noexcept;
@@ -230,6 +241,9 @@ struct Endpoint::Impl {
   std::uint32_t next_seq = 0;
   std::optional<Reassembler> reassembler;
   std::size_t rx_count = 0;                          // receive slots kept posted
+  bool rma = false;                                  // FI_RMA reads work (see expose)
+  std::uint64_t next_key = 1;                        // for providers without FI_MR_PROV_KEY
+  OpContext read_ctx;                                // one read in flight at a time
   std::optional<Doorbell> bell;                      // when the CQs have no wait fd
   std::map<PeerId, Doorbell::Peer> peer_bells;
   void ring(PeerId to) noexcept {
@@ -251,7 +265,15 @@ struct Endpoint::Impl {
 
 Endpoint::Impl::Impl(const EndpointConfig& c)
     : cfg(c), prov_name(full_provider_name(c.provider)), rx_pool(0, 0), tx_pool(0, 0) {
-  info = get_info(prov_name, cfg.node, cfg.service);
+  if (cfg.rma) {
+    try {
+      info = get_info(prov_name, cfg.node, cfg.service, true);
+      rma = true;
+    } catch (const Error&) {   // no RMA here: messages only (supports_read() says so)
+    }
+  }
+  if (!info) info = get_info(prov_name, cfg.node, cfg.service);
+  read_ctx.is_read = true;
   if (cfg.max_message > info->ep_attr->max_msg_size) {
     throw Error("calypso net: max_message " + std::to_string(cfg.max_message) +
                 " exceeds the provider's max_msg_size " +
@@ -389,6 +411,7 @@ void Endpoint::Impl::post_recv(std::uint32_t i) noexcept {
 // A finished send frees its slot, unless remove_peer already replaced it.
 bool Endpoint::Impl::release(OpContext& ctx) noexcept {
   ctx.in_flight = false;
+  if (ctx.is_read) return false;
   if (ctx.abandoned) return false;
   tx_free.push_back(ctx.index);
   return true;
@@ -403,6 +426,7 @@ void Endpoint::Impl::read_tx_error() noexcept {
   }
   auto* ctx = static_cast<OpContext*>(err.op_context);
   if (!ctx) return log_error("send failed (no context)", err.err);
+  if (ctx->is_read) ctx->error = err.err ? err.err : FI_EIO;
   if (!release(*ctx)) return;
   try {
     peer_errors.emplace_back(ctx->peer, err.err);
@@ -545,6 +569,41 @@ void Endpoint::Impl::deliver(std::span<const std::byte> received,
                  received.size(), out.why);
   } else if (out.verdict == Reassembler::Verdict::complete) {
     fn(Event{Event::Kind::message, kNoPeer, out.message, 0});
+  }
+}
+
+// One read at a time: the worker's fault path is its only user. A read that ran out of
+// patience keeps its context until it completes; the next read waits for that.
+SendStatus Endpoint::Impl::read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
+                                std::span<std::byte> dst, void* desc,
+                                std::chrono::milliseconds patience) {
+  if (!rma) throw Error("calypso net: read() on an endpoint without RMA");
+  if (offset > remote.size || dst.size() > remote.size - offset) return SendStatus::peer_failed;
+  const auto deadline = Clock::now() + patience;
+  microseconds nap = kMinPollInterval;
+  while (read_ctx.in_flight) {   // an earlier read that gave up: let it finish first
+    reap_tx();
+    if (!read_ctx.in_flight) break;
+    if (Clock::now() >= deadline) return SendStatus::again;
+    nap_on_tx(deadline, nap);
+  }
+  read_ctx.error = 0;
+  for (;;) {
+    const ssize_t rc = fi_read(ep.get(), dst.data(), dst.size(), desc, from,
+                               remote.address + offset, remote.key, &read_ctx);
+    if (rc == 0) break;
+    if (rc != -FI_EAGAIN) return SendStatus::peer_failed;
+    reap_tx();
+    if (Clock::now() >= deadline) return SendStatus::again;
+    nap_on_tx(deadline, nap);
+  }
+  read_ctx.in_flight = true;
+  ring(from);   // a peer that must progress the read (tcp) may be asleep
+  for (nap = kMinPollInterval;; nap = std::min(2 * nap, kMaxSendNap)) {
+    reap_tx();
+    if (!read_ctx.in_flight) return read_ctx.error == 0 ? SendStatus::ok : SendStatus::peer_failed;
+    if (Clock::now() >= deadline) return SendStatus::again;
+    nap_on_tx(deadline, nap);
   }
 }
 
@@ -703,6 +762,45 @@ PeerId Endpoint::add_peer(const Address& a) {
 }
 
 void Endpoint::remove_peer(PeerId p) noexcept { impl_->remove_peer(p); }
+
+bool Endpoint::supports_read() const { return impl_->rma; }
+
+Registration Endpoint::expose(void* base, std::size_t len) {
+  Impl& m = *impl_;
+  if (!m.rma) throw Error("calypso net: expose() on an endpoint without RMA");
+  const std::uint64_t mode = static_cast<std::uint64_t>(m.info->domain_attr->mr_mode);
+  Registration r;
+  check("fi_mr_reg", fi_mr_reg(m.domain.get(), base, len, FI_READ | FI_REMOTE_READ, 0,
+                               m.next_key++, 0, &r.mr_, nullptr));
+  if (mode & FI_MR_ENDPOINT) {
+    check("fi_mr_bind", fi_mr_bind(r.mr_, &m.ep->fid, 0));
+    check("fi_mr_enable", fi_mr_enable(r.mr_));
+  }
+  r.desc_ = fi_mr_desc(r.mr_);
+  r.remote_.address = (mode & FI_MR_VIRT_ADDR) ? reinterpret_cast<std::uintptr_t>(base) : 0;
+  r.remote_.key = fi_mr_key(r.mr_);
+  r.remote_.size = len;
+  return r;
+}
+
+SendStatus Endpoint::read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
+                          std::span<std::byte> dst, const Registration& local,
+                          std::chrono::milliseconds patience) {
+  return impl_->read(from, remote, offset, dst, local.descriptor(), patience);
+}
+
+Registration::Registration(Registration&& o) noexcept
+    : mr_(std::exchange(o.mr_, nullptr)), desc_(o.desc_), remote_(o.remote_) {}
+Registration& Registration::operator=(Registration&& o) noexcept {
+  std::swap(mr_, o.mr_);
+  std::swap(desc_, o.desc_);
+  std::swap(remote_, o.remote_);
+  return *this;
+}
+Registration::~Registration() {
+  if (mr_ == nullptr) return;
+  if (int rc = fi_close(&mr_->fid); rc != 0) log_error("fi_close(mr)", rc);
+}
 
 SendStatus Endpoint::send(PeerId to, std::span<const std::span<const std::byte>> parts,
                           std::chrono::milliseconds patience) {

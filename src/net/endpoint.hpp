@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+struct fid_mr;   // libfabric's memory registration (only src/net sees inside)
+
 namespace calypso::net {
 
 // Opaque provider address of an endpoint (what fi_getname returns), printable as hex.
@@ -39,6 +41,34 @@ struct EndpointConfig {
   std::size_t max_message = 1 << 20; // largest message payload either side may send
   std::size_t recv_depth = 16;      // receive buffers kept posted
   std::size_t send_depth = 16;      // send buffers (messages in flight) before send() waits
+  bool rma = false;                 // ask for RMA reads (expose()/read()); without them if
+                                    // the provider has none: check supports_read()
+};
+
+// What a peer needs to read memory that an endpoint exposed (see Endpoint::expose).
+struct RemoteMemory {
+  std::uint64_t address = 0;   // of the first byte, in the provider's terms
+  std::uint64_t key = 0;
+  std::uint64_t size = 0;
+};
+
+// Memory registered with an endpoint's domain; deregistered when destroyed (before
+// the endpoint closes).
+class Registration {
+ public:
+  Registration() = default;
+  Registration(Registration&&) noexcept;
+  Registration& operator=(Registration&&) noexcept;
+  ~Registration();
+  RemoteMemory remote() const { return remote_; }
+  void* descriptor() const { return desc_; }   // for read() into this memory
+  explicit operator bool() const { return mr_ != nullptr; }
+
+ private:
+  friend class Endpoint;
+  ::fid_mr* mr_ = nullptr;
+  void* desc_ = nullptr;
+  RemoteMemory remote_;
 };
 
 // Thrown for setup failures (fi_getinfo, fi_fabric, ...). The message names the call,
@@ -70,6 +100,20 @@ class Endpoint {
   std::size_t max_message() const;
 
   PeerId add_peer(const Address& a);                 // throws net::Error on a bad address
+
+  // RMA reads (opened with EndpointConfig::rma and the provider has FI_RMA): expose()
+  // registers [base, base+len) for peers to read and for reads into it; read() copies
+  // dst.size() bytes at `offset` into what a peer exposed to dst, blocking (with
+  // progress) until done. The peer must keep progressing its endpoint (tcp) unless the
+  // provider reads by itself (shm: a cross-memory copy; verbs: the NIC).
+  // read() returns ok, `again` (patience ran out; the read may still land in dst
+  // later, so dst must stay valid until the endpoint closes), or peer_failed
+  // (refused, e.g. out of the exposed range).
+  bool supports_read() const;
+  Registration expose(void* base, std::size_t len);  // throws net::Error
+  SendStatus read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
+                  std::span<std::byte> dst, const Registration& local,
+                  std::chrono::milliseconds patience);
   // Sends to p that are still outstanding are abandoned: their buffers are replaced so
   // the pool keeps send_depth free slots, and p's address then stays in the AV until
   // the endpoint closes (removing it would crash shm 1.17). Queued errors for p are

@@ -30,6 +30,7 @@ net::EndpointConfig endpoint_config(const Config& c) {
   e.max_message = std::size_t{1} << 20;
   e.recv_depth = 64;
   e.send_depth = 64;
+  e.rma = c.wants_rma(c.provider);
   return e;
 }
 
@@ -70,6 +71,18 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
       wakeup_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       timer_(make_timer(config.heartbeat)) {
   epoll_ = make_epoll(ep_.wait_fd(), wakeup_.get(), timer_.get());
+  if (ep_.supports_read()) {
+    control_.reset(new std::atomic<std::uint64_t>[8]{});
+    set_control(0);
+    try {
+      home_mr_ = ep_.expose(region_.runtime_page(0), region_.size());
+      control_mr_ = ep_.expose(control_.get(), 8 * sizeof(std::uint64_t));
+    } catch (const std::exception& e) {   // pages then travel in messages
+      LOG_WARN("RMA page reads disabled: %s", e.what());
+      home_mr_ = {};
+      control_mr_ = {};
+    }
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -211,7 +224,14 @@ void ManagerLoop::on_hello(const Message& m) {
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
               static_cast<std::uint32_t>(config_.heartbeat.count()),
-              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0};
+              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0};
+  if (home_mr_ && control_mr_) {
+    wel.rma = 1;
+    wel.home_address = home_mr_.remote().address;
+    wel.home_key = home_mr_.remote().key;
+    wel.control_address = control_mr_.remote().address;
+    wel.control_key = control_mr_.remote().key;
+  }
   Encoder e(MsgType::welcome, id, wel);
   if (!send(id, w, e)) return;
   LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
@@ -277,6 +297,10 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   const std::uint64_t limit = std::uint64_t{region_.size()} * 2 + (1u << 20);
   if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
     return violation(id, "result chunk out of bounds");
+  }
+  if (c->offset == 0 && c->pages_read > 0) {
+    std::lock_guard lock(mutex_);
+    stats_.pages_fetched += c->pages_read;
   }
   ResultKey key{c->step, c->segment, c->attempt};
   auto [it, fresh] = w.assemblies.try_emplace(key);

@@ -21,6 +21,7 @@
 #include <calypso/manager.hpp>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -156,6 +157,13 @@ class ManagerLoop {
   const dsm::HomeMemory& home_;
   dsm::Collation collation_;
   net::Endpoint ep_;
+  // RMA page reads (when the endpoint has them): home memory, and one control word that
+  // holds the open step's id and is cleared before collation changes home memory, so a
+  // worker that reads a page and then this word knows whether the page was the
+  // snapshot (docs/PROTOCOL.md). Declared after ep_: deregistered before it closes.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> control_;
+  net::Registration home_mr_, control_mr_;
+  void set_control(StepId open_step) noexcept { control_[0].store(open_step, std::memory_order_seq_cst); }
   UniqueFd epoll_, wakeup_, timer_;
 
   std::map<WorkerId, Worker> workers_;

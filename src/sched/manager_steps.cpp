@@ -72,6 +72,7 @@ void ManagerLoop::start_step(OpenStep s) {
   s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
   step_ = std::move(s);
+  if (control_) set_control(step_->id);   // RMA readers: home memory is this step's snapshot
   collation_.begin_step();
   if (n == 0) return finish_step();
   dispatch();
@@ -205,6 +206,7 @@ ManagerLoop::Version ManagerLoop::collate_step() {
 }
 
 void ManagerLoop::finish_step() {
+  if (control_) set_control(0);   // before collation changes home memory (see control_)
   std::uint64_t bytes = 0;
   for (const auto& r : step_->results) bytes += r.size();
   conflict_.reset();
@@ -234,6 +236,7 @@ void ManagerLoop::fail_step(const std::string& why) { end_step(why); }
 
 void ManagerLoop::end_step(std::optional<std::string> error) {
   const double seconds = std::chrono::duration<double>(Clock::now() - step_->started).count();
+  if (control_) set_control(0);
   step_.reset();
   for (auto& [id, w] : workers_) {
     w.running.reset();

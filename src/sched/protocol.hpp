@@ -17,7 +17,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 1;
+inline constexpr std::uint16_t kVersion = 2;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -64,7 +64,11 @@ struct Welcome {
   std::uint32_t fetch_pages;
   std::uint32_t heartbeat_ms;     // the manager pings this often
   std::uint32_t manager_timeout_ms;   // a worker that hears nothing for this long gives up
-  std::uint32_t reserved;
+  std::uint32_t rma;              // 1: read pages with RMA from home (see docs/PROTOCOL.md)
+  std::uint64_t home_address;     // the manager's exposed home memory (RMA terms)
+  std::uint64_t home_key;
+  std::uint64_t control_address;  // one word: the open step's id, 0 between steps
+  std::uint64_t control_key;
 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows
@@ -105,6 +109,8 @@ struct ResultChunk {
   std::uint32_t attempt;
   std::uint64_t total_bytes;      // size of the whole result body
   std::uint64_t offset;           // where this chunk's bytes go
+  std::uint32_t pages_read;       // pages the attempt read with RMA (stats)
+  std::uint32_t reserved;
 };
 struct Shutdown {
   std::int32_t code;

@@ -12,6 +12,7 @@
 
 #include "sched/fault_injection.hpp"
 
+#include <array>
 #include <csetjmp>
 #include <cstdlib>
 #include <fstream>
@@ -38,11 +39,12 @@ using namespace std::chrono_literals;
 sigjmp_buf g_abort_point;
 void abort_segment_hook() { siglongjmp(g_abort_point, 1); }
 
-net::EndpointConfig endpoint_config(const std::string& provider, std::size_t recv_depth) {
+net::EndpointConfig endpoint_config(const std::string& provider, std::size_t recv_depth, bool rma = false) {
   net::EndpointConfig e;
   e.provider = provider;
   e.max_message = std::size_t{1} << 20;
   e.recv_depth = recv_depth;
+  e.rma = rma;
   e.send_depth = 4;
   return e;
 }
@@ -93,7 +95,7 @@ UniqueFd block_sigterm() {
 WorkerLoop::WorkerLoop(const Config& config)
     : config_(config),
       sigterm_(block_sigterm()),
-      ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8))),
+      ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8, config.wants_rma(provider_of(config))))),
       hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
   JobAddress job = wait_for_job(config, sigterm_.get());
   manager_address_ = job.to_string();
@@ -146,6 +148,7 @@ void WorkerLoop::join(const std::string& identity) {
     if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
     id_ = w->worker;
     fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
+    if (w->rma != 0 && ep_.supports_read()) setup_rma(*w);
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
@@ -234,6 +237,7 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   step_ = a.fixed.step;
   segment_index_ = a.fixed.index;
   fetches_in_segment_ = 0;
+  pages_read_ = 0;
   Segment seg{a.fixed.index, a.fixed.count};
   std::vector<std::byte> args(a.args.begin(), a.args.end());
   if (sigsetjmp(g_abort_point, 1) != 0) {
@@ -284,7 +288,8 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
   std::uint64_t offset = 0;
   do {
     const std::size_t n = std::min<std::size_t>(room, body.size() - offset);
-    ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), offset};
+    ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), offset,
+                  offset == 0 ? pages_read_ : 0, 0};
     Encoder e(MsgType::result_chunk, id_, c);
     std::span<const std::byte> parts[] = {e.bytes_with_tail(n), std::span(body).subspan(offset, n)};
     if (ep_.send(manager_, parts, 60s) != net::SendStatus::ok) {
@@ -295,6 +300,18 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
     if (offset < body.size()) maybe_inject(InjectPoint::mid_result, segment_index_);
   } while (offset < body.size());
   maybe_inject(InjectPoint::after_result, segment_index_);
+}
+
+void WorkerLoop::setup_rma(const Welcome& w) {
+  try {
+    staging_.resize(std::size_t{fetch_pages_} * w.page_size + sizeof(std::uint64_t));
+    staging_mr_ = ep_.expose(staging_.data(), staging_.size());
+    home_mem_ = {w.home_address, w.home_key, w.region_size};
+    control_mem_ = {w.control_address, w.control_key, sizeof(std::uint64_t)};
+    rma_ = true;
+  } catch (const std::exception& e) {
+    LOG_WARN("RMA page reads unavailable (%s); pages come in messages", e.what());
+  }
 }
 
 void WorkerLoop::send_small(MsgType type) {
@@ -318,6 +335,11 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     ~Timer() { total += seconds_since(start); }
   } timer{times_.fetch};
   ++times_.fetches;
+  if (rma_) {
+    if (read_pages(first, count, out)) return out;
+    LOG_WARN("an RMA page read failed; pages come in messages from now on");
+    rma_ = false;
+  }
   Encoder e(MsgType::page_request, id_, PageRequest{step_, first, count});
   auto bytes = e.bytes();
   if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) return out;
@@ -350,6 +372,36 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
   }
   LOG_ERROR("no page from the manager for 60 s");
   return out;
+}
+
+// Reads the pages, then the manager's control word: if the step is still open then,
+// it was open during the page read, so the pages are this step's snapshot (the manager
+// clears the word before it changes home memory). False if a read failed.
+bool WorkerLoop::read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept {
+  static constexpr std::array<std::uint8_t, 64> kAllData = [] {
+    std::array<std::uint8_t, 64> a{};
+    a.fill(1);
+    return a;
+  }();
+  const std::size_t ps = region_->page_size();
+  if (count > kAllData.size() || std::size_t{count} * ps + sizeof(std::uint64_t) > staging_.size()) return false;
+  const auto pages = std::span(staging_).first(std::size_t{count} * ps);
+  const auto word = std::span(staging_).last(sizeof(std::uint64_t));
+  if (ep_.read(manager_, home_mem_, std::uint64_t{first} * ps, pages, staging_mr_, 60s) != net::SendStatus::ok ||
+      ep_.read(manager_, control_mem_, 0, word, staging_mr_, 60s) != net::SendStatus::ok) {
+    return false;
+  }
+  std::uint64_t open = 0;
+  std::memcpy(&open, word.data(), sizeof open);
+  if (open != step_) {
+    out.status = dsm::FetchStatus::stale;
+    return true;
+  }
+  out.kinds = std::span(kAllData).first(count);
+  out.data = pages;
+  out.status = dsm::FetchStatus::ok;
+  pages_read_ += count;
+  return true;
 }
 
 void WorkerLoop::on_shutdown(const Message& m) {

@@ -46,6 +46,8 @@ class WorkerLoop final : public dsm::PageSource {
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
+  void setup_rma(const Welcome& w);
+  bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   void send_small(MsgType type);
   void heartbeat_loop();
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
@@ -73,6 +75,13 @@ class WorkerLoop final : public dsm::PageSource {
   std::optional<dsm::FaultHandler> faults_;
   StepId step_ = 0;
   std::vector<std::byte> fetch_reply_;
+  // RMA page reads (Welcome::rma): the manager's home memory and control word, and
+  // where reads land (a fetch group, then the control word).
+  bool rma_ = false;
+  net::RemoteMemory home_mem_, control_mem_;
+  std::vector<std::byte> staging_;
+  net::Registration staging_mr_;
+  std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
   // This step's results, by segment: if the manager keeps them, the worker replays its
   // own diffs at the next step instead of refetching the pages (see Assign::own_pages).
