@@ -14,13 +14,16 @@
 //    a peer has died with a send outstanding, fi_trywait keeps failing with nothing to
 //    read, so a failed fi_trywait must not mean "poll again now" (that would spin).
 //  - "shm" accepts only FI_WAIT_NONE, FI_WAIT_YIELD and FI_WAIT_UNSPEC (= YIELD):
-//    fi_cq_sread spins on sched_yield, and nothing signals a sleeping receiver.
-// So the endpoint also keeps a timerfd in its epoll set. Whenever it cannot sleep on
-// the CQ fds (no FI_WAIT_FD, or fi_trywait refuses yet the CQs are empty) it checks
-// the CQs itself and arms the timer, whose period backs off from 20 us (right after
-// activity) to 2 ms: a reply that comes within microseconds is still caught at once,
-// and an idle endpoint costs about 500 wake-ups of ~16 us a second (~0.8% of a core
-// here) instead of a spinning core.
+//    fi_cq_sread spins on sched_yield, and nothing signals a sleeping receiver. So shm
+//    endpoints get a Doorbell (doorbell.hpp) that senders ring, in the epoll set.
+// The endpoint also keeps a timerfd in its epoll set. Whenever it cannot sleep on the
+// CQ fds (fi_trywait refuses yet the CQs are empty, or a provider with neither a wait
+// fd nor a doorbell) it checks the CQs itself and arms the timer, whose period backs
+// off from 20 us (right after activity) to 2 ms; with a doorbell the timer is only a
+// safety net at 50 ms.
+//
+// shm also sends every message as injected fragments (fragments.hpp): its large sends
+// complete in order, and one to a dead peer never does.
 #include "net/endpoint.hpp"
 
 #include "net/doorbell.hpp"

@@ -117,8 +117,8 @@ class Endpoint {
   // Sends to p that are still outstanding are abandoned: their buffers are replaced so
   // the pool keeps send_depth free slots, and p's address then stays in the AV until
   // the endpoint closes (removing it would crash shm 1.17). Queued errors for p are
-  // dropped. Note: a dead peer on shm also blocks every later send above the provider's
-  // inject size (4 KiB) from this endpoint (shm completes sends in order).
+  // dropped. (On shm every message goes as injected fragments, so no send ever waits
+  // on a dead peer there: see fragments.hpp.)
   void remove_peer(PeerId p) noexcept;
 
   // Copies msg (<= max_message bytes, as gathered parts) into a send buffer and posts it.
