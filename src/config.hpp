@@ -26,6 +26,7 @@ struct Config {
   std::size_t page_size = 16 << 10;                  // CALYPSO_PAGE_SIZE
   std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
   std::uint32_t write_ahead = 16;                    // CALYPSO_WRITE_AHEAD
+  std::uint32_t rerun_after_pct = 150;               // CALYPSO_RERUN_AFTER_PCT
   std::string rma_fetch = "auto";                    // CALYPSO_RMA_FETCH: auto|on|off
   // Whether endpoints on this provider ask for RMA page reads. They beat a page_data
   // round trip on shm (one cross-memory copy) and on tcp;ofi_rxm (no copies through

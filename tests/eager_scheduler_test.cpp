@@ -268,5 +268,58 @@ TEST(EagerScheduler, RandomSimulationCompletesEverySegmentExactlyOnce) {
   }
 }
 
+// Re-runs wait until a running segment is late: 1.5x the mean completed duration,
+// or the grace before any completed. A segment whose runner died is re-run at once.
+TEST(EagerScheduler, ReRunsWaitUntilTheSegmentIsLate) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(3, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+  // Nothing completed yet: worker 1 idles until the grace has passed.
+  EXPECT_TRUE(s.complete(0, 1, t0 + 10ms));   // mean duration now 10 ms
+  ASSERT_EQ(s.next_for(1, t0 + 10ms)->segment, 2u);
+  EXPECT_TRUE(s.complete(2, 1, t0 + 20ms));   // took 10 ms too: mean 10 ms
+  EXPECT_FALSE(s.next_for(1, t0 + 14ms));     // segment 1 has run 14 ms < 15 ms
+  ASSERT_TRUE(s.next_rerun_at(1));
+  EXPECT_EQ(*s.next_rerun_at(1), t0 + 15ms);
+  EXPECT_FALSE(s.next_rerun_at(2)) << "worker 2 runs the only unfinished segment itself";
+  auto p = s.next_for(1, t0 + 15ms);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->segment, 1u);
+  EXPECT_EQ(p->attempt, 2u);
+}
+
+TEST(EagerScheduler, BeforeAnyCompletionTheGraceApplies) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(1, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  ASSERT_TRUE(s.next_for(1, t0));
+  EXPECT_FALSE(s.next_for(2, t0 + 49ms));
+  EXPECT_EQ(*s.next_rerun_at(2), t0 + 50ms);
+  EXPECT_TRUE(s.next_for(2, t0 + 50ms));
+}
+
+TEST(EagerScheduler, SegmentOfADeadWorkerIsReRunAtOnce) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(1, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  ASSERT_TRUE(s.next_for(1, t0));
+  EXPECT_FALSE(s.abandon(0, 1, true));
+  auto p = s.next_for(2, t0 + 1ms);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->attempt, 2u);
+}
+
+TEST(EagerScheduler, FixedPolicyNeverOffersReRuns) {
+  EagerScheduler s(2, 3, EagerScheduler::Policy::fixed, {1, 2});
+  ASSERT_TRUE(s.next_for(1));
+  EXPECT_FALSE(s.next_for(1));
+  EXPECT_FALSE(s.next_rerun_at(1));
+}
+
 }  // namespace
 }  // namespace calypso::sched

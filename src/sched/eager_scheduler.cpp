@@ -16,8 +16,14 @@ EagerScheduler::EagerScheduler(std::uint32_t segments, std::uint32_t max_attempt
   }
 }
 
-std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w) {
+void EagerScheduler::set_rerun_delay(double factor, Clock::duration before_any) {
+  rerun_factor_ = factor;
+  before_any_ = before_any;
+}
+
+std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
+  if (s.runners.empty()) s.first_start = now;   // a fresh run (first, or after deaths)
   s.runners.push_back(w);
   s.last_start = ++clock_;
   return Pick{segment, ++s.attempts};
@@ -50,11 +56,30 @@ std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
   return s;
 }
 
-std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w) const {
+EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
+  if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
+  if (completed_ == 0) return s.first_start + before_any_;
+  const auto mean = completed_time_ / completed_;
+  return s.first_start + std::chrono::duration_cast<Clock::duration>(mean * rerun_factor_);
+}
+
+std::optional<EagerScheduler::Clock::time_point> EagerScheduler::next_rerun_at(WorkerId w) const {
+  if (policy_ == Policy::fixed) return std::nullopt;
+  std::optional<Clock::time_point> first;
+  for (const Seg& s : segs_) {
+    if (s.done || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
+    const auto t = late_at(s);
+    if (!first || t < *first) first = t;
+  }
+  return first;
+}
+
+std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_point now) const {
   std::optional<std::uint32_t> best;
   for (std::uint32_t i = 0; i < segs_.size(); ++i) {
     const Seg& s = segs_[i];
     if (s.done || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
+    if (now < late_at(s)) continue;
     if (!best) { best = i; continue; }
     const Seg& b = segs_[*best];
     if (s.runners.size() < b.runners.size() ||
@@ -65,18 +90,20 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w) const {
   return best;
 }
 
-std::optional<Pick> EagerScheduler::next_for(WorkerId w) {
-  if (auto s = own_unstarted(w)) return start(*s, w);
+std::optional<Pick> EagerScheduler::next_for(WorkerId w, Clock::time_point now) {
+  if (auto s = own_unstarted(w)) return start(*s, w, now);
   if (policy_ == Policy::fixed) return std::nullopt;
-  if (auto s = steal_unstarted(w)) return start(*s, w);
-  if (auto s = rerun_for(w)) return start(*s, w);
+  if (auto s = steal_unstarted(w)) return start(*s, w, now);
+  if (auto s = rerun_for(w, now)) return start(*s, w, now);
   return std::nullopt;
 }
 
-bool EagerScheduler::complete(std::uint32_t segment, WorkerId w) {
+bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
   std::erase(s.runners, w);
   if (s.done) return false;
+  completed_time_ += now - s.first_start;
+  ++completed_;
   s.done = true;
   --remaining_;
   return true;

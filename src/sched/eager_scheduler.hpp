@@ -7,7 +7,9 @@
 //   3. an unstarted segment preferred for another worker, taken from the back of the
 //      longest such queue (stealing keeps fast workers busy and slow ones' caches warm);
 //   4. a re-run of an unfinished segment running elsewhere (fewest copies running, then
-//      the oldest), never one it is running itself.
+//      the oldest), never one it is running itself; with a re-run delay (see
+//      set_rerun_delay) only once that segment is *late*. A segment whose runner died or
+//      left has no runner and is re-run at once.
 // The first completion of a segment wins. A segment whose runs keep ending with the
 // death of their worker fails the step after max_attempts such deaths.
 //
@@ -17,6 +19,7 @@
 
 #include "sched/protocol.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -33,16 +36,26 @@ struct Pick {
 class EagerScheduler {
  public:
   enum class Policy : std::uint8_t { eager, fixed };
+  using Clock = std::chrono::steady_clock;
 
   // preferred[s] is the worker preferred for segment s, or kNoWorker (may be empty).
   EagerScheduler(std::uint32_t segments, std::uint32_t max_attempts, Policy policy = Policy::eager,
                  const std::vector<WorkerId>& preferred = {});
 
-  // Next segment for an idle worker, or nullopt if every segment is done or already
-  // running on this worker.
-  std::optional<Pick> next_for(WorkerId w);
+  // Re-runs of running segments wait until the run is late: it has lasted `factor`
+  // times the mean duration of this step's completed segments, or `before_any` while
+  // none has completed. Why: on a busy machine a copy started at once competes with
+  // the original for a core and fetches the original's pages, while a slow or stopped
+  // worker's segment is still taken over soon. factor 0 (the default): at once.
+  void set_rerun_delay(double factor, Clock::duration before_any);
+
+  // Next segment for an idle worker, or nullopt if every segment is done, already
+  // running on this worker, or not late yet (see next_rerun_at).
+  std::optional<Pick> next_for(WorkerId w, Clock::time_point now = Clock::now());
+  // When next_for(w) may offer w a re-run that is not late yet; nullopt if none will.
+  std::optional<Clock::time_point> next_rerun_at(WorkerId w) const;
   // A complete result for segment from w. True if it is the first (apply it).
-  bool complete(std::uint32_t segment, WorkerId w);
+  bool complete(std::uint32_t segment, WorkerId w, Clock::time_point now = Clock::now());
   // w stopped running segment without a result (it died, left, or was suspected).
   // Returns true if the segment has now failed max_attempts times.
   bool abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure);
@@ -62,12 +75,14 @@ class EagerScheduler {
     std::uint32_t attempts = 0;
     std::uint32_t failures = 0;
     std::uint64_t last_start = 0;
+    Clock::time_point first_start{};
     std::vector<WorkerId> runners;
   };
-  std::optional<Pick> start(std::uint32_t segment, WorkerId w);
+  Clock::time_point late_at(const Seg& s) const;
+  std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
   std::optional<std::uint32_t> own_unstarted(WorkerId w);
   std::optional<std::uint32_t> steal_unstarted(WorkerId w);
-  std::optional<std::uint32_t> rerun_for(WorkerId w) const;
+  std::optional<std::uint32_t> rerun_for(WorkerId w, Clock::time_point now) const;
 
   std::vector<Seg> segs_;
   std::uint32_t max_attempts_;
@@ -77,6 +92,10 @@ class EagerScheduler {
   std::uint32_t next_unstarted_ = 0;
   std::uint32_t remaining_;
   std::uint64_t clock_ = 0;
+  double rerun_factor_ = 0;
+  Clock::duration before_any_{};
+  Clock::duration completed_time_{};   // sum over first completions
+  std::uint32_t completed_ = 0;
 };
 
 }  // namespace calypso::sched

@@ -34,10 +34,10 @@ net::EndpointConfig endpoint_config(const Config& c) {
   return e;
 }
 
-UniqueFd make_epoll(int ep_fd, int wakeup_fd, int timer_fd) {
+UniqueFd make_epoll(std::initializer_list<int> fds) {
   UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
   if (epoll.get() < 0) throw Error(std::string("calypso: epoll_create1: ") + std::strerror(errno));
-  for (int fd : {ep_fd, wakeup_fd, timer_fd}) {
+  for (int fd : fds) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -70,7 +70,9 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
       ep_(net::Endpoint::open(endpoint_config(config))),
       wakeup_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       timer_(make_timer(config.heartbeat)) {
-  epoll_ = make_epoll(ep_.wait_fd(), wakeup_.get(), timer_.get());
+  late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
+  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get()});
   if (ep_.supports_read()) {
     control_.reset(new std::atomic<std::uint64_t>[8]{});
     set_control(0);
@@ -118,6 +120,8 @@ void ManagerLoop::loop() {
       std::uint64_t count;
       if (evs[i].data.fd == timer_.get()) {
         if (read(timer_.get(), &count, sizeof count) > 0) on_tick();
+      } else if (evs[i].data.fd == late_timer_.get()) {
+        if (read(late_timer_.get(), &count, sizeof count) > 0) dispatch();   // a segment got late
       } else if (evs[i].data.fd == wakeup_.get()) {
         [[maybe_unused]] auto r = read(wakeup_.get(), &count, sizeof count);
       }

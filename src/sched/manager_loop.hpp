@@ -165,6 +165,8 @@ class ManagerLoop {
   net::Registration home_mr_, control_mr_;
   void set_control(StepId open_step) noexcept { control_[0].store(open_step, std::memory_order_seq_cst); }
   UniqueFd epoll_, wakeup_, timer_;
+  UniqueFd late_timer_;   // one-shot: when a parked worker may re-run a late segment
+  void arm_late_timer();
 
   std::map<WorkerId, Worker> workers_;
   WorkerId next_worker_ = 1;

@@ -7,6 +7,8 @@
 
 #include <calypso/error.hpp>
 
+#include <sys/timerfd.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -68,6 +70,7 @@ void ManagerLoop::start_step(OpenStep s) {
   s.sched = EagerScheduler(n, config_.max_attempts,
                            config_.static_schedule ? EagerScheduler::Policy::fixed : EagerScheduler::Policy::eager,
                            preferred_workers(s));
+  s.sched.set_rerun_delay(config_.rerun_after_pct / 100.0, std::chrono::milliseconds(50));
   s.results.resize(n);
   s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
@@ -113,6 +116,25 @@ void ManagerLoop::dispatch() {
     assign(id, w, *pick);
     if (!step_) return;   // the assignment failed and ended the step
   }
+  arm_late_timer();
+}
+
+// Parked workers that have nothing to do until a running segment is late: wake the
+// loop then (dispatch() re-arms it; an expiry with nothing late is harmless).
+void ManagerLoop::arm_late_timer() {
+  std::optional<Clock::time_point> when;
+  for (auto& [id, w] : workers_) {
+    if (w.state != WorkerState::alive || !w.parked) continue;
+    auto t = step_->sched.next_rerun_at(id);
+    if (t && (!when || *t < *when)) when = t;
+  }
+  itimerspec spec{};
+  if (when) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(when->time_since_epoch()).count();
+    spec.it_value.tv_sec = ns / 1'000'000'000;
+    spec.it_value.tv_nsec = std::max<long long>(ns % 1'000'000'000, 1);   // 0 would disarm
+  }
+  timerfd_settime(late_timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
 void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
