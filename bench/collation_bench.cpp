@@ -16,6 +16,8 @@
 // Suggested run: collation_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 
+#include "recording_reporter.hpp"
+
 #include "dsm/collation.hpp"
 #include "dsm/diff.hpp"
 #include "dsm/region.hpp"
@@ -193,43 +195,14 @@ void bm_memcpy(benchmark::State& state, Change c) {
   finish(state, bytes);
 }
 
-// Console output as usual, plus bytes per second of every benchmark (the median when
-// repetitions were asked for) for the table at the end.
-class RecordingReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      const auto it = r.counters.find("bytes_per_second");
-      if (it == r.counters.end()) continue;
-      const std::string name = r.run_name.function_name;
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-        medians_[name] = it->second.value;
-      else if (r.run_type == Run::RT_Iteration)
-        singles_[name] = it->second.value;
-    }
-  }
-
-  // Bytes per second, 0 when the benchmark did not run (filtered out).
-  double rate(const std::string& name) const {
-    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
-    if (auto it = singles_.find(name); it != singles_.end()) return it->second;
-    return 0;
-  }
-
- private:
-  std::map<std::string, double> medians_, singles_;
-};
-
 void print_table(const RecordingReporter& r) {
   std::printf("\ndiff bytes applied per second vs memcpy of the same bytes (cold; median when repeated):\n");
   for (Change c : kChanges) {
     const std::string change = kChangeNames[static_cast<int>(c)];
-    const double copy = r.rate("memcpy/" + change);
+    const double copy = r.value("memcpy/" + change);
     if (copy <= 0) continue;
     for (const char* what : {"apply", "validate", "apply_checked"}) {
-      const double rate = r.rate(std::string(what) + "/" + change);
+      const double rate = r.value(std::string(what) + "/" + change);
       if (rate <= 0) continue;
       std::printf("%-30s %7.2f GB/s, %5.2f of memcpy (%.2f GB/s)  (info)\n",
                   (std::string(what) + "/" + change + ":").c_str(), rate / 1e9, rate / copy, copy / 1e9);
@@ -249,7 +222,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("validate/" + change).c_str(), bm_validate, c);
     benchmark::RegisterBenchmark(("apply_checked/" + change).c_str(), bm_apply, c, true);
   }
-  RecordingReporter reporter;
+  RecordingReporter reporter(RecordingReporter::Metric::bytes_per_second);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   print_table(reporter);

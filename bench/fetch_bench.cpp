@@ -18,12 +18,20 @@
 // wake-up cost (a blocking eventfd ping-pong between two threads takes 30-45 us here),
 // which §5's figures (measured spinning) do not include.
 //
+// rma_read/<provider> and rma_fault/<provider>: the same with RMA (CALYPSO_RMA_FETCH, the
+// runtime's default on tcp and shm): a bare fi_read of 4 KiB from memory the server
+// exposed, against a read fault whose PageSource does that fi_read plus the 8-byte read
+// of a control word, as the worker does. The server's thread keeps progressing its
+// endpoint (tcp;ofi_rxm serves reads there; shm reads are a cross-memory copy).
+//
 // fault_after_idle/<provider> (information, no target) leaves the server idle for 5 ms
 // before each fault, as a worker that computes between faults does: the server then has
 // to notice a request after a quiet spell, which the back-to-back runs never ask of it.
 //
 // Suggested run: fetch_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
+
+#include "recording_reporter.hpp"
 
 #include "dsm/fault_handler.hpp"
 #include "dsm/page_cache.hpp"
@@ -79,6 +87,7 @@ net::EndpointConfig config(const std::string& provider) {
   net::EndpointConfig c;
   c.provider = provider;
   c.max_message = 64 << 10;
+  c.rma = true;
   return c;
 }
 
@@ -107,6 +116,7 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   const net::Address& address() const { return address_; }
+  const net::RemoteMemory& remote() const { return remote_; }   // size 0: no RMA
   static std::byte page_byte() { return std::byte{0x5a}; }
 
  private:
@@ -116,13 +126,22 @@ class Server {
     try {
       ep.emplace(net::Endpoint::open(config(provider)));
       peer = ep->add_peer(client);
-      ready.set_value(ep->local_address());
     } catch (...) {
       ready.set_exception(std::current_exception());
       return;
     }
     std::vector<std::byte> reply(1 + kPage, page_byte());
     reply[0] = std::byte{1};
+    // Exposed for RMA: a page, then the control word (step 1 open).
+    std::vector<std::byte> exposed(kPage + sizeof(std::uint64_t), page_byte());
+    const std::uint64_t open_step = 1;
+    std::memcpy(exposed.data() + kPage, &open_step, sizeof open_step);
+    net::Registration reg;
+    if (ep->supports_read()) {
+      reg = ep->expose(exposed.data(), exposed.size());
+      remote_ = reg.remote();
+    }
+    ready.set_value(ep->local_address());   // remote_ is set (or stays empty) by now
     const std::span<const std::byte> page_reply(reply), raw_reply = page_reply.subspan(1);
     const std::function<void(const net::Event&)> on_event = [&](const net::Event& ev) {
       Request req{};
@@ -143,6 +162,7 @@ class Server {
 
   std::atomic<bool> stop_{false};
   net::Address address_;
+  net::RemoteMemory remote_;
   std::thread thread_;
 };
 
@@ -185,6 +205,19 @@ class Client {
   }
   std::span<const std::byte> reply() const { return reply_; }
 
+  bool has_rma() const { return ep_.supports_read() && server_.remote().size > 0; }
+  // RMA: the page into dst, then (when `check`) the control word, which must say step 1.
+  bool read(std::span<std::byte> dst, bool check) {
+    if (!staging_) staging_ = ep_.expose(word_.data(), word_.size());
+    if (ep_.read(peer_, server_.remote(), 0, dst, dst_reg_, kReplyPatience) != net::SendStatus::ok) return false;
+    if (!check) return true;
+    if (ep_.read(peer_, server_.remote(), kPage, word_, staging_, kReplyPatience) != net::SendStatus::ok) return false;
+    std::uint64_t step = 0;
+    std::memcpy(&step, word_.data(), sizeof step);
+    return step == 1;
+  }
+  void register_destination(std::span<std::byte> dst) { dst_reg_ = ep_.expose(dst.data(), dst.size()); }
+
  private:
   net::Endpoint ep_;
   Server server_;
@@ -193,6 +226,8 @@ class Client {
   std::vector<std::byte> reply_;
   std::size_t reply_size_ = 0;
   std::uint64_t seq_ = 0;
+  std::vector<std::byte> word_ = std::vector<std::byte>(sizeof(std::uint64_t));
+  net::Registration staging_, dst_reg_;
   bool got_ = false;
   bool keep_ = false;
 };
@@ -218,6 +253,30 @@ class ServerSource final : public PageSource {
   Client& client_;
 };
 
+// Pages read with RMA into a staging page, checked against the control word.
+class RmaSource final : public PageSource {
+ public:
+  explicit RmaSource(Client& client) : client_(client) { client_.register_destination(page_); }
+  FetchResult fetch(PageNumber first, PageNumber count) noexcept override {
+    FetchResult r;
+    static constexpr std::uint8_t kData = 1;
+    try {
+      if (count != 1 || !client_.read(page_, true)) return r;
+    } catch (...) {
+      return r;
+    }
+    (void)first;
+    r.status = FetchStatus::ok;
+    r.kinds = {&kData, 1};
+    r.data = page_;
+    return r;
+  }
+
+ private:
+  Client& client_;
+  std::vector<std::byte> page_ = std::vector<std::byte>(kPage);
+};
+
 bool warm_up(Client& c) {
   for (int i = 0; i < kWarmupCalls; ++i)
     if (c.call(Op::raw, 0, false) != kPage) return false;
@@ -241,9 +300,8 @@ std::byte load(const std::byte* p) {
 }
 
 // idle: how long the server is left alone before each fault (not timed), 0 for none.
-void fault_loop(benchmark::State& state, Client& c, std::chrono::microseconds idle) {
+void fault_loop(benchmark::State& state, PageSource& source, std::chrono::microseconds idle) {
   Region r = Region::map(kRegionAddress, kBatchPages * kPage, kPage, Access::none);
-  ServerSource source(c);
   PageCache cache(r, source, 1);
   FaultHandler handler(r.base(), r.size(), cache);
   for (PageNumber p = 0; p < r.pages(); ++p) benchmark::DoNotOptimize(load(r.user_page(p)));
@@ -270,8 +328,33 @@ void fault_loop(benchmark::State& state, Client& c, std::chrono::microseconds id
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kPage));
 }
 
-void bm_fault(benchmark::State& state, Client& c) { fault_loop(state, c, {}); }
-void bm_fault_after_idle(benchmark::State& state, Client& c) { fault_loop(state, c, kIdle); }
+void bm_fault(benchmark::State& state, Client& c) {
+  ServerSource source(c);
+  fault_loop(state, source, {});
+}
+void bm_fault_after_idle(benchmark::State& state, Client& c) {
+  ServerSource source(c);
+  fault_loop(state, source, kIdle);
+}
+
+void bm_rma_read(benchmark::State& state, Client& c) {
+  if (!c.has_rma()) return state.SkipWithError("no RMA on this provider");
+  std::vector<std::byte> dst(kPage);
+  c.register_destination(dst);
+  for (auto _ : state) {
+    if (!c.read(dst, false) || dst[kPage / 2] != Server::page_byte()) {
+      state.SkipWithError("RMA read failed");
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kPage));
+}
+
+void bm_rma_fault(benchmark::State& state, Client& c) {
+  if (!c.has_rma()) return state.SkipWithError("no RMA on this provider");
+  RmaSource source(c);
+  fault_loop(state, source, {});
+}
 
 // Every run gets its own server and client, so no thread outlives the benchmark that
 // needs it; setup failures skip the benchmark.
@@ -286,38 +369,6 @@ void with_client(benchmark::State& state, void (*fn)(benchmark::State&, Client&)
   }
 }
 
-class RecordingReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      const std::string name = r.run_name.function_name;
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-        medians_[name] = r.GetAdjustedRealTime();
-      else if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "stddev")
-        stddevs_[name] = r.GetAdjustedRealTime();
-      else if (r.run_type == Run::RT_Iteration)
-        singles_[name] = r.GetAdjustedRealTime();
-    }
-  }
-
-  // Wall-clock time per iteration (ns), the median when repetitions ran; 0 if it did not run.
-  double time(const std::string& name) const {
-    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
-    if (auto it = singles_.find(name); it != singles_.end()) return it->second;
-    return 0;
-  }
-  // Its standard deviation over the repetitions, 0 without repetitions.
-  double spread(const std::string& name) const {
-    const auto it = stddevs_.find(name);
-    return it == stddevs_.end() ? 0 : it->second;
-  }
-
- private:
-  std::map<std::string, double> medians_, singles_, stddevs_;
-};
-
 constexpr double kTarget = 1.3;
 
 void print_table(const RecordingReporter& r, const std::vector<std::string>& providers) {
@@ -330,6 +381,11 @@ void print_table(const RecordingReporter& r, const std::vector<std::string>& pro
     std::printf("%-4s: fault %7.2f us (sd %5.2f), round trip %7.2f us (sd %5.2f): %4.2fx  %s\n",
                 p.c_str(), fault / 1e3, r.spread("fault/" + p) / 1e3, rtt / 1e3,
                 r.spread("rtt/" + p) / 1e3, ratio, ratio <= kTarget ? "PASS (<= 1.30)" : "MISS (> 1.30)");
+    if (const double read = r.time("rma_read/" + p), rf = r.time("rma_fault/" + p); read > 0 && rf > 0)
+      std::printf("%-4s: RMA fault %7.2f us (sd %5.2f), bare fi_read %7.2f us (sd %5.2f): %4.2fx  %s\n",
+                  p.c_str(), rf / 1e3, r.spread("rma_fault/" + p) / 1e3, read / 1e3,
+                  r.spread("rma_read/" + p) / 1e3, rf / read,
+                  rf / read <= kTarget ? "PASS (<= 1.30)" : "MISS (> 1.30)");
     if (const double idle = r.time("fault_after_idle/" + p); idle > 0)
       std::printf("%-4s: fault after the server idled %lld ms: %7.2f us, %5.2fx the round trip  (info)\n",
                   p.c_str(), static_cast<long long>(kIdle.count() / 1000), idle / 1e3, idle / rtt);
@@ -345,11 +401,13 @@ int main(int argc, char** argv) {
   for (const std::string& p : providers) {
     benchmark::RegisterBenchmark(("rtt/" + p).c_str(), with_client, bm_round_trip, p)->UseRealTime();
     benchmark::RegisterBenchmark(("fault/" + p).c_str(), with_client, bm_fault, p)->UseRealTime();
+    benchmark::RegisterBenchmark(("rma_read/" + p).c_str(), with_client, bm_rma_read, p)->UseRealTime();
+    benchmark::RegisterBenchmark(("rma_fault/" + p).c_str(), with_client, bm_rma_fault, p)->UseRealTime();
     benchmark::RegisterBenchmark(("fault_after_idle/" + p).c_str(), with_client, bm_fault_after_idle, p)
         ->UseRealTime()
         ->Iterations(kIdleFaults);
   }
-  RecordingReporter reporter;
+  RecordingReporter reporter(RecordingReporter::Metric::real_time);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   print_table(reporter, providers);
