@@ -49,6 +49,7 @@ struct Stats {
   std::uint64_t workers_joined = 0;
   std::uint64_t workers_lost = 0;        // died, left or were suspected
   double parallel_seconds = 0;           // time inside parallel steps
+  double collation_seconds = 0;          // of which: applying results at step ends
 };
 
 class ManagerImpl;

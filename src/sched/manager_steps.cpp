@@ -232,7 +232,12 @@ void ManagerLoop::finish_step() {
   std::uint64_t bytes = 0;
   for (const auto& r : step_->results) bytes += r.size();
   conflict_.reset();
+  const auto collation_start = Clock::now();
   record_version(collate_step());
+  {
+    std::lock_guard lock(mutex_);
+    stats_.collation_seconds += std::chrono::duration<double>(Clock::now() - collation_start).count();
+  }
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
     const auto& r = step_->spec.routines[step_->routine_of[s]];
     last_runner_[{r.id, step_->index_of[s], r.count}] = step_->accepted_from[s];
