@@ -413,7 +413,7 @@ TEST(PageCache, SegmentDiffsReproduceItsWritesAndTheSnapshotReturns) {
   EXPECT_GE(w.cache.stats().write_faults + w.cache.stats().read_faults, 5u);
 
   std::vector<std::byte> body;
-  const std::size_t n = w.cache.finish_segment(body);
+  const std::size_t n = w.cache.finish_segment(body, 0);
   std::vector<std::byte> applied = w.source.home;
   std::vector<PageNumber> pages = apply_body(body, applied);
   EXPECT_EQ(n, pages.size());
@@ -432,7 +432,7 @@ TEST(PageCache, SegmentDiffsReproduceItsWritesAndTheSnapshotReturns) {
   w.write(20, 8, std::byte{0x20} ^ w.source.home_page(20)[8]);
   EXPECT_EQ(w.cache.stats().write_faults, write_faults + 1);
   body.clear();
-  EXPECT_EQ(w.cache.finish_segment(body), 1u);
+  EXPECT_EQ(w.cache.finish_segment(body, 0), 1u);
   applied = w.source.home;
   EXPECT_EQ(apply_body(body, applied), (std::vector<PageNumber>{20}));
   for (std::size_t i = 0; i < kSize; ++i) {
@@ -442,11 +442,67 @@ TEST(PageCache, SegmentDiffsReproduceItsWritesAndTheSnapshotReturns) {
   EXPECT_TRUE(w.page_is_home(20));
 }
 
+// After a segment, its written pages keep its writes (no restore copy). At the next
+// step, a page that only an accepted result of ours wrote is current as it is; one that
+// two of our segments wrote is rebuilt from the snapshot and both diffs in order; pages
+// nobody listed go back to the snapshot.
+TEST(PageCache, KeptPagesAreCurrentAfterTheirAcceptedSegment) {
+  Worker w(18);
+  const std::byte a = ~w.source.home_page(20)[8], b = ~w.source.home_page(21)[8],
+                  c = ~w.source.home_page(21)[100], d = ~w.source.home_page(40)[0];
+  // Segment 5 writes 20 and 21; segment 7 (same step) writes 21 again and 40.
+  w.write(20, 8, a);
+  w.write(21, 8, b);
+  std::vector<std::byte> body5, body7;
+  EXPECT_EQ(w.cache.finish_segment(body5, 5), 2u);
+  EXPECT_EQ(w.read(21, 8), w.source.home_page(21)[8]) << "segment 7 must read the snapshot";
+  w.write(21, 100, c);
+  w.write(40, 0, d);
+  EXPECT_EQ(w.cache.finish_segment(body7, 7), 2u);
+  // The manager accepted both: its memory gets them in segment order.
+  std::vector<std::byte> home = w.source.home;
+  apply_body(body5, home);
+  apply_body(body7, home);
+  w.source.home = home;
+  const int calls = w.source.calls;
+  const PageNumber own[] = {20, 21, 40};
+  const std::uint32_t segments[] = {5, 7};
+  const std::span<const std::byte> bodies[] = {body5, body7};
+  w.cache.replay(own, segments, bodies);
+  w.cache.settle_kept();
+  for (PageNumber p : {20u, 21u, 40u}) EXPECT_TRUE(w.page_is_home(p)) << p;
+  EXPECT_EQ(w.read(21, 8), b);
+  EXPECT_EQ(w.read(21, 100), c);
+  EXPECT_EQ(w.source.calls, calls) << "replayed pages are fetched again";
+}
+
+TEST(PageCache, KeptPagesNobodyListedGoBackToTheSnapshot) {
+  Worker w(19);
+  w.write(30, 1, ~w.source.home_page(30)[1]);
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body, 3), 1u);
+  // Our result was not accepted (another copy won and wrote the same): no replay for
+  // it; a notice drops it, or, if nothing was said, the snapshot comes back.
+  w.cache.settle_kept();
+  const int calls = w.source.calls;
+  EXPECT_TRUE(w.page_is_home(30));
+  EXPECT_EQ(w.source.calls, calls);
+  w.write(31, 1, ~w.source.home_page(31)[1]);
+  body.clear();
+  EXPECT_EQ(w.cache.finish_segment(body, 4), 1u);
+  const PageNumber notice[] = {31};
+  w.cache.invalidate(notice);
+  w.source.home_page(31)[1] = std::byte{0x42};   // the winner's value
+  w.cache.settle_kept();
+  EXPECT_EQ(w.read(31, 1), std::byte{0x42});
+  EXPECT_EQ(w.source.calls, calls + 1);
+}
+
 TEST(PageCache, SegmentWithoutWritesShipsNothing) {
   Worker w(13);
   EXPECT_TRUE(w.page_is_home(30));
   std::vector<std::byte> body;
-  EXPECT_EQ(w.cache.finish_segment(body), 0u);
+  EXPECT_EQ(w.cache.finish_segment(body, 0), 0u);
   EXPECT_TRUE(body.empty());
 }
 
@@ -459,7 +515,7 @@ TEST(PageCache, AbortedSegmentRestoresTheSnapshot) {
   EXPECT_TRUE(w.page_is_home(33));
   EXPECT_TRUE(w.page_is_home(34));
   std::vector<std::byte> body;
-  EXPECT_EQ(w.cache.finish_segment(body), 0u);
+  EXPECT_EQ(w.cache.finish_segment(body, 0), 0u);
   EXPECT_TRUE(body.empty());
 }
 

@@ -153,17 +153,19 @@ std::string first_worker(const std::string& pids) {
   return worker;
 }
 
-// A worker killed while megabytes of pages and diffs are in flight both ways. On shm
-// this once stalled every later large send of the manager (see net/fragments.hpp).
-TEST_P(Providers, WorkerKilledDuringLargeTransfersChangesNothingButTime) {
+// A worker SIGKILLed from outside while megabytes of pages and diffs are in flight both
+// ways. tcp only: on shm a SIGKILL that lands inside libfabric's send path can leave
+// the manager's queue lock held (a provider limitation, see the README), so shm gets the
+// deterministic death points below instead.
+TEST(Failures, WorkerKilledDuringLargeTransfersChangesNothingButTime) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids";
-  Job j({kRun, "-n", "2", "--provider", GetParam(), "--pid-file", pids, kExamples + "/jacobi",
-         "1024", "150", "16"},
+  Job j({kRun, "-n", "2", "--provider", "tcp", "--pid-file", pids, kExamples + "/jacobi",
+         "1024", "400", "16"},
         {{"CALYPSO_SUSPECT_MS", "800"}});
   const std::string worker = first_worker(pids);
   ASSERT_FALSE(worker.empty());
-  std::this_thread::sleep_for(1500ms);   // inside the sweeps (a few seconds in all)
+  std::this_thread::sleep_for(1000ms);   // inside the sweeps (several seconds in all)
   ASSERT_EQ(kill(std::stoi(worker), SIGKILL), 0);
   auto r = j.wait(120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -217,19 +219,24 @@ TEST(Failures, NullDereferenceInARoutineCrashesTheWorkerWithSigsegv) {
 
 // Death at every interesting point of a segment, injected deterministically: only the
 // first worker to reach the point dies; the answer must be exact.
-class DeathPoints : public ::testing::TestWithParam<std::string> {};
+// Every death point on both providers; on shm this is also the deterministic test of a
+// worker dying with megabytes in flight (1.5 MiB results, page reads), see
+// net/fragments.hpp.
+class DeathPoints : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 INSTANTIATE_TEST_SUITE_P(Failures, DeathPoints,
-                         ::testing::Values("before-fetch", "mid-fetch", "mid-result", "after-result"),
+                         ::testing::Combine(::testing::Values("before-fetch", "mid-fetch", "mid-result", "after-result"),
+                                            ::testing::Values("tcp", "shm")),
                          [](const auto& info) {
-                           std::string n = info.param;
+                           std::string n = std::get<0>(info.param) + "_" + std::get<1>(info.param);
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
 
 TEST_P(DeathPoints, AnswerIsExactAndMemoryNeverHalfUpdated) {
+  const auto& [point, provider] = GetParam();
   std::string dir = temp_dir();
-  auto r = run(job(2, "tcp", {kProbe, "big"}),
-               {{"CALYPSO_INJECT", GetParam() + "@1"}, {"CALYPSO_INJECT_ONCE", dir + "/died"},
+  auto r = run(job(2, provider, {kProbe, "big"}),
+               {{"CALYPSO_INJECT", point + "@1"}, {"CALYPSO_INJECT_ONCE", dir + "/died"},
                 {"CALYPSO_SUSPECT_MS", "1000"}},
                180s);
   EXPECT_EQ(r.exit_code, 0) << r.output;

@@ -10,6 +10,7 @@
 #include <calypso/error.hpp>
 
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
@@ -25,6 +26,8 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   if (t == MAP_FAILED) throw Error(std::string("calypso: mmap of the twin area: ") + std::strerror(errno));
   twins_ = static_cast<std::byte*>(t);
   installed_.reserve(fetch_pages);
+  kept_by_.assign(region.pages(), 0);
+  kept_.reserve(region.pages());
 }
 
 PageCache::~PageCache() { munmap(twins_, region_.size()); }
@@ -44,6 +47,14 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
       return make_twins(p);
     case PageState::dirty:
       return FaultOutcome::resolved;   // raced with our own protection change: retry
+    case PageState::kept: {
+      // Another segment of this step touches a page an earlier one wrote: it must see
+      // the snapshot, which the twin holds.
+      FaultOutcome r = restore_kept(p);
+      if (r != FaultOutcome::resolved || !is_write) return r;
+      ++stats_.write_faults;
+      return make_twins(p);
+    }
   }
   return FaultOutcome::fatal;
 }
@@ -82,6 +93,15 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
 // mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
 // (like file read-ahead). A page twinned but never written costs a twin copy and an
 // empty diff, no more: finish_segment sends nothing for it.
+FaultOutcome PageCache::restore_kept(PageNumber p) noexcept {
+  std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
+  if (table_.set(p, 1, PageState::clean) != 0) {
+    log::raw("calypso: mprotect failed while restoring a kept page\n");
+    return FaultOutcome::fatal;
+  }
+  return FaultOutcome::resolved;
+}
+
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
   streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : 1;
   PageNumber n = 1;
@@ -100,7 +120,9 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
   std::vector<PageNumber> drop;
   drop.reserve(pages.size());
   for (PageNumber p : pages) {
-    if (p < region_.pages() && table_.state(p) == PageState::clean) drop.push_back(p);
+    if (p >= region_.pages()) continue;
+    const PageState s = table_.state(p);
+    if (s == PageState::clean || s == PageState::kept) drop.push_back(p);
   }
   std::sort(drop.begin(), drop.end());
   if (table_.set_each(drop, PageState::invalid) != 0) throw Error("calypso: mprotect failed (invalidate)");
@@ -112,22 +134,61 @@ void PageCache::invalidate_all() {
   }
 }
 
-void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::span<const std::byte>> bodies) {
-  for (std::span<const std::byte> body : bodies) {
-    std::size_t at = 0;
-    while (at + sizeof(ResultEntry) <= body.size()) {
-      ResultEntry e;
-      std::memcpy(&e, body.data() + at, sizeof e);
-      at += sizeof e;
-      if (table_.state(e.page) == PageState::clean && std::binary_search(pages.begin(), pages.end(), e.page)) {
-        diff_apply(body.subspan(at, e.diff_bytes), region_.runtime_page(e.page));
+// A kept page holds the snapshot plus the writes of the segment that wrote it last; if
+// that is the only accepted result touching it, it is current as it is. Otherwise it
+// goes back to the snapshot and every diff is applied in segment order (as the manager
+// did), which is also what clean pages get.
+void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
+                       std::span<const std::span<const std::byte>> bodies) {
+  auto for_each_entry = [&](auto&& fn) {
+    for (std::size_t b = 0; b < bodies.size(); ++b) {
+      std::span<const std::byte> body = bodies[b];
+      std::size_t at = 0;
+      while (at + sizeof(ResultEntry) <= body.size()) {
+        ResultEntry e;
+        std::memcpy(&e, body.data() + at, sizeof e);
+        at += sizeof e;
+        if (e.page < region_.pages() && std::binary_search(pages.begin(), pages.end(), e.page)) {
+          fn(e.page, segments[b], body.subspan(at, e.diff_bytes));
+        }
+        at += e.diff_bytes;
       }
-      at += e.diff_bytes;
     }
+  };
+  // Kept pages that another of our results also wrote, or whose writer's result was not
+  // the accepted one, start again from the snapshot.
+  std::map<PageNumber, bool> current;   // kept page -> still current as it is
+  for_each_entry([&](PageNumber p, std::uint32_t seg, std::span<const std::byte>) {
+    if (table_.state(p) != PageState::kept) return;
+    auto [it, fresh] = current.try_emplace(p, seg == kept_by_[p]);
+    if (!fresh || seg != kept_by_[p]) it->second = false;
+  });
+  std::vector<PageNumber> done;
+  for (auto [p, ok] : current) {
+    if (!ok) std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
+    done.push_back(p);
   }
+  for_each_entry([&](PageNumber p, std::uint32_t, std::span<const std::byte> diff) {
+    const PageState s = table_.state(p);
+    if (s == PageState::clean || (s == PageState::kept && !current[p])) diff_apply(diff, region_.runtime_page(p));
+  });
+  if (table_.set_each(done, PageState::clean) != 0) throw Error("calypso: mprotect failed (replay)");
 }
 
-std::size_t PageCache::finish_segment(std::vector<std::byte>& out) {
+void PageCache::settle_kept() {
+  std::vector<PageNumber> back;
+  for (PageNumber p : kept_) {
+    if (table_.state(p) != PageState::kept) continue;   // already settled or dropped
+    std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
+    back.push_back(p);
+  }
+  kept_.clear();
+  std::sort(back.begin(), back.end());
+  back.erase(std::unique(back.begin(), back.end()), back.end());
+  if (table_.set_each(back, PageState::clean) != 0) throw Error("calypso: mprotect failed (settle)");
+}
+
+std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t segment) {
   std::vector<PageNumber> written = table_.take_dirty();
   const std::size_t ps = region_.page_size();
   std::size_t changed = 0;
@@ -144,7 +205,11 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out) {
     out.resize(at + sizeof e + n);
     ++changed;
   }
-  restore(written);
+  for (PageNumber p : written) {
+    kept_by_[p] = segment;
+    kept_.push_back(p);
+  }
+  if (table_.set_each(written, PageState::kept) != 0) throw Error("calypso: mprotect failed (keep)");
   return changed;
 }
 

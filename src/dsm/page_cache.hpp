@@ -51,14 +51,22 @@ class PageCache final : public FaultTarget {
   void invalidate(std::span<const PageNumber> pages);
   void invalidate_all();
 
-  // Brings clean copies of `pages` (sorted) to the next memory version by applying, in
-  // order, the diffs that the given result bodies (this worker's own kept results) hold
-  // for them. Pages not held clean are left alone (they will be fetched).
-  void replay(std::span<const PageNumber> pages, std::span<const std::span<const std::byte>> bodies);
+  // Brings copies of `pages` (sorted) to the next memory version by applying, in order,
+  // the diffs that the given result bodies (this worker's own accepted results, by
+  // segment) hold for them. A page still holding the writes of the one segment that
+  // wrote it (kept) needs nothing. Pages not held are left alone (they will be fetched).
+  void replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
+              std::span<const std::span<const std::byte>> bodies);
+  // After the notices of a new step: every page still kept goes back to its snapshot
+  // (nobody said it changed, so its twin is current).
+  void settle_kept();
 
-  // End of a segment: appends ResultEntry + diff for every written page to out, then
-  // restores those pages to the snapshot. Returns the number of pages written.
-  std::size_t finish_segment(std::vector<std::byte>& out);
+  // End of a segment: appends ResultEntry + diff for every written page to out. The
+  // written pages keep this segment's writes but become inaccessible (kept): a later
+  // touch in the same step restores the snapshot from the twin first, and at the next
+  // step a page that only this segment wrote, and whose result was accepted, is already
+  // current (Jacobi: no restore copy, no replay). Returns the number of pages written.
+  std::size_t finish_segment(std::vector<std::byte>& out, std::uint32_t segment);
   // A segment given up: restore written pages, produce nothing.
   void abort_segment();
 
@@ -67,6 +75,7 @@ class PageCache final : public FaultTarget {
  private:
   FaultOutcome fetch_group(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
+  FaultOutcome restore_kept(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
   void restore(std::span<const PageNumber> written);
 
@@ -79,6 +88,8 @@ class PageCache final : public FaultTarget {
   PageTable table_;
   std::byte* twins_;          // private mapping, one slot per page, touched only when used
   std::vector<PageNumber> installed_;  // scratch for fetch_group, reserved up front
+  std::vector<std::uint32_t> kept_by_;   // per page: the segment whose writes it keeps
+  std::vector<PageNumber> kept_;         // pages in the kept state (may hold stale entries)
   CacheStats stats_;
 
  public:

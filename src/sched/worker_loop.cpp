@@ -251,7 +251,7 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   times_.segment += seconds_since(t);
   t = std::chrono::steady_clock::now();
   result_.clear();
-  cache_->finish_segment(result_);
+  cache_->finish_segment(result_, a.fixed.segment);
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
   send_result(a, result_);
@@ -270,7 +270,7 @@ void WorkerLoop::apply_notices(const AssignView& a) {
       for (std::uint32_t s : a.own_segments) {
         if (auto it = kept_.find(s); it != kept_.end()) bodies.emplace_back(it->second);
       }
-      if (bodies.size() == a.own_segments.size()) cache_->replay(a.own_pages, bodies);
+      if (bodies.size() == a.own_segments.size()) cache_->replay(a.own_pages, a.own_segments, bodies);
       else cache_->invalidate(a.own_pages);   // we no longer have them all: fetch instead
     } else {
       cache_->invalidate(a.own_pages);
@@ -278,6 +278,7 @@ void WorkerLoop::apply_notices(const AssignView& a) {
     cache_->invalidate(a.notices);
   }
   if (kept_step_ != a.fixed.step) {   // a new step: the previous one's results are done with
+    cache_->settle_kept();   // pages our results wrote that nobody listed: unchanged
     kept_.clear();
     kept_step_ = a.fixed.step;
   }
