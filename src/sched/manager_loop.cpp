@@ -353,6 +353,9 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::v
   }
   if (std::string why = collation_.validate(bytes); !why.empty()) {
     violation(id, "malformed result for " + segment_name(key.segment) + ": " + why);
+    // Its run of the segment is over (w.running was cleared above, so lose() would not
+    // see it): another worker may start it at once.
+    step_->sched.abandon(key.segment, id, false);
     return lose(id, w, "it sent a malformed result", false);
   }
   step_->sched.complete(key.segment, id);
