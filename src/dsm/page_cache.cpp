@@ -191,29 +191,38 @@ void PageCache::settle_kept() {
 std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t segment) {
   std::vector<PageNumber> written = table_.take_dirty();
   const std::size_t ps = region_.page_size();
-  std::size_t changed = 0;
+  // Pages whose diff is empty equal their twin: they go back to clean (still readable,
+  // no copy later). The others are kept.
+  std::vector<PageNumber> same, kept;
   for (PageNumber p : written) {
     std::size_t at = out.size();
     out.resize(at + sizeof(ResultEntry) + diff_max_encoded_size(ps));
     std::size_t n = diff_encode(region_.runtime_page(p), twin(p), ps, out.data() + at + sizeof(ResultEntry));
     if (n == 0) {
       out.resize(at);
+      same.push_back(p);
       continue;
     }
     ResultEntry e{p, static_cast<std::uint32_t>(n)};
     std::memcpy(out.data() + at, &e, sizeof e);
     out.resize(at + sizeof e + n);
-    ++changed;
-  }
-  for (PageNumber p : written) {
     kept_by_[p] = segment;
     kept_.push_back(p);
+    kept.push_back(p);
   }
-  if (table_.set_each(written, PageState::kept) != 0) throw Error("calypso: mprotect failed (keep)");
-  return changed;
+  streak_ = 1;   // the next segment's writes start a new streak
+  streak_end_ = 0;
+  if (table_.set_each(same, PageState::clean) != 0 || table_.set_each(kept, PageState::kept) != 0) {
+    throw Error("calypso: mprotect failed (keep)");
+  }
+  return kept.size();
 }
 
-void PageCache::abort_segment() { restore(table_.take_dirty()); }
+void PageCache::abort_segment() {
+  streak_ = 1;
+  streak_end_ = 0;
+  restore(table_.take_dirty());
+}
 
 void PageCache::restore(std::span<const PageNumber> written) {
   for (PageNumber p : written) std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());

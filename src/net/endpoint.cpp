@@ -315,7 +315,7 @@ Endpoint::Impl::Impl(const EndpointConfig& c)
   });
   open_cqs();
   open_ep();
-  if (!fd_wait) {
+  if (!fd_wait && prov_name == "shm") {   // a doorbell only reaches processes on this host
     try {
       bell.emplace(address.bytes);
     } catch (const Error& e) {   // still correct without it, on the polling timer
@@ -589,6 +589,7 @@ SendStatus Endpoint::Impl::read(PeerId from, const RemoteMemory& remote, std::ui
     if (!read_ctx.in_flight) break;
     if (Clock::now() >= deadline) return SendStatus::again;
     nap_on_tx(deadline, nap);
+    nap = std::min(2 * nap, kMaxSendNap);
   }
   read_ctx.error = 0;
   for (;;) {
@@ -596,9 +597,11 @@ SendStatus Endpoint::Impl::read(PeerId from, const RemoteMemory& remote, std::ui
                                remote.address + offset, remote.key, &read_ctx);
     if (rc == 0) break;
     if (rc != -FI_EAGAIN) return SendStatus::peer_failed;
+    ring(from);   // its queue is full: make sure it is draining
     reap_tx();
     if (Clock::now() >= deadline) return SendStatus::again;
     nap_on_tx(deadline, nap);
+    nap = std::min(2 * nap, kMaxSendNap);
   }
   read_ctx.in_flight = true;
   ring(from);   // a peer that must progress the read (tcp) may be asleep

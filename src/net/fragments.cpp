@@ -38,8 +38,10 @@ Reassembler::Outcome Reassembler::add(std::span<const std::byte> fragment) {
   if (it == partial_.end()) {
     if (partial_.size() >= max_pending_) {   // make room: the oldest one's sender is gone
       while (!arrival_.empty() && partial_.erase(arrival_.front()) == 0) arrival_.pop_front();
-      if (!arrival_.empty()) arrival_.pop_front();
-      ++dropped_;
+      if (!arrival_.empty()) {
+        arrival_.pop_front();
+        ++dropped_;
+      }
     }
     it = partial_.try_emplace(key).first;
     it->second.bytes.resize(h.total);

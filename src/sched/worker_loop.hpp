@@ -59,6 +59,9 @@ class WorkerLoop final : public dsm::PageSource {
   // read from this signalfd by the heartbeat thread (a SIGTERM during start-up waits).
   UniqueFd sigterm_;                       // signalfd: SIGTERM means "leave gracefully"
   std::string manager_address_;            // the job address, once known
+  // Where RMA page reads land (a fetch group, then the control word). Declared before
+  // ep_: a read that gave up may still complete into it until the endpoint closes.
+  std::vector<std::byte> staging_;
   net::Endpoint ep_;
   // Heartbeats go out on their own endpoint, used only by the heartbeat thread. Both
   // endpoints open before the fault handler is installed (see ManagerImpl::faults_).
@@ -75,11 +78,10 @@ class WorkerLoop final : public dsm::PageSource {
   std::optional<dsm::FaultHandler> faults_;
   StepId step_ = 0;
   std::vector<std::byte> fetch_reply_;
-  // RMA page reads (Welcome::rma): the manager's home memory and control word, and
-  // where reads land (a fetch group, then the control word).
+  // RMA page reads (Welcome::rma): the manager's home memory and control word, and the
+  // registration of staging_ (after ep_: deregistered before the endpoint closes).
   bool rma_ = false;
   net::RemoteMemory home_mem_, control_mem_;
-  std::vector<std::byte> staging_;
   net::Registration staging_mr_;
   std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
