@@ -16,6 +16,7 @@
 // Suggested run: collation_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 
+#include "page_changes.hpp"
 #include "recording_reporter.hpp"
 
 #include "dsm/collation.hpp"
@@ -50,13 +51,7 @@ constexpr PageNumber kPages = 8192;        // 128 MiB
 constexpr PageNumber kBodyPages = 64;      // pages per result body (one iteration)
 constexpr std::uintptr_t kRegionAddress = 0x3e3000000000;
 
-enum class Change { one_word, scattered_10pct, full };
-const char* const kChangeNames[] = {"one_word", "scattered_10pct", "full"};
 constexpr Change kChanges[] = {Change::one_word, Change::scattered_10pct, Change::full};
-
-void flip_word(std::byte* page, std::size_t word) {
-  for (std::size_t b = 0; b < 8; ++b) page[word * 8 + b] ^= std::byte{0xa5};
-}
 
 // One changed word touches one cache line of the page. Successive rounds pick different
 // lines (none twice within kOneWordRounds), so that the lines written are not still
@@ -64,19 +59,6 @@ void flip_word(std::byte* page, std::size_t word) {
 std::size_t one_word_of(PageNumber p, std::size_t round) {
   constexpr std::size_t kLines = kPage / 64;
   return ((round + std::size_t{p} * 37) % kLines) * 8 + (p % 8);
-}
-
-void change_page(std::byte* page, PageNumber p, std::size_t round, Change c, std::mt19937_64& rng) {
-  switch (c) {
-    case Change::one_word: flip_word(page, one_word_of(p, round)); break;
-    case Change::scattered_10pct:
-      for (std::size_t w = 0; w < kPage / 8; ++w)
-        if (rng() % 10 == 0) flip_word(page, w);
-      break;
-    case Change::full:
-      for (std::size_t w = 0; w < kPage / 8; ++w) flip_word(page, w);
-      break;
-  }
 }
 
 // Passes over the region, each with its own bodies: one changed word per page writes only
@@ -108,7 +90,7 @@ Bodies make_bodies(Change c) {
   for (std::size_t round = 0; round < rounds(c); ++round) {
     for (PageNumber p = 0; p < kPages; ++p) {
       if (p % kBodyPages == 0) out.start.push_back(out.bytes.size());
-      change_page(cur.data(), p, round, c, rng);
+      change_page(cur.data(), kPage, c, one_word_of(p, round), rng);
       const std::size_t n = diff_encode(cur.data(), twin.data(), kPage, diff.data());
       if (c == Change::one_word) flip_word(cur.data(), one_word_of(p, round));   // undo
       else std::memcpy(cur.data(), twin.data(), kPage);
@@ -124,7 +106,7 @@ Bodies make_bodies(Change c) {
 
 // Built once per kind of change, on first use.
 const Bodies& bodies(Change c) {
-  static std::optional<Bodies> made[std::size(kChanges)];
+  static std::optional<Bodies> made[static_cast<int>(Change::full) + 1];
   auto& b = made[static_cast<int>(c)];
   if (!b) b = make_bodies(c);
   return *b;
@@ -198,7 +180,7 @@ void bm_memcpy(benchmark::State& state, Change c) {
 void print_table(const RecordingReporter& r) {
   std::printf("\ndiff bytes applied per second vs memcpy of the same bytes (cold; median when repeated):\n");
   for (Change c : kChanges) {
-    const std::string change = kChangeNames[static_cast<int>(c)];
+    const std::string change = change_name(c);
     const double copy = r.value("memcpy/" + change);
     if (copy <= 0) continue;
     for (const char* what : {"apply", "validate", "apply_checked"}) {
@@ -216,7 +198,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   for (Change c : kChanges) {
-    const std::string change = kChangeNames[static_cast<int>(c)];
+    const std::string change = change_name(c);
     benchmark::RegisterBenchmark(("memcpy/" + change).c_str(), bm_memcpy, c);
     benchmark::RegisterBenchmark(("apply/" + change).c_str(), bm_apply, c, false);
     benchmark::RegisterBenchmark(("validate/" + change).c_str(), bm_validate, c);

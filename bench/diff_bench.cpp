@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "dsm/diff.hpp"
+#include "page_changes.hpp"
 
 namespace {
 
@@ -35,8 +36,6 @@ using calypso::dsm::diff_max_encoded_size;
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kColdPages = (128u << 20) / kPage;  // per region; twin + current = 256 MiB
 
-enum class Change { none, one_word, scattered_10pct, full };
-const char* const kChangeNames[] = {"none", "one_word", "scattered_10pct", "full"};
 
 struct AlignedFree {
   void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{kPage}); }
@@ -73,7 +72,7 @@ class Arena {
     if (prepared_ == c) return;
     std::memcpy(cur_.get(), twin_.get(), kColdPages * kPage);
     std::mt19937_64 rng(7);
-    for (std::size_t p = 0; p < kColdPages; ++p) change_page(cur_.get() + p * kPage, c, rng);
+    for (std::size_t p = 0; p < kColdPages; ++p) change_page(cur_.get() + p * kPage, kPage, c, kPage / 16, rng);   // one word: mid-page
     prepared_ = c;
     diffs_.clear();
   }
@@ -85,24 +84,6 @@ class Arena {
   }
 
  private:
-  static void flip_word(std::byte* page, std::size_t word) {
-    for (std::size_t b = 0; b < 8; ++b) page[word * 8 + b] ^= std::byte{0xa5};
-  }
-
-  static void change_page(std::byte* page, Change c, std::mt19937_64& rng) {
-    switch (c) {
-      case Change::none: break;
-      case Change::one_word: flip_word(page, kPage / 16); break;  // mid-page
-      case Change::scattered_10pct:
-        for (std::size_t w = 0; w < kPage / 8; ++w)
-          if (rng() % 10 == 0) flip_word(page, w);
-        break;
-      case Change::full:
-        for (std::size_t w = 0; w < kPage / 8; ++w) flip_word(page, w);
-        break;
-    }
-  }
-
   void encode_all_full() {
     prepare(Change::full);
     full_diff_bytes_ = diff_encode(cur(0), twin(0), kPage, out());
@@ -184,7 +165,7 @@ void register_all() {
     const std::string t = temp(cold);
     benchmark::RegisterBenchmark(("memcmp/" + t).c_str(), bm_memcmp, cold);
     for (Change c : {Change::none, Change::one_word, Change::scattered_10pct, Change::full}) {
-      const std::string name = std::string("encode/") + kChangeNames[static_cast<int>(c)] + "/" + t;
+      const std::string name = std::string("encode/") + change_name(c) + "/" + t;
       benchmark::RegisterBenchmark(name.c_str(), bm_encode, c, cold);
     }
     benchmark::RegisterBenchmark(("apply/full/" + t).c_str(), bm_apply_full, cold);
@@ -208,7 +189,7 @@ void print_table(const RecordingReporter& r) {
   for (const char* t : {"hot", "cold"}) {
     for (Change c : {Change::none, Change::one_word, Change::scattered_10pct, Change::full}) {
       const bool sparse = c == Change::none || c == Change::one_word;
-      print_ratio(r, std::string("encode/") + kChangeNames[static_cast<int>(c)] + "/" + t,
+      print_ratio(r, std::string("encode/") + change_name(c) + "/" + t,
                   std::string("memcmp/") + t, "memcmp", sparse);
     }
   }

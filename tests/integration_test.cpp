@@ -139,18 +139,19 @@ bool wait_for_output(const Job& j, const std::string& text) {
   return false;
 }
 
-// Reads the first worker pid from calypso-run's --pid-file, waiting up to 30 s for it.
-std::string first_worker(const std::string& pids) {
-  std::string worker;
-  for (auto deadline = std::chrono::steady_clock::now() + 30s; worker.empty() && std::chrono::steady_clock::now() < deadline;) {
-    std::ifstream f(pids);
-    std::string role, pid;
-    while (worker.empty() && f >> role >> pid) {
-      if (role == "worker") worker = pid;
-    }
+// Reads "role pid" lines until want of them are there.
+std::vector<std::pair<std::string, int>> read_pids(const std::string& file, std::size_t want) {
+  std::vector<std::pair<std::string, int>> out;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       out.size() < want && std::chrono::steady_clock::now() < deadline;) {
+    out.clear();
+    std::ifstream f(file);
+    std::string role;
+    int pid;
+    while (f >> role >> pid) out.emplace_back(role, pid);
     std::this_thread::sleep_for(50ms);
   }
-  return worker;
+  return out;
 }
 
 // A worker SIGKILLed from outside while megabytes of pages and diffs are in flight both
@@ -163,10 +164,11 @@ TEST(Failures, WorkerKilledDuringLargeTransfersChangesNothingButTime) {
   Job j({kRun, "-n", "2", "--provider", "tcp", "--pid-file", pids, kExamples + "/jacobi",
          "1024", "400", "16"},
         {{"CALYPSO_SUSPECT_MS", "800"}});
-  const std::string worker = first_worker(pids);
-  ASSERT_FALSE(worker.empty());
+  auto all = read_pids(pids, 3);
+  ASSERT_EQ(all.size(), 3u);
+  const int worker = all[1].second;
   std::this_thread::sleep_for(1000ms);   // inside the sweeps (several seconds in all)
-  ASSERT_EQ(kill(std::stoi(worker), SIGKILL), 0);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
   auto r = j.wait(120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
@@ -180,19 +182,11 @@ TEST(Failures, WorkerKilledFromOutsideMidStep) {
   const std::string pids = dir + "/pids";
   Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "30", "40"}, {{"CALYPSO_SUSPECT_MS", "800"}});
   // Wait until the job is running, then SIGKILL one worker.
-  std::string worker;
-  for (auto deadline = std::chrono::steady_clock::now() + 30s; worker.empty() && std::chrono::steady_clock::now() < deadline;) {
-    std::ifstream f(pids);
-    std::string role, pid;
-    while (f >> role >> pid) {
-      if (role == "worker") worker = pid;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  ASSERT_FALSE(worker.empty());
+  auto all = read_pids(pids, 3);
+  ASSERT_EQ(all.size(), 3u);
   ASSERT_TRUE(wait_for_output(j, "probe pids: started with 2 workers")) << j.output_so_far();
   std::this_thread::sleep_for(1000ms);   // well inside the ~4 s job
-  ASSERT_EQ(kill(std::stoi(worker), SIGKILL), 0);
+  ASSERT_EQ(kill(all[1].second, SIGKILL), 0);
   auto r = j.wait(120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe pids: ok")) << r.output;
@@ -252,20 +246,6 @@ TEST(Failures, UnknownInjectionPointIsRefused) {
   EXPECT_TRUE(contains(r.output, "CALYPSO_INJECT=sometimes: expected")) << r.output;
 }
 
-// Reads "role pid" lines until want of them are there.
-std::vector<std::pair<std::string, int>> read_pids(const std::string& file, std::size_t want) {
-  std::vector<std::pair<std::string, int>> out;
-  for (auto deadline = std::chrono::steady_clock::now() + 30s;
-       out.size() < want && std::chrono::steady_clock::now() < deadline;) {
-    out.clear();
-    std::ifstream f(file);
-    std::string role;
-    int pid;
-    while (f >> role >> pid) out.emplace_back(role, pid);
-    std::this_thread::sleep_for(50ms);
-  }
-  return out;
-}
 
 TEST(Failures, SigtermHandsWorkBackAndTheWorkerExitsZero) {
   std::string dir = temp_dir();

@@ -213,6 +213,10 @@ struct Endpoint::Impl {
                   std::chrono::milliseconds patience);
   SendStatus send_fragments(PeerId to, std::span<const std::span<const std::byte>> parts,
                             std::size_t len, Clock::time_point deadline);
+  template <class Post>
+  ssize_t post_with_retries(PeerId peer, Clock::time_point deadline, Post&& post) noexcept;
+  template <class Done>
+  bool progress_until(Clock::time_point deadline, Done&& done) noexcept;
   void deliver(std::span<const std::byte> received, const std::function<void(const Event&)>& fn);
   bool next_rx(fi_cq_msg_entry& e);
   std::size_t poll(const std::function<void(const Event&)>& fn);
@@ -543,17 +547,13 @@ SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<c
     h.offset = static_cast<std::uint32_t>(offset);
     std::memcpy(scratch.data(), &h, sizeof h);
     copy_range(parts, offset, n, scratch.data() + sizeof h);
-    for (microseconds nap = kMinSendNap;; nap = std::min(2 * nap, kMaxSendNap)) {
-      const ssize_t rc = fi_inject(ep.get(), scratch.data(), sizeof h + n, to);
-      if (rc == 0) break;
-      if (rc != -FI_EAGAIN) {
-        peer_errors.emplace_back(to, static_cast<int>(-rc));
-        return SendStatus::peer_failed;
-      }
-      ring(to);   // its queue is full: make sure it is draining
-      reap_tx();
-      if (Clock::now() >= deadline) return SendStatus::again;
-      nap_on_tx(deadline, nap);
+    const ssize_t rc = post_with_retries(to, deadline, [&] {
+      return fi_inject(ep.get(), scratch.data(), sizeof h + n, to);
+    });
+    if (rc == -FI_EAGAIN) return SendStatus::again;
+    if (rc != 0) {
+      peer_errors.emplace_back(to, static_cast<int>(-rc));
+      return SendStatus::peer_failed;
     }
     if (offset == 0) ring(to);   // the receiver can start while the rest follows
     offset += n;
@@ -583,32 +583,44 @@ SendStatus Endpoint::Impl::read(PeerId from, const RemoteMemory& remote, std::ui
   if (!rma) throw Error("calypso net: read() on an endpoint without RMA");
   if (offset > remote.size || dst.size() > remote.size - offset) return SendStatus::peer_failed;
   const auto deadline = Clock::now() + patience;
-  microseconds nap = kMinPollInterval;
-  while (read_ctx.in_flight) {   // an earlier read that gave up: let it finish first
-    reap_tx();
-    if (!read_ctx.in_flight) break;
-    if (Clock::now() >= deadline) return SendStatus::again;
-    nap_on_tx(deadline, nap);
-    nap = std::min(2 * nap, kMaxSendNap);
-  }
+  auto finished = [this] { return !read_ctx.in_flight; };
+  // An earlier read that gave up must finish first: the context is the only one.
+  if (!progress_until(deadline, finished)) return SendStatus::again;
   read_ctx.error = 0;
-  for (;;) {
-    const ssize_t rc = fi_read(ep.get(), dst.data(), dst.size(), desc, from,
-                               remote.address + offset, remote.key, &read_ctx);
-    if (rc == 0) break;
-    if (rc != -FI_EAGAIN) return SendStatus::peer_failed;
-    ring(from);   // its queue is full: make sure it is draining
-    reap_tx();
-    if (Clock::now() >= deadline) return SendStatus::again;
-    nap_on_tx(deadline, nap);
-    nap = std::min(2 * nap, kMaxSendNap);
-  }
+  const ssize_t rc = post_with_retries(from, deadline, [&] {
+    return fi_read(ep.get(), dst.data(), dst.size(), desc, from, remote.address + offset,
+                   remote.key, &read_ctx);
+  });
+  if (rc == -FI_EAGAIN) return SendStatus::again;
+  if (rc != 0) return SendStatus::peer_failed;
   read_ctx.in_flight = true;
   ring(from);   // a peer that must progress the read (tcp) may be asleep
-  for (nap = kMinPollInterval;; nap = std::min(2 * nap, kMaxSendNap)) {
+  if (!progress_until(deadline, finished)) return SendStatus::again;
+  return read_ctx.error == 0 ? SendStatus::ok : SendStatus::peer_failed;
+}
+
+// Calls post() until it returns anything but -FI_EAGAIN, with progress and a growing
+// nap in between, and a ring, since a peer whose queue is full must drain it. Returns
+// post()'s result, or -FI_EAGAIN once the deadline has passed.
+template <class Post>
+ssize_t Endpoint::Impl::post_with_retries(PeerId peer, Clock::time_point deadline, Post&& post) noexcept {
+  for (microseconds nap = kMinSendNap;; nap = std::min(2 * nap, kMaxSendNap)) {
+    const ssize_t rc = post();
+    if (rc != -FI_EAGAIN) return rc;
+    ring(peer);
     reap_tx();
-    if (!read_ctx.in_flight) return read_ctx.error == 0 ? SendStatus::ok : SendStatus::peer_failed;
-    if (Clock::now() >= deadline) return SendStatus::again;
+    if (Clock::now() >= deadline) return -FI_EAGAIN;
+    nap_on_tx(deadline, nap);
+  }
+}
+
+// Progresses the transmit side until done() or the deadline; false on timeout.
+template <class Done>
+bool Endpoint::Impl::progress_until(Clock::time_point deadline, Done&& done) noexcept {
+  for (microseconds nap = kMinPollInterval;; nap = std::min(2 * nap, kMaxSendNap)) {
+    reap_tx();
+    if (done()) return true;
+    if (Clock::now() >= deadline) return false;
     nap_on_tx(deadline, nap);
   }
 }
