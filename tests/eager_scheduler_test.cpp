@@ -321,5 +321,61 @@ TEST(EagerScheduler, FixedPolicyNeverOffersReRuns) {
   EXPECT_FALSE(s.next_rerun_at(1));
 }
 
+// A busy worker queues only its own or nobody's unstarted segments; stealing and re-runs
+// wait until it is idle.
+TEST(EagerScheduler, AheadTakesOwnAndUnownedButNeverStealsOrReRuns) {
+  EagerScheduler s(4, 3, EagerScheduler::Policy::eager, {1, kNoWorker, 2, 2});
+  EXPECT_EQ(s.next_ahead_for(1)->segment, 0u);
+  EXPECT_EQ(s.next_ahead_for(1)->segment, 1u) << "nobody's segment may be queued";
+  EXPECT_FALSE(s.next_ahead_for(1)) << "worker 2's segments are stolen only by an idle worker";
+  auto p = s.next_for(1);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->segment, 3u) << "idle: steals from the back of worker 2's queue";
+  EXPECT_EQ(s.next_ahead_for(2)->segment, 2u);
+  EXPECT_FALSE(s.next_ahead_for(3)) << "only re-runs are left";
+  EXPECT_TRUE(s.next_for(3)) << "which an idle worker gets (no re-run delay set)";
+}
+
+TEST(EagerScheduler, FixedPolicyQueuesOnlyItsOwnBlock) {
+  EagerScheduler s(3, 3, EagerScheduler::Policy::fixed, {1, kNoWorker, 2});
+  EXPECT_EQ(s.next_ahead_for(1)->segment, 0u);
+  EXPECT_FALSE(s.next_ahead_for(1));
+}
+
+// A queued segment is timed from when it starts, not from when it was queued; a
+// segment with a known duration from an earlier step is late at 1.5x that duration.
+TEST(EagerScheduler, QueuedSegmentsAndKnownDurationsSetWhenARunIsLate) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(2, 3, EagerScheduler::Policy::eager, {1, 1});
+  s.set_rerun_delay(1.5, 50ms);
+  s.set_expected({10ms, 20ms});
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u);
+  EXPECT_EQ(*s.next_rerun_at(2), t0 + 15ms) << "segment 0: 1.5 x its 10 ms";
+  EXPECT_TRUE(s.complete(0, 1, t0 + 10ms));
+  EXPECT_EQ(s.took(0), 10ms);
+  s.started(1, 1, t0 + 10ms);   // it waited in the queue until now
+  EXPECT_FALSE(s.next_for(2, t0 + 35ms)) << "segment 1 started at 10 ms and may take 30";
+  EXPECT_EQ(*s.next_rerun_at(2), t0 + 40ms);
+  auto p = s.next_for(2, t0 + 40ms);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->segment, 1u) << "late: re-run";
+}
+
+// Once a result is arriving its run is over: a re-run could not finish first.
+TEST(EagerScheduler, ASegmentWhoseResultIsArrivingIsNeverLate) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(1, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  ASSERT_TRUE(s.next_for(1, t0));
+  s.arriving(0, 1);
+  EXPECT_FALSE(s.next_for(2, t0 + 1h));
+  EXPECT_FALSE(s.next_rerun_at(2));
+  EXPECT_FALSE(s.abandon(0, 1, true)) << "the transfer was cut short";
+  EXPECT_TRUE(s.next_for(2, t0 + 1h)) << "so the segment runs again";
+}
+
 }  // namespace
 }  // namespace calypso::sched

@@ -70,6 +70,22 @@ INSTANTIATE_TEST_SUITE_P(
              std::get<2>(info.param);
     });
 
+// One assignment at a time, or several queued per worker; and with immediate re-runs, so
+// that most segments run twice and many results arrive after their step has ended (the
+// manager must count them to their end to know the worker is idle again).
+class Pipeline : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Depths, Pipeline, ::testing::Values("1", "4"));
+
+TEST_P(Pipeline, AnyDepthWithImmediateReRunsGivesTheExactAnswer) {
+  auto r = run(job(3, "tcp", {kExamples + "/jacobi", "256", "40", "12"}),
+               {{"CALYPSO_PIPELINE", GetParam()}, {"CALYPSO_RERUN_AFTER_PCT", "0"}, {"CALYPSO_STATS", "text"}},
+               120s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
+  EXPECT_FALSE(contains(r.output, " 0 re-executions")) << "the test meant to cause re-runs: " << r.output;
+}
+
 // ---- semantics -----------------------------------------------------------------------------
 
 class Providers : public ::testing::TestWithParam<std::string> {};

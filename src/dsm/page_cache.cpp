@@ -194,18 +194,19 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
   // Pages whose diff is empty equal their twin: they go back to clean (still readable,
   // no copy later). The others are kept.
   std::vector<PageNumber> same, kept;
+  // Encoded into scratch first: growing `out` by the worst case would zero-fill 4 KiB
+  // for every written page, most of which (Jacobi's interior) have an empty diff.
+  encoded_.resize(diff_max_encoded_size(ps));
   for (PageNumber p : written) {
-    std::size_t at = out.size();
-    out.resize(at + sizeof(ResultEntry) + diff_max_encoded_size(ps));
-    std::size_t n = diff_encode(region_.runtime_page(p), twin(p), ps, out.data() + at + sizeof(ResultEntry));
+    std::size_t n = diff_encode(region_.runtime_page(p), twin(p), ps, encoded_.data());
     if (n == 0) {
-      out.resize(at);
       same.push_back(p);
       continue;
     }
     ResultEntry e{p, static_cast<std::uint32_t>(n)};
-    std::memcpy(out.data() + at, &e, sizeof e);
-    out.resize(at + sizeof e + n);
+    const auto* entry = reinterpret_cast<const std::byte*>(&e);
+    out.insert(out.end(), entry, entry + sizeof e);
+    out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n));
     kept_by_[p] = segment;
     kept_.push_back(p);
     kept.push_back(p);

@@ -90,6 +90,7 @@ class PageCache final : public FaultTarget {
   std::vector<PageNumber> installed_;  // scratch for fetch_group, reserved up front
   std::vector<std::uint32_t> kept_by_;   // per page: the segment whose writes it keeps
   std::vector<PageNumber> kept_;         // pages in the kept state (may hold stale entries)
+  std::vector<std::byte> encoded_;       // finish_segment: one page's diff
   CacheStats stats_;
 
  public:

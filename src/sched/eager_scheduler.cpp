@@ -21,6 +21,10 @@ void EagerScheduler::set_rerun_delay(double factor, Clock::duration before_any) 
   before_any_ = before_any;
 }
 
+void EagerScheduler::set_expected(std::vector<Clock::duration> expected) {
+  for (std::size_t i = 0; i < segs_.size() && i < expected.size(); ++i) segs_[i].expected = expected[i];
+}
+
 std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
   if (s.runners.empty()) s.first_start = now;   // a fresh run (first, or after deaths)
@@ -40,11 +44,16 @@ std::optional<std::uint32_t> EagerScheduler::own_unstarted(WorkerId w) {
   return s;
 }
 
-std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
+std::optional<std::uint32_t> EagerScheduler::unowned_unstarted() {
   while (next_unstarted_ < segs_.size() && (owned_[next_unstarted_] || segs_[next_unstarted_].attempts > 0)) {
     ++next_unstarted_;
   }
   if (next_unstarted_ < segs_.size()) return next_unstarted_++;
+  return std::nullopt;
+}
+
+std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
+  if (auto s = unowned_unstarted()) return s;
   std::deque<std::uint32_t>* longest = nullptr;
   for (auto& [owner, q] : queues_) {
     while (!q.empty() && segs_[q.back()].attempts > 0) q.pop_back();
@@ -58,6 +67,9 @@ std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
 
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
+  if (s.expected.count() > 0) {
+    return s.first_start + std::chrono::duration_cast<Clock::duration>(s.expected * rerun_factor_);
+  }
   if (completed_ == 0) return s.first_start + before_any_;
   const auto mean = completed_time_ / completed_;
   return s.first_start + std::chrono::duration_cast<Clock::duration>(mean * rerun_factor_);
@@ -67,7 +79,7 @@ std::optional<EagerScheduler::Clock::time_point> EagerScheduler::next_rerun_at(W
   if (policy_ == Policy::fixed) return std::nullopt;
   std::optional<Clock::time_point> first;
   for (const Seg& s : segs_) {
-    if (s.done || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
+    if (s.done || s.arriving || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
     const auto t = late_at(s);
     if (!first || t < *first) first = t;
   }
@@ -78,7 +90,7 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
   std::optional<std::uint32_t> best;
   for (std::uint32_t i = 0; i < segs_.size(); ++i) {
     const Seg& s = segs_[i];
-    if (s.done || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
+    if (s.done || s.arriving || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
     if (now < late_at(s)) continue;
     if (!best) { best = i; continue; }
     const Seg& b = segs_[*best];
@@ -98,11 +110,29 @@ std::optional<Pick> EagerScheduler::next_for(WorkerId w, Clock::time_point now) 
   return std::nullopt;
 }
 
+std::optional<Pick> EagerScheduler::next_ahead_for(WorkerId w, Clock::time_point now) {
+  if (auto s = own_unstarted(w)) return start(*s, w, now);
+  if (policy_ == Policy::fixed) return std::nullopt;
+  if (auto s = unowned_unstarted()) return start(*s, w, now);
+  return std::nullopt;
+}
+
+void EagerScheduler::started(std::uint32_t segment, WorkerId w, Clock::time_point now) {
+  Seg& s = segs_[segment];
+  if (!s.done && s.runners.size() == 1 && s.runners.front() == w) s.first_start = now;
+}
+
+void EagerScheduler::arriving(std::uint32_t segment, WorkerId w) {
+  Seg& s = segs_[segment];
+  if (std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) s.arriving = true;
+}
+
 bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
   std::erase(s.runners, w);
   if (s.done) return false;
-  completed_time_ += now - s.first_start;
+  s.took = now - s.first_start;
+  completed_time_ += s.took;
   ++completed_;
   s.done = true;
   --remaining_;
@@ -117,6 +147,7 @@ void EagerScheduler::forgive(std::uint32_t segment) {
 bool EagerScheduler::abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure) {
   Seg& s = segs_[segment];
   std::erase(s.runners, w);
+  s.arriving = false;   // a transfer cut short (the sender died): re-run it
   if (s.done || !counts_as_failure) return false;
   return ++s.failures >= max_attempts_;
 }

@@ -48,12 +48,30 @@ class EagerScheduler {
   // the original for a core and fetches the original's pages, while a slow or stopped
   // worker's segment is still taken over soon. factor 0 (the default): at once.
   void set_rerun_delay(double factor, Clock::duration before_any);
+  // How long each segment took when it last ran (the same routine, index and count in an
+  // earlier step; zero: unknown). A segment with a known duration is late at `factor`
+  // times that rather than times this step's mean: in iterative codes segments differ
+  // (Jacobi's first and last ship 10x the data of the others) but repeat step to step.
+  void set_expected(std::vector<Clock::duration> expected);
+  // How long segment's first completed run took (zero while not done).
+  Clock::duration took(std::uint32_t segment) const { return segs_[segment].took; }
 
   // Next segment for an idle worker, or nullopt if every segment is done, already
   // running on this worker, or not late yet (see next_rerun_at).
   std::optional<Pick> next_for(WorkerId w, Clock::time_point now = Clock::now());
+  // Next segment for a worker that is busy but may queue one more (CALYPSO_PIPELINE):
+  // rules 1 and 2 only. Stealing and re-runs are for a worker with nothing else to do:
+  // a stolen segment runs on a cold cache (Jacobi: 4x slower), worth it only when
+  // the thief would otherwise wait.
+  std::optional<Pick> next_ahead_for(WorkerId w, Clock::time_point now = Clock::now());
   // When next_for(w) may offer w a re-run that is not late yet; nullopt if none will.
   std::optional<Clock::time_point> next_rerun_at(WorkerId w) const;
+  // A segment that waited in w's queue (CALYPSO_PIPELINE) starts running now: its run
+  // is timed from here, so that queueing does not make it look late.
+  void started(std::uint32_t segment, WorkerId w, Clock::time_point now = Clock::now());
+  // The first bytes of w's result for segment have arrived: the run is over and only
+  // its transfer is left, so it is never late any more (a re-run could not finish first).
+  void arriving(std::uint32_t segment, WorkerId w);
   // A complete result for segment from w. True if it is the first (apply it).
   bool complete(std::uint32_t segment, WorkerId w, Clock::time_point now = Clock::now());
   // w stopped running segment without a result (it died, left, or was suspected).
@@ -76,11 +94,14 @@ class EagerScheduler {
     std::uint32_t failures = 0;
     std::uint64_t last_start = 0;
     Clock::time_point first_start{};
+    Clock::duration expected{}, took{};
+    bool arriving = false;   // a runner's result is on its way
     std::vector<WorkerId> runners;
   };
   Clock::time_point late_at(const Seg& s) const;
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
   std::optional<std::uint32_t> own_unstarted(WorkerId w);
+  std::optional<std::uint32_t> unowned_unstarted();
   std::optional<std::uint32_t> steal_unstarted(WorkerId w);
   std::optional<std::uint32_t> rerun_for(WorkerId w, Clock::time_point now) const;
 

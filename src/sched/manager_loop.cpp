@@ -183,10 +183,10 @@ void ManagerLoop::on_message(const Message& m) {
       step_->sched.forgive(w.counted_failure->second);
     }
     w.counted_failure.reset();
-    if (w.parked) dispatch();
+    dispatch();
   }
   switch (m.type()) {
-    case MsgType::request_work: return on_request_work(id, w);
+    case MsgType::request_work: return on_request_work(m, id, w);
     case MsgType::page_request: return on_page_request(m, id, w);
     case MsgType::result_chunk: return on_result_chunk(m, id, w);
     case MsgType::heartbeat: return;
@@ -264,12 +264,20 @@ void ManagerLoop::refuse(const std::vector<std::byte>& address, const std::strin
   }
 }
 
-// request_work comes once after joining, and after a worker gave up a segment whose step
-// ended (it then sends no result).
-void ManagerLoop::on_request_work(WorkerId id, Worker& w) {
-  if (w.running && step_) step_->sched.abandon(*w.running, id, false);
-  w.running.reset();
-  w.parked = true;
+// request_work comes once after joining, and when a worker has nothing left to run after
+// giving up a segment whose step ended (it then sends no result). It names the last
+// assignment the worker took: the ones up to it that are still open here were dropped
+// (run elsewhere now); later ones are still on their way to it.
+void ManagerLoop::on_request_work(const Message& m, WorkerId id, Worker& w) {
+  std::string why;
+  auto r = fixed_part<RequestWork>(m, why);
+  if (!r) return violation(id, why);
+  std::erase_if(w.running, [&](const Worker::Held& h) {
+    if (h.seq > r->consumed) return false;
+    if (step_) step_->sched.abandon(h.segment, id, false);
+    return true;
+  });
+  w.parked = w.running.empty();
   dispatch();
 }
 
@@ -309,12 +317,20 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   ResultKey key{c->step, c->segment, c->attempt};
   auto [it, fresh] = w.assemblies.try_emplace(key);
   Assembly& a = it->second;
-  if (fresh) a.bytes.resize(c->total_bytes);
-  if (a.bytes.size() != c->total_bytes) {
+  if (fresh) {
+    a.total = c->total_bytes;
+    a.discard = !step_ || key.step != step_->id || key.segment >= step_->sched.size() ||
+                step_->sched.done(key.segment);
+    if (!a.discard) {
+      a.bytes.resize(c->total_bytes);
+      step_->sched.arriving(key.segment, id);
+    }
+  }
+  if (a.total != c->total_bytes) {
     w.assemblies.erase(it);
     return violation(id, "result chunks disagree on the result's size");
   }
-  if (!data.empty()) std::memcpy(a.bytes.data() + c->offset, data.data(), data.size());
+  if (!data.empty() && !a.discard) std::memcpy(a.bytes.data() + c->offset, data.data(), data.size());
   a.received += data.size();
   if (a.received > c->total_bytes) {
     w.assemblies.erase(it);
@@ -329,13 +345,13 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
 // A complete result also means the worker is idle again: it sends no separate request,
 // whether or not the result is still wanted (its step may be over).
 void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes) {
-  // If the worker has meanwhile been given another segment (it asked again while this
-  // result was still in flight), it is busy with that one: leave it be.
-  const bool for_current = step_ && key.step == step_->id && w.running == key.segment;
-  if (!w.running || for_current) {
-    w.running.reset();
-    w.parked = true;
+  // The worker is idle once it holds no other assignment (one queued behind this
+  // result, or sent after it asked again, keeps it busy).
+  if (step_ && key.step == step_->id) {
+    std::erase_if(w.running, [&](const Worker::Held& h) { return h.segment == key.segment; });
+    if (!w.running.empty()) step_->sched.started(w.running.front().segment, id);
   }
+  w.parked = w.running.empty();
   if (!step_ || key.step != step_->id || key.segment >= step_->sched.size()) {
     {
       std::lock_guard lock(mutex_);
@@ -428,15 +444,19 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;
   if (w.state == WorkerState::gone) w.parked = false;
   w.assemblies.clear();
-  std::optional<std::uint32_t> seg = std::exchange(w.running, std::nullopt);
+  const std::vector<Worker::Held> held = std::exchange(w.running, {});
   {
     std::lock_guard lock(mutex_);
     ++stats_.workers_lost;
   }
   if (w.state == WorkerState::gone) release(w);
-  if (step_ && seg && counts_as_failure) w.counted_failure = std::pair{step_->id, *seg};
-  if (step_ && seg && step_->sched.abandon(*seg, id, counts_as_failure) && !step_->doomed) {
-    step_->doomed = std::pair{*seg, Clock::now()};
+  // Only the segment it was running counts as a failed run; the ones queued behind it
+  // never started.
+  for (std::size_t i = 0; step_ && i < held.size(); ++i) {
+    const std::uint32_t seg = held[i].segment;
+    const bool failed = counts_as_failure && i == 0;
+    if (failed) w.counted_failure = std::pair{step_->id, seg};
+    if (step_->sched.abandon(seg, id, failed) && !step_->doomed) step_->doomed = std::pair{seg, Clock::now()};
   }
   dispatch();
 }

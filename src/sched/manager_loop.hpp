@@ -4,8 +4,9 @@
 // thread (sequential steps) hands it a step and sleeps until the step is merged.
 //
 // Protocol state per worker (docs/PROTOCOL.md): alive-idle (parked, waiting for work),
-// alive-running (one segment), suspected (silent too long; its segment re-runs; any
-// message brings it back), gone (left, refused, or excluded: ignored).
+// alive-running (a segment, and up to CALYPSO_PIPELINE - 1 more queued behind it),
+// suspected (silent too long; its segments re-run; any message brings it back), gone
+// (left, refused, or excluded: ignored).
 #pragma once
 
 #include "config.hpp"
@@ -71,8 +72,13 @@ class ManagerLoop {
     std::uint32_t segment, attempt;
     auto operator<=>(const ResultKey&) const = default;
   };
+  // A result nobody wants any more (its step is over, or its segment is done) is still
+  // counted to its end, without keeping its bytes: the worker is idle only once it has
+  // sent the whole of it.
   struct Assembly {
     std::uint64_t received = 0;
+    std::uint64_t total = 0;
+    bool discard = false;
     std::vector<std::byte> bytes;
   };
   struct Worker {
@@ -80,8 +86,15 @@ class ManagerLoop {
     net::PeerId heartbeat_peer = net::kNoPeer;   // its heartbeat endpoint: we ping it
     WorkerState state = WorkerState::alive;
     Clock::time_point last_seen;
-    bool parked = false;
-    std::optional<std::uint32_t> running;   // segment of the open step
+    bool parked = false;                    // asked for work and holds none
+    // Assignments of the open step sent and not answered yet, oldest first: the first
+    // is the one it runs, the others wait in its queue (CALYPSO_PIPELINE).
+    struct Held {
+      std::uint64_t seq;
+      std::uint32_t segment;
+    };
+    std::vector<Held> running;
+    std::uint64_t next_seq = 1;             // of its next assignment
     // The segment whose run was counted as a failure when this worker was suspected
     // (step, segment): forgiven if the worker comes back.
     std::optional<std::pair<StepId, std::uint32_t>> counted_failure;
@@ -124,7 +137,7 @@ class ManagerLoop {
   void on_event(const net::Event& e);
   void on_message(const Message& m);
   void on_hello(const Message& m);
-  void on_request_work(WorkerId id, Worker& w);
+  void on_request_work(const Message& m, WorkerId id, Worker& w);
   void on_page_request(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
   void on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes);
@@ -178,6 +191,8 @@ class ManagerLoop {
   // Which worker's result was kept for (routine, index, count) in the last step that ran
   // it: that worker is preferred for it next time (its cache is warm for it).
   std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, WorkerId> last_runner_;
+  // ... and how long that run took (EagerScheduler::set_expected).
+  std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, Clock::duration> last_took_;
   std::deque<Version> log_;
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;

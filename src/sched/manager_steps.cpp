@@ -71,6 +71,12 @@ void ManagerLoop::start_step(OpenStep s) {
                            config_.static_schedule ? EagerScheduler::Policy::fixed : EagerScheduler::Policy::eager,
                            preferred_workers(s));
   s.sched.set_rerun_delay(config_.rerun_after_pct / 100.0, std::chrono::milliseconds(50));
+  std::vector<Clock::duration> expected(n);
+  for (std::uint32_t g = 0; g < n; ++g) {
+    const auto& r = s.spec.routines[s.routine_of[g]];
+    if (auto it = last_took_.find({r.id, s.index_of[g], r.count}); it != last_took_.end()) expected[g] = it->second;
+  }
+  s.sched.set_expected(std::move(expected));
   s.results.resize(n);
   s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
@@ -102,19 +108,36 @@ std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
     auto it = last_runner_.find({r.id, s.index_of[g], r.count});
     if (it != last_runner_.end() && std::find(alive.begin(), alive.end(), it->second) != alive.end()) {
       out[g] = it->second;
+    } else if (!alive.empty()) {
+      // Never run (or its runner is gone): blocks of consecutive segments per worker, so
+      // that neighbours, which usually share pages at their borders (Jacobi's rows),
+      // run on the same worker; stealing still evens out the load.
+      out[g] = alive[g * alive.size() / n];
     }
   }
   return out;
 }
 
+// An idle worker gets any work (next_for); a busy one gets unstarted segments queued
+// behind the one it runs, up to CALYPSO_PIPELINE in all, so that it starts the next as
+// soon as it has shipped a result. A worker busy with a finished step's segment (not
+// parked, holding nothing of this step) gets work when it reports.
 void ManagerLoop::dispatch() {
   if (!step_) return;
   for (auto& [id, w] : workers_) {
-    if (w.state != WorkerState::alive || !w.parked) continue;
-    auto pick = step_->sched.next_for(id);
-    if (!pick) continue;
-    assign(id, w, *pick);
-    if (!step_) return;   // the assignment failed and ended the step
+    if (w.state != WorkerState::alive || (!w.parked && w.running.empty())) continue;
+    if (w.parked) {
+      auto pick = step_->sched.next_for(id);
+      if (!pick) continue;
+      assign(id, w, *pick);
+      if (!step_) return;   // the assignment failed and ended the step
+    }
+    while (w.state == WorkerState::alive && !w.running.empty() && w.running.size() < config_.pipeline) {
+      auto pick = step_->sched.next_ahead_for(id);
+      if (!pick) break;
+      assign(id, w, *pick);
+      if (!step_) return;
+    }
   }
   arm_late_timer();
 }
@@ -143,14 +166,14 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   Assign a{step_->id, p.segment, p.attempt, routine.id, step_->index_of[p.segment], routine.count,
            static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
            n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
-           static_cast<std::uint32_t>(n.own_pages.size()), n.own_step};
+           static_cast<std::uint32_t>(n.own_pages.size()), n.own_step, w.next_seq};
   Encoder e(MsgType::assign, id, a);
   e.append(routine.args);
   for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages}) {
     e.append(list->data(), list->size() * sizeof(std::uint32_t));
   }
   w.parked = false;
-  w.running = p.segment;
+  w.running.push_back({w.next_seq++, p.segment});
   w.synced_version = version();
   {
     std::lock_guard lock(mutex_);
@@ -241,6 +264,7 @@ void ManagerLoop::finish_step() {
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
     const auto& r = step_->spec.routines[step_->routine_of[s]];
     last_runner_[{r.id, step_->index_of[s], r.count}] = step_->accepted_from[s];
+    last_took_[{r.id, step_->index_of[s], r.count}] = step_->sched.took(s);
   }
   {
     std::lock_guard lock(mutex_);
@@ -266,8 +290,11 @@ void ManagerLoop::end_step(std::optional<std::string> error) {
   if (control_) set_control(0);
   step_.reset();
   for (auto& [id, w] : workers_) {
-    w.running.reset();
-    w.assemblies.clear();
+    w.running.clear();
+    for (auto& [key, a] : w.assemblies) {   // counted to their end: see Assembly
+      a.discard = true;
+      a.bytes = {};
+    }
   }
   std::lock_guard lock(mutex_);
   ++stats_.parallel_steps;

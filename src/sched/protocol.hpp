@@ -17,7 +17,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 2;
+inline constexpr std::uint16_t kVersion = 3;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -27,7 +27,7 @@ enum class MsgType : std::uint16_t {
   hello = 1,       // worker -> manager: who I am (identity, job key, my address)
   welcome,         // manager -> worker: your id, the region's geometry
   refuse,          // manager -> worker: you may not join (reason)
-  request_work,    // worker -> manager: I am idle
+  request_work,    // worker -> manager: I am idle (and have run or dropped up to seq N)
   assign,          // manager -> worker: run this segment (with write notices)
   page_request,    // worker -> manager: send pages [first, first+count) of this step
   page_data,       // manager -> worker: the pages, or "stale" if the step is over
@@ -89,6 +89,12 @@ struct Assign {
   std::uint32_t own_segments;     // then this many u32 segments (positions in own_step)
   std::uint32_t own_pages;        // then this many u32 page numbers
   StepId own_step;
+  // Per worker, from 1: the worker takes assignments in this order (their notices build
+  // on each other; see assign_queue.hpp).
+  std::uint64_t seq;
+};
+struct RequestWork {
+  std::uint64_t consumed;         // every assignment up to this seq was run or dropped
 };
 struct PageRequest {
   StepId step;

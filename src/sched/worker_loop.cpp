@@ -189,39 +189,87 @@ int WorkerLoop::run() {
   bool request = true;   // a result doubles as the request for more work
   unsigned idle_seconds = 0;
   for (;;) {
-    if (request && deferred_.empty()) send_small(MsgType::request_work);
-    for (;;) {
-      std::vector<std::byte> raw;
-      if (!deferred_.empty()) {
-        raw = std::move(deferred_.front());
-        deferred_.pop_front();
-      } else {
-        const auto t = std::chrono::steady_clock::now();
-        raw = receive(1000ms);
-        times_.wait += seconds_since(t);
-      }
-      if (raw.empty()) {
-        // Nothing for 5 s: ask again. Requests are idempotent, and this heals every way
-        // a request can be lost (a result cut short by the end of its step or by a
-        // suspicion, an assignment that never left the manager). Not sooner: a request
-        // while the manager is merely busy makes it re-run our segment elsewhere.
-        if (++idle_seconds % 5 == 0) send_small(MsgType::request_work);
-        continue;
-      }
+    if (auto next = assigns_.next()) {
+      request = !run_assignment(*next) || request;
       idle_seconds = 0;
-      std::string why;
-      auto m = decode(raw, why);
-      if (!m) { LOG_WARN("dropped a malformed message: %s", why.c_str()); continue; }
-      if (m->type() == MsgType::shutdown) on_shutdown(*m);
-      if (m->type() != MsgType::assign) {
-        LOG_WARN("protocol violation: %s while idle (ignored)", to_string(m->type()));
-        continue;
-      }
-      auto a = parse_assign(*m, why);
-      if (!a) { LOG_WARN("protocol violation: %s (ignored)", why.c_str()); continue; }
-      request = !run_segment(*a);
-      break;
+      continue;
     }
+    // Nothing to run. An assignment waiting for a predecessor that does not come (the
+    // manager lost it while it suspected us) is taken after a while, with the whole
+    // cache dropped, since the notices that came with the lost one are gone.
+    if (assigns_.stalled(kAssignGapPatience)) {
+      LOG_WARN("assignment(s) %llu missing for %lld ms: skipped; dropping every cached page",
+               static_cast<unsigned long long>(assigns_.consumed() + 1),
+               static_cast<long long>(kAssignGapPatience.count()));
+      assigns_.skip_gap();
+      drop_cache();
+      continue;
+    }
+    if (request && assigns_.empty()) send_request();
+    request = false;
+    const auto t = std::chrono::steady_clock::now();
+    std::vector<std::byte> raw = receive(assigns_.empty() ? 1000ms : kAssignGapPatience);
+    times_.wait += seconds_since(t);
+    if (raw.empty()) {
+      // Nothing for 5 s: ask again. Requests are idempotent, and this heals every way
+      // a request can be lost (a result cut short by the end of its step or by a
+      // suspicion, an assignment that never left the manager). Not sooner: a request
+      // while the manager is merely busy makes it re-run our segment elsewhere.
+      if (assigns_.empty() && ++idle_seconds % 5 == 0) send_request();
+      continue;
+    }
+    idle_seconds = 0;
+    take_message(std::move(raw), "while idle");
+  }
+}
+
+// An assignment goes to the queue (in order, see assign_queue.hpp); a shutdown ends the
+// process; anything else is not expected now.
+void WorkerLoop::take_message(std::vector<std::byte> raw, const char* when) {
+  std::string why;
+  auto m = decode(raw, why);
+  if (!m) {
+    LOG_WARN("dropped a malformed message: %s", why.c_str());
+    return;
+  }
+  if (m->type() == MsgType::shutdown) on_shutdown(*m);
+  if (m->type() != MsgType::assign) {
+    LOG_WARN("protocol violation: %s %s (ignored)", to_string(m->type()), when);
+    return;
+  }
+  auto a = fixed_part<Assign>(*m, why);
+  if (!a) {
+    LOG_WARN("protocol violation: %s (ignored)", why.c_str());
+    return;
+  }
+  if (!assigns_.add(a->seq, std::move(raw))) {
+    LOG_WARN("dropped assignment %llu: it came after it was given up, or twice",
+             static_cast<unsigned long long>(a->seq));
+  }
+}
+
+bool WorkerLoop::run_assignment(const std::vector<std::byte>& raw) {
+  std::string why;
+  auto m = decode(raw, why);
+  auto a = m ? parse_assign(*m, why) : std::nullopt;
+  if (!a) {
+    LOG_WARN("protocol violation: %s (ignored)", why.c_str());
+    return false;
+  }
+  return run_segment(*a);
+}
+
+void WorkerLoop::drop_cache() {
+  cache_->invalidate_all();
+  kept_.clear();
+}
+
+void WorkerLoop::send_request() {
+  Encoder e(MsgType::request_work, id_, RequestWork{assigns_.consumed()});
+  auto bytes = e.bytes();
+  if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) {
+    LOG_ERROR("cannot reach the manager; exiting");
+    _exit(3);
   }
 }
 
@@ -255,7 +303,12 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
   send_result(a, result_);
-  kept_[a.fixed.segment] = result_;
+  // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
+  // grows a fresh buffer to the size this one needed.
+  const std::size_t size = result_.size();
+  kept_[a.fixed.segment] = std::move(result_);
+  result_ = {};
+  result_.reserve(size);
   times_.send += seconds_since(t);
   ++times_.segments;
   return true;
@@ -315,15 +368,6 @@ void WorkerLoop::setup_rma(const Welcome& w) {
   }
 }
 
-void WorkerLoop::send_small(MsgType type) {
-  Encoder e(type, id_, Empty{});
-  auto bytes = e.bytes();
-  if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) {
-    LOG_ERROR("cannot reach the manager; exiting");
-    _exit(3);
-  }
-}
-
 // Runs inside the SIGSEGV handler of the segment's thread: reports failure as a value.
 dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count) noexcept {
   dsm::FetchResult out;
@@ -352,7 +396,7 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     if (!m) continue;
     if (m->type() == MsgType::shutdown) on_shutdown(*m);
     if (m->type() == MsgType::assign) {   // for after this segment: never drop one
-      deferred_.push_back(std::move(fetch_reply_));
+      take_message(std::move(fetch_reply_), "while waiting for pages");
       continue;
     }
     auto d = m->type() == MsgType::page_data ? fixed_part<PageData>(*m, why) : std::nullopt;

@@ -10,6 +10,7 @@
 #include "dsm/page_cache.hpp"
 #include "dsm/region.hpp"
 #include "net/endpoint.hpp"
+#include "sched/assign_queue.hpp"
 #include "sched/protocol.hpp"
 #include "unique_fd.hpp"
 
@@ -48,7 +49,13 @@ class WorkerLoop final : public dsm::PageSource {
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void setup_rma(const Welcome& w);
   bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
-  void send_small(MsgType type);
+  void send_request();   // request_work, naming the last assignment taken
+  void take_message(std::vector<std::byte> raw, const char* when);
+  bool run_assignment(const std::vector<std::byte>& raw);   // true if a result was sent
+  void drop_cache();
+  // How long an assignment waits for a missing predecessor before the worker gives up
+  // on it (reordering by the provider takes microseconds; a lost one never comes).
+  static constexpr std::chrono::milliseconds kAssignGapPatience{200};
   void heartbeat_loop();
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
@@ -72,7 +79,7 @@ class WorkerLoop final : public dsm::PageSource {
   std::uint32_t fetch_pages_ = 1;
   std::chrono::milliseconds heartbeat_{200};
   std::deque<std::vector<std::byte>> inbox_;
-  std::deque<std::vector<std::byte>> deferred_;   // assignments that came during a segment
+  AssignQueue assigns_;   // assignments received, taken in the manager's order
   std::optional<dsm::Region> region_;
   std::optional<dsm::PageCache> cache_;
   std::optional<dsm::FaultHandler> faults_;
