@@ -145,6 +145,7 @@ Config Config::from_environment() {
   read_size("CALYPSO_PAGE_SIZE", c.page_size);
   read_uint("CALYPSO_FETCH_PAGES", c.fetch_pages, 1, 64);
   read_uint("CALYPSO_WRITE_AHEAD", c.write_ahead, 1, 64);
+  read_uint("CALYPSO_FETCH_AHEAD", c.fetch_ahead, 1, 64);
   read_uint("CALYPSO_RERUN_AFTER_PCT", c.rerun_after_pct, 0, 100000);
   read_uint("CALYPSO_PIPELINE", c.pipeline, 1, 16);
   read_rma_fetch(c);

@@ -304,9 +304,9 @@ class HomeSource final : public PageSource {
 
 // A worker's DSM: region, source, cache and handler, torn down in reverse order.
 struct Worker {
-  explicit Worker(int k)
+  explicit Worker(int k, PageNumber fetch_ahead = 0)
       : region(Region::map(address_for(k), kSize, kPage, Access::none)),
-        cache(region, source, kGroup),
+        cache(region, source, kGroup, 16, fetch_ahead),
         handler(region.base(), region.size(), cache) {}
 
   std::byte* at(PageNumber p, std::size_t offset = 0) const { return region.user_page(p) + offset; }
@@ -351,6 +351,45 @@ TEST(PageCache, ReadFetchesTheGroupOnce) {
   EXPECT_EQ(w.source.calls, static_cast<int>((kPages + kGroup - 1) / kGroup));
   EXPECT_EQ(w.cache.stats().pages_fetched, kPages);
   EXPECT_EQ(w.cache.stats().write_faults, 0u);
+}
+
+// Read-ahead: a read fault where the previous fetch of a stream ended doubles that
+// stream's fetch (up to fetch_ahead pages, never over a page already held); two
+// interleaved streams are followed separately; a jump elsewhere starts small again.
+TEST(PageCache, SequentialReadsFetchAheadPerStream) {
+  Worker w(16, 20);
+  auto fetched = [&](PageNumber first, PageNumber count) {
+    EXPECT_EQ(w.source.last_first, first);
+    EXPECT_EQ(w.source.last_count, count);
+  };
+  w.read(0);
+  fetched(0, 5);
+  w.read(40);   // a second stream
+  fetched(40, 5);
+  w.read(5);
+  fetched(5, 10);
+  w.read(45);
+  fetched(45, 10);
+  w.read(15);
+  fetched(15, 20);
+  w.read(35);   // capped at 20, and stops at page 40, which is held
+  fetched(35, 5);
+  w.read(55);
+  fetched(55, 9);   // stream 2 doubles to 20, but the region ends at 64
+  EXPECT_EQ(w.source.calls, 7);
+  for (PageNumber p = 0; p < kPages; ++p) ASSERT_TRUE(w.page_is_home(p)) << p;
+  EXPECT_EQ(w.source.calls, 7) << "every page was fetched exactly once";
+  EXPECT_EQ(w.cache.stats().pages_fetched, kPages);
+}
+
+TEST(PageCache, ReadAheadStartsSmallAfterAJump) {
+  Worker w(17, 20);
+  w.read(0);
+  w.read(5);
+  EXPECT_EQ(w.source.last_count, 10u);
+  w.read(30);   // not where a stream ended
+  EXPECT_EQ(w.source.last_first, 30u);
+  EXPECT_EQ(w.source.last_count, 5u);
 }
 
 TEST(PageCache, ZeroPagesAreClearedNotShipped) {

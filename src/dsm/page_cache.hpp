@@ -8,6 +8,7 @@
 #include "dsm/page_table.hpp"
 #include "dsm/region.hpp"
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -41,9 +42,11 @@ struct CacheStats {
 
 class PageCache final : public FaultTarget {
  public:
+  // fetch_pages: pages one read fault fetches (an aligned group); fetch_ahead: most
+  // pages one fetch may take while read faults stay sequential (see fetch_group);
   // write_ahead: most pages one write fault may un-protect (see make_twins).
   PageCache(const Region& region, PageSource& source, PageNumber fetch_pages,
-            PageNumber write_ahead = 16);
+            PageNumber write_ahead = 16, PageNumber fetch_ahead = 0);
 
   FaultOutcome on_fault(void* address, bool is_write) noexcept override;
 
@@ -83,6 +86,16 @@ class PageCache final : public FaultTarget {
   PageSource& source_;
   PageNumber fetch_pages_;
   PageNumber write_ahead_;
+  PageNumber fetch_ahead_;
+  // Sequential read streams (matmul reads a row of A and all of B, in step): where
+  // each one's last fetch ended and how many pages its next fetch takes. Kept across
+  // segments: a worker's next segment often reads on where its last one stopped.
+  struct Stream {
+    PageNumber end = 0, next = 0;
+    std::uint64_t used = 0;   // for replacing the least recently used
+  };
+  std::array<Stream, 4> streams_{};
+  std::uint64_t fetch_clock_ = 0;
   PageNumber streak_ = 1;       // pages the next sequential write fault un-protects
   PageNumber streak_end_ = 0;   // one past the last page the previous write fault took
   PageTable table_;

@@ -148,12 +148,16 @@ void WorkerLoop::join(const std::string& identity) {
     if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
     id_ = w->worker;
     fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
+    // Read-ahead fetches stay within 512 KiB (a page_data reply must fit a message).
+    fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_,
+                                             std::max<std::uint32_t>(fetch_pages_, (512u << 10) / w->page_size));
+    fetch_ahead_ = std::min<std::uint32_t>(fetch_ahead_, 64);
     if (w->rma != 0 && ep_.supports_read()) setup_rma(*w);
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
     set_shared_base(region_->base());
-    cache_.emplace(*region_, *this, fetch_pages_, config_.write_ahead);
+    cache_.emplace(*region_, *this, fetch_pages_, config_.write_ahead, fetch_ahead_);
     faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
@@ -358,7 +362,7 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
 
 void WorkerLoop::setup_rma(const Welcome& w) {
   try {
-    staging_.resize(std::size_t{fetch_pages_} * w.page_size + sizeof(std::uint64_t));
+    staging_.resize(std::size_t{fetch_ahead_} * w.page_size + sizeof(std::uint64_t));
     staging_mr_ = ep_.expose(staging_.data(), staging_.size());
     home_mem_ = {w.home_address, w.home_key, w.region_size};
     control_mem_ = {w.control_address, w.control_key, sizeof(std::uint64_t)};

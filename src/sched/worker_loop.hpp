@@ -77,6 +77,7 @@ class WorkerLoop final : public dsm::PageSource {
   net::PeerId manager_ = net::kNoPeer;
   WorkerId id_ = kNoWorker;
   std::uint32_t fetch_pages_ = 1;
+  std::uint32_t fetch_ahead_ = 1;   // most pages one (read-ahead) fetch takes
   std::chrono::milliseconds heartbeat_{200};
   std::deque<std::vector<std::byte>> inbox_;
   AssignQueue assigns_;   // assignments received, taken in the manager's order
