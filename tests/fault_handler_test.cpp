@@ -428,6 +428,33 @@ std::vector<PageNumber> apply_body(const std::vector<std::byte>& body, std::vect
   return pages;
 }
 
+// Pages made writable up front take no write fault, ship exactly what was written, and
+// the ones left unchanged are not remembered as written; invalid and held pages are
+// left to the fault path.
+TEST(PageCache, PreparedWritesTakeNoFaultAndShipOnlyChanges) {
+  Worker w(18);
+  for (PageNumber p = 20; p < 30; ++p) w.read(p);   // clean
+  const std::uint64_t faults = w.cache.stats().write_faults;
+  w.cache.prepare_writes(std::vector<PageNumber>{22, 21, 23, 24, 40, 22});   // 40: invalid
+  EXPECT_EQ(w.cache.stats().write_faults, faults);
+  const std::byte v21 = ~w.source.home_page(21)[5], v24 = ~w.source.home_page(24)[9];
+  w.write(21, 5, v21);
+  w.write(24, 9, v24);
+  w.write(23, 0, w.source.home_page(23)[0]);   // written, unchanged
+  EXPECT_EQ(w.cache.stats().write_faults, faults) << "prepared pages must not fault";
+  w.write(26, 1, ~w.source.home_page(26)[1]);   // not prepared: faults as usual
+  EXPECT_EQ(w.cache.stats().write_faults, faults + 1);
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body, 0), 3u);
+  std::vector<std::byte> applied = w.source.home;
+  EXPECT_EQ(apply_body(body, applied), (std::vector<PageNumber>{21, 24, 26}));
+  EXPECT_EQ(applied[21 * kPage + 5], v21);
+  EXPECT_EQ(applied[24 * kPage + 9], v24);
+  EXPECT_EQ(w.cache.written(), (std::vector<PageNumber>{21, 24, 26}))
+      << "prepared pages that stayed the same are not counted as written";
+  for (PageNumber p : {21u, 22u, 23u, 24u, 26u}) EXPECT_TRUE(w.page_is_home(p)) << p;
+}
+
 TEST(PageCache, SegmentDiffsReproduceItsWritesAndTheSnapshotReturns) {
   Worker w(12);
   std::vector<std::byte> expected = w.source.home;

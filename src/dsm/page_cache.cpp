@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
+#include <utility>
 
 namespace calypso::dsm {
 
@@ -29,6 +30,7 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   twins_ = static_cast<std::byte*>(t);
   installed_.reserve(fetch_ahead_);
   kept_by_.assign(region.pages(), 0);
+  prepared_.assign(region.pages(), 0);
   kept_.reserve(region.pages());
 }
 
@@ -135,6 +137,25 @@ FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
   return FaultOutcome::resolved;
 }
 
+void PageCache::prepare_writes(std::span<const PageNumber> pages) {
+  std::vector<PageNumber> take;
+  take.reserve(pages.size());
+  for (PageNumber p : pages) {
+    if (p < region_.pages() && table_.state(p) == PageState::clean) take.push_back(p);
+  }
+  std::sort(take.begin(), take.end());
+  take.erase(std::unique(take.begin(), take.end()), take.end());
+  const std::size_t ps = region_.page_size();
+  for (std::size_t i = 0; i < take.size();) {   // one copy per run: twins are laid out like pages
+    std::size_t j = i + 1;
+    while (j < take.size() && take[j] == take[j - 1] + 1) ++j;
+    std::memcpy(twin(take[i]), region_.runtime_page(take[i]), (j - i) * ps);
+    for (std::size_t k = i; k < j; ++k) prepared_[take[k]] = 1;
+    i = j;
+  }
+  if (table_.set_each(take, PageState::dirty) != 0) throw Error("calypso: mprotect failed (prepare writes)");
+}
+
 void PageCache::invalidate(std::span<const PageNumber> pages) {
   std::vector<PageNumber> drop;
   drop.reserve(pages.size());
@@ -216,12 +237,16 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
   // Encoded into scratch first: growing `out` by the worst case would zero-fill 4 KiB
   // for every written page, most of which (Jacobi's interior) have an empty diff.
   encoded_.resize(diff_max_encoded_size(ps));
+  written_.clear();
   for (PageNumber p : written) {
     std::size_t n = diff_encode(region_.runtime_page(p), twin(p), ps, encoded_.data());
+    const bool prepared = std::exchange(prepared_[p], 0) != 0;
     if (n == 0) {
       same.push_back(p);
+      if (!prepared) written_.push_back(p);
       continue;
     }
+    written_.push_back(p);
     ResultEntry e{p, static_cast<std::uint32_t>(n)};
     const auto* entry = reinterpret_cast<const std::byte*>(&e);
     out.insert(out.end(), entry, entry + sizeof e);
@@ -241,7 +266,9 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
 void PageCache::abort_segment() {
   streak_ = 1;
   streak_end_ = 0;
-  restore(table_.take_dirty());
+  std::vector<PageNumber> dirty = table_.take_dirty();
+  for (PageNumber p : dirty) prepared_[p] = 0;
+  restore(dirty);
 }
 
 void PageCache::restore(std::span<const PageNumber> written) {

@@ -16,6 +16,7 @@
 #include <csetjmp>
 #include <cstdlib>
 #include <fstream>
+#include <string_view>
 #include <thread>
 #include <csignal>
 #include <cstring>
@@ -292,6 +293,11 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   pages_read_ = 0;
   Segment seg{a.fixed.index, a.fixed.count};
   std::vector<std::byte> args(a.args.begin(), a.args.end());
+  const SegmentKey key{a.fixed.routine, a.fixed.index, a.fixed.count,
+                       std::hash<std::string_view>{}({reinterpret_cast<const char*>(args.data()), args.size()})};
+  t = std::chrono::steady_clock::now();
+  if (auto it = wrote_.find(key); it != wrote_.end()) cache_->prepare_writes(it->second);
+  times_.prepare += seconds_since(t);
   if (sigsetjmp(g_abort_point, 1) != 0) {
     cache_->abort_segment();   // our step is over: nobody wants this result
     LOG_DEBUG("gave up segment %u of step %llu: the step is over", a.fixed.index,
@@ -304,6 +310,8 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   t = std::chrono::steady_clock::now();
   result_.clear();
   cache_->finish_segment(result_, a.fixed.segment);
+  if (wrote_.size() >= kMaxRemembered) wrote_.clear();
+  wrote_[key] = cache_->written();
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
   send_result(a, result_);
@@ -463,10 +471,11 @@ void WorkerLoop::on_shutdown(const Message& m) {
     const Times& t = times_;
     std::fprintf(stderr,
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s waiting for "
-                 "%llu page fetches), %.3f s finishing (diffs), %.3f s sending results, "
-                 "%.3f s on write notices, %.3f s waiting for work; peak RSS %ld KiB\n",
+                 "%llu page fetches), %.3f s twinning expected writes, %.3f s finishing (diffs), "
+                 "%.3f s sending results, %.3f s on write notices, %.3f s waiting for work; "
+                 "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.fetch,
-                 static_cast<unsigned long long>(t.fetches), t.finish, t.send, t.notices,
+                 static_cast<unsigned long long>(t.fetches), t.prepare, t.finish, t.send, t.notices,
                  t.wait, u.ru_maxrss);
   }
   std::fflush(nullptr);

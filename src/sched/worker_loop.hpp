@@ -56,6 +56,7 @@ class WorkerLoop final : public dsm::PageSource {
   // How long an assignment waits for a missing predecessor before the worker gives up
   // on it (reordering by the provider takes microseconds; a lost one never comes).
   static constexpr std::chrono::milliseconds kAssignGapPatience{200};
+  static constexpr std::size_t kMaxRemembered = 4096;   // segments in wrote_
   void heartbeat_loop();
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
@@ -97,12 +98,23 @@ class WorkerLoop final : public dsm::PageSource {
   // own diffs at the next step instead of refetching the pages (see Assign::own_pages).
   std::map<std::uint32_t, std::vector<std::byte>> kept_;
   StepId kept_step_ = 0;
+  // What each segment wrote the last time this worker ran it, by routine, index, count
+  // and arguments (Jacobi alternates two argument sets): made writable up front next
+  // time (PageCache::prepare_writes). Forgotten wholesale when it grows past a bound.
+  struct SegmentKey {
+    std::uint32_t routine;   // RoutineId
+    std::uint32_t index, count;
+    std::size_t args_hash;
+    auto operator<=>(const SegmentKey&) const = default;
+  };
+  std::map<SegmentKey, std::vector<dsm::PageNumber>> wrote_;
 
   // Where a worker's time goes, printed at exit with CALYPSO_STATS (seconds).
   struct Times {
     double notices = 0;    // invalidating / replaying pages before a segment
     double segment = 0;    // the routine, its faults and fetches included
     double fetch = 0;      // of which: waiting for pages
+    double prepare = 0;    // twinning the pages a segment is expected to write
     double finish = 0;     // diff encoding and restoring written pages
     double send = 0;       // shipping results
     double wait = 0;       // waiting for an assignment
