@@ -290,6 +290,26 @@ TEST(DiffMerge, RandomDisjointByteSetsCommute) {
   }
 }
 
+// diff_swap over a diff of (cur, twin) exchanges the two pages entirely: bytes outside
+// the diff's runs are equal in both. Densities from one word to every byte.
+TEST(DiffSwap, ExchangesPageAndTwin) {
+  std::mt19937_64 rng(10);
+  for (int iter = 0; iter < 200; ++iter) {
+    const Bytes twin = random_bytes(kPage, rng);
+    Bytes cur = twin;
+    const unsigned density = iter == 0 ? 0 : static_cast<unsigned>(rng() % 101);   // percent of bytes
+    for (std::size_t i = 0; i < kPage; ++i) {
+      if (rng() % 100 < density) cur[i] = other_byte(twin[i], rng);
+    }
+    if (iter == 1) cur[kPage - 1] = other_byte(twin[kPage - 1], rng);
+    const Bytes d = encode(cur, twin);
+    Bytes a = cur, b = twin;
+    diff_swap(d, a.data(), b.data());
+    ASSERT_EQ(a, twin) << "iteration " << iter;
+    ASSERT_EQ(b, cur) << "iteration " << iter;
+  }
+}
+
 // ---- validation ---------------------------------------------------------------------
 
 // Builds diffs by hand, including ones the encoder would never produce.

@@ -540,6 +540,22 @@ TEST(PageCache, KeptPagesAreCurrentAfterTheirAcceptedSegment) {
   EXPECT_EQ(w.read(21, 8), b);
   EXPECT_EQ(w.read(21, 100), c);
   EXPECT_EQ(w.source.calls, calls) << "replayed pages are fetched again";
+  // The next step writes them again. Page 20's twin already equals the page (only
+  // segment 5 wrote it), so it is not copied: the diffs must still hold exactly the new
+  // writes, for it and for 21 (two writers: twinned afresh).
+  const std::byte e = ~a, f = ~b;
+  w.write(20, 8, e);
+  w.write(21, 8, f);
+  std::vector<std::byte> body9;
+  EXPECT_EQ(w.cache.finish_segment(body9, 9), 2u);
+  std::vector<std::byte> after = w.source.home;
+  EXPECT_EQ(apply_body(body9, after), (std::vector<PageNumber>{20, 21}));
+  for (std::size_t i = 0; i < kSize; ++i) {
+    if (i == 20 * kPage + 8) ASSERT_EQ(after[i], e);
+    else if (i == 21 * kPage + 8) ASSERT_EQ(after[i], f);
+    else ASSERT_EQ(after[i], w.source.home[i]) << "byte " << i << " shipped but not written";
+  }
+  for (PageNumber p : {20u, 21u}) EXPECT_TRUE(w.page_is_home(p)) << "back at the snapshot: " << p;
 }
 
 TEST(PageCache, KeptPagesNobodyListedGoBackToTheSnapshot) {

@@ -316,4 +316,20 @@ void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept {
   }
 }
 
+void diff_swap(std::span<const std::byte> diff, std::byte* a, std::byte* b) noexcept {
+  std::size_t pos = 0;
+  while (pos < diff.size()) {
+    const RunHeader h = detail::read_run_header(diff.data() + pos);
+    const std::size_t at = std::size_t{h.word_offset} * kWordBytes;
+    for (std::size_t i = 0; i < h.word_count; ++i) {
+      std::uint64_t x, y;
+      std::memcpy(&x, a + at + i * kWordBytes, kWordBytes);
+      std::memcpy(&y, b + at + i * kWordBytes, kWordBytes);
+      std::memcpy(a + at + i * kWordBytes, &y, kWordBytes);
+      std::memcpy(b + at + i * kWordBytes, &x, kWordBytes);
+    }
+    pos += sizeof(RunHeader) + detail::run_body_bytes(h);
+  }
+}
+
 }  // namespace calypso::dsm

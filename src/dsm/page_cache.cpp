@@ -30,6 +30,7 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   twins_ = static_cast<std::byte*>(t);
   installed_.reserve(fetch_ahead_);
   kept_by_.assign(region.pages(), 0);
+  twin_state_.assign(region.pages(), Twin::stale);
   prepared_.assign(region.pages(), 0);
   kept_.reserve(region.pages());
 }
@@ -51,14 +52,6 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
       return make_twins(p);
     case PageState::dirty:
       return FaultOutcome::resolved;   // raced with our own protection change: retry
-    case PageState::kept: {
-      // Another segment of this step touches a page an earlier one wrote: it must see
-      // the snapshot, which the twin holds.
-      FaultOutcome r = restore_kept(p);
-      if (r != FaultOutcome::resolved || !is_write) return r;
-      ++stats_.write_faults;
-      return make_twins(p);
-    }
   }
   return FaultOutcome::fatal;
 }
@@ -97,6 +90,7 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
       if (has_data) std::memcpy(region_.runtime_page(first + i), data, ps);
       else std::memset(region_.runtime_page(first + i), 0, ps);
       installed_.push_back(first + i);
+      twin_state_[first + i] = Twin::stale;
     }
     if (has_data) data += ps;
   }
@@ -114,21 +108,28 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
 // mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
 // (like file read-ahead). A page twinned but never written costs a twin copy and an
 // empty diff, no more: finish_segment sends nothing for it.
-FaultOutcome PageCache::restore_kept(PageNumber p) noexcept {
-  std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
-  if (table_.set(p, 1, PageState::clean) != 0) {
-    log::raw("calypso: mprotect failed while restoring a kept page\n");
-    return FaultOutcome::fatal;
+// Twins pages [first, first+count), copying only those whose twin is not a copy already;
+// runs of pages are copied at once (twins are laid out like pages).
+void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
+  const std::size_t ps = region_.page_size();
+  for (PageNumber i = 0; i < count;) {
+    if (twin_state_[first + i] == Twin::same) {
+      ++i;
+      continue;
+    }
+    PageNumber j = i + 1;
+    while (j < count && twin_state_[first + j] != Twin::same) ++j;
+    std::memcpy(twin(first + i), region_.runtime_page(first + i), (j - i) * ps);
+    i = j;
   }
-  return FaultOutcome::resolved;
+  std::fill_n(twin_state_.begin() + first, count, Twin::same);
 }
 
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
   streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : 1;
   PageNumber n = 1;
   while (n < streak_ && p + n < region_.pages() && table_.state(p + n) == PageState::clean) ++n;
-  const std::size_t ps = region_.page_size();
-  std::memcpy(twin(p), region_.runtime_page(p), n * ps);   // twins are laid out like pages
+  copy_twins(p, n);
   if (table_.set(p, n, PageState::dirty) != 0) {
     log::raw("calypso: mprotect failed while un-protecting a written page\n");
     return FaultOutcome::fatal;
@@ -145,11 +146,10 @@ void PageCache::prepare_writes(std::span<const PageNumber> pages) {
   }
   std::sort(take.begin(), take.end());
   take.erase(std::unique(take.begin(), take.end()), take.end());
-  const std::size_t ps = region_.page_size();
-  for (std::size_t i = 0; i < take.size();) {   // one copy per run: twins are laid out like pages
+  for (std::size_t i = 0; i < take.size();) {
     std::size_t j = i + 1;
     while (j < take.size() && take[j] == take[j - 1] + 1) ++j;
-    std::memcpy(twin(take[i]), region_.runtime_page(take[i]), (j - i) * ps);
+    copy_twins(take[i], static_cast<PageNumber>(j - i));
     for (std::size_t k = i; k < j; ++k) prepared_[take[k]] = 1;
     i = j;
   }
@@ -162,22 +162,23 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
   for (PageNumber p : pages) {
     if (p >= region_.pages()) continue;
     const PageState s = table_.state(p);
-    if (s == PageState::clean || s == PageState::kept) drop.push_back(p);
+    if (s == PageState::clean) drop.push_back(p);
+    twin_state_[p] = Twin::stale;
   }
   std::sort(drop.begin(), drop.end());
   if (table_.set_each(drop, PageState::invalid) != 0) throw Error("calypso: mprotect failed (invalidate)");
 }
 
 void PageCache::invalidate_all() {
+  std::fill(twin_state_.begin(), twin_state_.end(), Twin::stale);
   if (table_.set(0, region_.pages(), PageState::invalid) != 0) {
     throw Error("calypso: mprotect failed (invalidate all)");
   }
 }
 
-// A kept page holds the snapshot plus the writes of the segment that wrote it last; if
-// that is the only accepted result touching it, it is current as it is. Otherwise it
-// goes back to the snapshot and every diff is applied in segment order (as the manager
-// did), which is also what clean pages get.
+// Held pages get the diffs in segment order, as the manager applied them. A page whose
+// twin holds exactly what the one diff listed for it writes (its twin came from that
+// segment's finish_segment, and nothing else wrote the page) then equals its twin.
 void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
                        std::span<const std::span<const std::byte>> bodies) {
   auto for_each_entry = [&](auto&& fn) {
@@ -195,45 +196,29 @@ void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::u
       }
     }
   };
-  // Kept pages that another of our results also wrote, or whose writer's result was not
-  // the accepted one, start again from the snapshot.
-  std::map<PageNumber, bool> current;   // kept page -> still current as it is
-  for_each_entry([&](PageNumber p, std::uint32_t seg, std::span<const std::byte>) {
-    if (table_.state(p) != PageState::kept) return;
-    auto [it, fresh] = current.try_emplace(p, seg == kept_by_[p]);
-    if (!fresh || seg != kept_by_[p]) it->second = false;
+  std::map<PageNumber, bool> twin_matches;   // page -> its twin will equal it
+  for_each_entry([&](PageNumber p, std::uint32_t seg, std::span<const std::byte> diff) {
+    if (table_.state(p) != PageState::clean) return;
+    diff_apply(diff, region_.runtime_page(p));
+    auto [it, fresh] = twin_matches.try_emplace(p, twin_state_[p] == Twin::pending && kept_by_[p] == seg);
+    if (!fresh) it->second = false;
   });
-  std::vector<PageNumber> done;
-  for (auto [p, ok] : current) {
-    if (!ok) std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
-    done.push_back(p);
-  }
-  for_each_entry([&](PageNumber p, std::uint32_t, std::span<const std::byte> diff) {
-    const PageState s = table_.state(p);
-    if (s == PageState::clean || (s == PageState::kept && !current[p])) diff_apply(diff, region_.runtime_page(p));
-  });
-  if (table_.set_each(done, PageState::clean) != 0) throw Error("calypso: mprotect failed (replay)");
+  for (auto [p, same] : twin_matches) twin_state_[p] = same ? Twin::same : Twin::stale;
 }
 
 void PageCache::settle_kept() {
-  std::vector<PageNumber> back;
   for (PageNumber p : kept_) {
-    if (table_.state(p) != PageState::kept) continue;   // already settled or dropped
-    std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
-    back.push_back(p);
+    if (twin_state_[p] == Twin::pending) twin_state_[p] = Twin::stale;
   }
   kept_.clear();
-  std::sort(back.begin(), back.end());
-  back.erase(std::unique(back.begin(), back.end()), back.end());
-  if (table_.set_each(back, PageState::clean) != 0) throw Error("calypso: mprotect failed (settle)");
 }
 
 std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t segment) {
   std::vector<PageNumber> written = table_.take_dirty();
   const std::size_t ps = region_.page_size();
-  // Pages whose diff is empty equal their twin: they go back to clean (still readable,
-  // no copy later). The others are kept.
-  std::vector<PageNumber> same, kept;
+  // Every written page goes back to clean: an unchanged one equals its twin; a changed
+  // one swaps the changed words with its twin (see the header).
+  std::size_t changed = 0;
   // Encoded into scratch first: growing `out` by the worst case would zero-fill 4 KiB
   // for every written page, most of which (Jacobi's interior) have an empty diff.
   encoded_.resize(diff_max_encoded_size(ps));
@@ -242,25 +227,25 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
     std::size_t n = diff_encode(region_.runtime_page(p), twin(p), ps, encoded_.data());
     const bool prepared = std::exchange(prepared_[p], 0) != 0;
     if (n == 0) {
-      same.push_back(p);
+      twin_state_[p] = Twin::same;
       if (!prepared) written_.push_back(p);
       continue;
     }
     written_.push_back(p);
+    diff_swap(std::span(encoded_).first(n), region_.runtime_page(p), twin(p));
+    twin_state_[p] = Twin::pending;
+    ++changed;
     ResultEntry e{p, static_cast<std::uint32_t>(n)};
     const auto* entry = reinterpret_cast<const std::byte*>(&e);
     out.insert(out.end(), entry, entry + sizeof e);
     out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n));
     kept_by_[p] = segment;
     kept_.push_back(p);
-    kept.push_back(p);
   }
   streak_ = 1;   // the next segment's writes start a new streak
   streak_end_ = 0;
-  if (table_.set_each(same, PageState::clean) != 0 || table_.set_each(kept, PageState::kept) != 0) {
-    throw Error("calypso: mprotect failed (keep)");
-  }
-  return kept.size();
+  if (table_.set_each(written, PageState::clean) != 0) throw Error("calypso: mprotect failed (finish)");
+  return changed;
 }
 
 void PageCache::abort_segment() {
@@ -272,7 +257,10 @@ void PageCache::abort_segment() {
 }
 
 void PageCache::restore(std::span<const PageNumber> written) {
-  for (PageNumber p : written) std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
+  for (PageNumber p : written) {
+    std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
+    twin_state_[p] = Twin::same;
+  }
   if (table_.set_each(written, PageState::clean) != 0) throw Error("calypso: mprotect failed (restore)");
 }
 

@@ -56,12 +56,13 @@ class PageCache final : public FaultTarget {
 
   // Brings copies of `pages` (sorted) to the next memory version by applying, in order,
   // the diffs that the given result bodies (this worker's own accepted results, by
-  // segment) hold for them. A page still holding the writes of the one segment that
-  // wrote it (kept) needs nothing. Pages not held are left alone (they will be fetched).
+  // segment) hold for them. A page whose twin holds exactly the writes of the one
+  // segment that wrote it ends up equal to its twin, so its next write needs no copy.
+  // Pages not held are left alone (they will be fetched).
   void replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
               std::span<const std::span<const std::byte>> bodies);
-  // After the notices of a new step: every page still kept goes back to its snapshot
-  // (nobody said it changed, so its twin is current).
+  // After the notices of a new step: the writes kept in twins that nobody listed were
+  // not accepted; the pages already hold the snapshot, which is current.
   void settle_kept();
 
   // Start of a segment: the pages it is expected to write (those the same segment wrote
@@ -74,11 +75,13 @@ class PageCache final : public FaultTarget {
   // writing (prepared pages it left unchanged are not counted). Sorted.
   const std::vector<PageNumber>& written() const noexcept { return written_; }
 
-  // End of a segment: appends ResultEntry + diff for every written page to out. The
-  // written pages keep this segment's writes but become inaccessible (kept): a later
-  // touch in the same step restores the snapshot from the twin first, and at the next
-  // step a page that only this segment wrote, and whose result was accepted, is already
-  // current (Jacobi: no restore copy, no replay). Returns the number of pages written.
+  // End of a segment: appends ResultEntry + diff for every written page to out. Over
+  // the words each diff covers, page and twin then swap contents: the page is back at
+  // the step's snapshot (read-only, for later segments of this step) and the twin holds
+  // the segment's writes, at the cost of the changed words only. At the next step a page
+  // that only this segment wrote, and whose result was accepted, gets the same writes
+  // from the diff and equals its twin again: Jacobi's next write to it copies nothing.
+  // Returns the number of pages with a non-empty diff.
   std::size_t finish_segment(std::vector<std::byte>& out, std::uint32_t segment);
   // A segment given up: restore written pages, produce nothing.
   void abort_segment();
@@ -88,7 +91,6 @@ class PageCache final : public FaultTarget {
  private:
   FaultOutcome fetch_group(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
-  FaultOutcome restore_kept(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
   void restore(std::span<const PageNumber> written);
 
@@ -111,8 +113,13 @@ class PageCache final : public FaultTarget {
   PageTable table_;
   std::byte* twins_;          // private mapping, one slot per page, touched only when used
   std::vector<PageNumber> installed_;  // scratch for fetch_group, reserved up front
-  std::vector<std::uint32_t> kept_by_;   // per page: the segment whose writes it keeps
-  std::vector<PageNumber> kept_;         // pages in the kept state (may hold stale entries)
+  // What a page's twin holds: nothing useful, a copy of the page (a write needs no
+  // copy first), or the page plus the writes of segment kept_by_[p] (finish_segment).
+  enum class Twin : std::uint8_t { stale, same, pending };
+  std::vector<Twin> twin_state_;
+  std::vector<std::uint32_t> kept_by_;   // per page: the segment whose writes its twin holds
+  std::vector<PageNumber> kept_;         // pages with a pending twin (may hold stale entries)
+  void copy_twins(PageNumber first, PageNumber count) noexcept;
   std::vector<std::byte> encoded_;       // finish_segment: one page's diff
   std::vector<std::uint8_t> prepared_;   // per page: made writable by prepare_writes
   std::vector<PageNumber> written_;

@@ -10,7 +10,6 @@ Access access_of(PageState s) {
     case PageState::invalid: return Access::none;
     case PageState::clean: return Access::read;
     case PageState::dirty: return Access::read_write;
-    case PageState::kept: return Access::none;
   }
   return Access::none;
 }

@@ -1,10 +1,7 @@
 // Per-page state of the shared region in one process, and the one place that changes
 // the user view's protections so that they always match the state:
 //   invalid -> no access (a touch faults and fetches), clean -> read-only (a write faults
-//   and makes a twin), dirty -> read-write (written in this segment / sequential step),
-//   kept -> no access: holds this worker's writes of a finished segment, its twin holds
-//   the step's snapshot (a touch in the same step restores the snapshot first; see
-//   PageCache::finish_segment).
+//   and makes a twin), dirty -> read-write (written in this segment / sequential step).
 // Consecutive pages changing together get one mprotect, which also keeps the number of
 // kernel mappings low (see safe_page_size in region.hpp for the bound).
 #pragma once
@@ -17,7 +14,7 @@
 
 namespace calypso::dsm {
 
-enum class PageState : std::uint8_t { invalid, clean, dirty, kept };
+enum class PageState : std::uint8_t { invalid, clean, dirty };
 
 class PageTable {
  public:
