@@ -343,22 +343,29 @@ TEST(EagerScheduler, FixedPolicyQueuesOnlyItsOwnBlock) {
 }
 
 // A queued segment is timed from when it starts, not from when it was queued; a
-// segment with a known duration from an earlier step is late at 1.5x that duration.
+// segment with a known duration is late at 1.5x that duration (at least 5 ms over it).
 TEST(EagerScheduler, QueuedSegmentsAndKnownDurationsSetWhenARunIsLate) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
   EagerScheduler s(2, 3, EagerScheduler::Policy::eager, {1, 1});
   s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({10ms, 20ms});
+  s.set_expected({20ms, 2ms});
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
   ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u);
-  EXPECT_EQ(*s.next_rerun_at(2), t0 + 15ms) << "segment 0: 1.5 x its 10 ms";
-  EXPECT_TRUE(s.complete(0, 1, t0 + 10ms));
-  EXPECT_EQ(s.took(0), 10ms);
-  s.started(1, 1, t0 + 10ms);   // it waited in the queue until now
-  EXPECT_FALSE(s.next_for(2, t0 + 35ms)) << "segment 1 started at 10 ms and may take 30";
-  EXPECT_EQ(*s.next_rerun_at(2), t0 + 40ms);
-  auto p = s.next_for(2, t0 + 40ms);
+  EXPECT_EQ(*s.next_rerun_at(2), t0 + 7ms) << "segment 1: 2 ms + 5 ms slack, counted from its queueing";
+  EXPECT_TRUE(s.complete(1, 1, t0 + 1ms));
+  EXPECT_EQ(*s.next_rerun_at(2), t0 + 30ms) << "segment 0: 1.5 x its 20 ms";
+  EXPECT_EQ(s.took(1), 1ms);
+  EagerScheduler q(2, 3, EagerScheduler::Policy::eager, {1, 1});
+  q.set_rerun_delay(1.5, 50ms);
+  q.set_expected({20ms, 20ms});
+  ASSERT_EQ(q.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(q.next_ahead_for(1, t0)->segment, 1u);
+  EXPECT_TRUE(q.complete(0, 1, t0 + 20ms));
+  q.started(1, 1, t0 + 20ms);   // it waited in the queue until now
+  EXPECT_FALSE(q.next_for(2, t0 + 45ms)) << "segment 1 started at 20 ms and may take 30";
+  EXPECT_EQ(*q.next_rerun_at(2), t0 + 50ms);
+  auto p = q.next_for(2, t0 + 50ms);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->segment, 1u) << "late: re-run";
 }

@@ -67,12 +67,18 @@ std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
 
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
+  Clock::duration d;
   if (s.expected.count() > 0) {
-    return s.first_start + std::chrono::duration_cast<Clock::duration>(s.expected * rerun_factor_);
+    d = s.expected;
+  } else if (completed_ == 0) {
+    return s.first_start + before_any_;
+  } else {
+    d = completed_time_ / completed_;
   }
-  if (completed_ == 0) return s.first_start + before_any_;
-  const auto mean = completed_time_ / completed_;
-  return s.first_start + std::chrono::duration_cast<Clock::duration>(mean * rerun_factor_);
+  // At least kLateSlack over the expected time: a sub-millisecond segment is not late
+  // because its worker lost the core for a time slice (a re-run would refetch its pages).
+  const auto late = std::max(std::chrono::duration_cast<Clock::duration>(d * rerun_factor_), d + kLateSlack);
+  return s.first_start + late;
 }
 
 std::optional<EagerScheduler::Clock::time_point> EagerScheduler::next_rerun_at(WorkerId w) const {

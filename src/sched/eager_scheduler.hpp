@@ -48,6 +48,7 @@ class EagerScheduler {
   // the original for a core and fetches the original's pages, while a slow or stopped
   // worker's segment is still taken over soon. factor 0 (the default): at once.
   void set_rerun_delay(double factor, Clock::duration before_any);
+  static constexpr std::chrono::milliseconds kLateSlack{5};
   // How long each segment took when it last ran (the same routine, index and count in an
   // earlier step; zero: unknown). A segment with a known duration is late at `factor`
   // times that rather than times this step's mean: in iterative codes segments differ
