@@ -184,6 +184,7 @@ void bm_runtime_with(benchmark::State& state, std::size_t page, PageNumber write
   Region r = Region::map(kRuntimeAddress, kBatchPages * page, page, Access::none);
   ZeroSource source;
   PageCache cache(r, source, kWarmupGroup, write_ahead);
+  cache.mark_written(0, r.pages());   // misses go to the source, not to known-zero pages
   FaultHandler handler(r.base(), r.size(), cache);
   // Read every page (clean), write every page once (twins allocated), then start over.
   for (PageNumber p = 0; p < r.pages(); ++p) benchmark::DoNotOptimize(load(r.user_page(p)));

@@ -307,7 +307,9 @@ struct Worker {
   explicit Worker(int k, PageNumber fetch_ahead = 0)
       : region(Region::map(address_for(k), kSize, kPage, Access::none)),
         cache(region, source, kGroup, 16, fetch_ahead),
-        handler(region.base(), region.size(), cache) {}
+        handler(region.base(), region.size(), cache) {
+    cache.mark_written(0, kPages);   // home has data everywhere: nothing is known-zero
+  }
 
   std::byte* at(PageNumber p, std::size_t offset = 0) const { return region.user_page(p) + offset; }
   std::byte read(PageNumber p, std::size_t offset = 0) const { return load(at(p, offset)); }
@@ -390,6 +392,32 @@ TEST(PageCache, ReadAheadStartsSmallAfterAJump) {
   w.read(30);   // not where a stream ended
   EXPECT_EQ(w.source.last_first, 30u);
   EXPECT_EQ(w.source.last_count, 5u);
+}
+
+// A page nobody has written is cleared, not fetched, with its never-written neighbours,
+// until a notice (or the join-time list) says it was written.
+TEST(PageCache, KnownZeroPagesAreNotFetched) {
+  Region r = Region::map(address_for(20), kSize, kPage, Access::none);
+  HomeSource source;
+  PageCache cache(r, source, kGroup, 16, 8);
+  FaultHandler handler(r.base(), r.size(), cache);
+  cache.mark_written(10, 5);   // home pages 10..14 were written before we joined
+  std::memset(source.home_page(3), 0, kPage);   // (home data elsewhere is never read)
+  std::memset(r.runtime_page(30), 0x5a, kPage);   // a stale local copy must be cleared
+  EXPECT_EQ(load(r.user_page(30) + 7), std::byte{0});
+  EXPECT_EQ(source.calls, 0);
+  EXPECT_EQ(cache.stats().zero_pages, 8u) << "page 30 and the 7 after it, up to fetch_ahead";
+  EXPECT_EQ(load(r.user_page(12) + 5), source.home_page(12)[5]);
+  EXPECT_EQ(source.calls, 1) << "a written page is fetched";
+  const PageNumber notice[] = {31, 50};
+  cache.invalidate(notice);
+  EXPECT_EQ(load(r.user_page(31) + 1), source.home_page(31)[1]) << "noticed: now fetched";
+  EXPECT_EQ(source.calls, 2);
+  EXPECT_EQ(load(r.user_page(50)), source.home_page(50)[0]);
+  EXPECT_EQ(source.calls, 3);
+  cache.invalidate_all();
+  EXPECT_EQ(load(r.user_page(40)), source.home_page(40)[0]) << "after invalidate_all nothing is known-zero";
+  EXPECT_EQ(source.calls, 4);
 }
 
 TEST(PageCache, ZeroPagesAreClearedNotShipped) {
@@ -643,6 +671,7 @@ TEST(PageCache, StaleAnswerAbortsFailedAnswerIsFatal) {
   Region r = Region::map(address_for(17), kSize, kPage, Access::none);
   HomeSource source;
   PageCache cache(r, source, kGroup);
+  cache.mark_written(0, kPages);
   source.status = FetchStatus::stale;
   EXPECT_EQ(cache.on_fault(r.user_page(8), false), FaultOutcome::abort);
   EXPECT_EQ(cache.on_fault(r.user_page(8), true), FaultOutcome::abort);

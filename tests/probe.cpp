@@ -17,6 +17,8 @@
 //                             gets "start" when the sleep begins
 #include <calypso/calypso.hpp>
 
+#include <algorithm>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -266,6 +268,9 @@ int main(int argc, char** argv) {
     }
     if (mode == "big") {
       double* out = m.alloc<double>(4 * kBigWords);
+      // Written by the program first: untouched memory is known to be zero and would
+      // never be fetched, and the death points before and during fetches need fetches.
+      std::fill(out, out + 4 * kBigWords, -1.0);
       for (int round = 0; round < 2; ++round) m.parallel(write_big, 4, Big{out});
       for (std::size_t s = 0; s < 4; ++s) {
         for (std::size_t i = 0; i < kBigWords; ++i) {

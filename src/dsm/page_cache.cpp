@@ -32,6 +32,7 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   kept_by_.assign(region.pages(), 0);
   twin_state_.assign(region.pages(), Twin::stale);
   prepared_.assign(region.pages(), 0);
+  written_at_home_.assign(region.pages(), 0);
   kept_.reserve(region.pages());
 }
 
@@ -42,7 +43,7 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
   switch (table_.state(p)) {
     case PageState::invalid: {
       ++stats_.read_faults;
-      FaultOutcome r = fetch_group(p);
+      FaultOutcome r = written_at_home_[p] != 0 ? fetch_group(p) : install_zero(p);
       if (r != FaultOutcome::resolved || !is_write) return r;
       return make_twins(p);
     }
@@ -108,6 +109,30 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
 // mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
 // (like file read-ahead). A page twinned but never written costs a twin copy and an
 // empty diff, no more: finish_segment sends nothing for it.
+// A known-zero page and the known-zero invalid pages after it (up to a fetch's worth):
+// cleared in place, no round trip.
+FaultOutcome PageCache::install_zero(PageNumber p) noexcept {
+  PageNumber n = 1;
+  while (n < fetch_ahead_ && p + n < region_.pages() && written_at_home_[p + n] == 0 &&
+         table_.state(p + n) == PageState::invalid) {
+    ++n;
+  }
+  std::memset(region_.runtime_page(p), 0, std::size_t{n} * region_.page_size());
+  std::fill_n(twin_state_.begin() + p, n, Twin::stale);
+  stats_.zero_pages += n;
+  if (table_.set(p, n, PageState::clean) != 0) {
+    log::raw("calypso: mprotect failed while installing zero pages\n");
+    return FaultOutcome::fatal;
+  }
+  return FaultOutcome::resolved;
+}
+
+void PageCache::mark_written(PageNumber first, PageNumber count) noexcept {
+  if (first >= region_.pages()) return;
+  count = std::min<PageNumber>(count, region_.pages() - first);
+  std::fill_n(written_at_home_.begin() + first, count, std::uint8_t{1});
+}
+
 // Twins pages [first, first+count), copying only those whose twin is not a copy already;
 // runs of pages are copied at once (twins are laid out like pages).
 void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
@@ -164,6 +189,7 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
     const PageState s = table_.state(p);
     if (s == PageState::clean) drop.push_back(p);
     twin_state_[p] = Twin::stale;
+    written_at_home_[p] = 1;
   }
   std::sort(drop.begin(), drop.end());
   if (table_.set_each(drop, PageState::invalid) != 0) throw Error("calypso: mprotect failed (invalidate)");
@@ -171,6 +197,7 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
 
 void PageCache::invalidate_all() {
   std::fill(twin_state_.begin(), twin_state_.end(), Twin::stale);
+  std::fill(written_at_home_.begin(), written_at_home_.end(), std::uint8_t{1});
   if (table_.set(0, region_.pages(), PageState::invalid) != 0) {
     throw Error("calypso: mprotect failed (invalidate all)");
   }
@@ -196,6 +223,7 @@ void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::u
       }
     }
   };
+  for (PageNumber p : pages) mark_written(p, 1);
   std::map<PageNumber, bool> twin_matches;   // page -> its twin will equal it
   for_each_entry([&](PageNumber p, std::uint32_t seg, std::span<const std::byte> diff) {
     if (table_.state(p) != PageState::clean) return;

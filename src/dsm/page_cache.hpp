@@ -38,6 +38,7 @@ struct CacheStats {
   std::uint64_t write_faults = 0;
   std::uint64_t fetches = 0;
   std::uint64_t pages_fetched = 0;
+  std::uint64_t zero_pages = 0;   // known-zero pages cleared instead of fetched
 };
 
 class PageCache final : public FaultTarget {
@@ -53,6 +54,11 @@ class PageCache final : public FaultTarget {
   // Write notices: these pages changed at the manager; drop our copies.
   void invalidate(std::span<const PageNumber> pages);
   void invalidate_all();
+  // Known-zero pages: every page starts out as never written (zero at the manager, as
+  // the worker's own memory is), and a miss on one is cleared here instead of fetched,
+  // until it is marked written: by the manager's list at joining (Welcome), and by
+  // every write notice (invalidate, invalidate_all, replay).
+  void mark_written(PageNumber first, PageNumber count) noexcept;
 
   // Brings copies of `pages` (sorted) to the next memory version by applying, in order,
   // the diffs that the given result bodies (this worker's own accepted results, by
@@ -90,6 +96,7 @@ class PageCache final : public FaultTarget {
 
  private:
   FaultOutcome fetch_group(PageNumber p) noexcept;
+  FaultOutcome install_zero(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
   void restore(std::span<const PageNumber> written);
@@ -122,6 +129,7 @@ class PageCache final : public FaultTarget {
   void copy_twins(PageNumber first, PageNumber count) noexcept;
   std::vector<std::byte> encoded_;       // finish_segment: one page's diff
   std::vector<std::uint8_t> prepared_;   // per page: made writable by prepare_writes
+  std::vector<std::uint8_t> written_at_home_;   // per page: may be non-zero at the manager
   std::vector<PageNumber> written_;
   CacheStats stats_;
 

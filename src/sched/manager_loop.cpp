@@ -69,7 +69,8 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
       collation_(region, config.check_conflicts),
       ep_(net::Endpoint::open(endpoint_config(config))),
       wakeup_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      timer_(make_timer(config.heartbeat)) {
+      timer_(make_timer(config.heartbeat)),
+      ever_written_(region.pages(), false) {
   late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
   epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get()});
@@ -228,7 +229,23 @@ void ManagerLoop::on_hello(const Message& m) {
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
               static_cast<std::uint32_t>(config_.heartbeat.count()),
-              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0};
+              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0};
+  std::vector<std::uint32_t> runs;   // pages written so far, as (first, count)
+  for (dsm::PageNumber p = 0; p < ever_written_.size();) {
+    if (!ever_written_[p]) {
+      ++p;
+      continue;
+    }
+    dsm::PageNumber q = p + 1;
+    while (q < ever_written_.size() && ever_written_[q]) ++q;
+    runs.push_back(p);
+    runs.push_back(q - p);
+    p = q;
+  }
+  // A fragmented written set that would not fit a message is sent as "everything":
+  // the worker then fetches every page, as without this list.
+  if (runs.size() * sizeof(std::uint32_t) > ep_.max_message() / 2) runs = {0, static_cast<std::uint32_t>(region_.pages())};
+  wel.written_runs = static_cast<std::uint32_t>(runs.size() / 2);
   if (home_mr_ && control_mr_) {
     wel.rma = 1;
     wel.home_address = home_mr_.remote().address;
@@ -237,6 +254,7 @@ void ManagerLoop::on_hello(const Message& m) {
     wel.control_key = control_mr_.remote().key;
   }
   Encoder e(MsgType::welcome, id, wel);
+  e.append(runs.data(), runs.size() * sizeof(std::uint32_t));
   if (!send(id, w, e)) return;
   LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
   {

@@ -193,6 +193,7 @@ class ManagerLoop {
   std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, WorkerId> last_runner_;
   // ... and how long that run took (EagerScheduler::set_expected).
   std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, Clock::duration> last_took_;
+  std::vector<bool> ever_written_;   // per page: written by anyone since the start (Welcome)
   std::deque<Version> log_;
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;

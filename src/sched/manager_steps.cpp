@@ -218,6 +218,9 @@ ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w) cons
 }
 
 void ManagerLoop::record_version(Version v) {
+  for (dsm::PageNumber p : v.pages) {
+    if (p < ever_written_.size()) ever_written_[p] = true;
+  }
   log_.push_back(std::move(v));
   // Keep the log short: a worker further behind than this gets "invalidate all".
   while (log_.size() > 256) {

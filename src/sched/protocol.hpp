@@ -69,6 +69,11 @@ struct Welcome {
   std::uint64_t home_key;
   std::uint64_t control_address;  // one word: the open step's id, 0 between steps
   std::uint64_t control_key;
+  // Then this many (first, count) u32 pairs: the pages anything has written so far. The
+  // others are still zero at the manager, and stay known-zero to the worker until a
+  // write notice names them: it clears them itself instead of fetching them.
+  std::uint32_t written_runs;
+  std::uint32_t reserved;
 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows

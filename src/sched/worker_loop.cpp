@@ -159,6 +159,15 @@ void WorkerLoop::join(const std::string& identity) {
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
     set_shared_base(region_->base());
     cache_.emplace(*region_, *this, fetch_pages_, config_.write_ahead, fetch_ahead_);
+    auto runs = tail<Welcome>(*m);
+    if (runs.size() != std::size_t{w->written_runs} * 2 * sizeof(std::uint32_t)) {
+      throw Error("calypso: malformed welcome from the manager: written-page list of the wrong length");
+    }
+    for (std::size_t i = 0; i < w->written_runs; ++i) {
+      std::uint32_t run[2];
+      std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
+      cache_->mark_written(run[0], run[1]);   // clipped to the region
+    }
     faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
