@@ -98,6 +98,11 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
     std::exit(1);
   }
   log::set_level(c.log_level);
+  // Before libfabric starts (it reads its variables once): tcp;ofi_rxm preposts
+  // FI_OFI_RXM_MSG_RX_SIZE bounce buffers of 16 KiB per endpoint, 4096 by default, which
+  // is 64 MiB per endpoint and was half of every process's memory. Our traffic has few
+  // messages in flight per peer. A value the user set wins.
+  setenv("FI_OFI_RXM_MSG_RX_SIZE", c.role == Role::manager ? "1024" : "256", 0);
   if (c.role == Role::manager) {
     log::set_prefix("manager");
     // Workers take the geometry from the manager's welcome, so only the manager decides.
