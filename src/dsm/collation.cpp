@@ -5,6 +5,8 @@
 #include "dsm/result_format.hpp"
 
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace calypso::dsm {
 namespace {
@@ -57,6 +59,44 @@ std::optional<Conflict> Collation::apply(std::span<const std::byte> body, Segmen
     return true;
   });
   return conflict;
+}
+
+std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std::byte>> bodies,
+                                             std::span<const SegmentTag> tags,
+                                             std::vector<std::vector<PageNumber>>& written) {
+  written.assign(bodies.size(), {});
+  std::size_t bytes = 0;
+  for (const auto& b : bodies) bytes += b.size();
+  if (check_conflicts_ || bytes < kParallelFrom) {
+    std::optional<Conflict> conflict;
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+      if (auto c = apply(bodies[i], tags[i], written[i]); c && !conflict) conflict = c;
+    }
+    return conflict;
+  }
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    for_each_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte>) {
+      written[i].push_back(e.page);
+      return true;
+    });
+  }
+  auto stripe = [&](PageNumber parity) {
+    for (const auto& body : bodies) {
+      for_each_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+        if (e.page % 2 == parity) diff_apply(d, region_.runtime_page(e.page));
+        return true;
+      });
+    }
+  };
+  std::thread helper;
+  try {
+    helper = std::thread(stripe, 1);
+  } catch (const std::system_error&) {
+    stripe(1);   // no thread to be had: do it here
+  }
+  stripe(0);
+  if (helper.joinable()) helper.join();
+  return std::nullopt;
 }
 
 void Collation::begin_step() {

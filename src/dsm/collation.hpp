@@ -40,11 +40,22 @@ class Collation {
   std::optional<Conflict> apply(std::span<const std::byte> body, SegmentTag tag,
                                 std::vector<PageNumber>& written);
 
+  // apply() for every body in order (bodies[i] tagged tags[i]); written[i] gets the pages
+  // of body i. Large steps are applied by two threads, each taking the pages of one
+  // parity, each walking the bodies in order: the same bytes end up in memory as with
+  // one thread, since a page's diffs are still applied in segment order. The manager's
+  // workers wait for this, so it has the machine to itself. Checking mode: one thread.
+  std::optional<Conflict> apply_all(std::span<const std::span<const std::byte>> bodies,
+                                    std::span<const SegmentTag> tags,
+                                    std::vector<std::vector<PageNumber>>& written);
+
   // Forgets the byte owners of the previous step (checking mode).
   void begin_step();
 
  private:
   std::optional<Conflict> check(std::span<const std::byte> diff, PageNumber page, SegmentTag tag);
+  // Below this many diff bytes in a step, one thread (starting one costs ~50 us).
+  static constexpr std::size_t kParallelFrom = std::size_t{1} << 20;
 
   const Region& region_;
   bool check_conflicts_;

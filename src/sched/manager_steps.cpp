@@ -233,20 +233,24 @@ void ManagerLoop::record_version(Version v) {
 ManagerLoop::Version ManagerLoop::collate_step() {
   Version v;
   v.step = step_->id;
-  std::map<dsm::PageNumber, WorkerId> writer;
-  std::vector<dsm::PageNumber> written;
-  for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
-    dsm::SegmentTag tag{step_->routine_of[s], step_->index_of[s]};
-    written.clear();
-    if (auto c = collation_.apply(step_->results[s], tag, written); c && !conflict_) conflict_ = c;
+  const std::size_t n = step_->results.size();
+  std::vector<std::span<const std::byte>> bodies(step_->results.begin(), step_->results.end());
+  std::vector<dsm::SegmentTag> tags(n);
+  for (std::uint32_t s = 0; s < n; ++s) tags[s] = {step_->routine_of[s], step_->index_of[s]};
+  std::vector<std::vector<dsm::PageNumber>> written_by;
+  if (auto c = collation_.apply_all(bodies, tags, written_by); c && !conflict_) conflict_ = c;
+  std::vector<std::pair<dsm::PageNumber, WorkerId>> writes;   // (page, writer), then sorted
+  for (std::uint32_t s = 0; s < n; ++s) {
     const WorkerId from = step_->accepted_from[s];
     v.kept[from].push_back(s);
-    for (dsm::PageNumber p : written) {
-      auto [it, fresh] = writer.try_emplace(p, from);
-      if (!fresh && it->second != from) it->second = kNoWorker;
-    }
+    for (dsm::PageNumber p : written_by[s]) writes.emplace_back(p, from);
   }
-  for (const auto& [page, who] : writer) {
+  std::sort(writes.begin(), writes.end());
+  for (const auto& [page, who] : writes) {
+    if (!v.pages.empty() && v.pages.back() == page) {
+      if (v.sole_writer.back() != who) v.sole_writer.back() = kNoWorker;
+      continue;
+    }
     v.pages.push_back(page);
     v.sole_writer.push_back(who);
   }
