@@ -103,12 +103,6 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
   return FaultOutcome::resolved;
 }
 
-// A write fault costs ~15 us (signal, mprotect, TLB shoot-down) against ~1 us to twin
-// a 16 KiB page, so a segment that writes pages in order (rows, blocks) gets the
-// following clean pages twinned and un-protected with the faulting one, in one
-// mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
-// (like file read-ahead). A page twinned but never written costs a twin copy and an
-// empty diff, no more: finish_segment sends nothing for it.
 // A known-zero page and the known-zero invalid pages after it (up to a fetch's worth):
 // cleared in place, no round trip.
 FaultOutcome PageCache::install_zero(PageNumber p) noexcept {
@@ -150,6 +144,12 @@ void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
   std::fill_n(twin_state_.begin() + first, count, Twin::same);
 }
 
+// A write fault costs ~15 us (signal, mprotect, TLB shoot-down) against ~1 us to twin
+// a 16 KiB page, so a segment that writes pages in order (rows, blocks) gets the
+// following clean pages twinned and un-protected with the faulting one, in one
+// mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
+// (like file read-ahead). A page twinned but never written costs a twin copy and an
+// empty diff, no more: finish_segment sends nothing for it.
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
   streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : 1;
   PageNumber n = 1;
