@@ -267,7 +267,9 @@ bool WorkerLoop::run_assignment(const std::vector<std::byte>& raw) {
   auto m = decode(raw, why);
   auto a = m ? parse_assign(*m, why) : std::nullopt;
   if (!a) {
-    LOG_WARN("protocol violation: %s (ignored)", why.c_str());
+    // Its write notices are lost with it, and later assignments build on them.
+    LOG_WARN("protocol violation: %s (ignored; dropping every cached page)", why.c_str());
+    drop_cache();
     return false;
   }
   return run_segment(*a);
@@ -288,14 +290,15 @@ void WorkerLoop::send_request() {
 }
 
 bool WorkerLoop::run_segment(const AssignView& a) {
+  // Notices first, whatever happens to the segment: later assignments build on them.
+  auto t = std::chrono::steady_clock::now();
+  apply_notices(a);
+  times_.notices += seconds_since(t);
   const detail::RoutineInfo* routine = RoutineRegistry::instance().get(a.fixed.routine);
   if (routine == nullptr || routine->args_size != a.args.size()) {
     LOG_ERROR("assignment names routine %u, which this executable does not have", a.fixed.routine);
     return false;
   }
-  auto t = std::chrono::steady_clock::now();
-  apply_notices(a);
-  times_.notices += seconds_since(t);
   step_ = a.fixed.step;
   segment_index_ = a.fixed.index;
   fetches_in_segment_ = 0;
