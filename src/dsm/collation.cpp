@@ -9,33 +9,12 @@
 #include <thread>
 
 namespace calypso::dsm {
-namespace {
-
-// Walks the entries of a body; fn(entry, diff) returns false to stop. Returns the reason
-// the walk stopped early on malformed framing, or empty.
-template <class Fn>
-std::string for_each_entry(std::span<const std::byte> body, Fn&& fn) {
-  std::size_t at = 0;
-  while (at < body.size()) {
-    if (body.size() - at < sizeof(ResultEntry)) return "truncated entry header";
-    ResultEntry e;
-    std::memcpy(&e, body.data() + at, sizeof e);
-    at += sizeof e;
-    if (e.diff_bytes > body.size() - at) return "entry runs past the end of the result";
-    if (!fn(e, body.subspan(at, e.diff_bytes))) return {};
-    at += e.diff_bytes;
-  }
-  return {};
-}
-
-}  // namespace
-
 Collation::Collation(const Region& region, bool check_conflicts)
     : region_(region), check_conflicts_(check_conflicts) {}
 
 std::string Collation::validate(std::span<const std::byte> body) const {
   std::string why;
-  std::string framing = for_each_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+  std::string framing = for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
     if (e.page >= region_.pages()) {
       why = "page " + std::to_string(e.page) + " is outside the region";
       return false;
@@ -52,7 +31,7 @@ std::string Collation::validate(std::span<const std::byte> body) const {
 std::optional<Conflict> Collation::apply(std::span<const std::byte> body, SegmentTag tag,
                                          std::vector<PageNumber>& written) {
   std::optional<Conflict> conflict;
-  for_each_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+  for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
     if (check_conflicts_ && !conflict) conflict = check(d, e.page, tag);
     diff_apply(d, region_.runtime_page(e.page));
     written.push_back(e.page);
@@ -75,14 +54,14 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
     return conflict;
   }
   for (std::size_t i = 0; i < bodies.size(); ++i) {
-    for_each_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte>) {
+    for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte>) {
       written[i].push_back(e.page);
       return true;
     });
   }
   auto stripe = [&](PageNumber parity) {
     for (const auto& body : bodies) {
-      for_each_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+      for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
         if (e.page % 2 == parity) diff_apply(d, region_.runtime_page(e.page));
         return true;
       });

@@ -208,29 +208,21 @@ void PageCache::invalidate_all() {
 // segment's finish_segment, and nothing else wrote the page) then equals its twin.
 void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
                        std::span<const std::span<const std::byte>> bodies) {
-  auto for_each_entry = [&](auto&& fn) {
-    for (std::size_t b = 0; b < bodies.size(); ++b) {
-      std::span<const std::byte> body = bodies[b];
-      std::size_t at = 0;
-      while (at + sizeof(ResultEntry) <= body.size()) {
-        ResultEntry e;
-        std::memcpy(&e, body.data() + at, sizeof e);
-        at += sizeof e;
-        if (e.page < region_.pages() && std::binary_search(pages.begin(), pages.end(), e.page)) {
-          fn(e.page, segments[b], body.subspan(at, e.diff_bytes));
-        }
-        at += e.diff_bytes;
-      }
-    }
-  };
   for (PageNumber p : pages) mark_written(p, 1);
   std::map<PageNumber, bool> twin_matches;   // page -> its twin will equal it
-  for_each_entry([&](PageNumber p, std::uint32_t seg, std::span<const std::byte> diff) {
-    if (table_.state(p) != PageState::clean) return;
-    diff_apply(diff, region_.runtime_page(p));
-    auto [it, fresh] = twin_matches.try_emplace(p, twin_state_[p] == Twin::pending && kept_by_[p] == seg);
-    if (!fresh) it->second = false;
-  });
+  for (std::size_t b = 0; b < bodies.size(); ++b) {
+    for_each_result_entry(bodies[b], [&](const ResultEntry& e, std::span<const std::byte> diff) {
+      const PageNumber p = e.page;
+      if (p >= region_.pages() || !std::binary_search(pages.begin(), pages.end(), p) ||
+          table_.state(p) != PageState::clean) {
+        return true;
+      }
+      diff_apply(diff, region_.runtime_page(p));
+      auto [it, fresh] = twin_matches.try_emplace(p, twin_state_[p] == Twin::pending && kept_by_[p] == segments[b]);
+      if (!fresh) it->second = false;
+      return true;
+    });
+  }
   for (auto [p, same] : twin_matches) twin_state_[p] = same ? Twin::same : Twin::stale;
 }
 

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
 
 namespace calypso::dsm {
 
@@ -12,5 +15,22 @@ struct ResultEntry {
   std::uint32_t diff_bytes;
 };
 static_assert(sizeof(ResultEntry) == 8);
+
+// Walks the entries of a body in order; fn(entry, diff) returns false to stop. Returns
+// why the walk stopped early on malformed framing, or empty.
+template <class Fn>
+std::string for_each_result_entry(std::span<const std::byte> body, Fn&& fn) {
+  std::size_t at = 0;
+  while (at < body.size()) {
+    if (body.size() - at < sizeof(ResultEntry)) return "truncated entry header";
+    ResultEntry e;
+    std::memcpy(&e, body.data() + at, sizeof e);
+    at += sizeof e;
+    if (e.diff_bytes > body.size() - at) return "entry runs past the end of the result";
+    if (!fn(e, body.subspan(at, e.diff_bytes))) return {};
+    at += e.diff_bytes;
+  }
+  return {};
+}
 
 }  // namespace calypso::dsm

@@ -53,7 +53,6 @@ std::optional<std::uint32_t> EagerScheduler::unowned_unstarted() {
 }
 
 std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
-  if (auto s = unowned_unstarted()) return s;
   std::deque<std::uint32_t>* longest = nullptr;
   for (auto& [owner, q] : queues_) {
     while (!q.empty() && segs_[q.back()].attempts > 0) q.pop_back();
@@ -63,6 +62,11 @@ std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
   std::uint32_t s = longest->back();
   longest->pop_back();
   return s;
+}
+
+// Unfinished, not just arriving, and not already run by w.
+bool EagerScheduler::rerun_candidate(const Seg& s, WorkerId w) {
+  return !s.done && !s.arriving && std::find(s.runners.begin(), s.runners.end(), w) == s.runners.end();
 }
 
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
@@ -85,7 +89,7 @@ std::optional<EagerScheduler::Clock::time_point> EagerScheduler::next_rerun_at(W
   if (policy_ == Policy::fixed) return std::nullopt;
   std::optional<Clock::time_point> first;
   for (const Seg& s : segs_) {
-    if (s.done || s.arriving || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
+    if (!rerun_candidate(s, w)) continue;
     const auto t = late_at(s);
     if (!first || t < *first) first = t;
   }
@@ -96,8 +100,7 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
   std::optional<std::uint32_t> best;
   for (std::uint32_t i = 0; i < segs_.size(); ++i) {
     const Seg& s = segs_[i];
-    if (s.done || s.arriving || std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) continue;
-    if (now < late_at(s)) continue;
+    if (!rerun_candidate(s, w) || now < late_at(s)) continue;
     if (!best) { best = i; continue; }
     const Seg& b = segs_[*best];
     if (s.runners.size() < b.runners.size() ||
@@ -109,7 +112,7 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
 }
 
 std::optional<Pick> EagerScheduler::next_for(WorkerId w, Clock::time_point now) {
-  if (auto s = own_unstarted(w)) return start(*s, w, now);
+  if (auto p = next_ahead_for(w, now)) return p;   // rules 1 and 2
   if (policy_ == Policy::fixed) return std::nullopt;
   if (auto s = steal_unstarted(w)) return start(*s, w, now);
   if (auto s = rerun_for(w, now)) return start(*s, w, now);

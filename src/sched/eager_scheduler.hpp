@@ -100,6 +100,7 @@ class EagerScheduler {
     std::vector<WorkerId> runners;
   };
   Clock::time_point late_at(const Seg& s) const;
+  static bool rerun_candidate(const Seg& s, WorkerId w);
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
   std::optional<std::uint32_t> own_unstarted(WorkerId w);
   std::optional<std::uint32_t> unowned_unstarted();

@@ -188,11 +188,12 @@ class ManagerLoop {
   std::optional<OpenStep> pending_static_;   // static schedule: waiting for its workers
   std::optional<dsm::Conflict> conflict_;     // first conflict found while collating
   bool shutting_down_ = false;                // late joiners are refused
-  // Which worker's result was kept for (routine, index, count) in the last step that ran
-  // it: that worker is preferred for it next time (its cache is warm for it).
-  std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, WorkerId> last_runner_;
-  // ... and how long that run took (EagerScheduler::set_expected).
-  std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, Clock::duration> last_took_;
+  // The kept run of each (routine, index, count) in the last step that ran it.
+  struct LastRun {
+    WorkerId runner;           // whose result was kept: preferred next time (warm cache)
+    Clock::duration took;      // how long it took (EagerScheduler::set_expected)
+  };
+  std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, LastRun> last_run_;
   std::vector<bool> ever_written_;   // per page: written by anyone since the start (Welcome)
   std::deque<Version> log_;
   std::uint64_t log_base_ = 0;

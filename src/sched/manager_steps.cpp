@@ -74,7 +74,7 @@ void ManagerLoop::start_step(OpenStep s) {
   std::vector<Clock::duration> expected(n);
   for (std::uint32_t g = 0; g < n; ++g) {
     const auto& r = s.spec.routines[s.routine_of[g]];
-    if (auto it = last_took_.find({r.id, s.index_of[g], r.count}); it != last_took_.end()) expected[g] = it->second;
+    if (auto it = last_run_.find({r.id, s.index_of[g], r.count}); it != last_run_.end()) expected[g] = it->second.took;
   }
   s.sched.set_expected(std::move(expected));
   s.results.resize(n);
@@ -105,9 +105,9 @@ std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
       continue;
     }
     const auto& r = s.spec.routines[s.routine_of[g]];
-    auto it = last_runner_.find({r.id, s.index_of[g], r.count});
-    if (it != last_runner_.end() && std::find(alive.begin(), alive.end(), it->second) != alive.end()) {
-      out[g] = it->second;
+    auto it = last_run_.find({r.id, s.index_of[g], r.count});
+    if (it != last_run_.end() && std::find(alive.begin(), alive.end(), it->second.runner) != alive.end()) {
+      out[g] = it->second.runner;
     } else if (!alive.empty()) {
       // Never run (or its runner is gone): blocks of consecutive segments per worker, so
       // that neighbours, which usually share pages at their borders (Jacobi's rows),
@@ -270,8 +270,7 @@ void ManagerLoop::finish_step() {
   }
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
     const auto& r = step_->spec.routines[step_->routine_of[s]];
-    last_runner_[{r.id, step_->index_of[s], r.count}] = step_->accepted_from[s];
-    last_took_[{r.id, step_->index_of[s], r.count}] = step_->sched.took(s);
+    last_run_[{r.id, step_->index_of[s], r.count}] = {step_->accepted_from[s], step_->sched.took(s)};
   }
   {
     std::lock_guard lock(mutex_);
