@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <time.h>
 #include <unistd.h>
 
 namespace calypso::log {
@@ -25,12 +26,21 @@ void set_prefix(const std::string& who) {
 
 bool enabled(int level) { return level <= g_level.load(std::memory_order_relaxed); }
 
-void write(int, const char* fmt, ...) {
+void write(int level, const char* fmt, ...) {
   char line[1024];
   int n;
   {
     std::lock_guard lock(g_prefix_mutex);
-    n = std::snprintf(line, sizeof line, "%s: ", g_prefix);
+    if (level >= 3) {
+      // Debug lines carry CLOCK_MONOTONIC, which all processes of a host share: the
+      // lines of a manager and its local workers sort into one timeline.
+      timespec ts{};
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      n = std::snprintf(line, sizeof line, "%s %ld.%06ld: ", g_prefix, static_cast<long>(ts.tv_sec),
+                        ts.tv_nsec / 1000);
+    } else {
+      n = std::snprintf(line, sizeof line, "%s: ", g_prefix);
+    }
   }
   va_list ap;
   va_start(ap, fmt);

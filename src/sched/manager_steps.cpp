@@ -83,6 +83,7 @@ void ManagerLoop::start_step(OpenStep s) {
   step_ = std::move(s);
   if (control_) set_control(step_->id);   // RMA readers: home memory is this step's snapshot
   collation_.begin_step();
+  LOG_DEBUG("step %llu begins: %u segments", static_cast<unsigned long long>(step_->id), n);
   if (n == 0) return finish_step();
   dispatch();
 }
@@ -172,6 +173,8 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages}) {
     e.append(list->data(), list->size() * sizeof(std::uint32_t));
   }
+  LOG_DEBUG("assignment %llu to worker %u: segment %u of step %llu, attempt %u", static_cast<unsigned long long>(w.next_seq),
+            id, p.segment, static_cast<unsigned long long>(step_->id), p.attempt);
   w.parked = false;
   w.running.push_back({w.next_seq++, p.segment});
   w.synced_version = version();
@@ -264,6 +267,8 @@ void ManagerLoop::finish_step() {
   conflict_.reset();
   const auto collation_start = Clock::now();
   record_version(collate_step());
+  LOG_DEBUG("step %llu collated: %llu result bytes", static_cast<unsigned long long>(step_->id),
+            static_cast<unsigned long long>(bytes));
   {
     std::lock_guard lock(mutex_);
     stats_.collation_seconds += std::chrono::duration<double>(Clock::now() - collation_start).count();

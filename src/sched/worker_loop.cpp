@@ -316,9 +316,11 @@ bool WorkerLoop::run_segment(const AssignView& a) {
               static_cast<unsigned long long>(a.fixed.step));
     return false;
   }
+  LOG_DEBUG("segment %u of step %llu starts", a.fixed.index, static_cast<unsigned long long>(a.fixed.step));
   t = std::chrono::steady_clock::now();
   routine->call(routine->fn, seg, args.data());
   times_.segment += seconds_since(t);
+  LOG_DEBUG("segment %u computed", a.fixed.index);
   t = std::chrono::steady_clock::now();
   result_.clear();
   cache_->finish_segment(result_, a.fixed.segment);
@@ -330,6 +332,7 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
   // grows a fresh buffer to the size this one needed.
   const std::size_t size = result_.size();
+  LOG_DEBUG("segment %u sent: %zu bytes", a.fixed.index, size);
   kept_[a.fixed.segment] = std::move(result_);
   result_ = {};
   result_.reserve(size);
