@@ -586,6 +586,54 @@ TEST(PageCache, KeptPagesAreCurrentAfterTheirAcceptedSegment) {
   for (PageNumber p : {20u, 21u}) EXPECT_TRUE(w.page_is_home(p)) << "back at the snapshot: " << p;
 }
 
+// A pushed page replaces a notice: the first access faults, but is served from the
+// pushed bytes without asking the manager, and is reported as read; a later notice
+// drops the pushed copy again. Pushed pages that make no sense are refused whole.
+TEST(PageCache, PushedPagesAreReadWithoutAFetch) {
+  Worker w(24);
+  EXPECT_TRUE(w.page_is_home(40));   // held (a fetch of the group 40..44)
+  const int calls = w.source.calls;
+  (void)w.cache.take_reads();
+  // The manager's copies of 40 and 41 change; it pushes them with the next assignment.
+  w.source.home_page(40)[3] = ~w.source.home_page(40)[3];
+  w.source.home_page(41)[5] = ~w.source.home_page(41)[5];
+  const PageNumber pushed[] = {40, 41};
+  std::vector<std::byte> data(w.source.home_page(40), w.source.home_page(40) + 2 * kPage);
+  w.cache.accept_pushed(pushed, data);
+  EXPECT_EQ(w.read(40, 3), w.source.home_page(40)[3]);
+  EXPECT_TRUE(w.page_is_home(41));
+  EXPECT_EQ(w.source.calls, calls) << "a pushed page was fetched";
+  EXPECT_EQ(w.cache.stats().pushed_pages, 2u);
+  EXPECT_EQ(w.cache.stats().pushed_used, 2u);
+  std::vector<PageNumber> reads = w.cache.take_reads();
+  std::sort(reads.begin(), reads.end());
+  EXPECT_EQ(reads, (std::vector<PageNumber>{40, 41}));
+  // A write to a pushed page diffs against the pushed bytes.
+  w.cache.accept_pushed(std::span(pushed, 1), std::span(data).first(kPage));
+  const std::byte v = ~w.source.home_page(40)[9];
+  w.write(40, 9, v);
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body, 1), 1u);
+  std::vector<std::byte> after = w.source.home;
+  EXPECT_EQ(apply_body(body, after), (std::vector<PageNumber>{40}));
+  for (std::size_t i = 40 * kPage; i < 41 * kPage; ++i) {
+    ASSERT_EQ(after[i], i == 40 * kPage + 9 ? v : w.source.home[i]) << i;
+  }
+  w.cache.settle_kept();
+  // Pushed, then noticed before it was read: the next read fetches.
+  w.cache.accept_pushed(std::span(pushed).subspan(1), std::span(data).subspan(kPage));
+  const PageNumber notice[] = {41};
+  w.cache.invalidate(notice);
+  w.source.home_page(41)[5] = std::byte{0x5a};
+  EXPECT_EQ(w.read(41, 5), std::byte{0x5a});
+  EXPECT_EQ(w.source.calls, calls + 1);
+  // Refused: data of the wrong size, a page outside the region.
+  EXPECT_THROW(w.cache.accept_pushed(pushed, std::span(data).first(kPage)), Error);
+  const PageNumber outside[] = {kPages};
+  EXPECT_THROW(w.cache.accept_pushed(outside, std::span(data).first(kPage)), Error);
+  EXPECT_EQ(w.read(41, 5), std::byte{0x5a}) << "a refused push changed a page";
+}
+
 TEST(PageCache, KeptPagesNobodyListedGoBackToTheSnapshot) {
   Worker w(19);
   w.write(30, 1, ~w.source.home_page(30)[1]);

@@ -103,6 +103,19 @@ TEST_P(Providers, SegmentsReadTheStepSnapshotAndSeeSequentialWrites) {
   EXPECT_TRUE(contains(r.output, "probe snapshot: ok")) << r.output;
 }
 
+// Jacobi's workers read the rows next to their blocks, which the other worker wrote in
+// the step before: after a worker reported reading them, the manager pushes their new
+// bytes with its next assignment instead of a write notice.
+TEST_P(Providers, PagesAWorkerReadsArePushedWithItsNotices) {
+  auto r = run(job(2, GetParam(), {kExamples + "/jacobi", "512", "40", "8"}), {{"CALYPSO_STATS", "text"}});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
+  const auto at = r.output.find(" pages pushed");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const auto from = r.output.rfind(' ', at - 1) + 1;
+  EXPECT_GT(std::stoul(r.output.substr(from, at - from)), 0u) << r.output;
+}
+
 TEST_P(Providers, OneStepHoldsSeveralRoutines) {
   auto r = run(job(2, GetParam(), {kProbe, "multi"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;

@@ -375,6 +375,60 @@ std::optional<AssignView> assign_with(const Assign& a, std::size_t tail_bytes, s
   return parse_assign(*m, why);
 }
 
+TEST(Protocol, AssignCarriesPushedPages) {
+  const std::vector<std::uint32_t> notices = {3, 9}, pushed = {4, 8};
+  Bytes data(2 * 64);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = std::byte(i);
+  Assign a = make_assign(0, static_cast<std::uint32_t>(notices.size()));
+  a.pushed = 2;
+  a.pushed_bytes = static_cast<std::uint32_t>(data.size());
+  Encoder e(MsgType::assign, 11, a);
+  e.append(notices.data(), 8).append(pushed.data(), 8).append(data);
+  Bytes wire = to_bytes(e.bytes());
+  auto m = must_decode(wire);
+  ASSERT_TRUE(m);
+  std::string why;
+  auto v = parse_assign(*m, why);
+  ASSERT_TRUE(v) << why;
+  EXPECT_EQ(v->notices, notices);
+  EXPECT_EQ(v->pushed, pushed);
+  EXPECT_EQ(to_bytes(v->pushed_data), data);
+  // Data that is not a whole number of pages per pushed page, or pages without data.
+  for (auto [count, bytes] : {std::pair{2u, 127u}, std::pair{2u, 0u}, std::pair{0u, 128u}}) {
+    Assign b = a;
+    b.pushed = count;
+    b.pushed_bytes = bytes;
+    Encoder be(MsgType::assign, 11, b);
+    be.append(notices.data(), 8).append(pushed.data(), 4 * std::size_t{count}).append(Bytes(bytes));
+    Bytes w = to_bytes(be.bytes());
+    auto bm = must_decode(w);
+    ASSERT_TRUE(bm);
+    EXPECT_FALSE(parse_assign(*bm, why)) << count << " pages, " << bytes << " bytes";
+  }
+}
+
+TEST(Protocol, ReadSetRoundTripAndLengthCheck) {
+  const std::vector<std::uint32_t> pages = {7, 8, 1000};
+  Encoder e(MsgType::read_set, 4, ReadSet{12, 3, 0});
+  e.append(pages.data(), pages.size() * 4);
+  Bytes wire = to_bytes(e.bytes());
+  auto m = must_decode(wire);
+  ASSERT_TRUE(m);
+  std::string why;
+  StepId step = 0;
+  auto v = parse_read_set(*m, step, why);
+  ASSERT_TRUE(v) << why;
+  EXPECT_EQ(*v, pages);
+  EXPECT_EQ(step, 12u);
+  Encoder bad(MsgType::read_set, 4, ReadSet{12, 4, 0});
+  bad.append(pages.data(), pages.size() * 4);
+  Bytes w = to_bytes(bad.bytes());
+  auto bm = must_decode(w);
+  ASSERT_TRUE(bm);
+  EXPECT_FALSE(parse_read_set(*bm, step, why));
+  EXPECT_NE(why.find("read_set"), std::string::npos) << why;
+}
+
 TEST(Protocol, ParseAssignRejectsInconsistentTailsAndIndices) {
   std::string why;
   EXPECT_TRUE(assign_with(make_assign(5, 2), 13, why)) << why;
@@ -418,9 +472,16 @@ bool decode_and_parse(const Bytes& b) {
     EXPECT_LT(std::strlen(h->fixed.host), sizeof h->fixed.host);
   }
   if (auto a = parse_assign(*m, why)) {
-    EXPECT_EQ(sizeof(Assign) + a->args.size() + 4 * (a->notices.size() + a->own_segments.size() + a->own_pages.size()),
+    EXPECT_EQ(sizeof(Assign) + a->args.size() +
+                  4 * (a->notices.size() + a->own_segments.size() + a->own_pages.size() + a->pushed.size()) +
+                  a->pushed_data.size(),
               m->body.size());
+    EXPECT_EQ(a->pushed.empty(), a->pushed_data.empty());
     EXPECT_LT(a->fixed.index, a->fixed.count);
+  }
+  StepId step = 0;
+  if (auto r = parse_read_set(*m, step, why)) {
+    EXPECT_EQ(sizeof(ReadSet) + 4 * r->size(), m->body.size());
   }
   (void)fixed_part<Welcome>(*m, why);
   (void)fixed_part<PageData>(*m, why);

@@ -45,6 +45,7 @@ struct Stats {
   std::uint64_t reexecutions = 0;        // attempts beyond the first of a segment
   std::uint64_t results_discarded = 0;   // complete results that arrived after another
   std::uint64_t pages_fetched = 0;       // pages served to workers
+  std::uint64_t pages_pushed = 0;        // pages sent with assignments instead of notices
   std::uint64_t diff_bytes = 0;          // diff bytes applied
   std::uint64_t workers_joined = 0;
   std::uint64_t workers_lost = 0;        // died, left or were suspected

@@ -33,6 +33,8 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   twin_state_.assign(region.pages(), Twin::stale);
   prepared_.assign(region.pages(), 0);
   written_at_home_.assign(region.pages(), 0);
+  pushed_.assign(region.pages(), 0);
+  reads_.reserve(kMaxReads);
   kept_.reserve(region.pages());
 }
 
@@ -43,7 +45,9 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
   switch (table_.state(p)) {
     case PageState::invalid: {
       ++stats_.read_faults;
-      FaultOutcome r = written_at_home_[p] != 0 ? fetch_group(p) : install_zero(p);
+      FaultOutcome r = pushed_[p] != 0         ? take_pushed(p)
+                       : written_at_home_[p] != 0 ? fetch_group(p)
+                                                  : install_zero(p);
       if (r != FaultOutcome::resolved || !is_write) return r;
       return make_twins(p);
     }
@@ -92,6 +96,8 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
       else std::memset(region_.runtime_page(first + i), 0, ps);
       installed_.push_back(first + i);
       twin_state_[first + i] = Twin::stale;
+      pushed_[first + i] = 0;
+      note_read(first + i);
     }
     if (has_data) data += ps;
   }
@@ -101,6 +107,43 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
     return FaultOutcome::fatal;
   }
   return FaultOutcome::resolved;
+}
+
+// A pushed copy is current (see accept_pushed): it only needs to become readable.
+FaultOutcome PageCache::take_pushed(PageNumber p) noexcept {
+  pushed_[p] = 0;
+  ++stats_.pushed_used;
+  note_read(p);
+  if (table_.set(p, 1, PageState::clean) != 0) {
+    log::raw("calypso: mprotect failed while installing a pushed page\n");
+    return FaultOutcome::fatal;
+  }
+  return FaultOutcome::resolved;
+}
+
+void PageCache::accept_pushed(std::span<const PageNumber> pages, std::span<const std::byte> data) {
+  const std::size_t ps = region_.page_size();
+  if (data.size() != pages.size() * ps) throw Error("calypso: pushed page data does not match the page count");
+  for (PageNumber p : pages) {
+    if (p >= region_.pages()) throw Error("calypso: pushed page outside the region");
+    if (table_.state(p) == PageState::dirty) throw Error("calypso: page pushed while a segment writes it");
+  }
+  for (std::size_t i = 0; i < pages.size(); ++i) {
+    const PageNumber p = pages[i];
+    std::memcpy(region_.runtime_page(p), data.data() + i * ps, ps);
+    pushed_[p] = 1;
+    twin_state_[p] = Twin::stale;
+    written_at_home_[p] = 1;
+  }
+  stats_.pushed_pages += pages.size();
+  if (table_.set_each(pages, PageState::invalid) != 0) throw Error("calypso: mprotect failed (pushed pages)");
+}
+
+std::vector<PageNumber> PageCache::take_reads() {
+  std::vector<PageNumber> out;
+  out.reserve(kMaxReads);
+  out.swap(reads_);
+  return out;
 }
 
 // A known-zero page and the known-zero invalid pages after it (up to a fetch's worth):
@@ -190,6 +233,7 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
     if (s == PageState::clean) drop.push_back(p);
     twin_state_[p] = Twin::stale;
     written_at_home_[p] = 1;
+    pushed_[p] = 0;
   }
   std::sort(drop.begin(), drop.end());
   if (table_.set_each(drop, PageState::invalid) != 0) throw Error("calypso: mprotect failed (invalidate)");
@@ -198,6 +242,7 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
 void PageCache::invalidate_all() {
   std::fill(twin_state_.begin(), twin_state_.end(), Twin::stale);
   std::fill(written_at_home_.begin(), written_at_home_.end(), std::uint8_t{1});
+  std::fill(pushed_.begin(), pushed_.end(), std::uint8_t{0});
   if (table_.set(0, region_.pages(), PageState::invalid) != 0) {
     throw Error("calypso: mprotect failed (invalidate all)");
   }

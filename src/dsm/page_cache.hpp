@@ -39,6 +39,8 @@ struct CacheStats {
   std::uint64_t fetches = 0;
   std::uint64_t pages_fetched = 0;
   std::uint64_t zero_pages = 0;   // known-zero pages cleared instead of fetched
+  std::uint64_t pushed_pages = 0; // pages the manager pushed
+  std::uint64_t pushed_used = 0;  // pushed pages a segment then read (no round trip)
 };
 
 class PageCache final : public FaultTarget {
@@ -67,6 +69,16 @@ class PageCache final : public FaultTarget {
   // Pages not held are left alone (they will be fetched).
   void replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
               std::span<const std::span<const std::byte>> bodies);
+  // Pushed pages (sorted, in range; data holds their bytes in order, a page each):
+  // current copies that the manager sent with an assignment instead of a notice. They
+  // are kept inaccessible, so that the first access still faults, but is resolved from
+  // the pushed bytes without a round trip, and is reported in reads().
+  void accept_pushed(std::span<const PageNumber> pages, std::span<const std::byte> data);
+  // Pages fetched or taken from a push since the last call (at most kMaxReads; sorted
+  // and unique not guaranteed). The worker reports them in a read_set.
+  std::vector<PageNumber> take_reads();
+  static constexpr std::size_t kMaxReads = 4096;
+
   // After the notices of a new step: the writes kept in twins that nobody listed were
   // not accepted; the pages already hold the snapshot, which is current.
   void settle_kept();
@@ -97,6 +109,7 @@ class PageCache final : public FaultTarget {
  private:
   FaultOutcome fetch_group(PageNumber p) noexcept;
   FaultOutcome install_zero(PageNumber p) noexcept;
+  FaultOutcome take_pushed(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
   void restore(std::span<const PageNumber> written);
@@ -130,6 +143,11 @@ class PageCache final : public FaultTarget {
   std::vector<std::byte> encoded_;       // finish_segment: one page's diff
   std::vector<std::uint8_t> prepared_;   // per page: made writable by prepare_writes
   std::vector<std::uint8_t> written_at_home_;   // per page: may be non-zero at the manager
+  std::vector<std::uint8_t> pushed_;   // per page: invalid, but holds a pushed current copy
+  std::vector<PageNumber> reads_;      // see take_reads; capacity reserved (fault handler)
+  void note_read(PageNumber p) noexcept {
+    if (reads_.size() < reads_.capacity()) reads_.push_back(p);
+  }
   std::vector<PageNumber> written_;
   CacheStats stats_;
 

@@ -189,6 +189,7 @@ void ManagerLoop::on_message(const Message& m) {
   switch (m.type()) {
     case MsgType::request_work: return on_request_work(m, id, w);
     case MsgType::page_request: return on_page_request(m, id, w);
+    case MsgType::read_set: return on_read_set(m, id, w);
     case MsgType::result_chunk: return on_result_chunk(m, id, w);
     case MsgType::heartbeat: return;
     case MsgType::leave: return lose(id, w, "it left", false);
@@ -297,6 +298,23 @@ void ManagerLoop::on_request_work(const Message& m, WorkerId id, Worker& w) {
   });
   w.parked = w.running.empty();
   dispatch();
+}
+
+void ManagerLoop::on_read_set(const Message& m, WorkerId id, Worker& w) {
+  std::string why;
+  StepId step = 0;
+  auto pages = parse_read_set(m, step, why);
+  if (!pages) return violation(id, why);
+  for (dsm::PageNumber p : *pages) {
+    if (p >= region_.pages()) return violation(id, "read_set names a page outside the region");
+  }
+  // The manager's step count, not the worker's word: a read counts from now.
+  const StepId now = next_step_ - 1;
+  for (dsm::PageNumber p : *pages) w.reads[p] = now;
+  if (w.reads.size() > kMaxReadsKept) {
+    std::erase_if(w.reads, [&](const auto& r) { return r.second + kPushWindow < now; });
+    if (w.reads.size() > kMaxReadsKept) w.reads.clear();
+  }
 }
 
 void ManagerLoop::on_page_request(const Message& m, WorkerId id, Worker& w) {

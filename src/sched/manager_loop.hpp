@@ -30,6 +30,7 @@
 #include <optional>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 namespace calypso::sched {
@@ -100,6 +101,9 @@ class ManagerLoop {
     std::optional<std::pair<StepId, std::uint32_t>> counted_failure;
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::map<ResultKey, Assembly> assemblies;
+    // Pages it reported reading (read_set), and in which step: a noticed page read in
+    // the last kPushWindow steps is pushed with its next assignment instead.
+    std::unordered_map<dsm::PageNumber, StepId> reads;
     std::string host;
     std::uint32_t pid = 0;
   };
@@ -127,7 +131,7 @@ class ManagerLoop {
     std::map<WorkerId, std::vector<std::uint32_t>> kept;   // worker -> its kept segments
   };
   struct Notices {
-    std::vector<std::uint32_t> invalidate, own_segments, own_pages;
+    std::vector<std::uint32_t> invalidate, own_segments, own_pages, pushed;
     StepId own_step = 0;
     bool invalidate_all = false;
   };
@@ -139,6 +143,7 @@ class ManagerLoop {
   void on_hello(const Message& m);
   void on_request_work(const Message& m, WorkerId id, Worker& w);
   void on_page_request(const Message& m, WorkerId id, Worker& w);
+  void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
   void on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes);
   void on_tick();
@@ -153,6 +158,12 @@ class ManagerLoop {
   void dispatch();
   void assign(WorkerId id, Worker& w, const Pick& p);
   Notices notices_for(WorkerId id, const Worker& w) const;
+  // Moves noticed pages that w read lately from n.invalidate to n.pushed, as many as
+  // fit in room bytes (page number and data each) and kMaxPushedPages.
+  void choose_pushes(const Worker& w, Notices& n, std::size_t room) const;
+  static constexpr StepId kPushWindow = 4;            // steps a reported read counts
+  static constexpr std::size_t kMaxPushedPages = 16;  // per assignment (256 KiB at 16 KiB)
+  static constexpr std::size_t kMaxReadsKept = 16384; // per worker
   void finish_step();
   void fail_step(const std::string& why);
   void end_step(std::optional<std::string> error);

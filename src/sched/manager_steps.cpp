@@ -164,15 +164,24 @@ void ManagerLoop::arm_late_timer() {
 void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
   Notices n = notices_for(id, w);
+  const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
+  const std::size_t used = sizeof(Header) + sizeof(Assign) + routine.args.size() + words * sizeof(std::uint32_t);
+  if (!n.invalidate_all && used < ep_.max_message()) choose_pushes(w, n, ep_.max_message() - used);
   Assign a{step_->id, p.segment, p.attempt, routine.id, step_->index_of[p.segment], routine.count,
            static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
            n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
-           static_cast<std::uint32_t>(n.own_pages.size()), n.own_step, w.next_seq};
+           static_cast<std::uint32_t>(n.own_pages.size()), static_cast<std::uint32_t>(n.pushed.size()),
+           n.own_step, w.next_seq, static_cast<std::uint32_t>(n.pushed.size() * region_.page_size()), 0};
   Encoder e(MsgType::assign, id, a);
+  e.reserve(sizeof(Assign) + routine.args.size() + (words + n.pushed.size()) * sizeof(std::uint32_t) +
+            n.pushed.size() * region_.page_size());
   e.append(routine.args);
-  for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages}) {
+  for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages, &n.pushed}) {
     e.append(list->data(), list->size() * sizeof(std::uint32_t));
   }
+  // Home memory holds this step's snapshot while the step is open: the version that
+  // this assignment's notices bring the worker to.
+  for (dsm::PageNumber page : n.pushed) e.append(region_.runtime_page(page), region_.page_size());
   LOG_DEBUG("assignment %llu to worker %u: segment %u of step %llu, attempt %u", static_cast<unsigned long long>(w.next_seq),
             id, p.segment, static_cast<unsigned long long>(step_->id), p.attempt);
   w.parked = false;
@@ -182,6 +191,7 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
     std::lock_guard lock(mutex_);
     ++stats_.attempts;
     if (p.attempt > 1) ++stats_.reexecutions;
+    stats_.pages_pushed += n.pushed.size();
   }
   send(id, w, e);
 }
@@ -218,6 +228,23 @@ ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w) cons
     n.invalidate_all = true;
   }
   return n;
+}
+
+void ManagerLoop::choose_pushes(const Worker& w, Notices& n, std::size_t room) const {
+  if (w.reads.empty() || !step_) return;
+  const std::size_t cost = region_.page_size() + sizeof(std::uint32_t);
+  const std::size_t most = std::min(kMaxPushedPages, room / cost);
+  std::vector<std::uint32_t> keep;
+  keep.reserve(n.invalidate.size());
+  for (std::uint32_t p : n.invalidate) {
+    auto it = w.reads.find(p);
+    if (n.pushed.size() < most && it != w.reads.end() && it->second + kPushWindow >= step_->id) {
+      n.pushed.push_back(p);
+    } else {
+      keep.push_back(p);
+    }
+  }
+  n.invalidate.swap(keep);
 }
 
 void ManagerLoop::record_version(Version v) {

@@ -16,6 +16,7 @@ const char* to_string(MsgType t) noexcept {
     case MsgType::heartbeat: return "heartbeat";
     case MsgType::leave: return "leave";
     case MsgType::shutdown: return "shutdown";
+    case MsgType::read_set: return "read_set";
   }
   return "unknown";
 }
@@ -71,21 +72,38 @@ std::optional<AssignView> parse_assign(const Message& m, std::string& why) {
   auto fixed = fixed_part<Assign>(m, why);
   if (!fixed) return std::nullopt;
   auto rest = tail<Assign>(m);
-  const std::uint64_t words = std::uint64_t{fixed->notices} + fixed->own_segments + fixed->own_pages;
-  if (std::uint64_t{fixed->args_bytes} + words * 4 != rest.size() || fixed->count == 0 ||
-      fixed->index >= fixed->count) {
+  const std::uint64_t words =
+      std::uint64_t{fixed->notices} + fixed->own_segments + fixed->own_pages + fixed->pushed;
+  if (std::uint64_t{fixed->args_bytes} + words * 4 + fixed->pushed_bytes != rest.size() ||
+      fixed->count == 0 || fixed->index >= fixed->count || (fixed->pushed == 0) != (fixed->pushed_bytes == 0) ||
+      (fixed->pushed != 0 && fixed->pushed_bytes % fixed->pushed != 0)) {
     why = "assign: malformed (lengths or segment index)";
     return std::nullopt;
   }
-  AssignView v{*fixed, rest.first(fixed->args_bytes), {}, {}, {}};
+  AssignView v{*fixed, rest.first(fixed->args_bytes), {}, {}, {}, {}, {}};
   const std::byte* at = rest.data() + fixed->args_bytes;
   for (auto [out, n] : {std::pair{&v.notices, fixed->notices}, std::pair{&v.own_segments, fixed->own_segments},
-                        std::pair{&v.own_pages, fixed->own_pages}}) {
+                        std::pair{&v.own_pages, fixed->own_pages}, std::pair{&v.pushed, fixed->pushed}}) {
     out->resize(n);
     std::memcpy(out->data(), at, std::size_t{n} * 4);
     at += std::size_t{n} * 4;
   }
+  v.pushed_data = std::span(at, fixed->pushed_bytes);
   return v;
+}
+
+std::optional<std::vector<std::uint32_t>> parse_read_set(const Message& m, StepId& step, std::string& why) {
+  auto fixed = fixed_part<ReadSet>(m, why);
+  if (!fixed) return std::nullopt;
+  auto rest = tail<ReadSet>(m);
+  if (std::uint64_t{fixed->pages} * 4 != rest.size()) {
+    why = "read_set: page count does not match the body";
+    return std::nullopt;
+  }
+  std::vector<std::uint32_t> pages(fixed->pages);
+  std::memcpy(pages.data(), rest.data(), rest.size());
+  step = fixed->step;
+  return pages;
 }
 
 Encoder& Encoder::append(const void* p, std::size_t n) {

@@ -17,7 +17,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 3;
+inline constexpr std::uint16_t kVersion = 4;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -35,7 +35,8 @@ enum class MsgType : std::uint16_t {
   heartbeat,       // both ways, between the manager and a worker's heartbeat endpoint
   leave,           // worker -> manager: I am leaving; reassign my segment
   shutdown,        // manager -> worker: the job is over
-  max_type = shutdown,
+  read_set,        // worker -> manager: pages a segment fetched or took from a push
+  max_type = read_set,
 };
 const char* to_string(MsgType t) noexcept;
 
@@ -93,10 +94,16 @@ struct Assign {
   // dropping them, the worker replays its own diffs of own_segments onto them.
   std::uint32_t own_segments;     // then this many u32 segments (positions in own_step)
   std::uint32_t own_pages;        // then this many u32 page numbers
+  // Pushed pages: noticed pages that this worker read lately (see ReadSet). Instead of
+  // dropping them, it takes their current bytes, which follow: this many u32 page
+  // numbers, then pushed_bytes (pushed x page size) of page data, in that order.
+  std::uint32_t pushed;
   StepId own_step;
   // Per worker, from 1: the worker takes assignments in this order (their notices build
   // on each other; see assign_queue.hpp).
   std::uint64_t seq;
+  std::uint32_t pushed_bytes;
+  std::uint32_t reserved;
 };
 struct RequestWork {
   std::uint64_t consumed;         // every assignment up to this seq was run or dropped
@@ -121,6 +128,13 @@ struct ResultChunk {
   std::uint64_t total_bytes;      // size of the whole result body
   std::uint64_t offset;           // where this chunk's bytes go
   std::uint32_t pages_read;       // pages the attempt read with RMA (stats)
+  std::uint32_t reserved;
+};
+// After a result: pages the segment fetched, or read from a pushed copy. The manager
+// pushes them with the next assignment that would drop them (Jacobi's boundary rows).
+struct ReadSet {
+  StepId step;
+  std::uint32_t pages;            // then this many u32 page numbers
   std::uint32_t reserved;
 };
 struct Shutdown {
@@ -172,8 +186,11 @@ struct AssignView {
   std::vector<std::uint32_t> notices;
   std::vector<std::uint32_t> own_segments;
   std::vector<std::uint32_t> own_pages;
+  std::vector<std::uint32_t> pushed;
+  std::span<const std::byte> pushed_data;   // pushed_bytes; the worker checks the page size
 };
 std::optional<AssignView> parse_assign(const Message& m, std::string& why);
+std::optional<std::vector<std::uint32_t>> parse_read_set(const Message& m, StepId& step, std::string& why);
 
 // Builds messages: header + fixed body + any number of tails.
 class Encoder {

@@ -328,6 +328,7 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   wrote_[key] = cache_->written();
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
+  send_reads(a.fixed.step);   // before the result, which may end the step
   send_result(a, result_);
   // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
   // grows a fresh buffer to the size this one needed.
@@ -356,11 +357,30 @@ void WorkerLoop::apply_notices(const AssignView& a) {
       cache_->invalidate(a.own_pages);
     }
     cache_->invalidate(a.notices);
+    if (!a.pushed.empty()) {
+      try {
+        cache_->accept_pushed(a.pushed, a.pushed_data);
+      } catch (const std::exception& e) {
+        LOG_WARN("protocol violation: %s (dropping every cached page)", e.what());
+        drop_cache();
+      }
+    }
   }
   if (kept_step_ != a.fixed.step) {   // a new step: the previous one's results are done with
     cache_->settle_kept();   // pages our results wrote that nobody listed: unchanged
     kept_.clear();
     kept_step_ = a.fixed.step;
+  }
+}
+
+void WorkerLoop::send_reads(StepId step) {
+  std::vector<dsm::PageNumber> pages = cache_->take_reads();
+  if (pages.empty()) return;
+  Encoder e(MsgType::read_set, id_, ReadSet{step, static_cast<std::uint32_t>(pages.size()), 0});
+  e.append(pages.data(), pages.size() * sizeof(dsm::PageNumber));
+  if (ep_.send(manager_, e.bytes(), 60s) != net::SendStatus::ok) {
+    LOG_ERROR("cannot reach the manager; exiting");
+    _exit(3);
   }
 }
 
@@ -486,12 +506,14 @@ void WorkerLoop::on_shutdown(const Message& m) {
     const Times& t = times_;
     std::fprintf(stderr,
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s waiting for "
-                 "%llu page fetches), %.3f s twinning expected writes, %.3f s finishing (diffs), "
-                 "%.3f s sending results, %.3f s on write notices, %.3f s waiting for work; "
-                 "peak RSS %ld KiB\n",
+                 "%llu page fetches; %llu pages pushed, %llu of them read), %.3f s twinning "
+                 "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
+                 "write notices, %.3f s waiting for work; peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.fetch,
-                 static_cast<unsigned long long>(t.fetches), t.prepare, t.finish, t.send, t.notices,
-                 t.wait, u.ru_maxrss);
+                 static_cast<unsigned long long>(t.fetches),
+                 static_cast<unsigned long long>(cache_->stats().pushed_pages),
+                 static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
+                 t.notices, t.wait, u.ru_maxrss);
   }
   std::fflush(nullptr);
   _exit(0);

@@ -46,6 +46,7 @@ class WorkerLoop final : public dsm::PageSource {
   void join(const std::string& identity);
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
+  void send_reads(StepId step);   // a read_set, if the segment read pages (see protocol)
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void setup_rma(const Welcome& w);
   bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
