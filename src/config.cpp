@@ -146,6 +146,7 @@ Config Config::from_environment() {
   read_uint("CALYPSO_FETCH_PAGES", c.fetch_pages, 1, 64);
   read_uint("CALYPSO_WRITE_AHEAD", c.write_ahead, 1, 64);
   read_uint("CALYPSO_FETCH_AHEAD", c.fetch_ahead, 1, 64);
+  read_uint("CALYPSO_PUSH_PAGES", c.push_pages, 0, 64);
   read_uint("CALYPSO_RERUN_AFTER_PCT", c.rerun_after_pct, 0, 100000);
   read_uint("CALYPSO_PIPELINE", c.pipeline, 1, 16);
   read_rma_fetch(c);

@@ -27,6 +27,7 @@ struct Config {
   std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
   std::uint32_t write_ahead = 16;                    // CALYPSO_WRITE_AHEAD
   std::uint32_t fetch_ahead = 32;                    // CALYPSO_FETCH_AHEAD
+  std::uint32_t push_pages = 16;                     // CALYPSO_PUSH_PAGES
   std::uint32_t rerun_after_pct = 150;               // CALYPSO_RERUN_AFTER_PCT
   std::uint32_t pipeline = 2;                        // CALYPSO_PIPELINE: assignments in flight per worker
   std::string rma_fetch = "auto";                    // CALYPSO_RMA_FETCH: auto|on|off

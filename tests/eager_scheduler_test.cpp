@@ -370,6 +370,69 @@ TEST(EagerScheduler, QueuedSegmentsAndKnownDurationsSetWhenARunIsLate) {
   EXPECT_EQ(p->segment, 1u) << "late: re-run";
 }
 
+// With last step's durations known, an idle worker steals only what the owner would
+// not have done, with the rest of its work, before a cold run (twice the segment's time)
+// could be: otherwise the step ends no sooner and the segment's cache moves.
+TEST(EagerScheduler, StealsOnlyWhatTheOwnerCouldNotFinishFirst) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  for (std::uint32_t queued : {1u, 2u}) {
+    SCOPED_TRACE(queued);
+    // Segment 0 is worker 1's; worker 2 owns 1, 2 and `queued` more.
+    std::vector<WorkerId> prefs{1, 2, 2};
+    for (std::uint32_t i = 0; i < queued; ++i) prefs.push_back(2);
+    EagerScheduler s(static_cast<std::uint32_t>(prefs.size()), 3, EagerScheduler::Policy::eager, prefs);
+    s.set_rerun_delay(1.5, 50ms);
+    s.set_expected(std::vector<EagerScheduler::Clock::duration>(prefs.size(), 10ms));
+    ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+    ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+    ASSERT_EQ(s.next_ahead_for(2, t0)->segment, 2u);
+    EXPECT_TRUE(s.complete(0, 1, t0 + 1ms));
+    // Worker 2 has 9 + 9 ms left on 1 and 2, plus 10 ms per queued segment.
+    auto p = s.next_for(1, t0 + 1ms);
+    if (queued == 1) {
+      EXPECT_FALSE(p) << "28 ms of work left, 18 without segment 3: less than its cold 20 ms";
+    } else {
+      ASSERT_TRUE(p) << "38 ms left, 28 without segment 4";
+      EXPECT_EQ(p->segment, 4u) << "from the back of the queue";
+    }
+  }
+}
+
+// A lost worker's unstarted segments are anybody's at once, whatever their durations.
+TEST(EagerScheduler, ADisownedQueueIsFreeForAll) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(3, 3, EagerScheduler::Policy::eager, {1, 2, 2});
+  s.set_rerun_delay(1.5, 50ms);
+  s.set_expected({10ms, 10ms, 10ms});
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  EXPECT_TRUE(s.complete(0, 1, t0 + 1ms));
+  EXPECT_FALSE(s.next_for(1, t0 + 1ms)) << "20 ms queued at worker 2: not worth a cold run";
+  s.disown(2);
+  auto p = s.next_for(1, t0 + 1ms);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->segment, 1u);
+  EXPECT_EQ(s.next_ahead_for(1, t0 + 1ms)->segment, 2u) << "no longer anybody's: rule 2";
+}
+
+// A run away from the worker that ran the segment last is cold: it is late only at
+// twice the usual time (a warm copy elsewhere would not be quicker by much).
+TEST(EagerScheduler, AColdRunIsLateLater) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(2, 3, EagerScheduler::Policy::eager, {1, 2});
+  s.set_rerun_delay(1.5, 50ms);
+  s.set_expected({20ms, 20ms});
+  s.disown(2);
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u);
+  EXPECT_EQ(*s.next_rerun_at(3), t0 + 30ms) << "segment 0, warm: 1.5 x 20 ms";
+  EXPECT_TRUE(s.complete(0, 1, t0 + 20ms));
+  s.started(1, 1, t0 + 20ms);
+  EXPECT_EQ(*s.next_rerun_at(3), t0 + 80ms) << "segment 1, cold: 1.5 x 2 x 20 ms from its start";
+}
+
 // Once a result is arriving its run is over: a re-run could not finish first.
 TEST(EagerScheduler, ASegmentWhoseResultIsArrivingIsNeverLate) {
   using namespace std::chrono_literals;

@@ -8,10 +8,11 @@ namespace calypso::sched {
 EagerScheduler::EagerScheduler(std::uint32_t segments, std::uint32_t max_attempts, Policy policy,
                                const std::vector<WorkerId>& preferred)
     : segs_(segments), max_attempts_(max_attempts), policy_(policy), owned_(segments, false),
-      remaining_(segments) {
+      preferred_(segments, kNoWorker), remaining_(segments) {
   for (std::uint32_t s = 0; s < segments && s < preferred.size(); ++s) {
     if (preferred[s] == kNoWorker) continue;
     owned_[s] = true;
+    preferred_[s] = preferred[s];
     queues_[preferred[s]].push_back(s);
   }
 }
@@ -27,7 +28,10 @@ void EagerScheduler::set_expected(std::vector<Clock::duration> expected) {
 
 std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
-  if (s.runners.empty()) s.first_start = now;   // a fresh run (first, or after deaths)
+  if (s.runners.empty()) {   // a fresh run (first, or after deaths)
+    s.first_start = now;
+    s.cold = preferred_[segment] != kNoWorker && preferred_[segment] != w;
+  }
   s.runners.push_back(w);
   s.last_start = ++clock_;
   return Pick{segment, ++s.attempts};
@@ -52,28 +56,69 @@ std::optional<std::uint32_t> EagerScheduler::unowned_unstarted() {
   return std::nullopt;
 }
 
-std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w) {
+std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w, Clock::time_point now) {
   std::deque<std::uint32_t>* longest = nullptr;
+  WorkerId victim = kNoWorker;
   for (auto& [owner, q] : queues_) {
     while (!q.empty() && segs_[q.back()].attempts > 0) q.pop_back();
-    if (owner != w && !q.empty() && (longest == nullptr || q.size() > longest->size())) longest = &q;
+    if (owner != w && !q.empty() && (longest == nullptr || q.size() > longest->size())) {
+      longest = &q;
+      victim = owner;
+    }
   }
-  if (longest == nullptr) return std::nullopt;
+  if (longest == nullptr || !worth_stealing(victim, *longest, now)) return std::nullopt;
   std::uint32_t s = longest->back();
   longest->pop_back();
   return s;
 }
 
-// Unfinished, not just arriving, and not already run by w.
+// Stealing the back of owner's queue pays if the owner would still be busy, after
+// giving it up, for at least as long as the thief's cold run of it: its queued
+// segments plus what is left of the ones it runs, by last step's durations. Any
+// unknown duration: steal (first steps, slow or new workers adapt through steals).
+// Stealing what would not pay also moves the segment's preference to the thief, and in
+// the next step the owner steals it back: two cold runs instead of none.
+bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue,
+                                    Clock::time_point now) const {
+  const Clock::duration d = segs_[queue.back()].expected;
+  if (d.count() <= 0) return true;
+  Clock::duration backlog{};
+  for (std::uint32_t s : queue) {
+    if (segs_[s].attempts > 0) continue;
+    if (segs_[s].expected.count() <= 0) return true;
+    backlog += segs_[s].expected;
+  }
+  for (const Seg& s : segs_) {
+    if (s.done || std::find(s.runners.begin(), s.runners.end(), owner) == s.runners.end()) continue;
+    // A late run says the owner is slow or stuck: its durations mean nothing now.
+    if (s.expected.count() <= 0 || now >= late_at(s)) return true;
+    backlog += std::max(Clock::duration{}, s.expected - (now - s.first_start));
+  }
+  return backlog - d >= kColdRunFactor * d;
+}
+
+void EagerScheduler::disown(WorkerId w) {
+  auto it = queues_.find(w);
+  if (it == queues_.end()) return;
+  for (std::uint32_t s : it->second) {
+    owned_[s] = false;
+    next_unstarted_ = std::min(next_unstarted_, s);
+  }
+  queues_.erase(it);
+}
+
+// Started (an unstarted one is rules 1-3's), unfinished, not just arriving, and not
+// already run by w. A started segment with no runner left (its worker died) qualifies.
 bool EagerScheduler::rerun_candidate(const Seg& s, WorkerId w) {
-  return !s.done && !s.arriving && std::find(s.runners.begin(), s.runners.end(), w) == s.runners.end();
+  return s.attempts > 0 && !s.done && !s.arriving &&
+         std::find(s.runners.begin(), s.runners.end(), w) == s.runners.end();
 }
 
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
   Clock::duration d;
   if (s.expected.count() > 0) {
-    d = s.expected;
+    d = s.cold ? kColdRunFactor * s.expected : s.expected;
   } else if (completed_ == 0) {
     return s.first_start + before_any_;
   } else {
@@ -114,7 +159,7 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
 std::optional<Pick> EagerScheduler::next_for(WorkerId w, Clock::time_point now) {
   if (auto p = next_ahead_for(w, now)) return p;   // rules 1 and 2
   if (policy_ == Policy::fixed) return std::nullopt;
-  if (auto s = steal_unstarted(w)) return start(*s, w, now);
+  if (auto s = steal_unstarted(w, now)) return start(*s, w, now);
   if (auto s = rerun_for(w, now)) return start(*s, w, now);
   return std::nullopt;
 }

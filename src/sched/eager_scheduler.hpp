@@ -5,11 +5,13 @@
 //      cache holds what the segment touches), lowest index first;
 //   2. an unstarted segment nobody is preferred for, in order;
 //   3. an unstarted segment preferred for another worker, taken from the back of the
-//      longest such queue (stealing keeps fast workers busy and slow ones' caches warm);
-//   4. a re-run of an unfinished segment running elsewhere (fewest copies running, then
-//      the oldest), never one it is running itself; with a re-run delay (see
-//      set_rerun_delay) only once that segment is *late*. A segment whose runner died or
-//      left has no runner and is re-run at once.
+//      longest such queue (stealing keeps fast workers busy and slow ones' caches warm),
+//      unless durations from the last step say the owner will be done with it and the
+//      rest of its work before a cold run of it would be (see worth_stealing);
+//   4. a re-run of a started, unfinished segment running elsewhere (fewest copies
+//      running, then the oldest), never one it is running itself; with a re-run delay
+//      (see set_rerun_delay) only once that segment is *late*. A segment whose runner
+//      died or left has no runner and is re-run at once.
 // The first completion of a segment wins. A segment whose runs keep ending with the
 // death of their worker fails the step after max_attempts such deaths.
 //
@@ -49,8 +51,8 @@ class EagerScheduler {
   // worker's segment is still taken over soon. factor 0 (the default): at once.
   void set_rerun_delay(double factor, Clock::duration before_any);
   static constexpr std::chrono::milliseconds kLateSlack{5};
-  // How long each segment took when it last ran (the same routine, index and count in an
-  // earlier step; zero: unknown). A segment with a known duration is late at `factor`
+  // How long each segment is expected to take, from its runs (the same routine, index
+  // and count) in earlier steps (zero: unknown). A segment with a known duration is late at `factor`
   // times that rather than times this step's mean: in iterative codes segments differ
   // (Jacobi's first and last ship 10x the data of the others) but repeat step to step.
   void set_expected(std::vector<Clock::duration> expected);
@@ -78,6 +80,14 @@ class EagerScheduler {
   // w stopped running segment without a result (it died, left, or was suspected).
   // Returns true if the segment has now failed max_attempts times.
   bool abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure);
+  // w is gone or suspected: its unstarted preferred segments become anybody's (rule 2),
+  // not something to steal only when worth it.
+  void disown(WorkerId w);
+  // A segment run away from the worker that ran it last runs on a cold cache: its run
+  // is counted as this many times its last duration, for stealing and for being late
+  // (Jacobi's segments: ~1 ms warm, 2-4 ms fetching their rows; judged by the warm
+  // time, every stolen one became late and was run a third time, cold again).
+  static constexpr int kColdRunFactor = 2;
   // A worker whose run was counted as a failure turned out to be alive (it was only
   // suspected): the failure is taken back. Suspicion is a hint, not a verdict.
   void forgive(std::uint32_t segment);
@@ -97,6 +107,7 @@ class EagerScheduler {
     Clock::time_point first_start{};
     Clock::duration expected{}, took{};
     bool arriving = false;   // a runner's result is on its way
+    bool cold = false;       // the current run is not on the worker that ran it last
     std::vector<WorkerId> runners;
   };
   Clock::time_point late_at(const Seg& s) const;
@@ -104,13 +115,15 @@ class EagerScheduler {
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
   std::optional<std::uint32_t> own_unstarted(WorkerId w);
   std::optional<std::uint32_t> unowned_unstarted();
-  std::optional<std::uint32_t> steal_unstarted(WorkerId w);
+  std::optional<std::uint32_t> steal_unstarted(WorkerId w, Clock::time_point now);
+  bool worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue, Clock::time_point now) const;
   std::optional<std::uint32_t> rerun_for(WorkerId w, Clock::time_point now) const;
 
   std::vector<Seg> segs_;
   std::uint32_t max_attempts_;
   Policy policy_;
   std::vector<bool> owned_;                             // segment has a preferred worker
+  std::vector<WorkerId> preferred_;                     // as given (kNoWorker: none)
   std::map<WorkerId, std::deque<std::uint32_t>> queues_;   // preferred unstarted segments
   std::uint32_t next_unstarted_ = 0;
   std::uint32_t remaining_;

@@ -486,6 +486,7 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
     ++stats_.workers_lost;
   }
   if (w.state == WorkerState::gone) release(w);
+  if (step_) step_->sched.disown(id);
   // Only the segment it was running counts as a failed run; the ones queued behind it
   // never started.
   for (std::size_t i = 0; step_ && i < held.size(); ++i) {

@@ -159,10 +159,9 @@ class ManagerLoop {
   void assign(WorkerId id, Worker& w, const Pick& p);
   Notices notices_for(WorkerId id, const Worker& w) const;
   // Moves noticed pages that w read lately from n.invalidate to n.pushed, as many as
-  // fit in room bytes (page number and data each) and kMaxPushedPages.
+  // fit in room bytes (page number and data each) and CALYPSO_PUSH_PAGES.
   void choose_pushes(const Worker& w, Notices& n, std::size_t room) const;
   static constexpr StepId kPushWindow = 4;            // steps a reported read counts
-  static constexpr std::size_t kMaxPushedPages = 16;  // per assignment (256 KiB at 16 KiB)
   static constexpr std::size_t kMaxReadsKept = 16384; // per worker
   void finish_step();
   void fail_step(const std::string& why);
@@ -202,7 +201,7 @@ class ManagerLoop {
   // The kept run of each (routine, index, count) in the last step that ran it.
   struct LastRun {
     WorkerId runner;           // whose result was kept: preferred next time (warm cache)
-    Clock::duration took;      // how long it took (EagerScheduler::set_expected)
+    Clock::duration took;      // expected duration: recent runs, see finish_step (set_expected)
   };
   std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, LastRun> last_run_;
   std::vector<bool> ever_written_;   // per page: written by anyone since the start (Welcome)

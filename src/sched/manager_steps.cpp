@@ -231,9 +231,9 @@ ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w) cons
 }
 
 void ManagerLoop::choose_pushes(const Worker& w, Notices& n, std::size_t room) const {
-  if (w.reads.empty() || !step_) return;
+  if (w.reads.empty() || !step_ || config_.push_pages == 0) return;
   const std::size_t cost = region_.page_size() + sizeof(std::uint32_t);
-  const std::size_t most = std::min(kMaxPushedPages, room / cost);
+  const std::size_t most = std::min<std::size_t>(config_.push_pages, room / cost);
   std::vector<std::uint32_t> keep;
   keep.reserve(n.invalidate.size());
   for (std::uint32_t p : n.invalidate) {
@@ -302,7 +302,11 @@ void ManagerLoop::finish_step() {
   }
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
     const auto& r = step_->spec.routines[step_->routine_of[s]];
-    last_run_[{r.id, step_->index_of[s], r.count}] = {step_->accepted_from[s], step_->sched.took(s)};
+    // The expected time decays from the longest recent run rather than following the
+    // last one: Jacobi's segments alternate between two grids and a noisy host's runs
+    // jitter, and a run shorter than the next turns the next one late and re-run.
+    auto& last = last_run_[{r.id, step_->index_of[s], r.count}];
+    last = {step_->accepted_from[s], std::max(step_->sched.took(s), last.took * 3 / 4)};
   }
   {
     std::lock_guard lock(mutex_);
