@@ -23,8 +23,14 @@
  *   BROKEN_NO_REREQUEST  an idle worker never asks again after 5 s of silence: a result
  *                        lost to a suspicion leaves it unused forever   -> (b), (c) fail
  *
+ *   BROKEN_DROP_HELD     request_work forgets the assignments it reports consumed
+ *                        without taking the worker off their runners: a dropped
+ *                        assignment is never run again by that worker  -> (b), (c) fail
+ *                        (with PIPE=2)
+ *
  * Sizes and fault budgets (spin -DNAME=value): NW, NS, MAXDEPART (crashes + leaves,
- * at most NW-1), MAXFALSE (false suspicions), MAXOVERTAKE (re-requests that overtake).
+ * at most NW-1), MAXFALSE (false suspicions), MAXOVERTAKE (re-requests that overtake),
+ * PIPE (CALYPSO_PIPELINE: assignments in flight per worker, 1 or 2).
  *
  * What the model leaves out:
  *   - joining (hello/welcome/refuse): the NW workers have joined when the step opens;
@@ -73,6 +79,9 @@
 #ifndef MAXOVERTAKE
 #define MAXOVERTAKE 1     /* 5 s re-requests sent while the worker's result is in flight */
 #endif
+#ifndef PIPE
+#define PIPE 1            /* CALYPSO_PIPELINE: assignments held per worker, 1 or 2 */
+#endif
 #define MAXATT 8          /* attempt numbers are 1..MAXATT-1 (asserted) */
 #define NONE 255
 
@@ -93,14 +102,25 @@
 
 /* ---- channels: PROTOCOL.md "Messages" ------------------------------------------------ */
 /* worker -> manager, main endpoint */
-chan req[NW]  = [2] of { bit };               /* request_work */
+/* room for every request a worker can make while the manager is not reading them (after
+   the step, one per held assignment given up as stale); a full channel would stand for a
+   send that blocks, which the code's does not */
+#if PIPE > 1
+#define REQCAP (PIPE+2)
+#else
+#define REQCAP 2
+#endif
+chan req[NW]  = [REQCAP] of { byte };         /* request_work: the last seq taken */
 chan preq[NW] = [1] of { bit };               /* page_request (for the step it runs) */
-chan res[NW]  = [4] of { byte, byte, byte };  /* result_chunk: segment, attempt, chunk
-                                                 (1: at offset 0, 2: the last one) */
+chan res[NW]  = [2*(PIPE+1)] of { byte, byte, byte };  /* result_chunk: segment,
+                                   attempt, chunk (1: at offset 0, 2: the last one); room
+                                   for the results of every assignment a worker can hold
+                                   and one more, unread (a full one would stand for a
+                                   send that blocks, which the code's does not) */
 /* worker -> manager, heartbeat endpoint */
 chan lv[NW]   = [1] of { bit };               /* leave (SIGTERM) */
 /* manager -> worker */
-chan asg[NW]   = [2] of { byte, byte };       /* assign: segment, attempt */
+chan asg[NW]   = [2] of { byte, byte, byte }; /* assign: segment, attempt, seq */
 chan pdata[NW] = [1] of { bool };             /* page_data: true = stale, false = ok */
 chan shut[NW]  = [1] of { bit };              /* shutdown (both endpoints) */
 
@@ -108,7 +128,12 @@ chan shut[NW]  = [1] of { bit };              /* shutdown (both endpoints) */
 /* per worker (code: ManagerLoop::Worker) */
 byte wstate[NW];          /* ALIVE, SUSPECTED, GONE */
 bool parked[NW];          /* idle: waiting for an assignment */
-byte running[NW];         /* the segment the manager believes it runs, or NONE */
+/* the assignments it holds (sent, no answer yet), oldest first: segment and seq
+   (code: Worker::running); the first is the one it runs, the others wait in its queue */
+byte held[NW*PIPE];
+byte hseq[NW*PIPE];
+byte nheld[NW];
+byte nseq[NW];            /* seq of its last assignment (from 1) */
 /* results arriving in chunks, by (worker, segment, attempt): bit 0 = chunk 1 received,
    bit 1 = chunk 2 received (code: ManagerLoop::Worker::assemblies) */
 byte got[NW*NS*MAXATT];
@@ -133,6 +158,34 @@ byte overtakes;           /* overtaking re-requests so far */
 ltl step_ends { <> step_done }
 
 /* ---- the manager's pieces (inlined into Manager: they use its local variables) ------ */
+
+/* Forgets slot x*PIPE+c of worker x's held assignments (c is the caller's). */
+inline drop_held(x) {
+  c2 = c;
+  do
+  :: c2 + 1 < nheld[x] -> held[x*PIPE + c2] = held[x*PIPE + c2 + 1];
+                          hseq[x*PIPE + c2] = hseq[x*PIPE + c2 + 1]; c2++
+  :: else -> break
+  od;
+  nheld[x]--;
+  held[x*PIPE + nheld[x]] = 0;
+  hseq[x*PIPE + nheld[x]] = 0
+}
+
+/* Abandons every held assignment of worker x with seq <= upto (255: all): it no longer
+   runs them (code: on_request_work, lose). */
+inline abandon_held(x, upto) {
+  c = 0;
+  do
+  :: c < nheld[x] && hseq[x*PIPE + c] <= upto ->
+#ifndef BROKEN_DROP_HELD
+     runners[held[x*PIPE + c]] = runners[held[x*PIPE + c]] & ~(1 << x);
+#endif
+     drop_held(x)
+  :: c < nheld[x] && hseq[x*PIPE + c] > upto -> c++
+  :: c >= nheld[x] -> break
+  od
+}
 
 /* code: ManagerLoop::lose and end_step drop a worker's partial results */
 inline clear_assemblies(x) {
@@ -191,25 +244,37 @@ inline dispatch() {
      do
      :: j < NW ->
         if
-        :: step_open && wstate[j] == ALIVE && parked[j] ->
-           next_for();
+        :: step_open && wstate[j] == ALIVE && parked[j] -> next_for()
+        /* a busy worker with room in its queue: an unstarted segment only (code:
+           next_ahead_for; no preferred workers in the model) */
+        :: step_open && wstate[j] == ALIVE && !parked[j] && nheld[j] > 0 && nheld[j] < PIPE ->
+           s2 = NONE;
+           k = 0;
+           do
+           :: k < NS && attempts[k] == 0 -> s2 = k; break
+           :: k < NS && attempts[k] != 0 -> k++
+           :: k >= NS -> break
+           od
+        :: else -> s2 = NONE
+        fi;
+        if
+        :: s2 != NONE ->
+           attempts[s2]++;
+           assert(attempts[s2] < MAXATT);
+           parked[j] = false;
            if
-           :: s2 != NONE ->
-              attempts[s2]++;
-              assert(attempts[s2] < MAXATT);
-              parked[j] = false;
-              if
-              :: nfull(asg[j]) ->
-                 running[j] = s2;
-                 runners[s2] = runners[s2] | (1 << j);
-                 asg[j]!s2,attempts[s2]
-              :: full(asg[j]) ->
-                 wstate[j] = SUSPECTED;
-                 running[j] = NONE;
-                 clear_assemblies(j);
-                 again = true
-              fi
-           :: else
+           :: nfull(asg[j]) ->
+              nseq[j]++;
+              held[j*PIPE + nheld[j]] = s2;
+              hseq[j*PIPE + nheld[j]] = nseq[j];
+              nheld[j]++;
+              runners[s2] = runners[s2] | (1 << j);
+              asg[j]!s2,attempts[s2],nseq[j]
+           :: full(asg[j]) ->           /* the send fails: lose (suspected) */
+              wstate[j] = SUSPECTED;
+              abandon_held(j, 255);
+              clear_assemblies(j);
+              again = true
            fi
         :: else
         fi;
@@ -239,7 +304,12 @@ inline finish_step() {
      more, and runs that differ only there become one state. */
   j = 0;
   do
-  :: j < NW -> running[j] = NONE; parked[j] = false; clear_assemblies(j); j++
+  :: j < NW ->
+     do
+     :: nheld[j] > 0 -> nheld[j]--; held[j*PIPE + nheld[j]] = 0; hseq[j*PIPE + nheld[j]] = 0
+     :: else -> break
+     od;
+     parked[j] = false; clear_assemblies(j); j++
   :: else -> break
   od;
   k = 0;
@@ -253,10 +323,15 @@ inline finish_step() {
    complete result --> alive/idle; "Manager, per step": keep the first result of an
    undone segment, discard one for a done segment. code: ManagerLoop::on_result */
 inline on_result() {
-  if   /* it means "idle", unless the worker has been given other work since */
-  :: running[w] == NONE || running[w] == s -> running[w] = NONE; parked[w] = true
-  :: else
-  fi;
+  /* the run is over; the worker is idle when it holds nothing else (code: a complete
+     result removes its segment) */
+  c = 0;
+  do
+  :: c < nheld[w] && held[w*PIPE + c] == s -> drop_held(w)
+  :: c < nheld[w] && held[w*PIPE + c] != s -> c++
+  :: c >= nheld[w] -> break
+  od;
+  parked[w] = nheld[w] == 0;
   if
 #ifndef BROKEN_APPLY_TWICE
   :: done[s] ->                                       /* not the first: discard */
@@ -291,7 +366,7 @@ inline on_result() {
    worker until the next step): they stay in their channels, which keeps the state
    space small. Page requests are still answered (stale). */
 #define INPUTS(i) \
-  :: step_open && req[i]?[_] -> req[i]?_; w = i; kind = K_REQUEST \
+  :: step_open && req[i]?[_] -> req[i]?consumed; w = i; kind = K_REQUEST \
   :: preq[i]?_ -> w = i; kind = K_PAGES \
   :: step_open && res[i]?[_,_,_] -> res[i]?s,a,part; w = i; kind = K_CHUNK \
   :: step_open && lv[i]?[_] -> lv[i]?_; w = i; kind = K_LEAVE \
@@ -305,7 +380,7 @@ inline on_result() {
 /* One loop turn handles one event, atomically: the loop is the only thread that
    changes scheduling state (PROTOCOL.md, after "Manager, per worker"). */
 proctype Manager() {
-  byte w, s, a, part, kind, lost, j, k, s2, c;
+  byte w, s, a, part, kind, lost, j, k, s2, c, c2, consumed;
   bool again, need;
   do
   :: atomic {
@@ -333,15 +408,12 @@ proctype Manager() {
                                  before its message is handled */
        lost = 0;
        if
-       /* request_work: idle (after joining, after giving up a segment, or asking
-          again); a segment it was running is abandoned. code: on_request_work */
+       /* request_work(consumed): the assignments up to seq `consumed` were run or
+          dropped; those without a result are abandoned. Idle if it holds nothing else.
+          code: on_request_work */
        :: kind == K_REQUEST ->
-          if
-          :: running[w] != NONE -> runners[running[w]] = runners[running[w]] & ~(1 << w)
-          :: else
-          fi;
-          running[w] = NONE;
-          parked[w] = true;
+          abandon_held(w, consumed);
+          parked[w] = nheld[w] == 0;
           need = true
        /* page_request: page_data ok while the step is open, stale once it is over.
           code: on_page_request */
@@ -396,11 +468,7 @@ proctype Manager() {
           :: lost == 2 -> wstate[w] = GONE; parked[w] = false
           fi;
           clear_assemblies(w);
-          if
-          :: running[w] != NONE -> runners[running[w]] = runners[running[w]] & ~(1 << w)
-          :: else
-          fi;
-          running[w] = NONE;
+          abandon_held(w, 255);
           need = true
        :: else
        fi;
@@ -427,16 +495,17 @@ proctype Manager() {
 #define QUIET(x) (empty(asg[x]) && empty(req[x]) && empty(res[x]))
 /* a request the manager would not just ignore: the step is open, and the manager does
    not already have the worker idle and waiting */
-#define USEFUL(x) (step_open && !(parked[x] && running[x] == NONE))
+#define USEFUL(x) (step_open && !(parked[x] && nheld[x] == 0))
 
 proctype Worker(byte me) {
-  byte seg, att;
+  byte seg, att, sq, taken;
   bool stale, asked;
 
-  req[me]!1;                              /* joined: [idle] --request_work--> [asked] */
+  req[me]!0;                              /* joined: [idle] --request_work--> [asked] */
   do                                      /* [asked]: waits for assign */
-  :: atomic { asg[me]?seg,att ->          /* [asked] --assign--> [running]; the segment */
+  :: atomic { asg[me]?seg,att,sq ->       /* [asked] --assign--> [running]; the segment */
               asked = false;              /* page-faults: page_request */
+              taken = sq;                 /* (channels are FIFO: seq order holds) */
               preq[me]!1 };
      /* [running]: waits for the matching page_data; an assign waits in its channel
         (code: WorkerLoop::fetch defers it until the segment is over) */
@@ -445,8 +514,8 @@ proctype Worker(byte me) {
           if
           :: stale ->                     /* page_data(stale): give up, request_work */
              if
-             :: req[me]!1
-             :: asg[me]?[_,_] -> skip     /* code: a deferred assign stands for it */
+             :: req[me]!taken
+             :: asg[me]?[_,_,_] -> skip   /* code: a queued assign stands for it */
              fi
           :: else ->                      /* the segment ends: its result in 2 chunks */
              res[me]!seg,att,1;           /* (a complete result counts as a request) */
@@ -469,9 +538,9 @@ proctype Worker(byte me) {
      result is (the request then overtakes the result). Without that bound a request and
      a re-run of the same segment could chase each other forever. Requests the manager
      would ignore are left out (USEFUL). */
-  :: atomic { !asked && QUIET(me) && USEFUL(me) -> asked = true; req[me]!1 }
+  :: atomic { !asked && QUIET(me) && USEFUL(me) -> asked = true; req[me]!taken }
   :: atomic { !asked && overtakes < MAXOVERTAKE && USEFUL(me) && res[me]?[_,_,_] ->
-              overtakes++; asked = true; req[me]!1 }
+              overtakes++; asked = true; req[me]!taken }
 #endif
   :: CRASH
   :: LEAVE
@@ -485,7 +554,7 @@ init {
   atomic {
     i = 0;
     do
-    :: i < NW -> running[i] = NONE; part_s[i] = NONE; part_a[i] = NONE; walive[i] = true; i++
+    :: i < NW -> part_s[i] = NONE; part_a[i] = NONE; walive[i] = true; i++
     :: else -> break
     od;
     run Manager();

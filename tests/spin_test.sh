@@ -5,7 +5,7 @@
 # weak fairness) must both report "errors: 0". Then each deliberately broken variant of
 # the model must make spin report the error it was made for: this shows the checks can
 # fail. SPIN_FULL=1 also checks the model's default configuration (every fault at once:
-# about 4 million states, 1 GB and a minute). Needs spin and gcc (scripts/setup
+# about 8 million states, 2 GB and a minute). Needs spin and gcc (scripts/setup
 # installs them); fails, not skips, without them. Each step is bounded with timeout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +31,8 @@ configs=(
   "2 workers, 2 segments, a request overtaking a result, a false suspicion|-DNW=2 -DNS=2 -DMAXDEPART=0 -DMAXFALSE=1 -DMAXOVERTAKE=1"
   "2 workers, 3 segments, a crash or leave, a false suspicion|-DNW=2 -DNS=3 -DMAXDEPART=1 -DMAXFALSE=1 -DMAXOVERTAKE=0"
   "3 workers, 2 segments, no faults|-DNW=3 -DNS=2 -DMAXDEPART=0 -DMAXFALSE=0 -DMAXOVERTAKE=0"
+  "pipeline 2: 2 workers, 2 segments, a crash or leave, a false suspicion|-DPIPE=2 -DNW=2 -DNS=2 -DMAXDEPART=1 -DMAXFALSE=1 -DMAXOVERTAKE=0"
+  "pipeline 2: 2 workers, 2 segments, a request overtaking a result, a false suspicion|-DPIPE=2 -DNW=2 -DNS=2 -DMAXDEPART=0 -DMAXFALSE=1 -DMAXOVERTAKE=1"
 )
 if [[ ${SPIN_FULL:-0} == 1 ]]; then
   configs+=("2 workers, 2 segments, every fault at once (the model's defaults)|")
@@ -41,6 +43,7 @@ mutations=(
   "BROKEN_PARTIAL|${configs[0]#*|}|safety|assertion violated ((part_s[w]!=s)||(part_a[w]!=a))"
   "BROKEN_NO_REREQUEST|${configs[0]#*|}|safety|invalid end state"
   "BROKEN_NO_REREQUEST|${configs[0]#*|}|liveness|acceptance cycle"
+  "BROKEN_DROP_HELD|${configs[4]#*|}|liveness|acceptance cycle"
 )
 
 # generate "FLAGS": spin -a, writes pan.c
