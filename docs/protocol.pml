@@ -25,8 +25,8 @@
  *
  *   BROKEN_DROP_HELD     request_work forgets the assignments it reports consumed
  *                        without taking the worker off their runners: a dropped
- *                        assignment is never run again by that worker  -> (b), (c) fail
- *                        (with PIPE=2)
+ *                        assignment is never run again by that worker  -> (b) fails
+ *                        (with PIPE=2; tests/spin_test.sh checks the liveness search)
  *
  * Sizes and fault budgets (spin -DNAME=value): NW, NS, MAXDEPART (crashes + leaves,
  * at most NW-1), MAXFALSE (false suspicions), MAXOVERTAKE (re-requests that overtake),

@@ -403,17 +403,53 @@ TEST(EagerScheduler, StealsOnlyWhatTheOwnerCouldNotFinishFirst) {
 TEST(EagerScheduler, ADisownedQueueIsFreeForAll) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(3, 3, EagerScheduler::Policy::eager, {1, 2, 2});
+  EagerScheduler s(4, 3, EagerScheduler::Policy::eager, {1, 2, 2, 2});
   s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({10ms, 10ms, 10ms});
+  s.set_expected({10ms, 10ms, 10ms, 10ms});
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
   EXPECT_TRUE(s.complete(0, 1, t0 + 1ms));
-  EXPECT_FALSE(s.next_for(1, t0 + 1ms)) << "20 ms queued at worker 2: not worth a cold run";
+  EXPECT_FALSE(s.next_for(1, t0 + 1ms)) << "29 ms left at worker 2, 19 without segment 3";
   s.disown(2);
   auto p = s.next_for(1, t0 + 1ms);
   ASSERT_TRUE(p);
-  EXPECT_EQ(p->segment, 1u);
-  EXPECT_EQ(s.next_ahead_for(1, t0 + 1ms)->segment, 2u) << "no longer anybody's: rule 2";
+  EXPECT_EQ(p->segment, 2u);
+  EXPECT_EQ(s.next_ahead_for(1, t0 + 1ms)->segment, 3u) << "no longer anybody's: rule 2";
+  // The fixed policy keeps a block with its worker, lost or not.
+  EagerScheduler f(2, 3, EagerScheduler::Policy::fixed, {1, 2});
+  f.disown(2);
+  ASSERT_EQ(f.next_for(1)->segment, 0u);
+  EXPECT_FALSE(f.next_for(1)) << "the fixed policy gave away a lost worker's block";
+}
+
+// A refusal holds only while the owner works on this step on time: once its run is
+// late, or once it runs nothing unfinished (its copy lost to a re-run, or it is busy
+// with an older step's assignment), the thief steals.
+TEST(EagerScheduler, StealsFromAnOwnerThatIsLateOrNotOnThisStep) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(4, 3, EagerScheduler::Policy::eager, {1, 2, 2, 3});
+  s.set_rerun_delay(1.5, 50ms);
+  s.set_expected({10ms, 10ms, 10ms, 10ms});
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+  ASSERT_EQ(s.next_for(3, t0)->segment, 3u);
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  EXPECT_TRUE(s.complete(0, 1, t0 + 1ms));
+  EXPECT_FALSE(s.next_for(1, t0 + 1ms)) << "worker 2: 9 ms on segment 1, then 10 ms of segment 2";
+  auto p = s.next_for(1, t0 + 15ms);
+  ASSERT_TRUE(p) << "segment 1 is late at 15 ms: worker 2 is slow or stuck";
+  EXPECT_EQ(p->segment, 2u);
+  EagerScheduler q(3, 3, EagerScheduler::Policy::eager, {1, 2, 2});
+  q.set_rerun_delay(1.5, 50ms);
+  q.set_expected({10ms, 10ms, 10ms});
+  ASSERT_EQ(q.next_for(2, t0)->segment, 1u);
+  ASSERT_EQ(q.next_for(1, t0)->segment, 0u);
+  EXPECT_TRUE(q.complete(0, 1, t0 + 1ms));
+  EXPECT_FALSE(q.next_for(1, t0 + 1ms));
+  EXPECT_TRUE(q.complete(1, 3, t0 + 2ms)) << "a copy elsewhere wins; worker 2 still computes its own";
+  p = q.next_for(1, t0 + 2ms);
+  ASSERT_TRUE(p) << "worker 2 runs nothing unfinished: it may be busy for any time";
+  EXPECT_EQ(p->segment, 2u);
 }
 
 // A run away from the worker that ran the segment last is cold: it is late only at

@@ -57,27 +57,32 @@ std::optional<std::uint32_t> EagerScheduler::unowned_unstarted() {
 }
 
 std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w, Clock::time_point now) {
-  std::deque<std::uint32_t>* longest = nullptr;
-  WorkerId victim = kNoWorker;
+  // Owners with unstarted segments, longest queue first; the first one worth it.
+  std::vector<std::pair<WorkerId, std::deque<std::uint32_t>*>> owners;
   for (auto& [owner, q] : queues_) {
     while (!q.empty() && segs_[q.back()].attempts > 0) q.pop_back();
-    if (owner != w && !q.empty() && (longest == nullptr || q.size() > longest->size())) {
-      longest = &q;
-      victim = owner;
-    }
+    if (owner != w && !q.empty()) owners.emplace_back(owner, &q);
   }
-  if (longest == nullptr || !worth_stealing(victim, *longest, now)) return std::nullopt;
-  std::uint32_t s = longest->back();
-  longest->pop_back();
-  return s;
+  std::stable_sort(owners.begin(), owners.end(),
+                   [](const auto& a, const auto& b) { return a.second->size() > b.second->size(); });
+  for (auto& [owner, q] : owners) {
+    if (!worth_stealing(owner, *q, now)) continue;
+    std::uint32_t s = q->back();
+    q->pop_back();
+    return s;
+  }
+  return std::nullopt;
 }
 
 // Stealing the back of owner's queue pays if the owner would still be busy, after
 // giving it up, for at least as long as the thief's cold run of it: its queued
-// segments plus what is left of the ones it runs, by last step's durations. Any
-// unknown duration: steal (first steps, slow or new workers adapt through steals).
-// Stealing what would not pay also moves the segment's preference to the thief, and in
-// the next step the owner steals it back: two cold runs instead of none.
+// segments plus what is left of the ones it runs, by the expected times. Any unknown
+// time, a late run, or an owner that runs nothing unfinished of this step (it may be
+// busy for who knows how long with a copy that lost, or with an older step's
+// assignment): steal. Stealing what would not pay also moves the segment's
+// preference, and its pages, to the thief, and in the next step the owner steals it
+// back: two cold runs instead of none. A refused thief is woken when the owner's
+// result arrives or its run gets late (next_rerun_at covers that run).
 bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue,
                                     Clock::time_point now) const {
   const Clock::duration d = segs_[queue.back()].expected;
@@ -88,16 +93,18 @@ bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32
     if (segs_[s].expected.count() <= 0) return true;
     backlog += segs_[s].expected;
   }
+  bool running = false;
   for (const Seg& s : segs_) {
     if (s.done || std::find(s.runners.begin(), s.runners.end(), owner) == s.runners.end()) continue;
-    // A late run says the owner is slow or stuck: its durations mean nothing now.
     if (s.expected.count() <= 0 || now >= late_at(s)) return true;
+    running = true;
     backlog += std::max(Clock::duration{}, s.expected - (now - s.first_start));
   }
-  return backlog - d >= kColdRunFactor * d;
+  return !running || backlog - d >= kColdRunFactor * d;
 }
 
 void EagerScheduler::disown(WorkerId w) {
+  if (policy_ == Policy::fixed) return;   // a fixed block stays its worker's, come what may
   auto it = queues_.find(w);
   if (it == queues_.end()) return;
   for (std::uint32_t s : it->second) {

@@ -1,6 +1,6 @@
 // Eager scheduling of one parallel step (pure logic, no I/O; unit tested on its own).
 //
-// Any idle worker may run any unfinished segment. An idle worker gets, in this order:
+// Any idle worker may run any unfinished segment, in this order:
 //   1. an unstarted segment it is *preferred* for (it ran it in the last step, so its
 //      cache holds what the segment touches), lowest index first;
 //   2. an unstarted segment nobody is preferred for, in order;
@@ -56,11 +56,13 @@ class EagerScheduler {
   // times that rather than times this step's mean: in iterative codes segments differ
   // (Jacobi's first and last ship 10x the data of the others) but repeat step to step.
   void set_expected(std::vector<Clock::duration> expected);
-  // How long segment's first completed run took (zero while not done).
+  // How long segment's completed run took, from the start of its first run (so a
+  // re-run's includes the wait before it; zero while not done).
   Clock::duration took(std::uint32_t segment) const { return segs_[segment].took; }
 
   // Next segment for an idle worker, or nullopt if every segment is done, already
-  // running on this worker, or not late yet (see next_rerun_at).
+  // running on this worker, not late yet (see next_rerun_at), or only stealable where
+  // stealing would not pay.
   std::optional<Pick> next_for(WorkerId w, Clock::time_point now = Clock::now());
   // Next segment for a worker that is busy but may queue one more (CALYPSO_PIPELINE):
   // rules 1 and 2 only. Stealing and re-runs are for a worker with nothing else to do:
@@ -81,10 +83,11 @@ class EagerScheduler {
   // Returns true if the segment has now failed max_attempts times.
   bool abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure);
   // w is gone or suspected: its unstarted preferred segments become anybody's (rule 2),
-  // not something to steal only when worth it.
+  // not something to steal only when worth it. (Policy::fixed: no effect; a lost
+  // worker's block is never done, as in a classic DSM.)
   void disown(WorkerId w);
   // A segment run away from the worker that ran it last runs on a cold cache: its run
-  // is counted as this many times its last duration, for stealing and for being late
+  // is counted as this many times its expected time, for stealing and for being late
   // (Jacobi's segments: ~1 ms warm, 2-4 ms fetching their rows; judged by the warm
   // time, every stolen one became late and was run a third time, cold again).
   static constexpr int kColdRunFactor = 2;

@@ -171,7 +171,7 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
            static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
            n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
            static_cast<std::uint32_t>(n.own_pages.size()), static_cast<std::uint32_t>(n.pushed.size()),
-           n.own_step, w.next_seq, static_cast<std::uint32_t>(n.pushed.size() * region_.page_size()), 0};
+           static_cast<std::uint32_t>(n.pushed.size() * region_.page_size()), n.own_step, w.next_seq};
   Encoder e(MsgType::assign, id, a);
   e.reserve(sizeof(Assign) + routine.args.size() + (words + n.pushed.size()) * sizeof(std::uint32_t) +
             n.pushed.size() * region_.page_size());
@@ -305,8 +305,12 @@ void ManagerLoop::finish_step() {
     // The expected time decays from the longest recent run rather than following the
     // last one: Jacobi's segments alternate between two grids and a noisy host's runs
     // jitter, and a run shorter than the next turns the next one late and re-run.
+    // A re-run's time includes the wait before it was started: it does not raise the
+    // expectation.
     auto& last = last_run_[{r.id, step_->index_of[s], r.count}];
-    last = {step_->accepted_from[s], std::max(step_->sched.took(s), last.took * 3 / 4)};
+    Clock::duration took = step_->sched.took(s);
+    if (step_->sched.attempts(s) > 1 && last.took.count() > 0) took = std::min(took, last.took);
+    last = {step_->accepted_from[s], std::max(took, last.took * 3 / 4)};
   }
   {
     std::lock_guard lock(mutex_);

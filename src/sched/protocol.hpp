@@ -98,13 +98,13 @@ struct Assign {
   // dropping them, it takes their current bytes, which follow: this many u32 page
   // numbers, then pushed_bytes (pushed x page size) of page data, in that order.
   std::uint32_t pushed;
+  std::uint32_t pushed_bytes;
   StepId own_step;
   // Per worker, from 1: the worker takes assignments in this order (their notices build
   // on each other; see assign_queue.hpp).
   std::uint64_t seq;
-  std::uint32_t pushed_bytes;
-  std::uint32_t reserved;
 };
+static_assert(sizeof(Assign) == 72, "no padding on the wire");
 struct RequestWork {
   std::uint64_t consumed;         // every assignment up to this seq was run or dropped
 };
@@ -130,8 +130,9 @@ struct ResultChunk {
   std::uint32_t pages_read;       // pages the attempt read with RMA (stats)
   std::uint32_t reserved;
 };
-// After a result: pages the segment fetched, or read from a pushed copy. The manager
-// pushes them with the next assignment that would drop them (Jacobi's boundary rows).
+// Before a result, when there are any: pages fetched, or read from a pushed copy, since
+// the last read_set. The manager pushes them with the next assignment that would drop
+// them (Jacobi's boundary rows).
 struct ReadSet {
   StepId step;
   std::uint32_t pages;            // then this many u32 page numbers
