@@ -8,6 +8,7 @@
 
 #include <calypso/calypso.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -45,7 +46,9 @@ static void init(double* g, int n) {
   }
 }
 
-int main(int argc, char** argv) {
+// calypso::Error (a bad CALYPSO_* setting, a full region, a failed step): say why and
+// exit 2 rather than abort.
+int main(int argc, char** argv) try {
   calypso::Runtime rt(argc, argv);
   const int n = argc > 1 ? std::atoi(argv[1]) : 2048;
   const int sweeps = argc > 2 ? std::atoi(argv[2]) : 200;
@@ -75,4 +78,7 @@ int main(int argc, char** argv) {
     bool ok = std::memcmp(ra.data(), a, nn * sizeof(double)) == 0;
     return example::report("jacobi", ok, t1 - t0, t2 - t1, m);
   });
+} catch (const calypso::Error& e) {
+  std::fprintf(stderr, "%s: %s\n", "jacobi", e.what());
+  return 2;
 }

@@ -8,6 +8,7 @@
 
 #include <calypso/calypso.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -43,7 +44,9 @@ void mandel(const calypso::Segment& seg, const MandelArgs& x) {
 }
 CALYPSO_ROUTINE(mandel);
 
-int main(int argc, char** argv) {
+// calypso::Error (a bad CALYPSO_* setting, a full region, a failed step): say why and
+// exit 2 rather than abort.
+int main(int argc, char** argv) try {
   calypso::Runtime rt(argc, argv);
   const int n = argc > 1 ? std::atoi(argv[1]) : 2048;
   const int max_iter = argc > 2 ? std::atoi(argv[2]) : 1000;
@@ -61,4 +64,7 @@ int main(int argc, char** argv) {
     bool ok = std::memcmp(ref.data(), out, nn * sizeof(std::int32_t)) == 0;
     return example::report("mandelbrot", ok, t1 - t0, t2 - t1, m);
   });
+} catch (const calypso::Error& e) {
+  std::fprintf(stderr, "%s: %s\n", "mandelbrot", e.what());
+  return 2;
 }

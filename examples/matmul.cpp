@@ -7,6 +7,7 @@
 
 #include <calypso/calypso.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -37,7 +38,9 @@ void multiply_rows(const calypso::Segment& seg, const MatArgs& x) {
 }
 CALYPSO_ROUTINE(multiply_rows);
 
-int main(int argc, char** argv) {
+// calypso::Error (a bad CALYPSO_* setting, a full region, a failed step): say why and
+// exit 2 rather than abort.
+int main(int argc, char** argv) try {
   calypso::Runtime rt(argc, argv);
   const int n = argc > 1 ? std::atoi(argv[1]) : 1024;
   const auto segments = static_cast<std::uint32_t>(argc > 2 ? std::atoi(argv[2]) : 64);
@@ -61,4 +64,7 @@ int main(int argc, char** argv) {
     bool ok = std::memcmp(ref.data(), c, nn * sizeof(double)) == 0;
     return example::report("matmul", ok, t1 - t0, t2 - t1, m);
   });
+} catch (const calypso::Error& e) {
+  std::fprintf(stderr, "%s: %s\n", "matmul", e.what());
+  return 2;
 }
