@@ -95,7 +95,7 @@ bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32
   }
   bool running = false;
   for (const Seg& s : segs_) {
-    if (s.done || std::find(s.runners.begin(), s.runners.end(), owner) == s.runners.end()) continue;
+    if (s.done || !runs(s, owner)) continue;
     if (s.expected.count() <= 0 || now >= late_at(s)) return true;
     running = true;
     backlog += std::max(Clock::duration{}, s.expected - (now - s.first_start));
@@ -117,8 +117,7 @@ void EagerScheduler::disown(WorkerId w) {
 // Started (an unstarted one is rules 1-3's), unfinished, not just arriving, and not
 // already run by w. A started segment with no runner left (its worker died) qualifies.
 bool EagerScheduler::rerun_candidate(const Seg& s, WorkerId w) {
-  return s.attempts > 0 && !s.done && !s.arriving &&
-         std::find(s.runners.begin(), s.runners.end(), w) == s.runners.end();
+  return s.attempts > 0 && !s.done && !s.arriving && !runs(s, w);
 }
 
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
@@ -185,7 +184,7 @@ void EagerScheduler::started(std::uint32_t segment, WorkerId w, Clock::time_poin
 
 void EagerScheduler::arriving(std::uint32_t segment, WorkerId w) {
   Seg& s = segs_[segment];
-  if (std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end()) s.arriving = true;
+  if (runs(s, w)) s.arriving = true;
 }
 
 bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_point now) {

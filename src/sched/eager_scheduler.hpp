@@ -21,6 +21,7 @@
 
 #include "sched/protocol.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -113,6 +114,9 @@ class EagerScheduler {
     bool cold = false;       // the current run is not on the worker that ran it last
     std::vector<WorkerId> runners;
   };
+  static bool runs(const Seg& s, WorkerId w) {
+    return std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end();
+  }
   Clock::time_point late_at(const Seg& s) const;
   static bool rerun_candidate(const Seg& s, WorkerId w);
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);

@@ -203,7 +203,9 @@ class ManagerLoop {
     WorkerId runner;           // whose result was kept: preferred next time (warm cache)
     Clock::duration took;      // expected duration: recent runs, see finish_step (set_expected)
   };
-  std::map<std::tuple<RoutineId, std::uint32_t, std::uint32_t>, LastRun> last_run_;
+  using RunKey = std::tuple<RoutineId, std::uint32_t, std::uint32_t>;   // routine, index, count
+  static RunKey run_key(const OpenStep& s, std::uint32_t segment);
+  std::map<RunKey, LastRun> last_run_;
   std::vector<bool> ever_written_;   // per page: written by anyone since the start (Welcome)
   std::deque<Version> log_;
   std::uint64_t log_base_ = 0;

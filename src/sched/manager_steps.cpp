@@ -73,8 +73,7 @@ void ManagerLoop::start_step(OpenStep s) {
   s.sched.set_rerun_delay(config_.rerun_after_pct / 100.0, std::chrono::milliseconds(50));
   std::vector<Clock::duration> expected(n);
   for (std::uint32_t g = 0; g < n; ++g) {
-    const auto& r = s.spec.routines[s.routine_of[g]];
-    if (auto it = last_run_.find({r.id, s.index_of[g], r.count}); it != last_run_.end()) expected[g] = it->second.took;
+    if (auto it = last_run_.find(run_key(s, g)); it != last_run_.end()) expected[g] = it->second.took;
   }
   s.sched.set_expected(std::move(expected));
   s.results.resize(n);
@@ -86,6 +85,11 @@ void ManagerLoop::start_step(OpenStep s) {
   LOG_DEBUG("step %llu begins: %u segments", static_cast<unsigned long long>(step_->id), n);
   if (n == 0) return finish_step();
   dispatch();
+}
+
+ManagerLoop::RunKey ManagerLoop::run_key(const OpenStep& s, std::uint32_t segment) {
+  const auto& r = s.spec.routines[s.routine_of[segment]];
+  return {r.id, s.index_of[segment], r.count};
 }
 
 // Eager: the worker whose result was kept last time, if it is alive. Static: blocks of
@@ -105,8 +109,7 @@ std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
       out[g] = first_joined[g * first_joined.size() / n];
       continue;
     }
-    const auto& r = s.spec.routines[s.routine_of[g]];
-    auto it = last_run_.find({r.id, s.index_of[g], r.count});
+    auto it = last_run_.find(run_key(s, g));
     if (it != last_run_.end() && std::find(alive.begin(), alive.end(), it->second.runner) != alive.end()) {
       out[g] = it->second.runner;
     } else if (!alive.empty()) {
@@ -165,16 +168,17 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
   Notices n = notices_for(id, w);
   const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
-  const std::size_t used = sizeof(Header) + sizeof(Assign) + routine.args.size() + words * sizeof(std::uint32_t);
-  if (!n.invalidate_all && used < ep_.max_message()) choose_pushes(w, n, ep_.max_message() - used);
+  const std::size_t used = sizeof(Assign) + routine.args.size() + words * sizeof(std::uint32_t);
+  if (!n.invalidate_all && sizeof(Header) + used < ep_.max_message()) {
+    choose_pushes(w, n, ep_.max_message() - sizeof(Header) - used);
+  }
   Assign a{step_->id, p.segment, p.attempt, routine.id, step_->index_of[p.segment], routine.count,
            static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
            n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
            static_cast<std::uint32_t>(n.own_pages.size()), static_cast<std::uint32_t>(n.pushed.size()),
            static_cast<std::uint32_t>(n.pushed.size() * region_.page_size()), n.own_step, w.next_seq};
   Encoder e(MsgType::assign, id, a);
-  e.reserve(sizeof(Assign) + routine.args.size() + (words + n.pushed.size()) * sizeof(std::uint32_t) +
-            n.pushed.size() * region_.page_size());
+  e.reserve(used + n.pushed.size() * region_.page_size());   // pushed numbers came out of `words`
   e.append(routine.args);
   for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages, &n.pushed}) {
     e.append(list->data(), list->size() * sizeof(std::uint32_t));
@@ -301,13 +305,12 @@ void ManagerLoop::finish_step() {
     stats_.collation_seconds += std::chrono::duration<double>(Clock::now() - collation_start).count();
   }
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
-    const auto& r = step_->spec.routines[step_->routine_of[s]];
     // The expected time decays from the longest recent run rather than following the
     // last one: Jacobi's segments alternate between two grids and a noisy host's runs
     // jitter, and a run shorter than the next turns the next one late and re-run.
     // A re-run's time includes the wait before it was started: it does not raise the
     // expectation.
-    auto& last = last_run_[{r.id, step_->index_of[s], r.count}];
+    auto& last = last_run_[run_key(*step_, s)];
     Clock::duration took = step_->sched.took(s);
     if (step_->sched.attempts(s) > 1 && last.took.count() > 0) took = std::min(took, last.took);
     last = {step_->accepted_from[s], std::max(took, last.took * 3 / 4)};

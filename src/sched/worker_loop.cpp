@@ -282,9 +282,15 @@ void WorkerLoop::drop_cache() {
 
 void WorkerLoop::send_request() {
   Encoder e(MsgType::request_work, id_, RequestWork{assigns_.consumed()});
-  auto bytes = e.bytes();
-  if (ep_.send(manager_, bytes, 60s) != net::SendStatus::ok) {
-    LOG_ERROR("cannot reach the manager; exiting");
+  std::span<const std::byte> parts[] = {e.bytes()};
+  to_manager(parts, "a work request");
+}
+
+// The main endpoint's sends: a worker that cannot reach its manager for a minute has
+// nothing left to do.
+void WorkerLoop::to_manager(std::span<const std::span<const std::byte>> parts, const char* what) {
+  if (ep_.send(manager_, parts, 60s) != net::SendStatus::ok) {
+    LOG_ERROR("cannot send %s to the manager; exiting", what);
     _exit(3);
   }
 }
@@ -378,10 +384,8 @@ void WorkerLoop::send_reads(StepId step) {
   if (pages.empty()) return;
   Encoder e(MsgType::read_set, id_, ReadSet{step, static_cast<std::uint32_t>(pages.size()), 0});
   e.append(pages.data(), pages.size() * sizeof(dsm::PageNumber));
-  if (ep_.send(manager_, e.bytes(), 60s) != net::SendStatus::ok) {
-    LOG_ERROR("cannot reach the manager; exiting");
-    _exit(3);
-  }
+  std::span<const std::byte> parts[] = {e.bytes()};
+  to_manager(parts, "a read set");
 }
 
 void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body) {
@@ -393,10 +397,7 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
                   offset == 0 ? pages_read_ : 0, 0};
     Encoder e(MsgType::result_chunk, id_, c);
     std::span<const std::byte> parts[] = {e.bytes_with_tail(n), std::span(body).subspan(offset, n)};
-    if (ep_.send(manager_, parts, 60s) != net::SendStatus::ok) {
-      LOG_ERROR("cannot send a result to the manager; exiting");
-      _exit(3);
-    }
+    to_manager(parts, "a result");
     offset += n;
     if (offset < body.size()) maybe_inject(InjectPoint::mid_result, segment_index_);
   } while (offset < body.size());

@@ -51,6 +51,7 @@ class WorkerLoop final : public dsm::PageSource {
   void setup_rma(const Welcome& w);
   bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   void send_request();   // request_work, naming the last assignment taken
+  void to_manager(std::span<const std::span<const std::byte>> parts, const char* what);
   void take_message(std::vector<std::byte> raw, const char* when);
   bool run_assignment(const std::vector<std::byte>& raw);   // true if a result was sent
   void drop_cache();
