@@ -358,7 +358,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     a.discard = !step_ || key.step != step_->id || key.segment >= step_->sched.size() ||
                 step_->sched.done(key.segment);
     if (!a.discard) {
-      a.bytes.resize(c->total_bytes);
+      a.bytes = result_buffers_.take(c->total_bytes);
       step_->sched.arriving(key.segment, id);
     }
   }
@@ -373,14 +373,14 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     return violation(id, "result chunks overlap");
   }
   if (a.received < c->total_bytes) return;
-  std::vector<std::byte> bytes = std::move(a.bytes);
+  ResultBuffers::Bytes bytes = std::move(a.bytes);
   w.assemblies.erase(it);
   on_result(id, w, key, std::move(bytes));
 }
 
 // A complete result also means the worker is idle again: it sends no separate request,
 // whether or not the result is still wanted (its step may be over).
-void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes) {
+void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, ResultBuffers::Bytes bytes) {
   // The worker is idle once it holds no other assignment (one queued behind this
   // result, or sent after it asked again, keeps it busy).
   if (step_ && key.step == step_->id) {

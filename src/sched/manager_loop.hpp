@@ -17,6 +17,7 @@
 #include "routine_registry.hpp"
 #include "sched/eager_scheduler.hpp"
 #include "sched/protocol.hpp"
+#include "sched/result_buffers.hpp"
 #include "unique_fd.hpp"
 
 #include <calypso/manager.hpp>
@@ -80,7 +81,7 @@ class ManagerLoop {
     std::uint64_t received = 0;
     std::uint64_t total = 0;
     bool discard = false;
-    std::vector<std::byte> bytes;
+    ResultBuffers::Bytes bytes;
   };
   struct Worker {
     net::PeerId peer = net::kNoPeer;
@@ -112,7 +113,7 @@ class ManagerLoop {
     StepSpec spec;
     EagerScheduler sched{0, 1};
     std::vector<std::uint32_t> routine_of, index_of;   // global segment -> routine, index
-    std::vector<std::vector<std::byte>> results;
+    std::vector<ResultBuffers::Bytes> results;
     std::vector<WorkerId> accepted_from;               // who produced each kept result
     Clock::time_point started;
     std::optional<Clock::time_point> no_workers_since;
@@ -145,7 +146,7 @@ class ManagerLoop {
   void on_page_request(const Message& m, WorkerId id, Worker& w);
   void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
-  void on_result(WorkerId id, Worker& w, const ResultKey& key, std::vector<std::byte> bytes);
+  void on_result(WorkerId id, Worker& w, const ResultKey& key, ResultBuffers::Bytes bytes);
   void on_tick();
   void ping_workers();
   void release(Worker& w);
@@ -210,6 +211,7 @@ class ManagerLoop {
   std::deque<Version> log_;
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;
+  ResultBuffers result_buffers_;      // the last step's result buffers, for the next one's
 
   mutable std::mutex mutex_;          // guards everything below
   std::condition_variable cv_;

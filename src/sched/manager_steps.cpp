@@ -337,6 +337,7 @@ void ManagerLoop::fail_step(const std::string& why) { end_step(why); }
 void ManagerLoop::end_step(std::optional<std::string> error) {
   const double seconds = std::chrono::duration<double>(Clock::now() - step_->started).count();
   if (control_) set_control(0);
+  result_buffers_.keep(std::move(step_->results));
   step_.reset();
   for (auto& [id, w] : workers_) {
     w.running.clear();
