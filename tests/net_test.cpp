@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -110,6 +111,18 @@ TEST(AddressTest, RejectsJunk) {
   for (const char* junk : {"", "abc", "zz", "0g", "12 4", "0x12"}) {
     EXPECT_THROW(Address::from_string(junk), Error) << '"' << junk << '"';
   }
+}
+
+// What the environment said before any endpoint existed (static initialisation).
+const char* const kUsersRxmBufferSize = std::getenv("FI_OFI_RXM_BUFFER_SIZE");
+
+// ofi_rxm's eager buffers are 8 KiB unless the user chose a size (see endpoint.cpp): the
+// default 16 KiB ones cost 17 MB per pool.
+TEST(EndpointDefaults, RxmBufferSizeIs8KiBUnlessTheUserChoseOne) {
+  Endpoint e = Endpoint::open(EndpointConfig{});
+  const char* now = std::getenv("FI_OFI_RXM_BUFFER_SIZE");
+  ASSERT_NE(now, nullptr);
+  EXPECT_STREQ(now, kUsersRxmBufferSize != nullptr ? kUsersRxmBufferSize : "8192");
 }
 
 TEST_P(NetTest, LocalAddressRoundTrips) {
