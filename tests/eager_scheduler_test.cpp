@@ -370,6 +370,40 @@ TEST(EagerScheduler, QueuedSegmentsAndKnownDurationsSetWhenARunIsLate) {
   EXPECT_EQ(p->segment, 1u) << "late: re-run";
 }
 
+// A late segment still waiting in a slow worker's queue ends after the one that worker
+// is running: an idle worker re-runs the waiting one first. Once the slow worker starts
+// it, it is a running segment like any other.
+TEST(EagerScheduler, ReRunsTheSegmentWaitingBehindALateOneFirst) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(3, 3, EagerScheduler::Policy::eager, {1, 1, 2});
+  s.set_rerun_delay(1.5, 50ms);
+  s.set_expected({10ms, 10ms, 10ms});
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u) << "1 waits behind 0";
+  ASSERT_EQ(s.next_for(2, t0)->segment, 2u);
+  EXPECT_TRUE(s.complete(2, 2, t0 + 10ms));
+  EXPECT_FALSE(s.next_for(2, t0 + 10ms)) << "nothing is late yet";
+  auto p = s.next_for(2, t0 + 30ms);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->segment, 1u) << "both 0 and 1 are late; 1 ends last";
+  EXPECT_EQ(p->attempt, 2u);
+  auto q = s.next_for(3, t0 + 30ms);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->segment, 0u) << "fewest runners still comes first";
+
+  EagerScheduler r(2, 3, EagerScheduler::Policy::eager, {1, 1});
+  r.set_rerun_delay(1.5, 50ms);
+  r.set_expected({10ms, 10ms});
+  ASSERT_EQ(r.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(r.next_ahead_for(1, t0)->segment, 1u);
+  EXPECT_TRUE(r.complete(0, 1, t0 + 5ms));
+  r.started(1, 1, t0 + 5ms);
+  auto late = r.next_for(2, t0 + 30ms);
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->segment, 1u) << "started: late at 5 + 15 ms, re-run";
+}
+
 // With last step's durations known, an idle worker steals only what the owner would
 // not have done, with the rest of its work, before a cold run (twice the segment's time)
 // could be: otherwise the step ends no sooner and the segment's cache moves.

@@ -31,6 +31,7 @@ std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clo
   if (s.runners.empty()) {   // a fresh run (first, or after deaths)
     s.first_start = now;
     s.cold = preferred_[segment] != kNoWorker && preferred_[segment] != w;
+    s.queued = false;
   }
   s.runners.push_back(w);
   s.last_start = ++clock_;
@@ -153,9 +154,16 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
     const Seg& s = segs_[i];
     if (!rerun_candidate(s, w) || now < late_at(s)) continue;
     if (!best) { best = i; continue; }
+    // Fewest runners first; then one still waiting in a slow worker's queue, which ends
+    // after the segment that worker runs (mandelbrot's slow worker: re-running the
+    // running one instead lost the race by a few ms, and the queued one ended the
+    // step 70 ms later); then the oldest start.
     const Seg& b = segs_[*best];
-    if (s.runners.size() < b.runners.size() ||
-        (s.runners.size() == b.runners.size() && s.last_start < b.last_start)) {
+    if (s.runners.size() != b.runners.size()) {
+      if (s.runners.size() < b.runners.size()) best = i;
+    } else if (s.queued != b.queued) {
+      if (s.queued) best = i;
+    } else if (s.last_start < b.last_start) {
       best = i;
     }
   }
@@ -163,23 +171,33 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
 }
 
 std::optional<Pick> EagerScheduler::next_for(WorkerId w, Clock::time_point now) {
-  if (auto p = next_ahead_for(w, now)) return p;   // rules 1 and 2
+  if (auto s = unstarted_for(w)) return start(*s, w, now);   // rules 1 and 2
   if (policy_ == Policy::fixed) return std::nullopt;
   if (auto s = steal_unstarted(w, now)) return start(*s, w, now);
   if (auto s = rerun_for(w, now)) return start(*s, w, now);
   return std::nullopt;
 }
 
-std::optional<Pick> EagerScheduler::next_ahead_for(WorkerId w, Clock::time_point now) {
-  if (auto s = own_unstarted(w)) return start(*s, w, now);
+std::optional<std::uint32_t> EagerScheduler::unstarted_for(WorkerId w) {
+  if (auto s = own_unstarted(w)) return s;
   if (policy_ == Policy::fixed) return std::nullopt;
-  if (auto s = unowned_unstarted()) return start(*s, w, now);
-  return std::nullopt;
+  return unowned_unstarted();
+}
+
+std::optional<Pick> EagerScheduler::next_ahead_for(WorkerId w, Clock::time_point now) {
+  const std::optional<std::uint32_t> s = unstarted_for(w);
+  if (!s) return std::nullopt;
+  auto pick = start(*s, w, now);
+  segs_[*s].queued = true;   // until started()
+  return pick;
 }
 
 void EagerScheduler::started(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
-  if (!s.done && s.runners.size() == 1 && s.runners.front() == w) s.first_start = now;
+  if (!s.done && s.runners.size() == 1 && s.runners.front() == w) {
+    s.first_start = now;
+    s.queued = false;
+  }
 }
 
 void EagerScheduler::arriving(std::uint32_t segment, WorkerId w) {
@@ -207,6 +225,7 @@ void EagerScheduler::forgive(std::uint32_t segment) {
 bool EagerScheduler::abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure) {
   Seg& s = segs_[segment];
   std::erase(s.runners, w);
+  if (s.runners.empty()) s.queued = false;
   s.arriving = false;   // a transfer cut short (the sender died): re-run it
   if (s.done || !counts_as_failure) return false;
   return ++s.failures >= max_attempts_;

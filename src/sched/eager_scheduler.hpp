@@ -112,6 +112,7 @@ class EagerScheduler {
     Clock::duration expected{}, took{};
     bool arriving = false;   // a runner's result is on its way
     bool cold = false;       // the current run is not on the worker that ran it last
+    bool queued = false;     // its first run waits behind another in its worker's queue
     std::vector<WorkerId> runners;
   };
   static bool runs(const Seg& s, WorkerId w) {
@@ -122,6 +123,7 @@ class EagerScheduler {
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
   std::optional<std::uint32_t> own_unstarted(WorkerId w);
   std::optional<std::uint32_t> unowned_unstarted();
+  std::optional<std::uint32_t> unstarted_for(WorkerId w);   // rules 1 and 2
   std::optional<std::uint32_t> steal_unstarted(WorkerId w, Clock::time_point now);
   bool worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue, Clock::time_point now) const;
   std::optional<std::uint32_t> rerun_for(WorkerId w, Clock::time_point now) const;
