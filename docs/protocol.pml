@@ -45,7 +45,7 @@
  *     segment makes exactly one page fetch, answered ok or stale (never bad_range);
  *   - scheduling policy: unstarted segments first (lowest index first), then a re-run of
  *     any unfinished segment the worker is not running, freely chosen (the real choice,
- *     fewest copies then oldest, is one of them); no preferred workers (they come from
+ *     fewest copies, then queued, then oldest, is one of them); no preferred workers (they come from
  *     an earlier step); CALYPSO_MAX_ATTEMPTS and failure counts (they can fail a step but
  *     never change what is applied) and NO_WORKER_TIMEOUT (one worker always lives);
  *   - time: heartbeats are not messages. "Silent for CALYPSO_SUSPECT_MS" is a manager

@@ -9,7 +9,8 @@
 //      unless durations from the last step say the owner will be done with it and the
 //      rest of its work before a cold run of it would be (see worth_stealing);
 //   4. a re-run of a started, unfinished segment running elsewhere (fewest copies
-//      running, then the oldest), never one it is running itself; with a re-run delay
+//      running, then one still waiting in its worker's queue behind another, which
+//      will end last, then the oldest), never one it is running itself; with a re-run delay
 //      (see set_rerun_delay) only once that segment is *late*. A segment whose runner
 //      died or left has no runner and is re-run at once.
 // The first completion of a segment wins. A segment whose runs keep ending with the
