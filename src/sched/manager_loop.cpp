@@ -292,12 +292,25 @@ void ManagerLoop::on_request_work(const Message& m, WorkerId id, Worker& w) {
   auto r = fixed_part<RequestWork>(m, why);
   if (!r) return violation(id, why);
   std::erase_if(w.running, [&](const Worker::Held& h) {
-    if (h.seq > r->consumed) return false;
+    if (h.seq > r->consumed || h.arriving) return false;   // arriving: sent, not dropped
     if (step_) step_->sched.abandon(h.segment, id, false);
     return true;
   });
-  w.parked = w.running.empty();
+  w.parked = w.holding() == 0;
   dispatch();
+}
+
+// w has finished running `segment` (its result is arriving or complete): the next one
+// it holds starts now, and w is idle if it holds no other. False if it was not held
+// or already marked.
+bool ManagerLoop::ran(WorkerId id, Worker& w, std::uint32_t segment) {
+  auto it = std::find_if(w.running.begin(), w.running.end(),
+                         [&](const Worker::Held& h) { return h.segment == segment; });
+  if (it == w.running.end() || it->arriving) return false;
+  it->arriving = true;
+  if (const Worker::Held* next = w.current()) step_->sched.started(next->segment, id);
+  w.parked = w.holding() == 0;
+  return true;
 }
 
 void ManagerLoop::on_read_set(const Message& m, WorkerId id, Worker& w) {
@@ -351,6 +364,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     stats_.pages_fetched += c->pages_read;
   }
   ResultKey key{c->step, c->segment, c->attempt};
+  bool began_arriving = false;
   auto [it, fresh] = w.assemblies.try_emplace(key);
   Assembly& a = it->second;
   if (fresh) {
@@ -360,6 +374,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     if (!a.discard) {
       a.bytes = result_buffers_.take(c->total_bytes);
       step_->sched.arriving(key.segment, id);
+      if (data.size() < c->total_bytes) began_arriving = ran(id, w, key.segment);
     }
   }
   if (a.total != c->total_bytes) {
@@ -372,7 +387,10 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     w.assemblies.erase(it);
     return violation(id, "result chunks overlap");
   }
-  if (a.received < c->total_bytes) return;
+  if (a.received < c->total_bytes) {
+    if (began_arriving) dispatch();   // last: it may lose workers and their assemblies
+    return;
+  }
   ResultBuffers::Bytes bytes = std::move(a.bytes);
   w.assemblies.erase(it);
   on_result(id, w, key, std::move(bytes));
@@ -384,10 +402,10 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
   // The worker is idle once it holds no other assignment (one queued behind this
   // result, or sent after it asked again, keeps it busy).
   if (step_ && key.step == step_->id) {
+    ran(id, w, key.segment);
     std::erase_if(w.running, [&](const Worker::Held& h) { return h.segment == key.segment; });
-    if (!w.running.empty()) step_->sched.started(w.running.front().segment, id);
   }
-  w.parked = w.running.empty();
+  w.parked = w.holding() == 0;
   if (!step_ || key.step != step_->id || key.segment >= step_->sched.size()) {
     {
       std::lock_guard lock(mutex_);
@@ -488,10 +506,11 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   if (w.state == WorkerState::gone) release(w);
   if (step_) step_->sched.disown(id);
   // Only the segment it was running counts as a failed run; the ones queued behind it
-  // never started.
+  // never started, and one whose result was arriving is re-run without blame.
+  const auto running_now = std::find_if(held.begin(), held.end(), [](const Worker::Held& h) { return !h.arriving; });
   for (std::size_t i = 0; step_ && i < held.size(); ++i) {
     const std::uint32_t seg = held[i].segment;
-    const bool failed = counts_as_failure && i == 0;
+    const bool failed = counts_as_failure && held.begin() + static_cast<std::ptrdiff_t>(i) == running_now;
     if (failed) w.counted_failure = std::pair{step_->id, seg};
     if (step_->sched.abandon(seg, id, failed) && !step_->doomed) step_->doomed = std::pair{seg, Clock::now()};
   }

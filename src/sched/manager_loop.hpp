@@ -22,8 +22,9 @@
 
 #include <calypso/manager.hpp>
 
-#include <chrono>
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -90,12 +91,26 @@ class ManagerLoop {
     Clock::time_point last_seen;
     bool parked = false;                    // asked for work and holds none
     // Assignments of the open step sent and not answered yet, oldest first: the first
-    // is the one it runs, the others wait in its queue (CALYPSO_PIPELINE).
+    // not `arriving` is the one it runs, the others wait in its queue (CALYPSO_PIPELINE).
+    // One whose result has begun to arrive in several chunks is run: it no longer takes
+    // a pipeline slot, so the next assignment goes out while the rest of a large result
+    // is in flight (Jacobi's 1.9 MB results took 1-2 ms, with the worker idle), but it
+    // stays held until the result is complete, so that losing the worker re-runs it.
     struct Held {
       std::uint64_t seq;
       std::uint32_t segment;
+      bool arriving = false;
     };
     std::vector<Held> running;
+    // Assignments it has yet to finish running (not arriving).
+    std::size_t holding() const {
+      return static_cast<std::size_t>(std::count_if(running.begin(), running.end(),
+                                                    [](const Held& h) { return !h.arriving; }));
+    }
+    const Held* current() const {   // the one it runs now, if any
+      auto it = std::find_if(running.begin(), running.end(), [](const Held& h) { return !h.arriving; });
+      return it == running.end() ? nullptr : &*it;
+    }
     std::uint64_t next_seq = 1;             // of its next assignment
     // The segment whose run was counted as a failure when this worker was suspected
     // (step, segment): forgiven if the worker comes back.
@@ -147,6 +162,7 @@ class ManagerLoop {
   void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
   void on_result(WorkerId id, Worker& w, const ResultKey& key, ResultBuffers::Bytes bytes);
+  bool ran(WorkerId id, Worker& w, std::uint32_t segment);
   void on_tick();
   void ping_workers();
   void release(Worker& w);

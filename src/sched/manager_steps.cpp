@@ -136,7 +136,7 @@ void ManagerLoop::dispatch() {
       assign(id, w, *pick);
       if (!step_) return;   // the assignment failed and ended the step
     }
-    while (w.state == WorkerState::alive && !w.running.empty() && w.running.size() < config_.pipeline) {
+    while (w.state == WorkerState::alive && w.holding() > 0 && w.holding() < config_.pipeline) {
       auto pick = step_->sched.next_ahead_for(id);
       if (!pick) break;
       assign(id, w, *pick);
