@@ -103,20 +103,25 @@
 /* ---- channels: PROTOCOL.md "Messages" ------------------------------------------------ */
 /* worker -> manager, main endpoint */
 /* room for every request a worker can make while the manager is not reading them (after
-   the step, one per held assignment given up as stale); a full channel would stand for a
-   send that blocks, which the code's does not */
+   the step, one per held assignment given up as stale, one of them sent when the one
+   before it was arriving); a full channel would stand for a send that blocks, which the
+   code's does not */
 #if PIPE > 1
-#define REQCAP (PIPE+2)
+#define REQCAP (PIPE+3)
 #else
 #define REQCAP 2
 #endif
 chan req[NW]  = [REQCAP] of { byte };         /* request_work: the last seq taken */
 chan preq[NW] = [1] of { bit };               /* page_request (for the step it runs) */
-chan res[NW]  = [2*(PIPE+1)] of { byte, byte, byte };  /* result_chunk: segment,
-                                   attempt, chunk (1: at offset 0, 2: the last one); room
-                                   for the results of every assignment a worker can hold
-                                   and one more, unread (a full one would stand for a
-                                   send that blocks, which the code's does not) */
+/* result_chunk: segment, attempt, chunk (1: at offset 0, 2: the last one); room for
+   the results of every assignment a worker can hold (with PIPE > 1 one of them arriving)
+   and one more, unread (a full one would stand for a send that blocks, which the code's
+   does not) */
+#if PIPE > 1
+chan res[NW]  = [2*(PIPE+2)] of { byte, byte, byte };
+#else
+chan res[NW]  = [2*(PIPE+1)] of { byte, byte, byte };
+#endif
 /* worker -> manager, heartbeat endpoint */
 chan lv[NW]   = [1] of { bit };               /* leave (SIGTERM) */
 /* manager -> worker */
@@ -129,10 +134,23 @@ chan shut[NW]  = [1] of { bit };              /* shutdown (both endpoints) */
 byte wstate[NW];          /* ALIVE, SUSPECTED, GONE */
 bool parked[NW];          /* idle: waiting for an assignment */
 /* the assignments it holds (sent, no answer yet), oldest first: segment and seq
-   (code: Worker::running); the first is the one it runs, the others wait in its queue */
-byte held[NW*PIPE];
-byte hseq[NW*PIPE];
+   (code: Worker::running); the first not arriving is the one it runs, the others wait in
+   its queue. Arriving: the first chunk of its result is in, so the worker has run it; it
+   takes no pipeline slot, but stays held until the result is complete (code: ran). At
+   most one is arriving at a time (a worker sends both chunks of a result together, and
+   channels are FIFO), so a worker holds up to PIPE+1. */
+#define HS (PIPE+1)
+byte held[NW*HS];
+byte hseq[NW*HS];
+bool harr[NW*HS];
 byte nheld[NW];
+/* how many it holds that are not arriving (code: Worker::holding) */
+#if PIPE > 1
+#define NRUN(x) ((nheld[x] > 0 && !harr[(x)*HS]) + (nheld[x] > 1 && !harr[(x)*HS + 1]) + \
+                 (nheld[x] > 2 && !harr[(x)*HS + 2]))
+#else
+#define NRUN(x) ((nheld[x] > 0 && !harr[(x)*HS]) + (nheld[x] > 1 && !harr[(x)*HS + 1]))
+#endif
 byte nseq[NW];            /* seq of its last assignment (from 1) */
 /* results arriving in chunks, by (worker, segment, attempt): bit 0 = chunk 1 received,
    bit 1 = chunk 2 received (code: ManagerLoop::Worker::assemblies) */
@@ -159,30 +177,33 @@ ltl step_ends { <> step_done }
 
 /* ---- the manager's pieces (inlined into Manager: they use its local variables) ------ */
 
-/* Forgets slot x*PIPE+c of worker x's held assignments (c is the caller's). */
+/* Forgets slot x*HS+c of worker x's held assignments (c is the caller's). */
 inline drop_held(x) {
   c2 = c;
   do
-  :: c2 + 1 < nheld[x] -> held[x*PIPE + c2] = held[x*PIPE + c2 + 1];
-                          hseq[x*PIPE + c2] = hseq[x*PIPE + c2 + 1]; c2++
+  :: c2 + 1 < nheld[x] -> held[x*HS + c2] = held[x*HS + c2 + 1];
+                          hseq[x*HS + c2] = hseq[x*HS + c2 + 1];
+                          harr[x*HS + c2] = harr[x*HS + c2 + 1]; c2++
   :: else -> break
   od;
   nheld[x]--;
-  held[x*PIPE + nheld[x]] = 0;
-  hseq[x*PIPE + nheld[x]] = 0
+  held[x*HS + nheld[x]] = 0;
+  hseq[x*HS + nheld[x]] = 0;
+  harr[x*HS + nheld[x]] = false
 }
 
-/* Abandons every held assignment of worker x with seq <= upto (255: all): it no longer
-   runs them (code: on_request_work, lose). */
+/* Abandons every held assignment of worker x with seq <= upto (255: all, also one
+   arriving; otherwise an arriving one was sent, not dropped): it no longer runs them
+   (code: on_request_work, lose). */
 inline abandon_held(x, upto) {
   c = 0;
   do
-  :: c < nheld[x] && hseq[x*PIPE + c] <= upto ->
+  :: c < nheld[x] && hseq[x*HS + c] <= upto && (upto == 255 || !harr[x*HS + c]) ->
 #ifndef BROKEN_DROP_HELD
-     runners[held[x*PIPE + c]] = runners[held[x*PIPE + c]] & ~(1 << x);
+     runners[held[x*HS + c]] = runners[held[x*HS + c]] & ~(1 << x);
 #endif
      drop_held(x)
-  :: c < nheld[x] && hseq[x*PIPE + c] > upto -> c++
+  :: c < nheld[x] && (hseq[x*HS + c] > upto || (upto != 255 && harr[x*HS + c])) -> c++
   :: c >= nheld[x] -> break
   od
 }
@@ -247,7 +268,7 @@ inline dispatch() {
         :: step_open && wstate[j] == ALIVE && parked[j] -> next_for()
         /* a busy worker with room in its queue: an unstarted segment only (code:
            next_ahead_for; no preferred workers in the model) */
-        :: step_open && wstate[j] == ALIVE && !parked[j] && nheld[j] > 0 && nheld[j] < PIPE ->
+        :: step_open && wstate[j] == ALIVE && !parked[j] && NRUN(j) > 0 && NRUN(j) < PIPE ->
            s2 = NONE;
            k = 0;
            do
@@ -265,8 +286,9 @@ inline dispatch() {
            if
            :: nfull(asg[j]) ->
               nseq[j]++;
-              held[j*PIPE + nheld[j]] = s2;
-              hseq[j*PIPE + nheld[j]] = nseq[j];
+              held[j*HS + nheld[j]] = s2;
+              hseq[j*HS + nheld[j]] = nseq[j];
+              harr[j*HS + nheld[j]] = false;
               nheld[j]++;
               runners[s2] = runners[s2] | (1 << j);
               asg[j]!s2,attempts[s2],nseq[j]
@@ -306,7 +328,8 @@ inline finish_step() {
   do
   :: j < NW ->
      do
-     :: nheld[j] > 0 -> nheld[j]--; held[j*PIPE + nheld[j]] = 0; hseq[j*PIPE + nheld[j]] = 0
+     :: nheld[j] > 0 -> nheld[j]--; held[j*HS + nheld[j]] = 0; hseq[j*HS + nheld[j]] = 0;
+                        harr[j*HS + nheld[j]] = false
      :: else -> break
      od;
      parked[j] = false; clear_assemblies(j); j++
@@ -327,11 +350,11 @@ inline on_result() {
      result removes its segment) */
   c = 0;
   do
-  :: c < nheld[w] && held[w*PIPE + c] == s -> drop_held(w)
-  :: c < nheld[w] && held[w*PIPE + c] != s -> c++
+  :: c < nheld[w] && held[w*HS + c] == s -> drop_held(w)
+  :: c < nheld[w] && held[w*HS + c] != s -> c++
   :: c >= nheld[w] -> break
   od;
-  parked[w] = nheld[w] == 0;
+  parked[w] = NRUN(w) == 0;
   if
 #ifndef BROKEN_APPLY_TWICE
   :: done[s] ->                                       /* not the first: discard */
@@ -413,7 +436,7 @@ proctype Manager() {
           code: on_request_work */
        :: kind == K_REQUEST ->
           abandon_held(w, consumed);
-          parked[w] = nheld[w] == 0;
+          parked[w] = NRUN(w) == 0;
           need = true
        /* page_request: page_data ok while the step is open, stale once it is over.
           code: on_page_request */
@@ -437,7 +460,24 @@ proctype Manager() {
 #endif
              got[c] = 0;
              on_result()
-          :: else
+          :: else ->
+             /* the first chunk: its worker has run the segment; the next one it holds
+                starts, and it takes no pipeline slot any more (code: ran; only with
+                PIPE > 1: with one assignment at a time the next waits for the result) */
+             if
+             :: PIPE > 1 && !done[s] ->
+                c = 0;
+                do
+                :: c < nheld[w] && held[w*HS + c] == s && !harr[w*HS + c] ->
+                   harr[w*HS + c] = true;
+                   parked[w] = NRUN(w) == 0;
+                   need = true;
+                   break
+                :: c < nheld[w] && (held[w*HS + c] != s || harr[w*HS + c]) -> c++
+                :: c >= nheld[w] -> break
+                od
+             :: else
+             fi
           fi
        :: kind == K_LEAVE -> lost = 2
        :: kind == K_SUSPECT -> lost = 1
@@ -495,7 +535,7 @@ proctype Manager() {
 #define QUIET(x) (empty(asg[x]) && empty(req[x]) && empty(res[x]))
 /* a request the manager would not just ignore: the step is open, and the manager does
    not already have the worker idle and waiting */
-#define USEFUL(x) (step_open && !(parked[x] && nheld[x] == 0))
+#define USEFUL(x) (step_open && !(parked[x] && NRUN(x) == 0))
 
 proctype Worker(byte me) {
   byte seg, att, sq, taken;

@@ -374,7 +374,8 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     if (!a.discard) {
       a.bytes = result_buffers_.take(c->total_bytes);
       step_->sched.arriving(key.segment, id);
-      if (data.size() < c->total_bytes) began_arriving = ran(id, w, key.segment);
+      // With CALYPSO_PIPELINE=1 (one assignment at a time) the next waits for the result.
+      if (config_.pipeline > 1 && data.size() < c->total_bytes) began_arriving = ran(id, w, key.segment);
     }
   }
   if (a.total != c->total_bytes) {

@@ -92,10 +92,11 @@ class ManagerLoop {
     bool parked = false;                    // asked for work and holds none
     // Assignments of the open step sent and not answered yet, oldest first: the first
     // not `arriving` is the one it runs, the others wait in its queue (CALYPSO_PIPELINE).
-    // One whose result has begun to arrive in several chunks is run: it no longer takes
-    // a pipeline slot, so the next assignment goes out while the rest of a large result
-    // is in flight (Jacobi's 1.9 MB results took 1-2 ms, with the worker idle), but it
-    // stays held until the result is complete, so that losing the worker re-runs it.
+    // With CALYPSO_PIPELINE > 1, one whose result has begun to arrive in several chunks
+    // is run: it no longer takes a pipeline slot, so the next assignment goes out while
+    // the rest of a large result is in flight (Jacobi's 1.9 MB results took 1-2 ms, with
+    // the worker idle), but it stays held until the result is complete, so that losing
+    // the worker re-runs it.
     struct Held {
       std::uint64_t seq;
       std::uint32_t segment;
