@@ -101,7 +101,8 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
   // Before libfabric starts (it reads its variables once): tcp;ofi_rxm preposts
   // FI_OFI_RXM_MSG_RX_SIZE bounce buffers of 16 KiB per endpoint, 4096 by default, which
   // is 64 MiB per endpoint and was half of every process's memory. Our traffic has few
-  // messages in flight per peer. A value the user set wins.
+  // messages in flight per peer. A value the user set wins. (The eager buffer size, the
+  // same for every process, is set where endpoints are opened: net/endpoint.cpp.)
   setenv("FI_OFI_RXM_MSG_RX_SIZE", c.role == Role::manager ? "1024" : "256", 0);
   if (c.role == Role::manager) {
     log::set_prefix("manager");

@@ -12,14 +12,28 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <random>
 #include <set>
+#include <utility>
 #include <vector>
 
 namespace calypso::sched {
 namespace {
+
+// An eager scheduler of one segment per entry of `preferred`, with re-runs once a run
+// is late at 1.5x (50 ms before any completion) and the given expected times: the set-up
+// of the timing tests.
+EagerScheduler timed(const std::vector<WorkerId>& preferred,
+                     std::vector<EagerScheduler::Clock::duration> expected) {
+  EagerScheduler s(static_cast<std::uint32_t>(preferred.size()), 3, EagerScheduler::Policy::eager,
+                   preferred);
+  s.set_rerun_delay(1.5, std::chrono::milliseconds(50));
+  s.set_expected(std::move(expected));
+  return s;
+}
 
 // Picks the next segment for w and fails the test if there is none.
 Pick must_pick(EagerScheduler& s, WorkerId w) {
@@ -347,18 +361,14 @@ TEST(EagerScheduler, FixedPolicyQueuesOnlyItsOwnBlock) {
 TEST(EagerScheduler, QueuedSegmentsAndKnownDurationsSetWhenARunIsLate) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(2, 3, EagerScheduler::Policy::eager, {1, 1});
-  s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({20ms, 2ms});
+  EagerScheduler s = timed({1, 1}, {20ms, 2ms});
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
   ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u);
   EXPECT_EQ(*s.next_rerun_at(2), t0 + 7ms) << "segment 1: 2 ms + 5 ms slack, counted from its queueing";
   EXPECT_TRUE(s.complete(1, 1, t0 + 1ms));
   EXPECT_EQ(*s.next_rerun_at(2), t0 + 30ms) << "segment 0: 1.5 x its 20 ms";
   EXPECT_EQ(s.took(1), 1ms);
-  EagerScheduler q(2, 3, EagerScheduler::Policy::eager, {1, 1});
-  q.set_rerun_delay(1.5, 50ms);
-  q.set_expected({20ms, 20ms});
+  EagerScheduler q = timed({1, 1}, {20ms, 20ms});
   ASSERT_EQ(q.next_for(1, t0)->segment, 0u);
   ASSERT_EQ(q.next_ahead_for(1, t0)->segment, 1u);
   EXPECT_TRUE(q.complete(0, 1, t0 + 20ms));
@@ -376,9 +386,7 @@ TEST(EagerScheduler, QueuedSegmentsAndKnownDurationsSetWhenARunIsLate) {
 TEST(EagerScheduler, ReRunsTheSegmentWaitingBehindALateOneFirst) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(3, 3, EagerScheduler::Policy::eager, {1, 1, 2});
-  s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({10ms, 10ms, 10ms});
+  EagerScheduler s = timed({1, 1, 2}, {10ms, 10ms, 10ms});
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
   ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u) << "1 waits behind 0";
   ASSERT_EQ(s.next_for(2, t0)->segment, 2u);
@@ -392,9 +400,7 @@ TEST(EagerScheduler, ReRunsTheSegmentWaitingBehindALateOneFirst) {
   ASSERT_TRUE(q);
   EXPECT_EQ(q->segment, 0u) << "fewest runners still comes first";
 
-  EagerScheduler r(2, 3, EagerScheduler::Policy::eager, {1, 1});
-  r.set_rerun_delay(1.5, 50ms);
-  r.set_expected({10ms, 10ms});
+  EagerScheduler r = timed({1, 1}, {10ms, 10ms});
   ASSERT_EQ(r.next_for(1, t0)->segment, 0u);
   ASSERT_EQ(r.next_ahead_for(1, t0)->segment, 1u);
   EXPECT_TRUE(r.complete(0, 1, t0 + 5ms));
@@ -415,9 +421,7 @@ TEST(EagerScheduler, StealsOnlyWhatTheOwnerCouldNotFinishFirst) {
     // Segment 0 is worker 1's; worker 2 owns 1, 2 and `queued` more.
     std::vector<WorkerId> prefs{1, 2, 2};
     for (std::uint32_t i = 0; i < queued; ++i) prefs.push_back(2);
-    EagerScheduler s(static_cast<std::uint32_t>(prefs.size()), 3, EagerScheduler::Policy::eager, prefs);
-    s.set_rerun_delay(1.5, 50ms);
-    s.set_expected(std::vector<EagerScheduler::Clock::duration>(prefs.size(), 10ms));
+    EagerScheduler s = timed(prefs, std::vector<EagerScheduler::Clock::duration>(prefs.size(), 10ms));
     ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
     ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
     ASSERT_EQ(s.next_ahead_for(2, t0)->segment, 2u);
@@ -437,9 +441,7 @@ TEST(EagerScheduler, StealsOnlyWhatTheOwnerCouldNotFinishFirst) {
 TEST(EagerScheduler, ADisownedQueueIsFreeForAll) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(4, 3, EagerScheduler::Policy::eager, {1, 2, 2, 2});
-  s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({10ms, 10ms, 10ms, 10ms});
+  EagerScheduler s = timed({1, 2, 2, 2}, {10ms, 10ms, 10ms, 10ms});
   ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
   EXPECT_TRUE(s.complete(0, 1, t0 + 1ms));
@@ -462,9 +464,7 @@ TEST(EagerScheduler, ADisownedQueueIsFreeForAll) {
 TEST(EagerScheduler, StealsFromAnOwnerThatIsLateOrNotOnThisStep) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(4, 3, EagerScheduler::Policy::eager, {1, 2, 2, 3});
-  s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({10ms, 10ms, 10ms, 10ms});
+  EagerScheduler s = timed({1, 2, 2, 3}, {10ms, 10ms, 10ms, 10ms});
   ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
   ASSERT_EQ(s.next_for(3, t0)->segment, 3u);
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
@@ -473,9 +473,7 @@ TEST(EagerScheduler, StealsFromAnOwnerThatIsLateOrNotOnThisStep) {
   auto p = s.next_for(1, t0 + 15ms);
   ASSERT_TRUE(p) << "segment 1 is late at 15 ms: worker 2 is slow or stuck";
   EXPECT_EQ(p->segment, 2u);
-  EagerScheduler q(3, 3, EagerScheduler::Policy::eager, {1, 2, 2});
-  q.set_rerun_delay(1.5, 50ms);
-  q.set_expected({10ms, 10ms, 10ms});
+  EagerScheduler q = timed({1, 2, 2}, {10ms, 10ms, 10ms});
   ASSERT_EQ(q.next_for(2, t0)->segment, 1u);
   ASSERT_EQ(q.next_for(1, t0)->segment, 0u);
   EXPECT_TRUE(q.complete(0, 1, t0 + 1ms));
@@ -491,9 +489,7 @@ TEST(EagerScheduler, StealsFromAnOwnerThatIsLateOrNotOnThisStep) {
 TEST(EagerScheduler, AColdRunIsLateLater) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(2, 3, EagerScheduler::Policy::eager, {1, 2});
-  s.set_rerun_delay(1.5, 50ms);
-  s.set_expected({20ms, 20ms});
+  EagerScheduler s = timed({1, 2}, {20ms, 20ms});
   s.disown(2);
   ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
   ASSERT_EQ(s.next_ahead_for(1, t0)->segment, 1u);

@@ -172,7 +172,8 @@ constexpr std::uint64_t kRmaMrModes = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_
 // zero-filled at once: 17 MB each, 34 MB in a manager, 51 MB in a worker (two endpoints).
 // 8 KiB halves that and still carries a 4 KiB page's reply eagerly (4 KiB made the
 // message read fault 1.9x slower: the reply went segmented). Set before libfabric reads
-// it, at the first fi_getinfo; a value the user set wins.
+// it, at the first fi_getinfo; a value the user set wins. (The runtime sets the one
+// default that depends on the process's role, FI_OFI_RXM_MSG_RX_SIZE: runtime.cpp.)
 void default_rxm_buffer_size() {
   static std::once_flag once;
   std::call_once(once, [] { ::setenv("FI_OFI_RXM_BUFFER_SIZE", "8192", 0); });

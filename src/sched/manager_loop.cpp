@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -508,10 +509,10 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   if (step_) step_->sched.disown(id);
   // Only the segment it was running counts as a failed run; the ones queued behind it
   // never started, and one whose result was arriving is re-run without blame.
-  const auto running_now = std::find_if(held.begin(), held.end(), [](const Worker::Held& h) { return !h.arriving; });
+  bool first_running = true;
   for (std::size_t i = 0; step_ && i < held.size(); ++i) {
     const std::uint32_t seg = held[i].segment;
-    const bool failed = counts_as_failure && held.begin() + static_cast<std::ptrdiff_t>(i) == running_now;
+    const bool failed = counts_as_failure && !held[i].arriving && std::exchange(first_running, false);
     if (failed) w.counted_failure = std::pair{step_->id, seg};
     if (step_->sched.abandon(seg, id, failed) && !step_->doomed) step_->doomed = std::pair{seg, Clock::now()};
   }
