@@ -7,13 +7,14 @@
 // runtime view only and report the pages it wrote; two segments writing different bytes
 // of one word must both keep their writes; and the checking mode must report two
 // segments writing different values to one byte (address and both segments), and only
-// that.
+// that. prefault() must map a result's untouched pages without writing them.
 #include "dsm/collation.hpp"
 #include "dsm/diff.hpp"
 #include "dsm/region.hpp"
 #include "dsm/result_format.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -238,6 +239,40 @@ TEST(Collation, ApplyWritesThroughTheRuntimeViewAndReportsPages) {
   // And the user view shows it once readable.
   ASSERT_EQ(s.region.protect(0, s.region.pages(), Access::read), 0);
   EXPECT_EQ(std::memcmp(s.region.base(), expected.data(), kSize), 0);
+}
+
+// Pages of the runtime view that the kernel holds (mincore), from first for count pages.
+std::vector<bool> resident(const Region& r, PageNumber first, PageNumber count) {
+  std::vector<unsigned char> vec(count * (kPage / 4096));
+  EXPECT_EQ(mincore(r.runtime_page(first), count * kPage, vec.data()), 0);
+  std::vector<bool> out(count);
+  for (PageNumber i = 0; i < count; ++i) out[i] = (vec[i * (kPage / 4096)] & 1) != 0;
+  return out;
+}
+
+TEST(Collation, PrefaultMapsTheResultsPagesOnceAndWritesNothing) {
+  // A fresh region: no page has been touched, all read as zero.
+  Region region = Region::map(address_for(21), kSize, kPage, Access::none);
+  const Bytes zeros(kSize, std::byte{0});
+  Collation c(region, false);
+  Writes seg(zeros);
+  seg.write(3, 1, std::byte{7}).write(4, 2, std::byte{8}).write(5, 3, std::byte{9}).write(9, 4, std::byte{10});
+  const Bytes body = seg.body();
+  ASSERT_EQ(c.validate(body), "");
+  ASSERT_EQ(resident(region, 0, 12), std::vector<bool>(12, false));
+
+  EXPECT_EQ(c.prefault(body), 4u);
+  std::vector<bool> want(12, false);
+  want[3] = want[4] = want[5] = want[9] = true;
+  EXPECT_EQ(resident(region, 0, 12), want);
+  EXPECT_EQ(c.prefault(body), 0u);   // already mapped: no second call into the kernel
+  EXPECT_EQ(std::memcmp(region.runtime_view(), zeros.data(), kSize), 0);   // mapped, not written
+
+  std::vector<PageNumber> written;
+  EXPECT_FALSE(c.apply(body, {0, 0}, written));
+  Bytes expected = zeros;
+  seg.apply_to(expected);
+  EXPECT_EQ(std::memcmp(region.runtime_view(), expected.data(), kSize), 0);
 }
 
 TEST(Collation, DifferentBytesOfOneWordBothSurvive) {

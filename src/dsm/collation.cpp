@@ -4,13 +4,16 @@
 #include "dsm/diff.hpp"
 #include "dsm/result_format.hpp"
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cstring>
 #include <system_error>
 #include <thread>
 
 namespace calypso::dsm {
 Collation::Collation(const Region& region, bool check_conflicts)
-    : region_(region), check_conflicts_(check_conflicts) {}
+    : region_(region), check_conflicts_(check_conflicts), mapped_(region.pages(), 0) {}
 
 std::string Collation::validate(std::span<const std::byte> body) const {
   std::string why;
@@ -76,6 +79,33 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
   stripe(0);
   if (helper.joinable()) helper.join();
   return std::nullopt;
+}
+
+std::size_t Collation::prefault(std::span<const std::byte> body) {
+  if (!can_prefault_) return 0;
+  std::size_t mapped = 0;
+  PageNumber first = 0, count = 0;   // the run of unmapped pages being gathered
+  auto flush = [&] {
+    if (count == 0 || !can_prefault_) return;
+    if (madvise(region_.runtime_page(first), std::size_t{count} * region_.page_size(), MADV_POPULATE_WRITE) == 0) {
+      std::fill_n(mapped_.begin() + first, count, std::uint8_t{1});
+      mapped += count;
+    } else if (errno == EINVAL) {
+      can_prefault_ = false;   // an older kernel: collation maps them, as before
+    }   // else (ENOMEM, EINTR, ...): leave these to collation, try the next run
+    count = 0;
+  };
+  for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte>) {
+    // validate() has passed: the page is in the region. Runs are usually long: a
+    // worker lists its pages in order.
+    if (mapped_[e.page] != 0) return true;
+    if (count != 0 && e.page != first + count) flush();
+    if (count == 0) first = e.page;
+    ++count;
+    return true;
+  });
+  flush();
+  return mapped;
 }
 
 void Collation::begin_step() {

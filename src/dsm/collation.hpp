@@ -49,6 +49,14 @@ class Collation {
                                     std::span<const SegmentTag> tags,
                                     std::vector<std::vector<PageNumber>>& written);
 
+  // Maps, through the runtime view, the pages of a validated body that no earlier body
+  // wrote, while the step still runs. Without it the kernel allocates and clears each
+  // such page at its first diff, inside collation, the step's serial tail (mandelbrot's
+  // 16 MiB image: 4096 first touches, 8 ms of a 0.85 s run). Best effort: a kernel
+  // without MADV_POPULATE_WRITE (before 5.14) leaves it to collation. Returns the pages
+  // it mapped.
+  std::size_t prefault(std::span<const std::byte> body);
+
   // Forgets the byte owners of the previous step (checking mode).
   void begin_step();
 
@@ -61,6 +69,8 @@ class Collation {
   bool check_conflicts_;
   std::vector<SegmentTag> tags_;                                       // writer slot -> tag
   std::unordered_map<PageNumber, std::vector<std::uint32_t>> owners_;  // byte -> slot + 1
+  std::vector<std::uint8_t> mapped_;   // page -> prefault() mapped it (home pages stay)
+  bool can_prefault_ = true;
 };
 
 }  // namespace calypso::dsm

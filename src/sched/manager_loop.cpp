@@ -431,6 +431,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
     return lose(id, w, "it sent a malformed result", false);
   }
   step_->sched.complete(key.segment, id);
+  if (!step_->sched.all_done()) collation_.prefault(bytes);   // the last one has no time to gain
   step_->results[key.segment] = std::move(bytes);
   step_->accepted_from[key.segment] = id;
   {
