@@ -3,6 +3,8 @@
 
 #include <calypso/error.hpp>
 
+#include <sched.h>
+
 #include <cstdlib>
 #include <stdexcept>
 
@@ -114,6 +116,18 @@ void check(const Config& c) {
 
 }  // namespace
 
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<unsigned>(CPU_COUNT(&set));
+}
+
+std::chrono::microseconds default_poll_window(unsigned cpus, std::uint32_t local_workers) {
+  return std::uint64_t{cpus} >= std::uint64_t{local_workers} + 1 ? std::chrono::microseconds(50)
+                                                                  : std::chrono::microseconds(0);
+}
+
 bool parse_size(const std::string& text, std::size_t& out) {
   if (text.empty()) return false;
   char* end = nullptr;
@@ -155,7 +169,7 @@ Config Config::from_environment() {
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
   read_ms("CALYPSO_MANAGER_TIMEOUT_MS", c.manager_timeout, 100);
   read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
-  std::uint64_t poll_us = static_cast<std::uint64_t>(c.poll_window.count());
+  std::uint64_t poll_us = static_cast<std::uint64_t>(default_poll_window(usable_cpus(), c.workers).count());
   read_uint("CALYPSO_POLL_US", poll_us, 0, 10000);
   c.poll_window = std::chrono::microseconds(poll_us);
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);

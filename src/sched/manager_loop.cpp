@@ -133,7 +133,8 @@ void ManagerLoop::loop() {
 
 // Drains the endpoint, then keeps looking for CALYPSO_POLL_US after the last event:
 // workers that just got a page or an assignment often answer within that window, and
-// catching it saves two VM wake-ups per message. Bounded, so an idle manager sleeps.
+// catching it saves two VM wake-ups per message. Bounded, so an idle manager sleeps;
+// 0 by default when the manager has no CPU to spare (default_poll_window).
 void ManagerLoop::drain_endpoint() {
   auto handle = [this](const net::Event& e) { on_event(e); };
   const auto start = Clock::now();

@@ -171,7 +171,8 @@ int run_job(const Options& o) {
   // Workers start now and wait for the address file themselves, so that their start-up
   // (libfabric's initialisation costs about 0.3 s) overlaps the manager's.
   std::map<std::string, std::string> wenv{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_PROVIDER", o.provider},
-                                          {"CALYPSO_MANAGER_FILE", address_file}, {"IPATH_NO_BACKTRACE", "1"}};
+                                          {"CALYPSO_MANAGER_FILE", address_file}, {"IPATH_NO_BACKTRACE", "1"},
+                                          {"CALYPSO_WORKERS", std::to_string(o.workers)}};
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, wenv));
   int manager_status = -1, sig = 0;
   std::string address = wait_for_address(launcher, manager, address_file, manager_status, sig);
@@ -195,7 +196,9 @@ int run_job(const Options& o) {
 int join_job(const Options& o) {
   Launcher launcher;
   PidFile pids(o.pid_file);
-  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", o.join}, {"IPATH_NO_BACKTRACE", "1"}};
+  // CALYPSO_WORKERS: how many share this host (the poll window's default).
+  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", o.join}, {"IPATH_NO_BACKTRACE", "1"},
+                                         {"CALYPSO_WORKERS", std::to_string(o.workers)}};
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, env));
   int rc = 0;
   while (launcher.children() > 0) {
