@@ -5,7 +5,10 @@
 
 #include <sched.h>
 
+#include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
 
 namespace calypso {
@@ -24,10 +27,14 @@ template <class T>
 void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
   const char* v = env(name);
   if (v == nullptr) return;
+  // Decimal, or hexadecimal after 0x (addresses, keys). Not strtoull's base 0, which
+  // reads 010 as 8, nor its tolerance of a leading space, sign or minus (-1 wraps).
+  const bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+  const char* digits = hex ? v + 2 : v;
   char* end = nullptr;
   errno = 0;
-  unsigned long long n = std::strtoull(v, &end, 0);
-  if (errno != 0 || *end != '\0' || n < lo || n > hi) {
+  unsigned long long n = std::isxdigit(static_cast<unsigned char>(digits[0])) != 0 ? std::strtoull(digits, &end, hex ? 16 : 10) : 0;
+  if (end == nullptr || errno != 0 || *end != '\0' || n < lo || n > hi) {
     bad(name, v, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
   }
   out = static_cast<T>(n);
@@ -117,15 +124,22 @@ void check(const Config& c) {
 }  // namespace
 
 unsigned usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  return static_cast<unsigned>(CPU_COUNT(&set));
+  // A dynamic set: a fixed cpu_set_t holds 1024 CPUs, and the call fails on larger hosts.
+  struct Free {
+    void operator()(cpu_set_t* set) const noexcept { CPU_FREE(set); }
+  };
+  for (int n = 1024; n <= (1 << 20); n *= 4) {
+    std::unique_ptr<cpu_set_t, Free> set(CPU_ALLOC(n));
+    if (!set) break;
+    const std::size_t size = CPU_ALLOC_SIZE(n);
+    if (sched_getaffinity(0, size, set.get()) == 0) return static_cast<unsigned>(CPU_COUNT_S(size, set.get()));
+    if (errno != EINVAL) break;   // EINVAL: the mask is larger than this set
+  }
+  return 1;
 }
 
-std::chrono::microseconds default_poll_window(unsigned cpus, std::uint32_t local_workers) {
-  return std::uint64_t{cpus} >= std::uint64_t{local_workers} + 1 ? std::chrono::microseconds(50)
-                                                                  : std::chrono::microseconds(0);
+std::chrono::microseconds default_poll_window(unsigned cpus, std::uint64_t local_processes) {
+  return cpus >= local_processes ? std::chrono::microseconds(50) : std::chrono::microseconds(0);
 }
 
 bool parse_size(const std::string& text, std::size_t& out) {
@@ -169,7 +183,11 @@ Config Config::from_environment() {
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
   read_ms("CALYPSO_MANAGER_TIMEOUT_MS", c.manager_timeout, 100);
   read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
-  std::uint64_t poll_us = static_cast<std::uint64_t>(default_poll_window(usable_cpus(), c.workers).count());
+  // The manager shares this host with the workers calypso-run started beside it (their
+  // address comes in a local file); workers joined with --join have it elsewhere.
+  const bool manager_here = c.role == Role::manager || !c.manager_file.empty();
+  std::uint64_t poll_us = static_cast<std::uint64_t>(
+      default_poll_window(usable_cpus(), c.workers + (manager_here ? 1u : 0u)).count());
   read_uint("CALYPSO_POLL_US", poll_us, 0, 10000);
   c.poll_window = std::chrono::microseconds(poll_us);
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);

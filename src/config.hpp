@@ -60,15 +60,15 @@ bool parse_size(const std::string& text, std::size_t& out);
 
 // The poll window when CALYPSO_POLL_US is not set. Polling after an event (the manager)
 // or for an awaited reply (a worker) catches a quick answer without two wake-ups, and
-// costs nothing while every process has a CPU of its own. When the workers calypso-run
-// started on the host and a manager outnumber the CPUs, each polled microsecond is taken
-// from another of them: jacobi on 2 CPUs with 2 workers (tcp) went 3.05 -> 2.82 of
-// sequential without polling, while with 1 worker polling still wins (3.67 against
-// 3.87); medians of 8-10 alternating pairs. So 50 us when the CPUs this process may run
-// on are at least the local workers plus one, else 0.
-std::chrono::microseconds default_poll_window(unsigned cpus, std::uint32_t local_workers);
+// costs nothing while every process has a CPU of its own. When the Calypso processes on
+// the host (the workers calypso-run started there, and the manager if it runs there)
+// outnumber the CPUs, each polled microsecond is taken from another of them (README,
+// CALYPSO_POLL_US, has the measurements). So 50 us when the CPUs this process may run on
+// are at least the local processes, else 0.
+std::chrono::microseconds default_poll_window(unsigned cpus, std::uint64_t local_processes);
 
-// CPUs this process may run on (its affinity mask, which containers and taskset narrow).
+// CPUs this process may run on: its affinity mask, which taskset and cpuset limits
+// (docker --cpuset-cpus) narrow. CPU quotas (docker --cpus) are not seen.
 unsigned usable_cpus();
 
 }  // namespace calypso

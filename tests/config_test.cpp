@@ -1,13 +1,17 @@
 // Tests of reading the CALYPSO_* environment (config.hpp): the poll window, which
-// depends on the machine and the local workers unless the user sets CALYPSO_POLL_US, and
-// the clear error for a bad value.
+// depends on the machine and the Calypso processes on it unless the user sets CALYPSO_POLL_US, and
+// the clear error for a bad value, and how numbers are read.
 #include "config.hpp"
 
 #include <calypso/error.hpp>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include <unistd.h>   // environ
 
 namespace calypso {
 namespace {
@@ -18,7 +22,10 @@ using std::chrono::microseconds;
 class EnvVar {
  public:
   EnvVar(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    if (const char* old = std::getenv(name)) {
+      old_ = old;
+      had_ = true;
+    }
     if (value != nullptr) setenv(name, value, 1);
     else unsetenv(name);
   }
@@ -35,19 +42,33 @@ class EnvVar {
   bool had_ = false;
 };
 
+// Every test starts from an environment without CALYPSO_* settings (an inherited
+// CALYPSO_SCHEDULE=static, say, would change what a manager accepts).
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string entry = *e;
+      if (entry.rfind("CALYPSO_", 0) == 0) names_.push_back(entry.substr(0, entry.find('=')));
+    }
+    for (const auto& n : names_) cleared_.push_back(std::make_unique<EnvVar>(n.c_str(), nullptr));
+  }
+
+ private:
+  std::vector<std::string> names_;   // outlives cleared_, which points into it
+  std::vector<std::unique_ptr<EnvVar>> cleared_;
+};
+
 TEST(PollWindow, PollsOnlyWithACpuToSpare) {
-  EXPECT_EQ(default_poll_window(2, 2), microseconds(0));    // calypso-run -n 2 on 2 CPUs
-  EXPECT_EQ(default_poll_window(2, 3), microseconds(0));
-  EXPECT_EQ(default_poll_window(2, 1), microseconds(50));   // a CPU each for manager and worker
-  EXPECT_EQ(default_poll_window(1, 1), microseconds(0));
-  EXPECT_EQ(default_poll_window(1, 0), microseconds(50));   // the workers are on other hosts
-  EXPECT_EQ(default_poll_window(32, 8), microseconds(50));
-  EXPECT_EQ(default_poll_window(4, 0xffffffffu), microseconds(0));   // no overflow
+  EXPECT_EQ(default_poll_window(2, 3), microseconds(0));    // calypso-run -n 2 on 2 CPUs: 2 workers, a manager
+  EXPECT_EQ(default_poll_window(2, 2), microseconds(50));   // a CPU each
+  EXPECT_EQ(default_poll_window(1, 2), microseconds(0));
+  EXPECT_EQ(default_poll_window(1, 1), microseconds(50));   // everything else on other hosts
+  EXPECT_EQ(default_poll_window(32, 9), microseconds(50));
+  EXPECT_EQ(default_poll_window(4, 0xffffffffffffffffull), microseconds(0));
 }
 
-TEST(PollWindow, FollowsTheLocalWorkersUnlessTheUserSetsIt) {
-  EnvVar role("CALYPSO_ROLE", nullptr);
-  EnvVar poll("CALYPSO_POLL_US", nullptr);
+TEST_F(ConfigTest, PollWindowFollowsTheLocalProcessesUnlessTheUserSetsIt) {
   {
     // More local workers than any machine has CPUs: no CPU to spare, whatever runs this.
     EnvVar workers("CALYPSO_WORKERS", "100000");
@@ -67,14 +88,55 @@ TEST(PollWindow, FollowsTheLocalWorkersUnlessTheUserSetsIt) {
   }
 }
 
-TEST(PollWindow, ABadValueIsRefusedByName) {
-  EnvVar role("CALYPSO_ROLE", nullptr);
-  EnvVar poll("CALYPSO_POLL_US", "fast");
+TEST_F(ConfigTest, AJoinedWorkerDoesNotCountTheManager) {
+  // As many joined workers as this process has CPUs: each has one, so they poll; started
+  // beside the manager (its address in a local file), the same number do not.
+  const std::string n = std::to_string(usable_cpus());
+  EnvVar workers("CALYPSO_WORKERS", n.c_str());
+  EnvVar role("CALYPSO_ROLE", "worker");
+  {
+    EnvVar joined("CALYPSO_MANAGER", "tcp/00/00");
+    EXPECT_EQ(Config::from_environment().poll_window, microseconds(50));
+  }
+  {
+    EnvVar local("CALYPSO_MANAGER_FILE", "/nonexistent/address");   // only read
+    EXPECT_EQ(Config::from_environment().poll_window, microseconds(0));
+  }
+}
+
+// Config::from_environment() with name=value must fail, naming the variable.
+void expect_refused(const char* name, const char* value) {
+  EnvVar v(name, value);
   try {
     Config::from_environment();
-    FAIL() << "CALYPSO_POLL_US=fast was accepted";
+    ADD_FAILURE() << name << "=" << value << " was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("CALYPSO_POLL_US"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ConfigTest, ABadNumberIsRefusedByName) {
+  expect_refused("CALYPSO_POLL_US", "fast");
+  expect_refused("CALYPSO_POLL_US", "10001");
+  for (const char* v : {"abc", "-1", " 2", "+2", "2x", "0x", "99999999999999999999", "18446744073709551617",
+                        "-18446744073709551615", "1048577"}) {
+    expect_refused("CALYPSO_WORKERS", v);
+  }
+  expect_refused("CALYPSO_REGION_ADDRESS", "0x3c000000000g");
+}
+
+TEST_F(ConfigTest, NumbersAreDecimalOrHex) {
+  {
+    EnvVar v("CALYPSO_WORKERS", "010");   // not octal
+    EXPECT_EQ(Config::from_environment().workers, 10u);
+  }
+  {
+    EnvVar v("CALYPSO_WORKERS", "0");   // as if unset: -n 0 is a legitimate launch
+    EXPECT_EQ(Config::from_environment().workers, 0u);
+  }
+  {
+    EnvVar v("CALYPSO_REGION_ADDRESS", "0x3e0000000000");
+    EXPECT_EQ(Config::from_environment().region_address, 0x3e0000000000ull);
   }
 }
 

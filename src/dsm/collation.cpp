@@ -6,10 +6,15 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
 #include <thread>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name, older kernels say EINVAL
+#endif
 
 namespace calypso::dsm {
 Collation::Collation(const Region& region, bool check_conflicts)
@@ -99,7 +104,10 @@ std::size_t Collation::prefault(std::span<const std::byte> body) {
     // validate() has passed: the page is in the region. Runs are usually long: a
     // worker lists its pages in order.
     if (mapped_[e.page] != 0) return true;
-    if (count != 0 && e.page != first + count) flush();
+    if (count != 0 && e.page != first + count) {
+      flush();
+      if (mapped_[e.page] != 0) return true;   // listed twice, mapped by that flush
+    }
     if (count == 0) first = e.page;
     ++count;
     return true;

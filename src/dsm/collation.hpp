@@ -49,8 +49,8 @@ class Collation {
                                     std::span<const SegmentTag> tags,
                                     std::vector<std::vector<PageNumber>>& written);
 
-  // Maps, through the runtime view, the pages of a validated body that no earlier body
-  // wrote, while the step still runs. Without it the kernel allocates and clears each
+  // Maps, through the runtime view, the pages of a validated body that it has not mapped
+  // before, while the step still runs. Without it the kernel allocates and clears each
   // such page at its first diff, inside collation, the step's serial tail (mandelbrot's
   // 16 MiB image: 4096 first touches, 8 ms of a 0.85 s run). Best effort: a kernel
   // without MADV_POPULATE_WRITE (before 5.14) leaves it to collation. Returns the pages

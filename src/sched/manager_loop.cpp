@@ -432,15 +432,16 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
     return lose(id, w, "it sent a malformed result", false);
   }
   step_->sched.complete(key.segment, id);
-  if (!step_->sched.all_done()) collation_.prefault(bytes);   // the last one has no time to gain
   step_->results[key.segment] = std::move(bytes);
   step_->accepted_from[key.segment] = id;
   {
     std::lock_guard lock(mutex_);
     ++stats_.segments;
   }
-  if (step_->sched.all_done()) return finish_step();
+  if (step_->sched.all_done()) return finish_step();   // the last result has no time to gain
   dispatch();
+  // After the dispatch, so that no worker waits while the kernel maps pages.
+  if (step_) collation_.prefault(step_->results[key.segment]);
 }
 
 void ManagerLoop::on_tick() {
