@@ -31,10 +31,11 @@ void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
   // reads 010 as 8, nor its tolerance of a leading space, sign or minus (-1 wraps).
   const bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
   const char* digits = hex ? v + 2 : v;
+  const bool starts_with_digit = std::isxdigit(static_cast<unsigned char>(digits[0])) != 0;
   char* end = nullptr;
   errno = 0;
-  unsigned long long n = std::isxdigit(static_cast<unsigned char>(digits[0])) != 0 ? std::strtoull(digits, &end, hex ? 16 : 10) : 0;
-  if (end == nullptr || errno != 0 || *end != '\0' || n < lo || n > hi) {
+  const unsigned long long n = std::strtoull(digits, &end, hex ? 16 : 10);
+  if (!starts_with_digit || errno != 0 || *end != '\0' || n < lo || n > hi) {
     bad(name, v, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
   }
   out = static_cast<T>(n);

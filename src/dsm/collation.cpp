@@ -4,17 +4,11 @@
 #include "dsm/diff.hpp"
 #include "dsm/result_format.hpp"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
 #include <thread>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name, older kernels say EINVAL
-#endif
 
 namespace calypso::dsm {
 Collation::Collation(const Region& region, bool check_conflicts)
@@ -91,23 +85,21 @@ std::size_t Collation::prefault(std::span<const std::byte> body) {
   std::size_t mapped = 0;
   PageNumber first = 0, count = 0;   // the run of unmapped pages being gathered
   auto flush = [&] {
-    if (count == 0 || !can_prefault_) return;
-    if (madvise(region_.runtime_page(first), std::size_t{count} * region_.page_size(), MADV_POPULATE_WRITE) == 0) {
+    if (count == 0) return;
+    if (const int err = region_.populate(first, count); err == 0) {
       std::fill_n(mapped_.begin() + first, count, std::uint8_t{1});
       mapped += count;
-    } else if (errno == EINVAL) {
+    } else if (err == EINVAL) {
       can_prefault_ = false;   // an older kernel: collation maps them, as before
     }   // else (ENOMEM, EINTR, ...): leave these to collation, try the next run
     count = 0;
   };
   for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte>) {
+    if (!can_prefault_) return false;
     // validate() has passed: the page is in the region. Runs are usually long: a
     // worker lists its pages in order.
-    if (mapped_[e.page] != 0) return true;
-    if (count != 0 && e.page != first + count) {
-      flush();
-      if (mapped_[e.page] != 0) return true;   // listed twice, mapped by that flush
-    }
+    if (count != 0 && e.page != first + count) flush();
+    if (mapped_[e.page] != 0) return true;   // after the flush: a page listed twice
     if (count == 0) first = e.page;
     ++count;
     return true;

@@ -11,6 +11,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name, older kernels say EINVAL
+#endif
+
 namespace calypso::dsm {
 namespace {
 
@@ -83,6 +87,12 @@ Region::~Region() {
 int Region::protect(PageNumber first, PageNumber count, Access a) const noexcept {
   if (count == 0) return 0;
   if (mprotect(user_page(first), std::size_t{count} * page_size_, to_prot(a)) != 0) return errno;
+  return 0;
+}
+
+int Region::populate(PageNumber first, PageNumber count) const noexcept {
+  if (count == 0) return 0;
+  if (madvise(runtime_page(first), std::size_t{count} * page_size_, MADV_POPULATE_WRITE) != 0) return errno;
   return 0;
 }
 

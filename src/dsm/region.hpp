@@ -44,6 +44,10 @@ class Region {
 
   // Changes the user view's protection of pages [first, first+count). Returns 0 or errno.
   int protect(PageNumber first, PageNumber count, Access a) const noexcept;
+  // Has the kernel allocate and map pages [first, first+count) of the runtime view now,
+  // in one call, instead of at their first writes; the contents do not change. Returns 0
+  // or errno (EINVAL: a kernel before 5.14, which has no MADV_POPULATE_WRITE).
+  int populate(PageNumber first, PageNumber count) const noexcept;
 
  private:
   Region(int fd, std::byte* base, std::byte* view, std::size_t size, std::size_t page_size);

@@ -440,7 +440,8 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
   }
   if (step_->sched.all_done()) return finish_step();   // the last result has no time to gain
   dispatch();
-  // After the dispatch, so that no worker waits while the kernel maps pages.
+  // After the dispatch, so that no worker waits while the kernel maps pages. A failed
+  // assignment may have ended the step there.
   if (step_) collation_.prefault(step_->results[key.segment]);
 }
 
