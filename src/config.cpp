@@ -31,7 +31,8 @@ void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
   // reads 010 as 8, nor its tolerance of a leading space, sign or minus (-1 wraps).
   const bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
   const char* digits = hex ? v + 2 : v;
-  const bool starts_with_digit = std::isxdigit(static_cast<unsigned char>(digits[0])) != 0;
+  const auto first = static_cast<unsigned char>(digits[0]);
+  const bool starts_with_digit = (hex ? std::isxdigit(first) : std::isdigit(first)) != 0;
   char* end = nullptr;
   errno = 0;
   const unsigned long long n = std::strtoull(digits, &end, hex ? 16 : 10);

@@ -152,6 +152,13 @@ int supervise(Launcher& l, pid_t manager) {
   }
 }
 
+// What every worker calypso-run starts gets; the caller adds how to reach the manager.
+// CALYPSO_WORKERS: how many it starts on this host (the poll window's default).
+// IPATH_NO_BACKTRACE: keep libinfinipath (loaded by libfabric) from installing a crash handler.
+std::map<std::string, std::string> worker_env(const Options& o) {
+  return {{"CALYPSO_ROLE", "worker"}, {"IPATH_NO_BACKTRACE", "1"}, {"CALYPSO_WORKERS", std::to_string(o.workers)}};
+}
+
 int run_job(const Options& o) {
   Launcher launcher;
   PidFile pids(o.pid_file);
@@ -161,7 +168,7 @@ int run_job(const Options& o) {
     return 1;
   }
   const std::string dir = dir_template, address_file = dir + "/address";
-  // IPATH_NO_BACKTRACE: keep libinfinipath (loaded by libfabric) from installing a crash handler.
+  // IPATH_NO_BACKTRACE: see worker_env().
   std::map<std::string, std::string> env{{"CALYPSO_ROLE", "manager"}, {"CALYPSO_PROVIDER", o.provider}, {"IPATH_NO_BACKTRACE", "1"},
                                          {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", job_key()}};
   if (!o.bind.empty()) env["CALYPSO_BIND"] = o.bind;
@@ -170,9 +177,9 @@ int run_job(const Options& o) {
   pids.add("manager", manager);
   // Workers start now and wait for the address file themselves, so that their start-up
   // (libfabric's initialisation costs about 0.3 s) overlaps the manager's.
-  std::map<std::string, std::string> wenv{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_PROVIDER", o.provider},
-                                          {"CALYPSO_MANAGER_FILE", address_file}, {"IPATH_NO_BACKTRACE", "1"},
-                                          {"CALYPSO_WORKERS", std::to_string(o.workers)}};
+  std::map<std::string, std::string> wenv = worker_env(o);
+  wenv["CALYPSO_PROVIDER"] = o.provider;
+  wenv["CALYPSO_MANAGER_FILE"] = address_file;
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, wenv));
   int manager_status = -1, sig = 0;
   std::string address = wait_for_address(launcher, manager, address_file, manager_status, sig);
@@ -196,9 +203,8 @@ int run_job(const Options& o) {
 int join_job(const Options& o) {
   Launcher launcher;
   PidFile pids(o.pid_file);
-  // CALYPSO_WORKERS: how many share this host (the poll window's default).
-  std::map<std::string, std::string> env{{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", o.join}, {"IPATH_NO_BACKTRACE", "1"},
-                                         {"CALYPSO_WORKERS", std::to_string(o.workers)}};
+  std::map<std::string, std::string> env = worker_env(o);
+  env["CALYPSO_MANAGER"] = o.join;   // the address names the provider
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, env));
   int rc = 0;
   while (launcher.children() > 0) {
