@@ -143,6 +143,34 @@ TEST_P(Providers, DeclaredSharedVariablesLiveInTheRegion) {
   EXPECT_TRUE(contains(r.output, "probe shared: ok")) << r.output;
 }
 
+// A process killed by a signal leaves its shm queue file, /dev/shm/<pid>:0:0, behind;
+// when its pid is reused, the new process's first endpoint finds the file. Here each
+// process plants such a file under its own pid (the shell wrapper's pid is the pid the
+// probe gets from exec), and both manager and worker must still start, finish, and
+// leave no file of theirs behind.
+TEST(Startup, StaleShmQueueFileOfAReusedPidIsTakenOver) {
+  const std::string plant =
+      "echo \"planted /dev/shm/$$:0:0\"; truncate -s 16M /dev/shm/$$:0:0 && exec \"$0\" \"$@\"";
+  auto r = run(job(1, "shm", {"/bin/sh", "-c", plant, kProbe, "adjacent"}),
+               {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "10000"}}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe adjacent: ok")) << r.output;
+  std::istringstream lines(r.output);
+  int planted = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const std::string tag = "planted /dev/shm/";
+    if (line.rfind(tag, 0) != 0) continue;
+    ++planted;
+    const std::string pid = line.substr(tag.size(), line.find(':') - tag.size());
+    for (const char* idx : {":0:0", ":0:1", ":0:2"}) {
+      const std::string f = "/dev/shm/" + pid + idx;
+      EXPECT_NE(::access(f.c_str(), F_OK), 0) << f << " left behind\n" << r.output;
+      std::remove(f.c_str());   // never leave a planted file, whatever the outcome
+    }
+  }
+  EXPECT_EQ(planted, 2) << r.output;   // the manager and the worker
+}
+
 TEST(Semantics, ConflictingWritesResolveBySegmentIndex) {
   auto r = run(job(2, "tcp", {kProbe, "conflict"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;

@@ -376,14 +376,32 @@ void Endpoint::Impl::open_cqs() {
   });
 }
 
+// shm names its queue file in /dev/shm "<pid>:<domain>:<endpoint>". A process killed
+// by a signal leaves its file behind, and once the pid is reused the new process's
+// fi_enable finds it and fails with -FI_EBUSY (the provider takes any file whose
+// creator pid is alive as in use: here that pid is our own). The provider unlinks the
+// file as it refuses it, so a second endpoint gets a fresh file. A file that is still
+// busy after that belongs to someone else, and the error stands.
 void Endpoint::Impl::open_ep() {
-  ep = open_fid<fid_ep>("fi_endpoint", [&](fid_ep** e) {
-    return fi_endpoint(domain.get(), info.get(), e, nullptr);
-  });
-  check("fi_ep_bind(av)", fi_ep_bind(ep.get(), &av->fid, 0));
-  check("fi_ep_bind(tx cq)", fi_ep_bind(ep.get(), &tx_cq->fid, FI_TRANSMIT));
-  check("fi_ep_bind(rx cq)", fi_ep_bind(ep.get(), &rx_cq->fid, FI_RECV));
-  check("fi_enable", fi_enable(ep.get()));
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    ep = open_fid<fid_ep>("fi_endpoint", [&](fid_ep** e) {
+      return fi_endpoint(domain.get(), info.get(), e, nullptr);
+    });
+    check("fi_ep_bind(av)", fi_ep_bind(ep.get(), &av->fid, 0));
+    check("fi_ep_bind(tx cq)", fi_ep_bind(ep.get(), &tx_cq->fid, FI_TRANSMIT));
+    check("fi_ep_bind(rx cq)", fi_ep_bind(ep.get(), &rx_cq->fid, FI_RECV));
+    const int rc = fi_enable(ep.get());
+    if (rc != -FI_EBUSY || attempt == kAttempts) {
+      check("fi_enable", rc);
+      break;
+    }
+    std::fprintf(stderr,
+                 "calypso net: fi_enable: queue busy (%s; a stale /dev/shm file of a dead "
+                 "process with this pid?), retrying with a new endpoint\n",
+                 fi_strerror(-rc));
+    ep.reset();
+  }
   std::vector<std::byte> name(256);
   std::size_t len = name.size();
   int rc = fi_getname(&ep->fid, name.data(), &len);
