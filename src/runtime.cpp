@@ -113,7 +113,15 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
                "need more than vm.max_map_count mappings", c.page_size, page, c.region_size >> 20);
       c.page_size = page;
     }
-    impl_->manager = std::make_unique<ManagerImpl>(c);
+    // calypso::Error is the one exception type a program sees (error.hpp); the
+    // endpoint and the region report theirs in their own types.
+    try {
+      impl_->manager = std::make_unique<ManagerImpl>(c);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(std::string("calypso: the manager could not start: ") + e.what());
+    }
     publish_address(c, impl_->manager->job_address());
   } else {
     log::set_prefix("worker");

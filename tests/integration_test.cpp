@@ -501,6 +501,16 @@ TEST(Launcher, BadConfigurationIsReportedByName) {
   EXPECT_TRUE(contains(r.output, "CALYPSO_PAGE_SIZE=banana")) << r.output;
 }
 
+// An endpoint that cannot open reaches the program as a calypso::Error (the example
+// catches it, says why and returns 2), not as an uncaught exception that aborts.
+TEST(Launcher, ManagerThatCannotOpenItsEndpointSaysWhy) {
+  auto r = run({kExamples + "/mandelbrot", "64", "10", "4"},
+               {{"CALYPSO_PROVIDER", "no-such-provider"}}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "the manager could not start")) << r.output;
+  EXPECT_TRUE(contains(r.output, "no-such-provider")) << r.output;
+}
+
 TEST(Launcher, InterruptStopsEveryProcess) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids";
