@@ -511,6 +511,14 @@ TEST(Launcher, ManagerThatCannotOpenItsEndpointSaysWhy) {
   EXPECT_TRUE(contains(r.output, "no-such-provider")) << r.output;
 }
 
+TEST(Launcher, SaysWhatTheManagerWaitsForOnceEveryLocalWorkerIsGone) {
+  auto r = run(job(1, "tcp", {kProbe, "crash-always"}), {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "2000"}},
+               60s);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "every worker started here (1) has exited")) << r.output;
+  EXPECT_TRUE(contains(r.output, "no live worker for 2000 ms")) << r.output;
+}
+
 TEST(Launcher, InterruptStopsEveryProcess) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids";

@@ -141,13 +141,25 @@ std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file
   return {};
 }
 
-int supervise(Launcher& l, pid_t manager) {
+// When every worker started here has gone and one of them failed, the manager keeps
+// waiting (it cannot tell a job that lost its workers from one whose workers come with
+// --join), so say once what it waits for instead of leaving a silent pause.
+int supervise(Launcher& l, pid_t manager, const Options& o) {
+  bool said = false;
   for (;;) {
     int sig = 0, status = 0;
     if (collect(l, manager, 1000ms, status, sig)) return calypso::tools::shell_code(status);
     if (sig != 0) {
       std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
       return 128 + sig;
+    }
+    if (!said && o.workers > 0 && l.children() == 1 && l.failed_children() > 0) {
+      said = true;
+      std::fprintf(stderr,
+                   "calypso-run: every worker started here (%d) has exited; the manager waits for workers "
+                   "added with --join and fails the step after CALYPSO_NO_WORKER_TIMEOUT_MS "
+                   "without one\n",
+                   o.workers);
     }
   }
 }
@@ -187,7 +199,7 @@ int run_job(const Options& o) {
   if (!address.empty()) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
     if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
-    rc = supervise(launcher, manager);
+    rc = supervise(launcher, manager, o);
     // The manager told the workers to exit; give them a moment before SIGTERM.
     for (auto until = std::chrono::steady_clock::now() + 1000ms;
          launcher.children() > 0 && std::chrono::steady_clock::now() < until && sig == 0;) {

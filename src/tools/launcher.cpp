@@ -75,6 +75,7 @@ std::vector<ChildExit> Launcher::wait(std::chrono::milliseconds timeout, int& in
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     std::erase(children_, pid);
     remove_shm_files_of(pid);
+    if (status != 0) ++failed_;
     exits.push_back({pid, status});
   }
   return exits;

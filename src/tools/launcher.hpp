@@ -33,9 +33,12 @@ class Launcher {
   void terminate_all(std::chrono::milliseconds grace);
   bool running(pid_t pid) const;
   std::size_t children() const { return children_.size(); }
+  // Children wait() reaped that exited non-zero or by a signal.
+  std::size_t failed_children() const { return failed_; }
 
  private:
   std::vector<pid_t> children_;
+  std::size_t failed_ = 0;
 };
 
 // "exited with status 3", "was killed by signal 9 (Killed)"
