@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <dirent.h>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -318,6 +319,53 @@ TEST(Failures, UnknownInjectionPointIsRefused) {
   EXPECT_TRUE(contains(r.output, "CALYPSO_INJECT=sometimes: expected")) << r.output;
 }
 
+
+// Names of the shm queue files in /dev/shm that belong to pid.
+std::vector<std::string> shm_files_of(int pid) {
+  std::vector<std::string> found;
+  const std::string prefix = std::to_string(pid) + ":";
+  if (DIR* d = opendir("/dev/shm")) {
+    while (dirent* e = readdir(d))
+      if (std::string(e->d_name).rfind(prefix, 0) == 0) found.push_back(e->d_name);
+    closedir(d);
+  }
+  return found;
+}
+
+// A worker that no calypso-run started (by hand, or by another launcher) ends with
+// _exit and so never closes its endpoints; it still removes its shm queue files, both
+// when the manager ends the job and when it leaves on SIGTERM.
+TEST(Startup, AWorkerStartedWithoutCalypsoRunLeavesNoShmFiles) {
+  for (const bool sigterm : {false, true}) {
+    SCOPED_TRACE(sigterm ? "worker leaves on SIGTERM" : "manager ends the job");
+    std::string dir = temp_dir();
+    const std::string address = dir + "/address";
+    std::vector<std::string> program{kProbe, "adjacent"};
+    if (sigterm) program = {kProbe, "long", "20000"};
+    std::vector<std::string> argv{kRun, "-n", "0", "--provider", "shm", "--address-file", address};
+    argv.insert(argv.end(), program.begin(), program.end());
+    Job manager(argv, {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "2000"}, {"CALYPSO_LOG", "info"}});
+    const std::string addr = calypso::test::wait_for_file(address, 30s);
+    ASSERT_FALSE(addr.empty()) << manager.output_so_far();
+    Job worker({program[0]}, {{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", addr}});
+    if (sigterm) {
+      ASSERT_TRUE(wait_for_output(manager, "joined")) << manager.output_so_far();
+      std::this_thread::sleep_for(500ms);
+      ASSERT_EQ(::kill(worker.pid(), SIGTERM), 0);
+    }
+    auto w = worker.wait(60s);
+    auto m = manager.wait(60s);
+    EXPECT_EQ(w.exit_code, 0) << w.output;
+    if (!sigterm) {
+      EXPECT_EQ(m.exit_code, 0) << m.output;
+    }
+    const auto left = shm_files_of(worker.pid());
+    EXPECT_TRUE(left.empty()) << left.size() << " file(s) left, e.g. /dev/shm/" << left.front();
+    for (const auto& f : left) std::remove(("/dev/shm/" + f).c_str());
+    std::remove(address.c_str());
+    rmdir(dir.c_str());
+  }
+}
 
 TEST(Failures, SigtermHandsWorkBackAndTheWorkerExitsZero) {
   std::string dir = temp_dir();

@@ -38,6 +38,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -209,6 +210,17 @@ int clamp_ms(std::chrono::milliseconds t) {
   return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(t.count(), 0, INT_MAX));
 }
 
+// shm's address is "fi_shm://<name>" (NUL-terminated); its queue is /dev/shm/<name>.
+std::string shm_queue_name(const Address& a) {
+  std::string s(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size());
+  s = s.substr(0, s.find('\0'));
+  const std::string prefix = "fi_shm://";
+  if (s.rfind(prefix, 0) != 0) return {};
+  std::string name(1, '/');
+  name.append(s, prefix.size());   // (not "/" + substr: GCC 12 warns falsely, -Wrestrict)
+  return name;
+}
+
 }  // namespace
 
 struct Endpoint::Impl {
@@ -245,6 +257,7 @@ struct Endpoint::Impl {
   // then the libfabric objects and fds in creation order.
   EndpointConfig cfg;
   std::string prov_name;
+  std::string shm_queue;                             // shm: "/<name>" of our queue file
   std::vector<std::uint32_t> tx_free;                // capacity reserved for every slot
   std::vector<std::uint32_t> rx_unposted;            // receive slots to repost
   std::vector<std::pair<PeerId, int>> peer_errors;   // queued for poll()
@@ -412,6 +425,7 @@ void Endpoint::Impl::open_ep() {
   check("fi_getname", rc);
   name.resize(len);
   address.bytes = std::move(name);
+  if (prov_name == "shm") shm_queue = shm_queue_name(address);
 }
 
 // One epoll set holding the CQ wait fds and the timer, so that callers see a single
@@ -794,6 +808,10 @@ Endpoint& Endpoint::operator=(Endpoint&&) noexcept = default;
 Endpoint::~Endpoint() = default;
 
 Address Endpoint::local_address() const { return impl_->address; }
+
+void Endpoint::release_before_exit() noexcept {
+  if (!impl_->shm_queue.empty()) ::shm_unlink(impl_->shm_queue.c_str());
+}
 const std::string& Endpoint::provider_name() const { return impl_->prov_name; }
 std::size_t Endpoint::max_message() const { return impl_->cfg.max_message; }
 

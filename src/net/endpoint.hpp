@@ -152,6 +152,14 @@ class Endpoint {
   int wait_fd() const;
   bool ready_to_sleep();
 
+  // For a process that is about to _exit() without closing the endpoint (a worker ends
+  // from whichever thread learns it must): removes what the endpoint keeps outside the
+  // process, which its destructor would have removed. shm: its queue file in /dev/shm
+  // (peers that mapped it keep their mapping); other providers keep nothing. Only
+  // unlinks a name fixed at open, so any thread may call it while others use the
+  // endpoint.
+  void release_before_exit() noexcept;
+
  private:
   struct Impl;
   explicit Endpoint(std::unique_ptr<Impl> impl);

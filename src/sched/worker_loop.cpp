@@ -57,18 +57,17 @@ std::string provider_of(const Config& c) {
   return c.manager_address.empty() ? c.provider : JobAddress::parse(c.manager_address).provider;
 }
 
-// A SIGTERM that comes before the heartbeat thread runs: there is no work to hand back.
-void leave_if_terminated(int sigterm_fd) {
+// True when a SIGTERM is pending on the signalfd.
+bool sigterm_pending(int sigterm_fd) {
   pollfd p{sigterm_fd, POLLIN, 0};
-  if (::poll(&p, 1, 0) != 1) return;
-  log::raw("calypso: worker leaving (SIGTERM) before it joined\n");
-  std::exit(0);
+  return ::poll(&p, 1, 0) == 1;
 }
 
-JobAddress wait_for_job(const Config& c, int sigterm_fd) {
+template <class LeaveIfTerminated>
+JobAddress wait_for_job(const Config& c, LeaveIfTerminated&& leave_if_terminated) {
   if (!c.manager_address.empty()) return JobAddress::parse(c.manager_address);
   for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
-    leave_if_terminated(sigterm_fd);
+    leave_if_terminated();
     std::ifstream f(c.manager_file);
     std::string address;
     if (f >> address) return JobAddress::parse(address);
@@ -98,7 +97,7 @@ WorkerLoop::WorkerLoop(const Config& config)
       sigterm_(block_sigterm()),
       ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8, config.wants_rma(provider_of(config))))),
       hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
-  JobAddress job = wait_for_job(config, sigterm_.get());
+  JobAddress job = wait_for_job(config, [this] { leave_if_terminated(); });
   manager_address_ = job.to_string();
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
   hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
@@ -132,7 +131,7 @@ void WorkerLoop::join(const std::string& identity) {
     throw Error("calypso: cannot reach the manager at " + manager_address_);
   }
   for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
-    leave_if_terminated(sigterm_.get());
+    leave_if_terminated();
     std::vector<std::byte> raw = receive(200ms);
     std::string why;
     auto m = raw.empty() ? std::nullopt : decode(raw, why);
@@ -291,7 +290,7 @@ void WorkerLoop::send_request() {
 void WorkerLoop::to_manager(std::span<const std::span<const std::byte>> parts, const char* what) {
   if (ep_.send(manager_, parts, 60s) != net::SendStatus::ok) {
     LOG_ERROR("cannot send %s to the manager; exiting", what);
-    _exit(3);
+    exit_now(3);
   }
 }
 
@@ -516,8 +515,25 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
                  t.notices, t.wait, u.ru_maxrss);
   }
+  exit_now(0);
+}
+
+// A SIGTERM that comes before the heartbeat thread runs: there is no work to hand back.
+void WorkerLoop::leave_if_terminated() {
+  if (!sigterm_pending(sigterm_.get())) return;
+  log::raw("calypso: worker leaving (SIGTERM) before it joined\n");
+  exit_now(0);
+}
+
+// The worker ends from whichever thread learns it must, while the other may be deep in
+// a routine, so it never unwinds: it removes what its endpoints keep outside the
+// process (shm queue files; calypso-run would clean up only after its own children)
+// and leaves at once.
+void WorkerLoop::exit_now(int code) {
+  ep_.release_before_exit();
+  hb_ep_.release_before_exit();
   std::fflush(nullptr);
-  _exit(0);
+  _exit(code);
 }
 
 // The heartbeat thread: tells the manager this worker lives, watches that the manager
@@ -551,7 +567,7 @@ void WorkerLoop::heartbeat_loop() {
 void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_heard) {
   if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) {
     log::raw("calypso: lost the manager (nothing heard for CALYPSO_MANAGER_TIMEOUT_MS); worker exiting\n");
-    _exit(3);
+    exit_now(3);
   }
   Encoder e(MsgType::heartbeat, id_, Empty{});
   auto bytes = e.bytes();
@@ -570,7 +586,7 @@ void WorkerLoop::leave() {
     hb_ep_.wait(10ms);
   }
   log::raw("calypso: worker leaving (SIGTERM); its work goes to the others\n");
-  _exit(0);
+  exit_now(0);
 }
 
 }  // namespace calypso::sched

@@ -63,6 +63,8 @@ class WorkerLoop final : public dsm::PageSource {
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
   [[noreturn]] void on_shutdown(const Message& m);
+  void leave_if_terminated();
+  [[noreturn]] void exit_now(int code);
 
   const Config& config_;
   // First, before libfabric starts any thread: SIGTERM blocked in every thread and
