@@ -134,6 +134,44 @@ TEST_P(NetTest, LocalAddressRoundTrips) {
   EXPECT_FALSE(e.provider_name().empty());
 }
 
+// release_before_exit removes the shm queue file (and nothing of other providers), and
+// the endpoint still talks to a peer that had mapped it.
+TEST_P(NetTest, ReleaseBeforeExitRemovesTheQueueFileAndKeepsTalking) {
+  Endpoint a = Endpoint::open(config());
+  Endpoint b = Endpoint::open(config());
+  std::string name = string_of(a.local_address().bytes);
+  name = name.substr(0, name.find('\0'));
+  const std::string prefix = "fi_shm://";
+  const bool shm = name.rfind(prefix, 0) == 0;
+  const std::string file = shm ? "/dev/shm/" + name.substr(prefix.size()) : "";
+  if (shm) {
+    ASSERT_EQ(::access(file.c_str(), F_OK), 0) << file;
+  }
+  const PeerId to_a = b.add_peer(a.local_address());
+  std::vector<std::string> got;
+  auto collect = [&](const Event& ev) {
+    if (ev.kind == Event::Kind::message) got.push_back(string_of(ev.data));
+  };
+  // Both sides progress while b sends (the first send may wait for a connection).
+  auto deliver = [&](const std::string& text) {
+    bool sent = false;
+    const std::size_t want = got.size() + 1;
+    for (auto end = Clock::now() + 10s; got.size() < want && Clock::now() < end;) {
+      if (!sent) sent = b.send(to_a, bytes_of(text), 0ms) == SendStatus::ok;
+      b.poll([](const Event&) {});
+      a.poll(collect);
+      a.wait(5ms);
+    }
+  };
+  deliver("before");   // b has mapped a's queue now
+  a.release_before_exit();
+  if (shm) {
+    EXPECT_NE(::access(file.c_str(), F_OK), 0) << file << " still there";
+  }
+  deliver("after");
+  EXPECT_EQ(got, (std::vector<std::string>{"before", "after"}));
+}
+
 TEST_P(NetTest, OversizeSendThrows) {
   Endpoint a = Endpoint::open(config());
   const PeerId p = a.add_peer(a.local_address());
