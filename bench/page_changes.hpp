@@ -5,10 +5,12 @@
 #include <cstddef>
 #include <random>
 
-enum class Change { none, one_word, scattered_10pct, full };
+// masked: every word changes in its low 6 bytes only, as a double whose value moves a
+// little (jacobi's rows); such words travel with byte masks.
+enum class Change { none, one_word, scattered_10pct, full, masked };
 
 inline const char* change_name(Change c) {
-  constexpr const char* kNames[] = {"none", "one_word", "scattered_10pct", "full"};
+  constexpr const char* kNames[] = {"none", "one_word", "scattered_10pct", "full", "masked"};
   return kNames[static_cast<int>(c)];
 }
 
@@ -28,6 +30,10 @@ inline void change_page(std::byte* page, std::size_t page_bytes, Change c, std::
       break;
     case Change::full:
       for (std::size_t w = 0; w < page_bytes / 8; ++w) flip_word(page, w);
+      break;
+    case Change::masked:
+      for (std::size_t w = 0; w < page_bytes / 8; ++w)
+        for (std::size_t b = 0; b < 6; ++b) page[w * 8 + b] ^= std::byte{0x5a};
       break;
   }
 }

@@ -11,6 +11,8 @@
 // Nothing here allocates or throws.
 #include "dsm/diff.hpp"
 
+#include "dsm/byte_masks.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -28,8 +30,9 @@ constexpr std::size_t kSpanWords = 64;
 // Spans whose changed/unchanged bits are worked out in one pass: 32 KiB of page.
 constexpr std::size_t kChunkWords = 64 * kSpanWords;
 constexpr std::size_t kMaxRunWords = 0xffff;
-constexpr std::uint64_t kLow7 = 0x7f7f7f7f7f7f7f7full;
-constexpr std::uint64_t kHigh1 = 0x8080808080808080ull;
+using detail::kHigh1;
+using detail::nonzero_byte_high_bits;
+using detail::nonzero_byte_mask;
 
 inline std::uint64_t load_word(const std::byte* p) noexcept {
   std::uint64_t w;
@@ -38,25 +41,6 @@ inline std::uint64_t load_word(const std::byte* p) noexcept {
 }
 
 inline void store_word(std::byte* p, std::uint64_t w) noexcept { std::memcpy(p, &w, sizeof w); }
-
-// High bit of each byte set iff that byte of x is nonzero. The low 7 bits are added
-// separately so that no carry crosses into the next byte.
-inline std::uint64_t nonzero_byte_high_bits(std::uint64_t x) noexcept {
-  return (((x & kLow7) + kLow7) | x) & kHigh1;
-}
-
-// Bit b set iff byte b of x is nonzero: the multiply gathers the eight high bits (now at
-// bits 0, 8, ..., 56) into the top byte; their products never collide, so no carries.
-inline std::uint8_t nonzero_byte_mask(std::uint64_t x) noexcept {
-  const std::uint64_t one_bit_per_byte = nonzero_byte_high_bits(x) >> 7;
-  return static_cast<std::uint8_t>((one_bit_per_byte * 0x0102040810204080ull) >> 56);
-}
-
-// Inverse of nonzero_byte_mask: byte b is 0xff iff bit b of mask is set.
-inline std::uint64_t expand_byte_mask(std::uint8_t mask) noexcept {
-  const std::uint64_t one_bit_per_byte = (mask * 0x0101010101010101ull) & 0x8040201008040201ull;
-  return (nonzero_byte_high_bits(one_bit_per_byte) >> 7) * 0xff;
-}
 
 // The scans below carry the bulk of the reading. GCC vectorises their fixed-size inner
 // loops; on x86-64 it also builds AVX2 and AVX-512 copies picked at load time, because
@@ -96,17 +80,6 @@ std::uint64_t changed_word_bits(const std::byte* cur, const std::byte* twin,
   for (std::size_t i = 0; i < kSpanWords; ++i)
     bits |= std::uint64_t{xor_at(cur, twin, first + i) != 0} << i;
   return bits;
-}
-
-// True when every byte of words [first, first + count) changed: the run needs no masks.
-// Cheaper than the masks themselves (no multiply), so dense pages never compute them.
-CALYPSO_VECTOR_CLONES
-bool all_bytes_changed(const std::byte* cur, const std::byte* twin, std::size_t first,
-                       std::size_t count) noexcept {
-  std::uint64_t all = kHigh1;
-  for (std::size_t i = first; i < first + count; ++i)
-    all &= nonzero_byte_high_bits(xor_at(cur, twin, i));
-  return all == kHigh1;
 }
 
 struct PagePair {
@@ -198,30 +171,28 @@ class ChangedWords {
   std::uint64_t cached_bits_ = 0;
 };
 
-// Writes the byte masks of words [first, first + count) to out, zero-padded to 8 bytes.
-void write_masks(const PagePair& p, std::size_t first, std::size_t count, std::byte* out) noexcept {
-  store_word(out + (count - 1) / 8 * 8, 0);  // the padding; mask bytes then overwrite it
-  for (std::size_t i = 0; i < count; ++i)
-    out[i] = std::byte{nonzero_byte_mask(p.xor_word(first + i))};
-}
-
 // Emits one run of words [first, end) at out; returns the byte past it. Runs of one
 // word, which scattered writes produce, skip the calls made for longer runs.
 std::byte* emit_run(const PagePair& p, std::size_t first, std::size_t end,
                     std::byte* out) noexcept {
   const std::size_t count = end - first;
-  const bool whole = count == 1 ? nonzero_byte_high_bits(p.xor_word(first)) == kHigh1
-                                : all_bytes_changed(p.cur, p.twin, first, count);
+  std::byte* data = out + sizeof(RunHeader);
+  std::byte* masks = data + count * kWordBytes;
+  bool whole;
+  if (count == 1) {
+    const std::uint64_t x = p.xor_word(first);
+    store_word(data, load_word(p.cur_word(first)));
+    whole = nonzero_byte_high_bits(x) == kHigh1;
+    if (!whole) store_word(masks, nonzero_byte_mask(x));   // mask byte, then 7 of padding
+  } else {
+    // Masks are written either way (the same pass copies the data); a run whose bytes
+    // all changed drops them: the next run, or nothing, goes where they were.
+    whole = copy_with_byte_masks(p.cur_word(first), p.twin + first * kWordBytes, count, data,
+                                 masks);
+  }
   const RunHeader h{static_cast<std::uint32_t>(first), static_cast<std::uint16_t>(count),
                     whole ? std::uint16_t{0} : kRunMasked};
   std::memcpy(out, &h, sizeof h);
-  std::byte* data = out + sizeof(RunHeader);
-  if (count == 1)
-    store_word(data, load_word(p.cur_word(first)));
-  else
-    std::memcpy(data, p.cur_word(first), count * kWordBytes);
-  std::byte* masks = data + count * kWordBytes;
-  if (h.flags & kRunMasked) write_masks(p, first, count, masks);
   return masks + detail::run_mask_bytes(h);
 }
 
@@ -232,17 +203,6 @@ bool masks_valid(const std::byte* masks, const RunHeader& h) noexcept {
   for (std::size_t i = h.word_count; i < padded; ++i)
     if (masks[i] != std::byte{0}) return false;
   return true;
-}
-
-// Writes only the bytes whose mask bit is set; the rest of each word keeps the page's value.
-void apply_masked(std::byte* dst, const std::byte* data, const std::byte* masks,
-                  std::size_t count) noexcept {
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::uint64_t m = expand_byte_mask(std::to_integer<std::uint8_t>(masks[i]));
-    const std::uint64_t old_word = load_word(dst + i * kWordBytes);
-    const std::uint64_t new_word = load_word(data + i * kWordBytes);
-    store_word(dst + i * kWordBytes, (old_word & ~m) | (new_word & m));
-  }
 }
 
 }  // namespace
@@ -311,7 +271,7 @@ void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept {
     if ((h.flags & kRunMasked) == 0)
       std::memcpy(dst, data, data_bytes);
     else
-      apply_masked(dst, data, data + data_bytes, h.word_count);
+      apply_byte_masks(dst, data, data + data_bytes, h.word_count);
     pos += sizeof(RunHeader) + detail::run_body_bytes(h);
   }
 }
