@@ -51,7 +51,8 @@ constexpr PageNumber kPages = 8192;        // 128 MiB
 constexpr PageNumber kBodyPages = 64;      // pages per result body (one iteration)
 constexpr std::uintptr_t kRegionAddress = 0x3e3000000000;
 
-constexpr Change kChanges[] = {Change::one_word, Change::scattered_10pct, Change::full};
+constexpr Change kChanges[] = {Change::one_word, Change::scattered_10pct, Change::full,
+                               Change::masked};
 
 // One changed word touches one cache line of the page. Successive rounds pick different
 // lines (none twice within kOneWordRounds), so that the lines written are not still
@@ -106,7 +107,7 @@ Bodies make_bodies(Change c) {
 
 // Built once per kind of change, on first use.
 const Bodies& bodies(Change c) {
-  static std::optional<Bodies> made[static_cast<int>(Change::full) + 1];
+  static std::optional<Bodies> made[static_cast<int>(Change::masked) + 1];
   auto& b = made[static_cast<int>(c)];
   if (!b) b = make_bodies(c);
   return *b;
