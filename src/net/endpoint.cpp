@@ -810,7 +810,7 @@ Endpoint::~Endpoint() = default;
 Address Endpoint::local_address() const { return impl_->address; }
 
 void Endpoint::release_before_exit() noexcept {
-  if (!impl_->shm_queue.empty()) ::shm_unlink(impl_->shm_queue.c_str());
+  if (impl_ && !impl_->shm_queue.empty()) ::shm_unlink(impl_->shm_queue.c_str());
 }
 const std::string& Endpoint::provider_name() const { return impl_->prov_name; }
 std::size_t Endpoint::max_message() const { return impl_->cfg.max_message; }
