@@ -89,8 +89,10 @@ class Arena {
     prepare(c);
     diff_bytes_ = diff_encode(cur(0), twin(0), kPage, out());
     diffs_.resize(kColdPages * diff_bytes_);
-    for (std::size_t p = 0; p < kColdPages; ++p)
-      diff_encode(cur(p), twin(p), kPage, diffs_.data() + p * diff_bytes_);
+    for (std::size_t p = 0; p < kColdPages; ++p) {   // via out(): diff_encode may write past n
+      const std::size_t n = diff_encode(cur(p), twin(p), kPage, out());
+      std::memcpy(diffs_.data() + p * diff_bytes_, out(), n);
+    }
   }
 
   PageRegion twin_, cur_, scratch_;

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,23 +25,26 @@ namespace {
 
 using Bytes = std::vector<std::byte>;
 
-// Two read-write pages followed by a PROT_NONE guard page.
+// At least `bytes` of read-write memory followed by a PROT_NONE guard page.
 class Guarded {
  public:
-  Guarded() : page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
-    void* p = mmap(nullptr, 3 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  explicit Guarded(std::size_t bytes = 8192) {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    usable_ = (bytes + page - 1) / page * page;
+    void* p = mmap(nullptr, usable_ + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
     base_ = static_cast<std::byte*>(p);
-    mprotect(base_ + 2 * page_, page_, PROT_NONE);
+    if (mprotect(base_ + usable_, page, PROT_NONE) != 0) throw std::runtime_error("mprotect failed");
+    total_ = usable_ + page;
   }
-  ~Guarded() { munmap(base_, 3 * page_); }
+  ~Guarded() { munmap(base_, total_); }
   Guarded(const Guarded&) = delete;
   Guarded& operator=(const Guarded&) = delete;
   // The last `bytes` bytes before the guard page.
-  std::byte* tail(std::size_t bytes) { return base_ + 2 * page_ - bytes; }
+  std::byte* tail(std::size_t bytes) { return base_ + usable_ - bytes; }
 
  private:
-  std::size_t page_;
+  std::size_t usable_ = 0, total_ = 0;
   std::byte* base_ = nullptr;
 };
 
@@ -145,6 +150,46 @@ TEST_P(ByteMasks, DiffRoundTripOfPartlyChangedWords) {
   }
 }
 
+// diff_encode may use all of diff_max_encoded_size as scratch (masks of a run that
+// turn out to be unneeded), never more: the output buffer ends at a guard page, and the
+// pages are the worst cases (every other word changed in some bytes, then a long run of
+// fully changed words whose masks are written and dropped; every word changed) and
+// random ones.
+TEST_P(ByteMasks, EncodeStaysWithinMaxEncodedSize) {
+  std::mt19937_64 rng(14);
+  for (const std::size_t page : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}}) {
+    const std::size_t max = diff_max_encoded_size(page);
+    Guarded out_mem(max);
+    std::byte* out = out_mem.tail(max);
+    for (int shape = 0; shape < 6; ++shape) {
+      Bytes twin(page), cur;
+      for (auto& b : twin) b = std::byte(rng() & 0xff);
+      cur = twin;
+      const std::size_t words = page / 8;
+      for (std::size_t w = 0; w < words; ++w) {
+        bool change = false, every_byte = false;
+        switch (shape) {
+          case 0: change = w % 2 == 0; break;                          // every other word, 1 byte
+          case 1: change = w % 2 == 0 || w >= words / 2; every_byte = w >= words / 2; break;
+          case 2: change = true; every_byte = true; break;             // one unmasked run
+          case 3: change = true; break;                                // one masked run
+          default: change = rng() % 3 != 0; every_byte = rng() % 2 == 0; break;
+        }
+        if (!change) continue;
+        if (every_byte)
+          for (std::size_t b = 0; b < 8; ++b) cur[w * 8 + b] = ~twin[w * 8 + b];
+        else
+          cur[w * 8] = ~twin[w * 8];
+      }
+      const std::size_t n = diff_encode(cur.data(), twin.data(), page, out);
+      ASSERT_LE(n, max);
+      Bytes rebuilt = twin;
+      diff_apply(std::span<const std::byte>(out, n), rebuilt.data());
+      ASSERT_EQ(rebuilt, cur) << "page " << page << ", shape " << shape;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, ByteMasks, ::testing::Values("avx512", "avx2", "portable"),
                          [](const auto& info) { return info.param; });
 
@@ -155,6 +200,8 @@ TEST(ByteMaskKernel, TheBestTheCpuRunsIsChosen) {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512bw")) {
     EXPECT_EQ(chosen, "avx512");
+  } else if (__builtin_cpu_supports("avx2")) {
+    EXPECT_EQ(chosen, "avx2");
   }
 #endif
   EXPECT_FALSE(detail::use_byte_mask_kernel("sse9"));

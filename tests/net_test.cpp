@@ -135,7 +135,9 @@ TEST_P(NetTest, LocalAddressRoundTrips) {
 }
 
 // release_before_exit removes the shm queue file (and nothing of other providers), and
-// the endpoint still talks to a peer that had mapped it.
+// the endpoint keeps working. (Both endpoints are in this process, where shm finds a
+// queue by name without the file; that a process exits right after is what makes the
+// unlink safe for peers elsewhere.)
 TEST_P(NetTest, ReleaseBeforeExitRemovesTheQueueFileAndKeepsTalking) {
   Endpoint a = Endpoint::open(config());
   Endpoint b = Endpoint::open(config());
@@ -163,7 +165,7 @@ TEST_P(NetTest, ReleaseBeforeExitRemovesTheQueueFileAndKeepsTalking) {
       a.wait(5ms);
     }
   };
-  deliver("before");   // b has mapped a's queue now
+  deliver("before");
   a.release_before_exit();
   if (shm) {
     EXPECT_NE(::access(file.c_str(), F_OK), 0) << file << " still there";

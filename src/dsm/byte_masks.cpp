@@ -1,5 +1,5 @@
 // Byte masks of masked diff runs, 64 or 32 bytes per step where the CPU allows; see
-// byte_masks.hpp.
+// byte_masks.hpp. The kernels below assume count >= 1.
 #include "dsm/byte_masks.hpp"
 
 #include <cstdint>
@@ -161,7 +161,7 @@ Kernels& kernels() noexcept {
 
 bool copy_with_byte_masks(const std::byte* cur, const std::byte* twin, std::size_t count,
                           std::byte* data, std::byte* masks) noexcept {
-  return kernels().copy(cur, twin, count, data, masks);
+  return count == 0 || kernels().copy(cur, twin, count, data, masks);   // (no padding word)
 }
 
 void apply_byte_masks(std::byte* dst, const std::byte* data, const std::byte* masks,

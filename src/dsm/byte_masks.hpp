@@ -2,7 +2,7 @@
 // word i changed. Eight mask bytes read as a little-endian uint64 are then one bit per
 // byte of 64 bytes of page, in memory order: exactly an AVX-512 byte mask. So both
 // directions run 64 bytes per step where the CPU has AVX-512BW (32 with AVX2), picked
-// once at load time; other CPUs get the portable word-at-a-time code.
+// once, at the first call; other CPUs get the portable word-at-a-time code.
 //
 // Jacobi-like pages need this: a double that moves a little keeps its high bytes, so
 // nearly every run of such a page is masked, and word-at-a-time masks cost about ten
@@ -18,7 +18,8 @@ namespace calypso::dsm {
 // Encodes the data and masks of a run of count words in one pass: copies the words at
 // cur to data, and writes their masks against twin to masks (count bytes, then zeros up
 // to a multiple of 8: the wire format's padding). Returns true when every byte of every
-// word changed, so the run can go without its masks. Reads only those words.
+// word changed, so the run can go without its masks. Reads only those words. count 0
+// writes nothing and returns true.
 bool copy_with_byte_masks(const std::byte* cur, const std::byte* twin, std::size_t count,
                           std::byte* data, std::byte* masks) noexcept;
 

@@ -45,7 +45,9 @@ const char* to_string(DiffStatus s) noexcept;
 std::size_t diff_max_encoded_size(std::size_t page_bytes) noexcept;
 
 // Encodes current vs twin into out (room for diff_max_encoded_size bytes).
-// Returns the number of bytes written; 0 when the page did not change.
+// Returns the length of the diff; 0 when the page did not change. Bytes of out past that
+// length (within diff_max_encoded_size) may be written too, as scratch: encode into a
+// buffer of the full size, never straight into a slot of the diff's exact length.
 std::size_t diff_encode(const std::byte* current, const std::byte* twin,
                         std::size_t page_bytes, std::byte* out) noexcept;
 

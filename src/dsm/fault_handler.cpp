@@ -25,6 +25,7 @@ struct State {
   std::size_t size = 0;
   FaultTarget* target = nullptr;
   void (*abort_hook)() = nullptr;
+  void (*before_fatal_exit)() = nullptr;
   struct sigaction previous {};
 };
 State g_state;
@@ -64,6 +65,7 @@ void on_sigsegv(int sig, siginfo_t* info, void* ucontext) {
       [[fallthrough]];
     case FaultOutcome::fatal:
       log::raw("calypso: fatal fault in the shared region; exiting\n");
+      if (g_state.before_fatal_exit != nullptr) g_state.before_fatal_exit();
       _exit(70);
   }
 }
@@ -82,7 +84,8 @@ bool installed_by_fabric_library(const struct sigaction& sa) {
 
 }  // namespace
 
-FaultHandler::FaultHandler(void* base, std::size_t size, FaultTarget& target, void (*abort_hook)()) {
+FaultHandler::FaultHandler(void* base, std::size_t size, FaultTarget& target, void (*abort_hook)(),
+                           void (*before_fatal_exit)()) {
   if (g_state.target != nullptr) throw Error("calypso: a fault handler is already installed");
   struct sigaction sa {};
   sa.sa_sigaction = &on_sigsegv;
@@ -93,6 +96,7 @@ FaultHandler::FaultHandler(void* base, std::size_t size, FaultTarget& target, vo
   g_state.size = size;
   g_state.target = &target;
   g_state.abort_hook = abort_hook;
+  g_state.before_fatal_exit = before_fatal_exit;
   if (sigaction(SIGSEGV, &sa, &g_state.previous) != 0) {
     g_state.target = nullptr;
     throw Error(std::string("calypso: sigaction(SIGSEGV) failed: ") + std::strerror(errno));

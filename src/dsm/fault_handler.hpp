@@ -24,10 +24,13 @@ class FaultTarget {
 
 // Installs the handler for [base, base+size) while alive. One at a time per process.
 // abort_hook is called (from the handler) on FaultOutcome::abort; it must not return
-// (it siglongjmps back to the worker loop).
+// (it siglongjmps back to the worker loop). before_fatal_exit is called (from the
+// handler, so it must be async-signal-safe) before a fatal fault ends the process with
+// _exit(70): the worker removes its shm queue files there.
 class FaultHandler {
  public:
-  FaultHandler(void* base, std::size_t size, FaultTarget& target, void (*abort_hook)() = nullptr);
+  FaultHandler(void* base, std::size_t size, FaultTarget& target, void (*abort_hook)() = nullptr,
+               void (*before_fatal_exit)() = nullptr);
   ~FaultHandler();
   FaultHandler(const FaultHandler&) = delete;
   FaultHandler& operator=(const FaultHandler&) = delete;

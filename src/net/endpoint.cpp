@@ -389,14 +389,15 @@ void Endpoint::Impl::open_cqs() {
   });
 }
 
-// shm names its queue file in /dev/shm "<pid>:<domain>:<endpoint>". A process killed
-// by a signal leaves its file behind, and once the pid is reused the new process's
-// fi_enable finds it and fails with -FI_EBUSY (the provider takes any file whose
-// creator pid is alive as in use: here that pid is our own). The provider unlinks the
-// file as it refuses it, so a second endpoint gets a fresh file. A file that is still
-// busy after that belongs to someone else, and the error stands.
+// shm names its queue file in /dev/shm "<pid>:<n>:<m>", m counting the process's
+// endpoints. A process that dies without closing its endpoints leaves one file per
+// endpoint, and once the pid is reused the new process's fi_enable finds them and fails
+// with -FI_EBUSY (the provider takes any file whose creator pid is alive as in use:
+// here that pid is our own). The provider unlinks the file as it refuses it, and the
+// next endpoint takes the next name, which may be the dead process's next file: so
+// retry a few times more than a process of ours ever opens endpoints.
 void Endpoint::Impl::open_ep() {
-  constexpr int kAttempts = 3;
+  constexpr int kAttempts = 16;
   for (int attempt = 1;; ++attempt) {
     ep = open_fid<fid_ep>("fi_endpoint", [&](fid_ep** e) {
       return fi_endpoint(domain.get(), info.get(), e, nullptr);

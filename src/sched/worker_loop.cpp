@@ -40,6 +40,10 @@ using namespace std::chrono_literals;
 sigjmp_buf g_abort_point;
 void abort_segment_hook() { siglongjmp(g_abort_point, 1); }
 
+// The process's worker (there is one), for what a signal handler must do before the
+// process ends.
+WorkerLoop* g_worker = nullptr;
+
 net::EndpointConfig endpoint_config(const std::string& provider, std::size_t recv_depth, bool rma = false) {
   net::EndpointConfig e;
   e.provider = provider;
@@ -97,6 +101,7 @@ WorkerLoop::WorkerLoop(const Config& config)
       sigterm_(block_sigterm()),
       ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8, config.wants_rma(provider_of(config))))),
       hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
+  g_worker = this;
   JobAddress job = wait_for_job(config, [this] { leave_if_terminated(); });
   manager_address_ = job.to_string();
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
@@ -108,6 +113,7 @@ WorkerLoop::WorkerLoop(const Config& config)
 }
 
 WorkerLoop::~WorkerLoop() {
+  g_worker = nullptr;
   std::uint64_t one = 1;
   [[maybe_unused]] auto r = write(hb_stop_.get(), &one, sizeof one);
   if (hb_thread_.joinable()) hb_thread_.join();
@@ -167,7 +173,8 @@ void WorkerLoop::join(const std::string& identity) {
       std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
       cache_->mark_written(run[0], run[1]);   // clipped to the region
     }
-    faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook);
+    faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook,
+                    &WorkerLoop::release_queues_of_worker);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
     return;
@@ -530,10 +537,16 @@ void WorkerLoop::leave_if_terminated() {
 // process (shm queue files; calypso-run would clean up only after its own children)
 // and leaves at once.
 void WorkerLoop::exit_now(int code) {
-  ep_.release_before_exit();
-  hb_ep_.release_before_exit();
+  release_queues_of_worker();
   std::fflush(nullptr);
   _exit(code);
+}
+
+// Only unlinks names fixed when the endpoints opened: safe from a signal handler.
+void WorkerLoop::release_queues_of_worker() noexcept {
+  if (g_worker == nullptr) return;
+  g_worker->ep_.release_before_exit();
+  g_worker->hb_ep_.release_before_exit();
 }
 
 // The heartbeat thread: tells the manager this worker lives, watches that the manager

@@ -65,6 +65,7 @@ class WorkerLoop final : public dsm::PageSource {
   [[noreturn]] void on_shutdown(const Message& m);
   void leave_if_terminated();
   [[noreturn]] void exit_now(int code);
+  static void release_queues_of_worker() noexcept;   // its shm queue files (exit paths)
 
   const Config& config_;
   // First, before libfabric starts any thread: SIGTERM blocked in every thread and
