@@ -113,6 +113,18 @@ TEST(AddressTest, RejectsJunk) {
   }
 }
 
+TEST(AddressTest, ShmQueueNameComesFromAnShmAddressOnly) {
+  auto bytes = [](const std::string& s) {
+    Address a;
+    for (char c : s) a.bytes.push_back(std::byte(c));
+    return a;
+  };
+  EXPECT_EQ(bytes(std::string("fi_shm://12:0:1\0\0", 18)).shm_queue_name(), "/12:0:1");
+  EXPECT_EQ(bytes("fi_shm://7:0:0").shm_queue_name(), "/7:0:0");
+  EXPECT_EQ(bytes("fi_sockaddr_in://127.0.0.1").shm_queue_name(), "");
+  EXPECT_EQ(Address{}.shm_queue_name(), "");
+}
+
 // What the environment said before any endpoint existed (static initialisation).
 const char* const kUsersRxmBufferSize = std::getenv("FI_OFI_RXM_BUFFER_SIZE");
 
@@ -141,11 +153,9 @@ TEST_P(NetTest, LocalAddressRoundTrips) {
 TEST_P(NetTest, ReleaseBeforeExitRemovesTheQueueFileAndKeepsTalking) {
   Endpoint a = Endpoint::open(config());
   Endpoint b = Endpoint::open(config());
-  std::string name = string_of(a.local_address().bytes);
-  name = name.substr(0, name.find('\0'));
-  const std::string prefix = "fi_shm://";
-  const bool shm = name.rfind(prefix, 0) == 0;
-  const std::string file = shm ? "/dev/shm/" + name.substr(prefix.size()) : "";
+  const std::string queue = a.local_address().shm_queue_name();
+  const bool shm = !queue.empty();
+  const std::string file = "/dev/shm" + queue;
   if (shm) {
     ASSERT_EQ(::access(file.c_str(), F_OK), 0) << file;
   }
@@ -372,10 +382,7 @@ DeadPeerOutcome send_until_refused(Endpoint& e, PeerId dead, std::chrono::second
 // A SIGKILLed shm endpoint cannot unlink its shared-memory region ("fi_shm://<name>"
 // lives in /dev/shm/<name>); the test removes it so that runs leave nothing behind.
 void remove_shm_leftover(const Address& a) {
-  const std::string prefix = "fi_shm://";
-  std::string name = string_of(a.bytes);
-  name = name.substr(0, name.find('\0'));
-  if (name.rfind(prefix, 0) == 0) ::shm_unlink(("/" + name.substr(prefix.size())).c_str());
+  if (const std::string queue = a.shm_queue_name(); !queue.empty()) ::shm_unlink(queue.c_str());
 }
 
 // Sends `count` messages of `size` bytes from e to a fresh endpoint, progressing both,

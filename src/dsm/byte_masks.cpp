@@ -2,6 +2,7 @@
 // byte_masks.hpp. The kernels below assume count >= 1.
 #include "dsm/byte_masks.hpp"
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -143,17 +144,27 @@ struct Kernels {
   const char* name;
 };
 
-Kernels best_kernels() noexcept {
+// The implementations this CPU runs, best first; the portable one always.
+struct Supported {
+  std::array<Kernels, 3> list;
+  std::size_t count = 0;
+  const Kernels* begin() const noexcept { return list.data(); }
+  const Kernels* end() const noexcept { return list.data() + count; }
+};
+
+Supported supported_kernels() noexcept {
+  Supported s;
 #if CALYPSO_X86_MASKS
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512bw")) return {copy_avx512, apply_avx512, "avx512"};
-  if (__builtin_cpu_supports("avx2")) return {copy_avx2, apply_avx2, "avx2"};
+  if (__builtin_cpu_supports("avx512bw")) s.list[s.count++] = {copy_avx512, apply_avx512, "avx512"};
+  if (__builtin_cpu_supports("avx2")) s.list[s.count++] = {copy_avx2, apply_avx2, "avx2"};
 #endif
-  return {copy_portable, apply_portable, "portable"};
+  s.list[s.count++] = {copy_portable, apply_portable, "portable"};
+  return s;
 }
 
 Kernels& kernels() noexcept {
-  static Kernels k = best_kernels();
+  static Kernels k = *supported_kernels().begin();
   return k;
 }
 
@@ -174,21 +185,13 @@ namespace detail {
 const char* byte_mask_kernel() noexcept { return kernels().name; }
 
 bool use_byte_mask_kernel(std::string_view name) noexcept {
-  const Kernels best = best_kernels();
-  Kernels chosen{copy_portable, apply_portable, "portable"};
-#if CALYPSO_X86_MASKS
-  if (name == "avx2" && (best.copy == copy_avx512 || best.copy == copy_avx2))
-    chosen = {copy_avx2, apply_avx2, "avx2"};
-  else if (name == "avx512" && best.copy == copy_avx512)
-    chosen = best;
-  else if (name != "portable")
-    return false;
-#else
-  if (name != "portable") return false;
-#endif
-  (void)best;
-  kernels() = chosen;
-  return true;
+  for (const Kernels& k : supported_kernels()) {
+    if (name == k.name) {
+      kernels() = k;
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace detail

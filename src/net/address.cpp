@@ -51,4 +51,14 @@ Address Address::from_string(const std::string& hex) {
   return a;
 }
 
+std::string Address::shm_queue_name() const {
+  std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  text.resize(text.find('\0') == std::string::npos ? text.size() : text.find('\0'));
+  const std::string prefix = "fi_shm://";
+  if (text.rfind(prefix, 0) != 0) return {};
+  std::string name(1, '/');
+  name.append(text, prefix.size());   // (not "/" + substr: GCC 12 warns falsely, -Wrestrict)
+  return name;
+}
+
 }  // namespace calypso::net

@@ -210,17 +210,6 @@ int clamp_ms(std::chrono::milliseconds t) {
   return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(t.count(), 0, INT_MAX));
 }
 
-// shm's address is "fi_shm://<name>" (NUL-terminated); its queue is /dev/shm/<name>.
-std::string shm_queue_name(const Address& a) {
-  std::string s(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size());
-  s = s.substr(0, s.find('\0'));
-  const std::string prefix = "fi_shm://";
-  if (s.rfind(prefix, 0) != 0) return {};
-  std::string name(1, '/');
-  name.append(s, prefix.size());   // (not "/" + substr: GCC 12 warns falsely, -Wrestrict)
-  return name;
-}
-
 }  // namespace
 
 struct Endpoint::Impl {
@@ -426,7 +415,7 @@ void Endpoint::Impl::open_ep() {
   check("fi_getname", rc);
   name.resize(len);
   address.bytes = std::move(name);
-  if (prov_name == "shm") shm_queue = shm_queue_name(address);
+  if (prov_name == "shm") shm_queue = address.shm_queue_name();
 }
 
 // One epoll set holding the CQ wait fds and the timer, so that callers see a single

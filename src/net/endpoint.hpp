@@ -29,6 +29,9 @@ struct Address {
   std::string to_string() const;                        // lowercase hex
   static Address from_string(const std::string& hex);   // throws net::Error on bad input
   bool operator==(const Address&) const = default;
+  // shm addresses read "fi_shm://<name>", and the queue lives in /dev/shm/<name>: the
+  // shm_open name "/<name>"; "" for other providers' addresses.
+  std::string shm_queue_name() const;
 };
 
 using PeerId = std::uint64_t;   // fi_addr_t of an inserted peer

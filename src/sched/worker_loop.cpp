@@ -61,25 +61,6 @@ std::string provider_of(const Config& c) {
   return c.manager_address.empty() ? c.provider : JobAddress::parse(c.manager_address).provider;
 }
 
-// True when a SIGTERM is pending on the signalfd.
-bool sigterm_pending(int sigterm_fd) {
-  pollfd p{sigterm_fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1;
-}
-
-template <class LeaveIfTerminated>
-JobAddress wait_for_job(const Config& c, LeaveIfTerminated&& leave_if_terminated) {
-  if (!c.manager_address.empty()) return JobAddress::parse(c.manager_address);
-  for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
-    leave_if_terminated();
-    std::ifstream f(c.manager_file);
-    std::string address;
-    if (f >> address) return JobAddress::parse(address);
-    std::this_thread::sleep_for(5ms);   // start-up only, bounded: not worth an inotify
-  }
-  throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within 60 s");
-}
-
 // SIGTERM is taken by the heartbeat thread through a signalfd (it can talk to the
 // manager at any moment; the segment thread may be deep in user code). Blocked before
 // any thread starts (libfabric starts some), so it is blocked in all of them, and a
@@ -102,7 +83,7 @@ WorkerLoop::WorkerLoop(const Config& config)
       ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8, config.wants_rma(provider_of(config))))),
       hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
   g_worker = this;
-  JobAddress job = wait_for_job(config, [this] { leave_if_terminated(); });
+  JobAddress job = wait_for_job();
   manager_address_ = job.to_string();
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
   hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
@@ -110,6 +91,19 @@ WorkerLoop::WorkerLoop(const Config& config)
   hb_stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (hb_stop_.get() < 0) throw Error("calypso: eventfd failed");
   hb_thread_ = std::thread([this] { heartbeat_loop(); });
+}
+
+JobAddress WorkerLoop::wait_for_job() {
+  const Config& c = config_;
+  if (!c.manager_address.empty()) return JobAddress::parse(c.manager_address);
+  for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+    leave_if_terminated();
+    std::ifstream f(c.manager_file);
+    std::string address;
+    if (f >> address) return JobAddress::parse(address);
+    std::this_thread::sleep_for(5ms);   // start-up only, bounded: not worth an inotify
+  }
+  throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within 60 s");
 }
 
 WorkerLoop::~WorkerLoop() {
@@ -527,7 +521,8 @@ void WorkerLoop::on_shutdown(const Message& m) {
 
 // A SIGTERM that comes before the heartbeat thread runs: there is no work to hand back.
 void WorkerLoop::leave_if_terminated() {
-  if (!sigterm_pending(sigterm_.get())) return;
+  pollfd p{sigterm_.get(), POLLIN, 0};
+  if (::poll(&p, 1, 0) != 1) return;
   log::raw("calypso: worker leaving (SIGTERM) before it joined\n");
   exit_now(0);
 }

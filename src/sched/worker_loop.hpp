@@ -11,6 +11,7 @@
 #include "dsm/region.hpp"
 #include "net/endpoint.hpp"
 #include "sched/assign_queue.hpp"
+#include "sched/job_address.hpp"
 #include "sched/protocol.hpp"
 #include "unique_fd.hpp"
 
@@ -63,6 +64,7 @@ class WorkerLoop final : public dsm::PageSource {
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
   [[noreturn]] void on_shutdown(const Message& m);
+  JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
   void leave_if_terminated();
   [[noreturn]] void exit_now(int code);
   static void release_queues_of_worker() noexcept;   // its shm queue files (exit paths)
