@@ -115,6 +115,19 @@ std::optional<unsigned long> pages_pushed(const std::string& output) {
   return std::stoul(output.substr(from, at - from));
 }
 
+// Every worker's "S s in segments (C s on the CPU; ..." from CALYPSO_STATS=text.
+std::vector<std::pair<double, double>> segment_times(const std::string& output) {
+  std::vector<std::pair<double, double>> found;
+  for (std::size_t at = output.find(" s in segments ("); at != std::string::npos;
+       at = output.find(" s in segments (", at + 1)) {
+    const auto from = output.rfind(' ', at - 1) + 1;
+    double cpu = -1;
+    if (std::sscanf(output.c_str() + at, " s in segments (%lf s on the CPU;", &cpu) != 1) cpu = -1;
+    found.emplace_back(std::stod(output.substr(from, at - from)), cpu);
+  }
+  return found;
+}
+
 // Jacobi's workers read the rows next to their blocks, which the other worker wrote in
 // the step before: after a worker reported reading them, the manager pushes their new
 // bytes with its next assignment instead of a write notice.
@@ -124,6 +137,14 @@ TEST_P(Providers, PagesAWorkerReadsArePushedWithItsNotices) {
   EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
   ASSERT_TRUE(pages_pushed(r.output)) << r.output;
   EXPECT_GT(*pages_pushed(r.output), 0u) << r.output;
+  // Each worker says how long its segments took and how much of that it ran on a CPU:
+  // never more than the time itself (1 ms of clock granularity allowed).
+  const auto times = segment_times(r.output);
+  EXPECT_EQ(times.size(), 2u) << r.output;
+  for (auto [wall, cpu] : times) {
+    EXPECT_GT(cpu, 0.0) << r.output;
+    EXPECT_LE(cpu, wall + 0.001) << r.output;
+  }
   // CALYPSO_PUSH_PAGES=0: notices only, the same answer.
   auto off = run(job(2, GetParam(), {kExamples + "/jacobi", "512", "40", "8"}),
                  {{"CALYPSO_STATS", "text"}, {"CALYPSO_PUSH_PAGES", "0"}});

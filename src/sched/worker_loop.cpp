@@ -33,6 +33,14 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+// CPU time of the calling thread: beside wall time it tells a slow segment (cache
+// misses, faults) from one whose thread waited for a CPU or for the network.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 using namespace std::chrono_literals;
 
 // Where a segment that has to be given up (its step is over) jumps back to. Only the
@@ -324,8 +332,10 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   }
   LOG_DEBUG("segment %u of step %llu starts", a.fixed.index, static_cast<unsigned long long>(a.fixed.step));
   t = std::chrono::steady_clock::now();
+  const double cpu = thread_cpu_seconds();
   routine->call(routine->fn, seg, args.data());
   times_.segment += seconds_since(t);
+  times_.segment_cpu += thread_cpu_seconds() - cpu;
   LOG_DEBUG("segment %u computed", a.fixed.index);
   t = std::chrono::steady_clock::now();
   result_.clear();
@@ -500,17 +510,23 @@ bool WorkerLoop::read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::F
 void WorkerLoop::on_shutdown(const Message& m) {
   // The job's exit code is the manager's; a worker that served it to the end succeeded.
   (void)m;
+  // Both threads may read the shutdown (the heartbeat endpoint hears it too): the first
+  // prints the stats and exits; the second sleeps until it does, so the line is printed
+  // once and never cut short.
+  if (ending_.test_and_set()) {
+    for (;;) pause();
+  }
   LOG_INFO("the manager ended the job");
   if (config_.stats != StatsFormat::off) {
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     const Times& t = times_;
     std::fprintf(stderr,
-                 "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s waiting for "
-                 "%llu page fetches; %llu pages pushed, %llu of them read), %.3f s twinning "
+                 "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s on the CPU; "
+                 "%.3f s waiting for %llu page fetches; %llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
                  "write notices, %.3f s waiting for work; peak RSS %ld KiB\n",
-                 id_, static_cast<unsigned long long>(t.segments), t.segment, t.fetch,
+                 id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,

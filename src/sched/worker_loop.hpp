@@ -120,6 +120,7 @@ class WorkerLoop final : public dsm::PageSource {
   struct Times {
     double notices = 0;    // invalidating / replaying pages before a segment
     double segment = 0;    // the routine, its faults and fetches included
+    double segment_cpu = 0;   // of which: this thread on a CPU (the rest: preempted or waiting)
     double fetch = 0;      // of which: waiting for pages
     double prepare = 0;    // twinning the pages a segment is expected to write
     double finish = 0;     // diff encoding and restoring written pages
@@ -131,6 +132,7 @@ class WorkerLoop final : public dsm::PageSource {
   std::chrono::milliseconds manager_timeout_{3000};
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
   std::uint32_t fetches_in_segment_ = 0;
+  std::atomic_flag ending_;                // set by the first thread to act on a shutdown
   UniqueFd hb_stop_;                       // eventfd: ends the heartbeat thread
   std::thread hb_thread_;
 };
