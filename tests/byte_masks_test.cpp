@@ -153,15 +153,16 @@ TEST_P(ByteMasks, DiffRoundTripOfPartlyChangedWords) {
 // diff_encode may use all of diff_max_encoded_size as scratch (masks of a run that
 // turn out to be unneeded), never more: the output buffer ends at a guard page, and the
 // pages are the worst cases (every other word changed in some bytes, then a long run of
-// fully changed words whose masks are written and dropped; every word changed) and
-// random ones.
+// fully changed words whose masks are written and dropped; every word changed; spans
+// that go as sparse runs of 62 of their 64 words, masked, and unmasked with their masks
+// written and dropped) and random ones.
 TEST_P(ByteMasks, EncodeStaysWithinMaxEncodedSize) {
   std::mt19937_64 rng(14);
   for (const std::size_t page : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}}) {
     const std::size_t max = diff_max_encoded_size(page);
     Guarded out_mem(max);
     std::byte* out = out_mem.tail(max);
-    for (int shape = 0; shape < 6; ++shape) {
+    for (int shape = 0; shape < 8; ++shape) {
       Bytes twin(page), cur;
       for (auto& b : twin) b = std::byte(rng() & 0xff);
       cur = twin;
@@ -173,6 +174,8 @@ TEST_P(ByteMasks, EncodeStaysWithinMaxEncodedSize) {
           case 1: change = w % 2 == 0 || w >= words / 2; every_byte = w >= words / 2; break;
           case 2: change = true; every_byte = true; break;             // one unmasked run
           case 3: change = true; break;                                // one masked run
+          case 6: change = w % 64 != 1 && w % 64 != 3; break;        // sparse, masked
+          case 7: change = w % 64 != 1 && w % 64 != 3; every_byte = true; break;
           default: change = rng() % 3 != 0; every_byte = rng() % 2 == 0; break;
         }
         if (!change) continue;

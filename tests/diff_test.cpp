@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <ostream>
@@ -187,12 +188,10 @@ INSTANTIATE_TEST_SUITE_P(PageSizes, DiffRoundTrip, ::testing::Values(4096u, 1638
 
 std::vector<RunHeader> run_headers(const Bytes& diff) {
   std::vector<RunHeader> runs;
-  for (std::size_t pos = 0; pos < diff.size();) {
-    RunHeader h;
-    std::memcpy(&h, diff.data() + pos, sizeof h);
-    runs.push_back(h);
-    pos +=
-        sizeof h + h.word_count * 8u + ((h.flags & kRunMasked) ? (h.word_count + 7u) / 8 * 8 : 0);
+  for (const std::byte* p = diff.data(); p < diff.data() + diff.size();) {
+    const detail::RunView r = detail::read_run(p);
+    runs.push_back(r.h);
+    p = r.next;
   }
   return runs;
 }
@@ -310,6 +309,70 @@ TEST(DiffSwap, ExchangesPageAndTwin) {
   }
 }
 
+// ---- sparse runs --------------------------------------------------------------------
+
+// Every 10th word changed: each 64-word span holds 6-7 isolated words, which go as one
+// sparse run per span (header + bitmap + the words) instead of a run per word.
+TEST(DiffSparse, ScatteredWordsGoAsOneSparseRunPerSpan) {
+  std::mt19937_64 rng(12);
+  const Bytes twin = random_bytes(kPage, rng);
+  Bytes cur = twin;
+  std::size_t changed = 0;
+  for (std::size_t w = 3; w < kPage / 8; w += 10, ++changed) change_word(cur, w, WordChange::whole, rng);
+  check_round_trip(cur, twin, rng);
+  const Bytes diff = encode(cur, twin);
+  const auto runs = run_headers(diff);
+  ASSERT_EQ(runs.size(), kPage / 8 / 64);
+  for (const RunHeader& h : runs) EXPECT_EQ(h.flags, kRunSparse);
+  EXPECT_EQ(diff.size(), runs.size() * 16 + changed * 8);   // a run per word: 16 per word
+}
+
+// Partly changed scattered words travel with their masks, and merging keeps the bytes
+// another segment wrote in the same words.
+TEST(DiffSparse, MaskedScatteredWordsMergeByteExactly) {
+  std::mt19937_64 rng(13);
+  const Bytes twin = random_bytes(kPage, rng);
+  Bytes a = twin, b = twin, merged = twin;
+  for (std::size_t w = 0; w < kPage / 8; w += 5) {
+    const std::size_t off = w * 8;
+    a[off + 1] = merged[off + 1] = other_byte(twin[off + 1], rng);
+    b[off + 6] = merged[off + 6] = other_byte(twin[off + 6], rng);
+  }
+  const Bytes da = encode(a, twin), db = encode(b, twin);
+  for (const RunHeader& h : run_headers(da)) EXPECT_EQ(h.flags, kRunSparse | kRunMasked);
+  check_round_trip(a, twin, rng);
+  EXPECT_EQ(apply_all(twin, {&da, &db}), merged);
+  EXPECT_EQ(apply_all(twin, {&db, &da}), merged);
+  Bytes x = a, y = twin;
+  diff_swap(da, x.data(), y.data());
+  EXPECT_EQ(x, twin);
+  EXPECT_EQ(y, a);
+}
+
+// Up to two runs in a span stay plain runs (a sparse run would be no smaller); from
+// three on the span's words from the first change go sparse, wherever it starts.
+TEST(DiffSparse, ChosenFromThreeRunsInASpan) {
+  std::mt19937_64 rng(14);
+  const Bytes twin = random_bytes(kPage, rng);
+  Bytes two = twin;
+  for (std::size_t w : {70u, 71u, 90u}) change_word(two, w, WordChange::whole, rng);
+  for (const RunHeader& h : run_headers(encode(two, twin))) EXPECT_EQ(h.flags & kRunSparse, 0);
+  Bytes three = two;
+  change_word(three, 120, WordChange::whole, rng);   // 70-71, 90, 120: three runs
+  const auto runs = run_headers(encode(three, twin));
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].flags, kRunSparse);
+  EXPECT_EQ(runs[0].word_offset, 70u);
+  EXPECT_EQ(runs[0].word_count, 51);
+  check_round_trip(three, twin, rng);
+  // A long run into the span, then scattered words: the run ends at the first change of
+  // the scattered part's span, or before.
+  Bytes mixed = twin;
+  for (std::size_t w = 10; w < 130; ++w) change_word(mixed, w, WordChange::whole, rng);
+  for (std::size_t w : {135u, 140u, 150u, 191u, 192u}) change_word(mixed, w, WordChange::one_byte, rng);
+  check_round_trip(mixed, twin, rng);
+}
+
 // ---- validation ---------------------------------------------------------------------
 
 // Builds diffs by hand, including ones the encoder would never produce.
@@ -322,6 +385,21 @@ class DiffBuilder {
     for (std::size_t i = 0; i < count; ++i) append_word(0x1111111111111111ull * (i + 1));
     if (flags & kRunMasked) {
       if (masks.empty()) masks.assign(count, 0xff);
+      masks.resize((masks.size() + 7) / 8 * 8, 0);
+      append(masks.data(), masks.size());
+    }
+    return *this;
+  }
+  // A sparse run: header, bitmap, a word per bitmap bit, masks per written word.
+  DiffBuilder& sparse(std::uint32_t offset, std::uint16_t count, std::uint64_t bitmap,
+                      std::uint16_t flags = kRunSparse, std::vector<std::uint8_t> masks = {}) {
+    const RunHeader h{offset, count, flags};
+    append(&h, sizeof h);
+    append_word(bitmap);
+    const int written = std::popcount(bitmap);
+    for (int i = 0; i < written; ++i) append_word(0x2222222222222222ull * static_cast<std::uint64_t>(i + 1));
+    if (flags & kRunMasked) {
+      if (masks.empty()) masks.assign(static_cast<std::size_t>(written), 0x0f);
       masks.resize((masks.size() + 7) / 8 * 8, 0);
       append(masks.data(), masks.size());
     }
@@ -348,6 +426,11 @@ TEST(DiffValidate, AcceptsWellFormedDiffs) {
       validate(DiffBuilder().run(3, 9, kRunMasked, {1, 2, 4, 8, 16, 32, 64, 128, 255}).bytes()),
       DiffStatus::ok);
   EXPECT_EQ(validate(DiffBuilder().run(0, 512).bytes()), DiffStatus::ok);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 2).sparse(2, 3, 0b101).sparse(5, 64, (1ull << 63) | 1).bytes()),
+            DiffStatus::ok);
+  EXPECT_EQ(validate(DiffBuilder().sparse(500, 12, 0b100000000011, kRunSparse | kRunMasked).bytes()),
+            DiffStatus::ok);
+  EXPECT_EQ(validate(DiffBuilder().sparse(511, 1, 1).bytes()), DiffStatus::ok);
   EXPECT_STREQ(to_string(DiffStatus::ok), "ok");
   EXPECT_STREQ(to_string(DiffStatus::bad_flags), "bad_flags");
 }
@@ -363,6 +446,37 @@ TEST(DiffValidate, Truncated) {
   Bytes odd = good;
   odd.resize(odd.size() + 4);
   EXPECT_EQ(validate(odd), DiffStatus::truncated);
+}
+
+// A sparse run is checked like any run (its covered words in range and in order) and
+// its bitmap must match the words it claims to cover: exact ends, nothing past them.
+TEST(DiffValidate, SparseRuns) {
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 3, 0b100).bytes()), DiffStatus::bad_flags);   // bit 0 clear
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 3, 0b001).bytes()), DiffStatus::bad_flags);   // end bit clear
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 3, 0b1101).bytes()), DiffStatus::bad_flags);  // bit past the end
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 3, 0).bytes()), DiffStatus::bad_flags);
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 65, 1).bytes()), DiffStatus::bad_flags);      // more than 64 words
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 0, 1).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().sparse(510, 3, 0b101).bytes()), DiffStatus::out_of_range);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 4).sparse(3, 2, 0b11).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 8, 0x81).run(7, 1).bytes()), DiffStatus::bad_order);
+  EXPECT_EQ(validate(DiffBuilder().sparse(0, 2, 0b11, kRunSparse | kRunMasked, {0x0f, 0}).bytes()),
+            DiffStatus::bad_flags);
+  // Cut anywhere: the bitmap, a word or the masks missing.
+  const Bytes good = DiffBuilder().sparse(0, 10, 0b1000010001, kRunSparse | kRunMasked).bytes();
+  for (std::size_t cut = 1; cut < good.size(); ++cut) {
+    const Bytes bad(good.begin(), good.end() - static_cast<std::ptrdiff_t>(cut));
+    EXPECT_EQ(validate(bad), bad.empty() ? DiffStatus::ok : DiffStatus::truncated) << "cut " << cut;
+  }
+  // What a valid sparse run writes: its bitmap's words, nothing between them.
+  const Bytes d = DiffBuilder().sparse(8, 5, 0b10001).bytes();
+  Bytes page(kPage, std::byte{0});
+  diff_apply(d, page.data());
+  for (std::size_t w = 0; w < kPage / 8; ++w) {
+    std::uint64_t v;
+    std::memcpy(&v, page.data() + w * 8, 8);
+    EXPECT_EQ(v, w == 8 ? 0x2222222222222222ull : w == 12 ? 0x4444444444444444ull : 0u) << "word " << w;
+  }
 }
 
 TEST(DiffValidate, OutOfRange) {
@@ -382,7 +496,7 @@ TEST(DiffValidate, OverlappingUnorderedOrEmptyRuns) {
 }
 
 TEST(DiffValidate, BadFlagsAndMasks) {
-  EXPECT_EQ(validate(DiffBuilder().run(0, 1, 2).bytes()), DiffStatus::bad_flags);
+  EXPECT_EQ(validate(DiffBuilder().run(0, 1, 4).bytes()), DiffStatus::bad_flags);
   EXPECT_EQ(validate(DiffBuilder().run(0, 1, 0x8000).bytes()), DiffStatus::bad_flags);
   EXPECT_EQ(validate(DiffBuilder().run(0, 2, kRunMasked, {0xff, 0}).bytes()),
             DiffStatus::bad_flags);

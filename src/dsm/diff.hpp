@@ -3,15 +3,19 @@
 //
 // Wire format (all little-endian, everything 8-byte aligned, total length a multiple of 8):
 //   a sequence of runs, in strictly increasing word order, never overlapping or touching
-//   out of the page. Each run is
+//   out of the page. A run covers words [word_offset, word_offset + word_count) and is
 //     RunHeader { u32 word_offset; u16 word_count (>=1); u16 flags }      8 bytes
-//     word_count * 8 bytes of new data
-//     if (flags & kRunMasked): word_count mask bytes, zero-padded to a multiple of 8
-//   Mask byte i belongs to word i of the run; bit b set means byte b of that word was
+//     if (flags & kRunSparse): u64 bitmap, bit i set iff covered word i is written;
+//       word_count <= 64, bits 0 and word_count-1 set, none above      8 bytes
+//     the written words' new data, in order: word_count words, or one per bitmap bit
+//     if (flags & kRunMasked): a mask byte per written word, zero-padded to a multiple of 8
+//   Mask byte i belongs to written word i; bit b set means byte b of that word was
 //   written (byte order = memory order). Unmasked runs overwrite whole words.
 //
 // Masks are what make merging byte-exact: two segments that change different bytes of
 // one 8-byte word each ship only their bytes, so applying both keeps both writes.
+// Sparse runs carry scattered writes: one header and bitmap for up to 64 words instead of
+// a header per isolated word, which halves the bytes of 10%-scattered writes.
 // An empty diff (length 0) means "page unchanged".
 //
 // Hot path: encode/validate/apply never allocate or throw.
@@ -24,6 +28,8 @@
 namespace calypso::dsm {
 
 inline constexpr std::uint16_t kRunMasked = 1;
+inline constexpr std::uint16_t kRunSparse = 2;
+inline constexpr std::size_t kSparseRunMaxWords = 64;
 
 struct RunHeader {
   std::uint32_t word_offset;
@@ -37,7 +43,8 @@ enum class DiffStatus : std::uint8_t {
   truncated,      // a run runs past the end of the buffer, or length not a multiple of 8
   out_of_range,   // a run touches words outside the page
   bad_order,      // runs overlap or are not in increasing order, or word_count == 0
-  bad_flags,      // unknown flag bits, or a mask byte of 0 / padding not zero
+  bad_flags,      // unknown flag bits, a mask byte of 0 / padding not zero, or a sparse
+                  // run's bitmap that does not match its word count
 };
 const char* to_string(DiffStatus s) noexcept;
 

@@ -5,6 +5,7 @@
 // Everything here assumes a diff that diff_validate accepted.
 #pragma once
 
+#include <bit>
 #include <cstring>
 
 namespace calypso::dsm {
@@ -16,33 +17,76 @@ inline RunHeader read_run_header(const std::byte* p) noexcept {
   return h;
 }
 
-// Mask bytes of a run, padding included, so that the next header stays 8-byte aligned.
-inline std::size_t run_mask_bytes(const RunHeader& h) noexcept {
-  if ((h.flags & kRunMasked) == 0) return 0;
-  return (std::size_t{h.word_count} + 7) & ~std::size_t{7};
+inline std::uint64_t read_u64(const std::byte* p) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-// Bytes a run occupies on the wire after its header.
-inline std::size_t run_body_bytes(const RunHeader& h) noexcept {
-  return std::size_t{h.word_count} * 8 + run_mask_bytes(h);
+// Mask bytes for `written` words, padding included, so that the next header stays
+// 8-byte aligned.
+inline std::size_t mask_bytes(std::size_t written) noexcept { return (written + 7) & ~std::size_t{7}; }
+
+// One run as it lies on the wire: which covered words it writes (bit i: word
+// word_offset + i; every bit of a dense run's word_count), where their data and masks
+// are, and where the next run starts.
+struct RunView {
+  RunHeader h;
+  std::uint64_t written;     // bitmap; for a dense run of more than 64 words: ~0 (unused)
+  std::size_t count;         // words whose data the run carries
+  const std::byte* data;
+  const std::byte* masks;    // nullptr when unmasked
+  const std::byte* next;
+  bool sparse() const noexcept { return (h.flags & kRunSparse) != 0; }
+};
+
+// The run at p, of a diff that diff_validate accepted.
+inline RunView read_run(const std::byte* p) noexcept {
+  RunView r;
+  r.h = read_run_header(p);
+  const std::byte* body = p + sizeof(RunHeader);
+  if (r.sparse()) {
+    r.written = read_u64(body);
+    r.count = static_cast<std::size_t>(std::popcount(r.written));
+    r.data = body + 8;
+  } else {
+    r.written = r.h.word_count >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << r.h.word_count) - 1;
+    r.count = r.h.word_count;
+    r.data = body;
+  }
+  const std::byte* end = r.data + r.count * 8;
+  r.masks = (r.h.flags & kRunMasked) != 0 ? end : nullptr;
+  r.next = r.masks != nullptr ? end + mask_bytes(r.count) : end;
+  return r;
+}
+
+// Calls fn(word index within the run, i-th written word) for each written word, in order.
+template <class Fn>
+void for_each_written_word(const RunView& r, Fn&& fn) {
+  if (!r.sparse()) {
+    for (std::size_t i = 0; i < r.count; ++i) fn(i, i);
+    return;
+  }
+  std::size_t i = 0;
+  for (std::uint64_t b = r.written; b != 0; b &= b - 1, ++i)
+    fn(static_cast<std::size_t>(std::countr_zero(b)), i);
 }
 
 }  // namespace detail
 
 template <class Fn>
 void diff_for_each_byte(std::span<const std::byte> diff, Fn&& fn) {
-  std::size_t pos = 0;
-  while (pos < diff.size()) {
-    const RunHeader h = detail::read_run_header(diff.data() + pos);
-    const std::byte* data = diff.data() + pos + sizeof(RunHeader);
-    const std::byte* masks = data + std::size_t{h.word_count} * 8;
-    const bool masked = (h.flags & kRunMasked) != 0;
-    const std::size_t first_byte = std::size_t{h.word_offset} * 8;
-    for (std::size_t i = 0; i < std::size_t{h.word_count} * 8; ++i) {
-      const unsigned mask = masked ? std::to_integer<unsigned>(masks[i / 8]) : 0xffu;
-      if ((mask >> (i % 8)) & 1u) fn(first_byte + i, data[i]);
-    }
-    pos += sizeof(RunHeader) + detail::run_body_bytes(h);
+  const std::byte* p = diff.data();
+  const std::byte* const end = p + diff.size();
+  while (p < end) {
+    const detail::RunView r = detail::read_run(p);
+    const std::size_t first_byte = std::size_t{r.h.word_offset} * 8;
+    detail::for_each_written_word(r, [&](std::size_t word, std::size_t i) {
+      const unsigned mask = r.masks != nullptr ? std::to_integer<unsigned>(r.masks[i]) : 0xffu;
+      for (std::size_t b = 0; b < 8; ++b)
+        if ((mask >> b) & 1u) fn(first_byte + word * 8 + b, r.data[i * 8 + b]);
+    });
+    p = r.next;
   }
 }
 
