@@ -154,8 +154,8 @@ TEST_P(ByteMasks, DiffRoundTripOfPartlyChangedWords) {
 // turn out to be unneeded), never more: the output buffer ends at a guard page, and the
 // pages are the worst cases (every other word changed in some bytes, then a long run of
 // fully changed words whose masks are written and dropped; every word changed; spans
-// that go as sparse runs of 62 of their 64 words, masked, and unmasked with their masks
-// written and dropped) and random ones.
+// whose runs after the first go as one sparse run of nearly all their words, masked,
+// and unmasked with their masks written and dropped) and random ones.
 TEST_P(ByteMasks, EncodeStaysWithinMaxEncodedSize) {
   std::mt19937_64 rng(14);
   for (const std::size_t page : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}}) {

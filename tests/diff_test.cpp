@@ -311,9 +311,10 @@ TEST(DiffSwap, ExchangesPageAndTwin) {
 
 // ---- sparse runs --------------------------------------------------------------------
 
-// Every 10th word changed: each 64-word span holds 6-7 isolated words, which go as one
-// sparse run per span (header + bitmap + the words) instead of a run per word.
-TEST(DiffSparse, ScatteredWordsGoAsOneSparseRunPerSpan) {
+// Every 10th word changed: each 64-word span holds 6-7 isolated words. The first goes as
+// a plain run, the others as one sparse run (header + bitmap + the words) instead of a
+// run per word.
+TEST(DiffSparse, ScatteredWordsAfterTheFirstOfASpanGoAsOneSparseRun) {
   std::mt19937_64 rng(12);
   const Bytes twin = random_bytes(kPage, rng);
   Bytes cur = twin;
@@ -322,9 +323,17 @@ TEST(DiffSparse, ScatteredWordsGoAsOneSparseRunPerSpan) {
   check_round_trip(cur, twin, rng);
   const Bytes diff = encode(cur, twin);
   const auto runs = run_headers(diff);
-  ASSERT_EQ(runs.size(), kPage / 8 / 64);
-  for (const RunHeader& h : runs) EXPECT_EQ(h.flags, kRunSparse);
-  EXPECT_EQ(diff.size(), runs.size() * 16 + changed * 8);   // a run per word: 16 per word
+  const std::size_t spans = kPage / 8 / 64;
+  ASSERT_EQ(runs.size(), 2 * spans);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    EXPECT_EQ(runs[i].flags, i % 2 == 0 ? 0 : kRunSparse) << "run " << i;
+    if (i % 2 == 0) {
+      EXPECT_EQ(runs[i].word_count, 1) << "run " << i;
+    }
+  }
+  // Per span 16 for the plain run and its word, 16 for the sparse run's framing, 8 per
+  // further word (a run per word: 16 per word).
+  EXPECT_EQ(diff.size(), spans * 32 + (changed - spans) * 8);
 }
 
 // Partly changed scattered words travel with their masks, and merging keeps the bytes
@@ -339,7 +348,10 @@ TEST(DiffSparse, MaskedScatteredWordsMergeByteExactly) {
     b[off + 6] = merged[off + 6] = other_byte(twin[off + 6], rng);
   }
   const Bytes da = encode(a, twin), db = encode(b, twin);
-  for (const RunHeader& h : run_headers(da)) EXPECT_EQ(h.flags, kRunSparse | kRunMasked);
+  const auto runs = run_headers(da);
+  ASSERT_EQ(runs.size(), 2 * (kPage / 8 / 64));
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    EXPECT_EQ(runs[i].flags, i % 2 == 0 ? kRunMasked : kRunSparse | kRunMasked) << "run " << i;
   check_round_trip(a, twin, rng);
   EXPECT_EQ(apply_all(twin, {&da, &db}), merged);
   EXPECT_EQ(apply_all(twin, {&db, &da}), merged);
@@ -349,8 +361,8 @@ TEST(DiffSparse, MaskedScatteredWordsMergeByteExactly) {
   EXPECT_EQ(y, a);
 }
 
-// Up to two runs in a span stay plain runs (a sparse run would be no smaller); from
-// three on the span's words from the first change go sparse, wherever it starts.
+// Up to two runs in a span stay plain runs; from three on, the runs after the first go
+// as one sparse run, wherever they start.
 TEST(DiffSparse, ChosenFromThreeRunsInASpan) {
   std::mt19937_64 rng(14);
   const Bytes twin = random_bytes(kPage, rng);
@@ -360,10 +372,13 @@ TEST(DiffSparse, ChosenFromThreeRunsInASpan) {
   Bytes three = two;
   change_word(three, 120, WordChange::whole, rng);   // 70-71, 90, 120: three runs
   const auto runs = run_headers(encode(three, twin));
-  ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(runs[0].flags, kRunSparse);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].flags, 0);
   EXPECT_EQ(runs[0].word_offset, 70u);
-  EXPECT_EQ(runs[0].word_count, 51);
+  EXPECT_EQ(runs[0].word_count, 2);
+  EXPECT_EQ(runs[1].flags, kRunSparse);
+  EXPECT_EQ(runs[1].word_offset, 90u);
+  EXPECT_EQ(runs[1].word_count, 31);
   check_round_trip(three, twin, rng);
   // A long run into the span, then scattered words: the run ends at the first change of
   // the scattered part's span, or before.

@@ -113,8 +113,9 @@ class ChangedWords {
     return p_.words;
   }
 
-  // Changed-word bits of the words from w to the end of w's span (bit 0: word w).
-  std::uint64_t bits_from(std::size_t w) noexcept { return span_bits(w) >> (w % kSpanWords); }
+  // Changed-word bits of the words from w to the end of w's span (bit 0: word w), when
+  // w's span is the last one looked at (next_changed just returned w).
+  std::uint64_t bits_from_last_span(std::size_t w) const noexcept { return cached_bits_ >> (w % kSpanWords); }
 
   // First unchanged word at or after w, or limit (at most the word count) if none before.
   std::size_t next_unchanged(std::size_t w, std::size_t limit) noexcept {
@@ -199,18 +200,27 @@ std::byte* emit_run(const PagePair& p, std::size_t first, std::size_t end,
   return whole ? masks : masks + detail::mask_bytes(count);
 }
 
-// A span holding several runs of changed words goes as one sparse run from its first
-// changed word on: 16 bytes of framing (header and bitmap) instead of 8 per run, and
-// the words are gathered by bit scans instead of found run by run. From 3 runs on it
-// is also the smaller encoding (16 + data against 24 + data).
-constexpr int kSparseMinRuns = 3;
+// A span holding several runs of changed words sends its runs from the second on as one
+// sparse run: 16 bytes of framing (header and bitmap) instead of 8 per run, and the
+// words are gathered by bit scans instead of found run by run. The first run of a span
+// always goes plain, so pages with one run per span (a changed word, a row's tail) never
+// pay for the choice; from the second run on, a sparse run is chosen when at least two
+// runs are left (no larger than plain runs, and faster).
+constexpr int kSparseMinRuns = 2;
 
-int runs_in(std::uint64_t bits) noexcept { return std::popcount(bits & ~(bits << 1)); }
+// Whether bits (from bit 0 on) hold kSparseMinRuns runs or more: clearing the lowest of
+// the run starts that many times less one leaves some. (No popcount: the baseline ISA
+// has no instruction for it.)
+bool sparse_pays(std::uint64_t bits) noexcept {
+  std::uint64_t starts = bits & ~(bits << 1);   // the first word of each run
+  for (int i = 1; i < kSparseMinRuns; ++i) starts &= starts - 1;
+  return starts != 0;
+}
 
 // Emits a sparse run of the words [first, first + 64) whose bits are set (bit 0 is).
-// Its length is at most 23 + 9 * (words covered), within diff_max_encoded_size's 12
-// per page word (a sparse run covers at least 5 words: 3 runs need 2 gaps).
-std::byte* emit_sparse(const PagePair& p, std::size_t first, std::uint64_t bits, std::byte* out) noexcept {
+// Its length is at most 23 bytes plus 9 per word it covers (at least 3: two runs need
+// a gap), within diff_max_encoded_size's 12 per page word.
+[[gnu::noinline]] std::byte* emit_sparse(const PagePair& p, std::size_t first, std::uint64_t bits, std::byte* out) noexcept {
   const std::size_t covered = kSparseRunMaxWords - static_cast<std::size_t>(std::countl_zero(bits));
   const std::size_t count = static_cast<std::size_t>(std::popcount(bits));
   std::byte* data = out + sizeof(RunHeader) + sizeof bits;
@@ -263,9 +273,9 @@ const char* to_string(DiffStatus s) noexcept {
 
 // A bound on plain runs: every other word changed with at least one byte left alone
 // makes each run header + one word + one padded mask word, 24 bytes per two page words,
-// and how the page ends adds at most 12 bytes. The encoder stays below it (from three
-// runs in a span it sends a sparse run: at most 23 bytes plus 9 per word it covers), and
-// diff_validate accepts such plain-run diffs too.
+// and how the page ends adds at most 12 bytes. The encoder stays below it (a sparse run
+// costs at most 23 bytes plus 9 per word it covers, at least 3), and diff_validate
+// accepts such plain-run diffs too.
 std::size_t diff_max_encoded_size(std::size_t page_bytes) noexcept {
   const std::size_t words = page_bytes / kWordBytes;
   return words == 0 ? 0 : 12 * words + 12;
@@ -276,14 +286,18 @@ std::size_t diff_encode(const std::byte* current, const std::byte* twin, std::si
   const PagePair p{current, twin, page_bytes / kWordBytes};
   ChangedWords changed(p);
   std::byte* o = out;
+  std::size_t last_span = SIZE_MAX;   // the span where the last run ended
   for (std::size_t w = changed.next_changed(0); w < p.words; w = changed.next_changed(w)) {
-    if (const std::uint64_t ahead = changed.bits_from(w); runs_in(ahead) >= kSparseMinRuns) {
-      o = emit_sparse(p, w, ahead, o);
-      w += kSpanWords - w % kSpanWords;   // the rest of the span is in the sparse run
-      continue;
+    if (w / kSpanWords == last_span) {   // a second run in the span (see kSparseMinRuns)
+      if (const std::uint64_t ahead = changed.bits_from_last_span(w); sparse_pays(ahead)) {
+        o = emit_sparse(p, w, ahead, o);
+        w += kSpanWords - w % kSpanWords;   // the rest of the span is in the sparse run
+        continue;
+      }
     }
     const std::size_t end = changed.next_unchanged(w, std::min(p.words, w + kMaxRunWords));
     o = emit_run(p, w, end, o);
+    last_span = (end - 1) / kSpanWords;
     w = end;
   }
   return static_cast<std::size_t>(o - out);
@@ -320,31 +334,48 @@ DiffStatus diff_validate(std::span<const std::byte> diff, std::size_t page_bytes
   return DiffStatus::ok;
 }
 
-// Scattered words of a sparse run, one at a time (the bit scans are the cost; there
-// are few words per span when a sparse run pays).
-void apply_sparse(const detail::RunView& r, std::byte* dst) noexcept {
-  detail::for_each_written_word(r, [&](std::size_t word, std::size_t i) {
-    std::byte* d = dst + word * kWordBytes;
-    const std::uint64_t v = load_word(r.data + i * kWordBytes);
-    if (r.masks == nullptr) return store_word(d, v);
-    const std::uint64_t m = detail::expand_byte_mask(std::to_integer<std::uint8_t>(r.masks[i]));
-    store_word(d, (load_word(d) & ~m) | (v & m));
-  });
+// A sparse run's words, one at a time (few per span when a sparse run is chosen);
+// returns where the next run starts.
+const std::byte* apply_sparse(const RunHeader& h, const std::byte* body, std::byte* dst) noexcept {
+  const std::uint64_t bits = detail::read_u64(body);
+  const std::byte* data = body + sizeof bits;
+  std::uint64_t b = bits;
+  if ((h.flags & kRunMasked) == 0) {
+    for (; b != 0; b &= b - 1, data += kWordBytes)
+      std::memcpy(dst + static_cast<std::size_t>(std::countr_zero(b)) * kWordBytes, data, kWordBytes);
+    return data;
+  }
+  const std::byte* masks = data + static_cast<std::size_t>(std::popcount(bits)) * kWordBytes;
+  const std::byte* mask = masks;
+  for (; b != 0; b &= b - 1, data += kWordBytes, ++mask) {
+    std::byte* d = dst + static_cast<std::size_t>(std::countr_zero(b)) * kWordBytes;
+    const std::uint64_t m = detail::expand_byte_mask(std::to_integer<std::uint8_t>(*mask));
+    store_word(d, (load_word(d) & ~m) | (load_word(data) & m));
+  }
+  return masks + detail::mask_bytes(static_cast<std::size_t>(mask - masks));
 }
 
+// Plain runs are read straight from their headers: scattered pages in the plain format
+// are a run per word, and this loop is most of their cost.
 void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept {
   const std::byte* p = diff.data();
   const std::byte* const end = p + diff.size();
   while (p < end) {
-    const detail::RunView r = detail::read_run(p);
-    std::byte* dst = page + std::size_t{r.h.word_offset} * kWordBytes;
-    if (r.sparse())
-      apply_sparse(r, dst);
-    else if (r.masks == nullptr)
-      std::memcpy(dst, r.data, r.count * kWordBytes);
-    else
-      apply_byte_masks(dst, r.data, r.masks, r.count);
-    p = r.next;
+    const RunHeader h = detail::read_run_header(p);
+    const std::byte* body = p + sizeof h;
+    std::byte* dst = page + std::size_t{h.word_offset} * kWordBytes;
+    if ((h.flags & kRunSparse) != 0) {
+      p = apply_sparse(h, body, dst);
+      continue;
+    }
+    const std::size_t bytes = std::size_t{h.word_count} * kWordBytes;
+    if ((h.flags & kRunMasked) == 0) {
+      std::memcpy(dst, body, bytes);
+      p = body + bytes;
+    } else {
+      apply_byte_masks(dst, body, body + bytes, h.word_count);
+      p = body + bytes + detail::mask_bytes(h.word_count);
+    }
   }
 }
 
