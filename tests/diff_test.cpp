@@ -380,12 +380,24 @@ TEST(DiffSparse, ChosenFromThreeRunsInASpan) {
   EXPECT_EQ(runs[1].word_offset, 90u);
   EXPECT_EQ(runs[1].word_count, 31);
   check_round_trip(three, twin, rng);
-  // A long run into the span, then scattered words: the run ends at the first change of
-  // the scattered part's span, or before.
+  // A long plain run that ends inside a span counts as that span's first run: the
+  // scattered words after it there go as one sparse run, to the span's last change; the
+  // next span starts with a plain run again.
   Bytes mixed = twin;
   for (std::size_t w = 10; w < 130; ++w) change_word(mixed, w, WordChange::whole, rng);
   for (std::size_t w : {135u, 140u, 150u, 191u, 192u}) change_word(mixed, w, WordChange::one_byte, rng);
   check_round_trip(mixed, twin, rng);
+  const auto parts = run_headers(encode(mixed, twin));
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].word_offset, 10u);
+  EXPECT_EQ(parts[0].word_count, 120);
+  EXPECT_EQ(parts[0].flags, 0);
+  EXPECT_EQ(parts[1].word_offset, 135u);
+  EXPECT_EQ(parts[1].word_count, 57);
+  EXPECT_EQ(parts[1].flags, kRunSparse | kRunMasked);
+  EXPECT_EQ(parts[2].word_offset, 192u);
+  EXPECT_EQ(parts[2].word_count, 1);
+  EXPECT_EQ(parts[2].flags, kRunMasked);
 }
 
 // ---- validation ---------------------------------------------------------------------
@@ -550,6 +562,12 @@ TEST(DiffValidate, FuzzedDiffsNeverWriteOutsideThePage) {
     ASSERT_TRUE(std::all_of(buffer.end() - kGuard, buffer.end(),
                             [&](std::byte b) { return b == kGuardByte; }));
     diff_for_each_byte(diff, [](std::size_t off, std::byte) { ASSERT_LT(off, kPage); });
+    Bytes a(kGuard + kPage + kGuard, kGuardByte), b(kGuard + kPage + kGuard, kGuardByte);
+    diff_swap(diff, a.data() + kGuard, b.data() + kGuard);
+    for (const Bytes* side : {&a, &b}) {
+      ASSERT_TRUE(std::all_of(side->begin(), side->begin() + kGuard, [&](std::byte x) { return x == kGuardByte; }));
+      ASSERT_TRUE(std::all_of(side->end() - kGuard, side->end(), [&](std::byte x) { return x == kGuardByte; }));
+    }
   }
   // Both branches must be exercised for the test to mean anything.
   EXPECT_GT(accepted, 100);

@@ -205,7 +205,8 @@ std::byte* emit_run(const PagePair& p, std::size_t first, std::size_t end,
 // words are gathered by bit scans instead of found run by run. The first run of a span
 // always goes plain, so pages with one run per span (a changed word, a row's tail) never
 // pay for the choice; from the second run on, a sparse run is chosen when at least two
-// runs are left (no larger than plain runs, and faster).
+// runs are left (faster, and no larger than plain runs, unless only some of its words
+// need masks: a sparse run masks all of its words or none).
 constexpr int kSparseMinRuns = 2;
 
 // Whether bits (from bit 0 on) hold kSparseMinRuns runs or more: clearing the lowest of
@@ -218,8 +219,7 @@ bool sparse_pays(std::uint64_t bits) noexcept {
 }
 
 // Emits a sparse run of the words [first, first + 64) whose bits are set (bit 0 is).
-// Its length is at most 23 bytes plus 9 per word it covers (at least 3: two runs need
-// a gap), within diff_max_encoded_size's 12 per page word.
+// Its length is at most 23 bytes plus 9 per written word (see diff_max_encoded_size).
 [[gnu::noinline]] std::byte* emit_sparse(const PagePair& p, std::size_t first, std::uint64_t bits, std::byte* out) noexcept {
   const std::size_t covered = kSparseRunMaxWords - static_cast<std::size_t>(std::countl_zero(bits));
   const std::size_t count = static_cast<std::size_t>(std::popcount(bits));
@@ -273,9 +273,11 @@ const char* to_string(DiffStatus s) noexcept {
 
 // A bound on plain runs: every other word changed with at least one byte left alone
 // makes each run header + one word + one padded mask word, 24 bytes per two page words,
-// and how the page ends adds at most 12 bytes. The encoder stays below it (a sparse run
-// costs at most 23 bytes plus 9 per word it covers, at least 3), and diff_validate
-// accepts such plain-run diffs too.
+// and how the page ends adds at most 12 bytes. Sparse runs keep within it too: one comes
+// only after a plain run and a gap in the same span and ends at the span's last changed
+// word; only the smallest (three words covered, two written, masked: 40 bytes for 36 of
+// budget) costs more than 12 per word, and then at least 59 words of its span are
+// unchanged and cost nothing. diff_validate accepts plain-run diffs of this size too.
 std::size_t diff_max_encoded_size(std::size_t page_bytes) noexcept {
   const std::size_t words = page_bytes / kWordBytes;
   return words == 0 ? 0 : 12 * words + 12;
@@ -286,7 +288,7 @@ std::size_t diff_encode(const std::byte* current, const std::byte* twin, std::si
   const PagePair p{current, twin, page_bytes / kWordBytes};
   ChangedWords changed(p);
   std::byte* o = out;
-  std::size_t last_span = SIZE_MAX;   // the span where the last run ended
+  std::size_t last_span = SIZE_MAX;   // the span where the last plain run ended
   for (std::size_t w = changed.next_changed(0); w < p.words; w = changed.next_changed(w)) {
     if (w / kSpanWords == last_span) {   // a second run in the span (see kSparseMinRuns)
       if (const std::uint64_t ahead = changed.bits_from_last_span(w); sparse_pays(ahead)) {

@@ -64,7 +64,7 @@ DiffStatus diff_validate(std::span<const std::byte> diff, std::size_t page_bytes
 // Applies a diff that diff_validate accepted. Touches only the written bytes.
 void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept;
 
-// Exchanges, word by word, the contents of a and b over the words the diff covers (one
+// Exchanges, word by word, the contents of a and b over the words the diff writes (one
 // that diff_encode(a, b) made, so bytes outside its masks are equal in both anyway).
 // The worker uses it to put the snapshot back into a page and its writes into the twin
 // at the cost of the changed words only (PageCache::finish_segment).

@@ -511,10 +511,12 @@ void WorkerLoop::on_shutdown(const Message& m) {
   // The job's exit code is the manager's; a worker that served it to the end succeeded.
   (void)m;
   // Both threads may read the shutdown (the heartbeat endpoint hears it too): the first
-  // prints the stats and exits; the second sleeps until it does, so the line is printed
-  // once and never cut short.
+  // prints the stats and exits; the second waits for that, so the line comes once and
+  // whole. Only a while: the first may be stuck (a segment thread that faulted inside a
+  // stdio call holds its lock), and then the second leaves without the line.
   if (ending_.test_and_set()) {
-    for (;;) pause();
+    std::this_thread::sleep_for(2s);
+    exit_now(0);
   }
   LOG_INFO("the manager ended the job");
   if (config_.stats != StatsFormat::off) {
