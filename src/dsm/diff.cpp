@@ -258,6 +258,27 @@ bool bitmap_valid(std::uint64_t bits, std::size_t covered) noexcept {
   return (bits >> (covered - 1)) == 1;
 }
 
+// A sparse run's words, one at a time (few per span when a sparse run is chosen);
+// returns where the next run starts.
+const std::byte* apply_sparse(const RunHeader& h, const std::byte* body, std::byte* dst) noexcept {
+  const std::uint64_t bits = detail::read_u64(body);
+  const std::byte* data = body + sizeof bits;
+  std::uint64_t b = bits;
+  if ((h.flags & kRunMasked) == 0) {
+    for (; b != 0; b &= b - 1, data += kWordBytes)
+      std::memcpy(dst + static_cast<std::size_t>(std::countr_zero(b)) * kWordBytes, data, kWordBytes);
+    return data;
+  }
+  const std::byte* masks = data + static_cast<std::size_t>(std::popcount(bits)) * kWordBytes;
+  const std::byte* mask = masks;
+  for (; b != 0; b &= b - 1, data += kWordBytes, ++mask) {
+    std::byte* d = dst + static_cast<std::size_t>(std::countr_zero(b)) * kWordBytes;
+    const std::uint64_t m = detail::expand_byte_mask(std::to_integer<std::uint8_t>(*mask));
+    store_word(d, (load_word(d) & ~m) | (load_word(data) & m));
+  }
+  return masks + detail::mask_bytes(static_cast<std::size_t>(mask - masks));
+}
+
 }  // namespace
 
 const char* to_string(DiffStatus s) noexcept {
@@ -334,27 +355,6 @@ DiffStatus diff_validate(std::span<const std::byte> diff, std::size_t page_bytes
     pos = static_cast<std::size_t>(r.next - diff.data());
   }
   return DiffStatus::ok;
-}
-
-// A sparse run's words, one at a time (few per span when a sparse run is chosen);
-// returns where the next run starts.
-const std::byte* apply_sparse(const RunHeader& h, const std::byte* body, std::byte* dst) noexcept {
-  const std::uint64_t bits = detail::read_u64(body);
-  const std::byte* data = body + sizeof bits;
-  std::uint64_t b = bits;
-  if ((h.flags & kRunMasked) == 0) {
-    for (; b != 0; b &= b - 1, data += kWordBytes)
-      std::memcpy(dst + static_cast<std::size_t>(std::countr_zero(b)) * kWordBytes, data, kWordBytes);
-    return data;
-  }
-  const std::byte* masks = data + static_cast<std::size_t>(std::popcount(bits)) * kWordBytes;
-  const std::byte* mask = masks;
-  for (; b != 0; b &= b - 1, data += kWordBytes, ++mask) {
-    std::byte* d = dst + static_cast<std::size_t>(std::countr_zero(b)) * kWordBytes;
-    const std::uint64_t m = detail::expand_byte_mask(std::to_integer<std::uint8_t>(*mask));
-    store_word(d, (load_word(d) & ~m) | (load_word(data) & m));
-  }
-  return masks + detail::mask_bytes(static_cast<std::size_t>(mask - masks));
 }
 
 // Plain runs are read straight from their headers: scattered pages in the plain format
