@@ -94,19 +94,20 @@ void touch_pages(std::byte* base, PageNumber stride) {
   std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
+void protect_or_throw(const Region& r, PageNumber first, PageNumber count, Access a) {
+  if (const int e = r.protect(first, count, a); e != 0) throw Error(std::string("mprotect: ") + std::strerror(e));
+}
+
 // Pages allocated and mapped in both views up front, so that no timed iteration pays a
 // first touch.
 Region segment_region() {
   Region r = Region::map(kAddress, std::size_t{kSegmentPages} * kPage, kPage, Access::read_write);
   std::memset(r.runtime_view(), 1, r.size());
   std::memset(r.base(), 1, r.size());
-  if (const int e = r.protect(0, r.pages(), Access::read); e != 0) throw Error(std::string("mprotect: ") + std::strerror(e));
+  protect_or_throw(r, 0, r.pages(), Access::read);
   return r;
 }
 
-void protect_or_throw(const Region& r, PageNumber first, PageNumber count, Access a) {
-  if (const int e = r.protect(first, count, a); e != 0) throw Error(std::string("mprotect: ") + std::strerror(e));
-}
 
 // --- mprotect, as the runtime does it ---
 

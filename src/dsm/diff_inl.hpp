@@ -27,12 +27,12 @@ inline std::uint64_t read_u64(const std::byte* p) noexcept {
 // 8-byte aligned.
 inline std::size_t mask_bytes(std::size_t written) noexcept { return (written + 7) & ~std::size_t{7}; }
 
-// One run as it lies on the wire: which covered words it writes (bit i: word
-// word_offset + i; every bit of a dense run's word_count), where their data and masks
-// are, and where the next run starts.
+// One run as it lies on the wire: which covered words it writes, where their data and
+// masks are, and where the next run starts.
 struct RunView {
   RunHeader h;
-  std::uint64_t written;     // bitmap; for a dense run of more than 64 words: ~0 (unused)
+  std::uint64_t written;     // a sparse run's bitmap (bit i: word word_offset + i); 0 for
+                             // a plain run, which writes all word_count words
   std::size_t count;         // words whose data the run carries
   const std::byte* data;
   const std::byte* masks;    // nullptr when unmasked
@@ -50,7 +50,7 @@ inline RunView read_run(const std::byte* p) noexcept {
     r.count = static_cast<std::size_t>(std::popcount(r.written));
     r.data = body + 8;
   } else {
-    r.written = r.h.word_count >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << r.h.word_count) - 1;
+    r.written = 0;
     r.count = r.h.word_count;
     r.data = body;
   }
