@@ -259,7 +259,9 @@ bool bitmap_valid(std::uint64_t bits, std::size_t covered) noexcept {
 }
 
 // A sparse run's words, one at a time (few per span when a sparse run is chosen);
-// returns where the next run starts.
+// returns where the next run starts. It walks the run itself rather than through
+// read_run: an unmasked run needs no word count, and counting (popcount, a library call
+// in the baseline ISA) made 10%-scattered pages 15-30% slower to apply (collation_bench).
 const std::byte* apply_sparse(const RunHeader& h, const std::byte* body, std::byte* dst) noexcept {
   const std::uint64_t bits = detail::read_u64(body);
   const std::byte* data = body + sizeof bits;
@@ -358,7 +360,8 @@ DiffStatus diff_validate(std::span<const std::byte> diff, std::size_t page_bytes
 }
 
 // Plain runs are read straight from their headers: scattered pages in the plain format
-// are a run per word, and this loop is most of their cost.
+// are a run per word, and this loop is most of their cost (read_run computes more than
+// a plain run needs).
 void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept {
   const std::byte* p = diff.data();
   const std::byte* const end = p + diff.size();
