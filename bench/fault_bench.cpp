@@ -15,6 +15,10 @@
 // faulting thread, kernel time included. No other thread runs: a second running thread
 // makes every mprotect a TLB shoot-down (§5) and would measure that instead.
 //
+// Pages hold data (the source serves them as data pages): a page whose snapshot is all
+// zeros takes no twin at all (PageCache, Twin::zero), which runtime_zero/ measures for
+// information.
+//
 // Suggested run: fault_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
 #include "recording_reporter.hpp"
 
@@ -132,21 +136,25 @@ class BareHandler {
   BareHandler& operator=(const BareHandler&) = delete;
 };
 
-// Every page is a zero page. Asked only while pages are first made clean.
-class ZeroSource final : public PageSource {
+// Every page holds data (ones), so writes to it are twinned. Asked only while pages are
+// first made clean.
+class DataSource final : public PageSource {
  public:
+  explicit DataSource(std::size_t page) : data_(kWarmupGroup * page, std::byte{1}) { kinds_.fill(1); }
   FetchResult fetch(PageNumber, PageNumber count) noexcept override {
     ++calls;
     FetchResult r;
     if (count > kinds_.size()) return r;
     r.status = FetchStatus::ok;
     r.kinds = std::span<const std::uint8_t>(kinds_).first(count);
+    r.data = std::span<const std::byte>(data_).first(count * data_.size() / kWarmupGroup);
     return r;
   }
   std::uint64_t calls = 0;
 
  private:
   std::array<std::uint8_t, kWarmupGroup> kinds_{};
+  std::vector<std::byte> data_;
 };
 
 void finish(benchmark::State& state, std::size_t page) {
@@ -179,12 +187,15 @@ void bm_bare(benchmark::State& state, std::size_t page) {
 
 // write_ahead 1: one fault per page, the like-for-like comparison with bare; the
 // runtime's default (16) un-protects following pages while writes run in order, so the
-// cost per page written drops (runtime_ahead/, information).
-void bm_runtime_with(benchmark::State& state, std::size_t page, PageNumber write_ahead) {
+// cost per page written drops (runtime_ahead/, information). zero_snapshot: the pages
+// were never written at home, so they are cleared, not fetched, and take no twin
+// (runtime_zero/, information).
+void bm_runtime_with(benchmark::State& state, std::size_t page, PageNumber write_ahead,
+                     bool zero_snapshot = false) {
   Region r = Region::map(kRuntimeAddress, kBatchPages * page, page, Access::none);
-  ZeroSource source;
+  DataSource source(page);
   PageCache cache(r, source, kWarmupGroup, write_ahead);
-  cache.mark_written(0, r.pages());   // misses go to the source, not to known-zero pages
+  if (!zero_snapshot) cache.mark_written(0, r.pages());   // misses go to the source
   FaultHandler handler(r.base(), r.size(), cache);
   // Read every page (clean), write every page once (twins allocated), then start over.
   for (PageNumber p = 0; p < r.pages(); ++p) benchmark::DoNotOptimize(load(r.user_page(p)));
@@ -202,12 +213,14 @@ void bm_runtime_with(benchmark::State& state, std::size_t page, PageNumber write
     }
   }
   if (source.calls != fetches) state.SkipWithError("a write fault fetched a page");
+  if ((cache.stats().zero_twins != 0) != zero_snapshot) state.SkipWithError("not the twin path meant");
   finish(state, page);
 }
 
 // Setup failures (a taken address, mmap) skip the benchmark instead of ending the run.
 void bm_runtime(benchmark::State& state, std::size_t page) { bm_runtime_with(state, page, 1); }
 void bm_runtime_ahead(benchmark::State& state, std::size_t page) { bm_runtime_with(state, page, 16); }
+void bm_runtime_zero(benchmark::State& state, std::size_t page) { bm_runtime_with(state, page, 1, true); }
 
 void guarded(benchmark::State& state, void (*fn)(benchmark::State&, std::size_t), std::size_t page) {
   try {
@@ -231,6 +244,9 @@ void print_table(const RecordingReporter& r) {
     if (const double ahead = r.time("runtime_ahead/" + size); ahead > 0)
       std::printf("page %5zu: with write-ahead 16 (pages written in order), %6.2f us per page: "
                   "%4.2fx bare  (info)\n", page, ahead / 1e3, ahead / bare);
+    if (const double zero = r.time("runtime_zero/" + size); zero > 0)
+      std::printf("page %5zu: all-zero snapshot (no twin), %6.2f us per fault: %4.2fx bare  (info)\n",
+                  page, zero / 1e3, zero / bare);
   }
 }
 
@@ -244,6 +260,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("bare/" + size).c_str(), guarded, bm_bare, page);
     benchmark::RegisterBenchmark(("runtime/" + size).c_str(), guarded, bm_runtime, page);
     benchmark::RegisterBenchmark(("runtime_ahead/" + size).c_str(), guarded, bm_runtime_ahead, page);
+    benchmark::RegisterBenchmark(("runtime_zero/" + size).c_str(), guarded, bm_runtime_zero, page);
   }
   RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);

@@ -586,6 +586,62 @@ TEST(PageCache, KeptPagesAreCurrentAfterTheirAcceptedSegment) {
   for (PageNumber p : {20u, 21u}) EXPECT_TRUE(w.page_is_home(p)) << "back at the snapshot: " << p;
 }
 
+// Pages whose snapshot is all zeros (known-zero, or fetched as a zero page) are written
+// without a twin: their diffs are taken against zeros, and they go back to zeros after
+// the segment and on abort. Once a replay makes one non-zero it is twinned as usual:
+// diffing it against zeros would ship the snapshot's own words as writes, undoing other
+// segments' writes to the same page.
+TEST(PageCache, PagesWithAZeroSnapshotNeedNoTwin) {
+  Region r = Region::map(address_for(25), kSize, kPage, Access::none);
+  HomeSource source;
+  PageCache cache(r, source, kGroup, 16, 8);
+  FaultHandler handler(r.base(), r.size(), cache);
+  cache.mark_written(0, 32);   // 32.. never written at home; 3 is a zero page at home
+  std::memset(source.home_page(32), 0, kSize - 32 * kPage);
+  std::memset(r.runtime_page(41), 0x5a, kPage);   // a stale local copy must not leak
+  std::vector<std::byte> expected = source.home;
+  auto write = [&](PageNumber p, std::size_t off, std::byte v) {
+    store(r.user_page(p) + off, v);
+    expected[p * kPage + off] = v;
+  };
+  for (PageNumber p = 40; p < 44; ++p) {
+    for (std::size_t off = p; off < kPage; off += 8 * (p - 38)) write(p, off, std::byte(off * 7 + p));
+  }
+  write(3, 100, std::byte{0x33});
+  EXPECT_GE(cache.stats().zero_twins, 5u);   // and clean zero pages after them (write-ahead)
+  std::vector<std::byte> body;
+  EXPECT_EQ(cache.finish_segment(body, 1), 5u);
+  std::vector<std::byte> applied = source.home;
+  EXPECT_EQ(apply_body(body, applied), (std::vector<PageNumber>{3, 40, 41, 42, 43}));
+  EXPECT_TRUE(applied == expected) << "diffs against zeros differ from what the segment wrote";
+  for (PageNumber p : {3u, 40u, 41u, 42u, 43u}) {
+    for (std::size_t off = 0; off < kPage; off += 8) ASSERT_EQ(load(r.user_page(p) + off), std::byte{0}) << p;
+  }
+  // Another segment writes 41 and is given up: 41 is zeros again.
+  store(r.user_page(41) + 9, std::byte{0x99});
+  cache.abort_segment();
+  EXPECT_EQ(load(r.user_page(41) + 9), std::byte{0});
+  // The manager accepted segment 1; the next step replays it. Page 41 now holds data,
+  // so a write to it is twinned and ships that write alone.
+  source.home = applied;
+  const PageNumber own[] = {3, 40, 41, 42, 43};
+  const std::uint32_t segments[] = {1};
+  const std::span<const std::byte> bodies[] = {body};
+  cache.replay(own, segments, bodies);
+  cache.settle_kept();
+  EXPECT_EQ(std::memcmp(r.user_page(41), source.home_page(41), kPage), 0);
+  const std::uint64_t zero_twins = cache.stats().zero_twins;
+  store(r.user_page(41) + 9, std::byte{0x99});
+  EXPECT_EQ(cache.stats().zero_twins, zero_twins) << "a replayed page was diffed against zeros";
+  std::vector<std::byte> body2;
+  EXPECT_EQ(cache.finish_segment(body2, 2), 1u);
+  std::vector<std::byte> after = source.home;
+  EXPECT_EQ(apply_body(body2, after), (std::vector<PageNumber>{41}));
+  for (std::size_t i = 0; i < kSize; ++i) {
+    ASSERT_EQ(after[i], i == 41 * kPage + 9 ? std::byte{0x99} : source.home[i]) << "byte " << i;
+  }
+}
+
 // A pushed page replaces a notice: the first access faults, but is served from the
 // pushed bytes without asking the manager, and is reported as read; a later notice
 // drops the pushed copy again. Pushed pages that make no sense are refused whole.

@@ -24,10 +24,18 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
       write_ahead_(std::max<PageNumber>(1, write_ahead)),
       fetch_ahead_(std::max(fetch_pages_, fetch_ahead)),
       table_(region, PageState::invalid) {
-  void* t = mmap(nullptr, region.size(), PROT_READ | PROT_WRITE,
+  // The twins, then one more page for the zero page: read-only, so a stray write to it
+  // is a crash, not a wrong diff.
+  void* t = mmap(nullptr, region.size() + region.page_size(), PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (t == MAP_FAILED) throw Error(std::string("calypso: mmap of the twin area: ") + std::strerror(errno));
   twins_ = static_cast<std::byte*>(t);
+  zero_page_ = twins_ + region.size();
+  if (mprotect(zero_page_, region.page_size(), PROT_READ) != 0) {
+    const int e = errno;
+    munmap(twins_, region.size() + region.page_size());
+    throw Error(std::string("calypso: mprotect of the zero page: ") + std::strerror(e));
+  }
   installed_.reserve(fetch_ahead_);
   kept_by_.assign(region.pages(), 0);
   twin_state_.assign(region.pages(), Twin::stale);
@@ -38,7 +46,11 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   kept_.reserve(region.pages());
 }
 
-PageCache::~PageCache() { munmap(twins_, region_.size()); }
+PageCache::~PageCache() { munmap(twins_, region_.size() + region_.page_size()); }
+
+const std::byte* PageCache::reference(PageNumber p) const noexcept {
+  return twin_state_[p] == Twin::zero ? zero_page_ : twin(p);
+}
 
 FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
   PageNumber p = region_.page_of(address);
@@ -95,7 +107,7 @@ FaultOutcome PageCache::fetch_group(PageNumber p) noexcept {
       if (has_data) std::memcpy(region_.runtime_page(first + i), data, ps);
       else std::memset(region_.runtime_page(first + i), 0, ps);
       installed_.push_back(first + i);
-      twin_state_[first + i] = Twin::stale;
+      twin_state_[first + i] = has_data ? Twin::stale : Twin::zero;
       pushed_[first + i] = 0;
       note_read(first + i);
     }
@@ -155,7 +167,7 @@ FaultOutcome PageCache::install_zero(PageNumber p) noexcept {
     ++n;
   }
   std::memset(region_.runtime_page(p), 0, std::size_t{n} * region_.page_size());
-  std::fill_n(twin_state_.begin() + p, n, Twin::stale);
+  std::fill_n(twin_state_.begin() + p, n, Twin::zero);
   stats_.zero_pages += n;
   if (table_.set(p, n, PageState::clean) != 0) {
     log::raw("calypso: mprotect failed while installing zero pages\n");
@@ -170,21 +182,27 @@ void PageCache::mark_written(PageNumber first, PageNumber count) noexcept {
   std::fill_n(written_at_home_.begin() + first, count, std::uint8_t{1});
 }
 
-// Twins pages [first, first+count), copying only those whose twin is not a copy already;
-// runs of pages are copied at once (twins are laid out like pages).
+// Twins pages [first, first+count), copying only those whose twin is not a copy already
+// and whose snapshot is not all zeros; runs of pages are copied at once (twins are laid
+// out like pages).
 void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
   const std::size_t ps = region_.page_size();
+  auto needs_copy = [&](PageNumber i) {
+    const Twin t = twin_state_[first + i];
+    return t != Twin::same && t != Twin::zero;
+  };
   for (PageNumber i = 0; i < count;) {
-    if (twin_state_[first + i] == Twin::same) {
+    if (!needs_copy(i)) {
+      stats_.zero_twins += twin_state_[first + i] == Twin::zero;
       ++i;
       continue;
     }
     PageNumber j = i + 1;
-    while (j < count && twin_state_[first + j] != Twin::same) ++j;
+    while (j < count && needs_copy(j)) ++j;
     std::memcpy(twin(first + i), region_.runtime_page(first + i), (j - i) * ps);
+    std::fill_n(twin_state_.begin() + first + i, j - i, Twin::same);
     i = j;
   }
-  std::fill_n(twin_state_.begin() + first, count, Twin::same);
 }
 
 // A write fault costs ~15 us (signal, mprotect, TLB shoot-down) against ~1 us to twin
@@ -289,23 +307,31 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
   encoded_.resize(diff_max_encoded_size(ps));
   written_.clear();
   for (PageNumber p : written) {
-    std::size_t n = diff_encode(region_.runtime_page(p), twin(p), ps, encoded_.data());
+    const bool from_zero = twin_state_[p] == Twin::zero;
+    std::size_t n = diff_encode(region_.runtime_page(p), reference(p), ps, encoded_.data());
     const bool prepared = std::exchange(prepared_[p], 0) != 0;
     if (n == 0) {
-      twin_state_[p] = Twin::same;
+      if (!from_zero) twin_state_[p] = Twin::same;
       if (!prepared) written_.push_back(p);
       continue;
     }
     written_.push_back(p);
-    diff_swap(std::span(encoded_).first(n), region_.runtime_page(p), twin(p));
-    twin_state_[p] = Twin::pending;
     ++changed;
+    if (from_zero) {
+      // Back to the snapshot by clearing; the page stays Twin::zero, not pending (keeping
+      // the writes would mean touching the twin after all). A kept result of ours then
+      // costs a twin copy at the page's next write, which is where it would have been.
+      std::memset(region_.runtime_page(p), 0, ps);
+    } else {
+      diff_swap(std::span(encoded_).first(n), region_.runtime_page(p), twin(p));
+      twin_state_[p] = Twin::pending;
+      kept_by_[p] = segment;
+      kept_.push_back(p);
+    }
     ResultEntry e{p, static_cast<std::uint32_t>(n)};
     const auto* entry = reinterpret_cast<const std::byte*>(&e);
     out.insert(out.end(), entry, entry + sizeof e);
     out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n));
-    kept_by_[p] = segment;
-    kept_.push_back(p);
   }
   streak_ = 1;   // the next segment's writes start a new streak
   streak_end_ = 0;
@@ -323,6 +349,10 @@ void PageCache::abort_segment() {
 
 void PageCache::restore(std::span<const PageNumber> written) {
   for (PageNumber p : written) {
+    if (twin_state_[p] == Twin::zero) {
+      std::memset(region_.runtime_page(p), 0, region_.page_size());
+      continue;
+    }
     std::memcpy(region_.runtime_page(p), twin(p), region_.page_size());
     twin_state_[p] = Twin::same;
   }

@@ -39,6 +39,7 @@ struct CacheStats {
   std::uint64_t fetches = 0;
   std::uint64_t pages_fetched = 0;
   std::uint64_t zero_pages = 0;   // known-zero pages cleared instead of fetched
+  std::uint64_t zero_twins = 0;   // pages made writable from an all-zero snapshot: no twin
   std::uint64_t pushed_pages = 0; // pages the manager pushed
   std::uint64_t pushed_used = 0;  // pushed pages a segment then read (no round trip)
 };
@@ -96,8 +97,9 @@ class PageCache final : public FaultTarget {
   // End of a segment: appends ResultEntry + diff for every written page to out. Over
   // the words each diff covers, page and twin then swap contents: the page is back at
   // the step's snapshot (read-only, for later segments of this step) and the twin holds
-  // the segment's writes, at the cost of the changed words only. At the next step a page
-  // that only this segment wrote, and whose result was accepted, gets the same writes
+  // the segment's writes, at the cost of the changed words only. (A page whose snapshot
+  // is all zeros has no twin: it is cleared, and its writes are not kept.) At the next
+  // step a page that only this segment wrote, and whose result was accepted, gets the same writes
   // from the diff and equals its twin again: Jacobi's next write to it copies nothing.
   // Returns the number of pages with a non-empty diff.
   std::size_t finish_segment(std::vector<std::byte>& out, std::uint32_t segment);
@@ -112,6 +114,8 @@ class PageCache final : public FaultTarget {
   FaultOutcome take_pushed(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
+  // What a page's writes are compared with: its twin, or the zero page (Twin::zero).
+  const std::byte* reference(PageNumber p) const noexcept;
   void restore(std::span<const PageNumber> written);
 
   const Region& region_;
@@ -132,10 +136,17 @@ class PageCache final : public FaultTarget {
   PageNumber streak_end_ = 0;   // one past the last page the previous write fault took
   PageTable table_;
   std::byte* twins_;          // private mapping, one slot per page, touched only when used
+  // One page of zeros, never written: its reads map the kernel's shared zero page, so
+  // comparing a page against it reads one cache-resident 4 KiB page, not memory.
+  std::byte* zero_page_;
   std::vector<PageNumber> installed_;  // scratch for fetch_group, reserved up front
   // What a page's twin holds: nothing useful, a copy of the page (a write needs no
   // copy first), or the page plus the writes of segment kept_by_[p] (finish_segment).
-  enum class Twin : std::uint8_t { stale, same, pending };
+  // zero: the page's snapshot is all zeros (cleared as known-zero, or fetched as a zero
+  // page), and the twin slot is not used: writes are compared with the zero page. An
+  // output array's first step (matmul's C, mandelbrot's image) then copies no twins and
+  // allocates no twin memory, and its diffs read the page alone.
+  enum class Twin : std::uint8_t { stale, same, pending, zero };
   std::vector<Twin> twin_state_;
   std::vector<std::uint32_t> kept_by_;   // per page: the segment whose writes its twin holds
   std::vector<PageNumber> kept_;         // pages with a pending twin (may hold stale entries)
