@@ -196,6 +196,9 @@ Config Config::from_environment() {
   std::uint32_t conflicts = 0;
   read_uint("CALYPSO_CHECK_CONFLICTS", conflicts, 0, 1);
   c.check_conflicts = conflicts != 0;
+  std::uint32_t bundle = 1;
+  read_uint("CALYPSO_BUNDLE", bundle, 0, 1);
+  c.bundle = bundle != 0;
   read_stats(c);
   read_schedule(c);
   read_string("CALYPSO_STATS_FILE", c.stats_file);

@@ -43,6 +43,7 @@ struct Config {
   std::chrono::milliseconds no_worker_timeout{60000};// CALYPSO_NO_WORKER_TIMEOUT_MS
   std::uint32_t max_attempts = 3;                    // CALYPSO_MAX_ATTEMPTS
   bool check_conflicts = false;                      // CALYPSO_CHECK_CONFLICTS
+  bool bundle = true;                                // CALYPSO_BUNDLE: short segments share messages
   bool static_schedule = false;                      // CALYPSO_SCHEDULE=static (baseline)
   std::uint32_t workers = 0;                         // CALYPSO_WORKERS: calypso-run -n (this host's)
   std::chrono::milliseconds manager_timeout{20000};  // CALYPSO_MANAGER_TIMEOUT_MS

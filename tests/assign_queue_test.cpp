@@ -41,10 +41,12 @@ TEST(AssignQueue, AnEarlyArrivalWaitsForItsPredecessor) {
   AssignQueue q;
   const auto t0 = AssignQueue::Clock::now();
   ASSERT_TRUE(q.add(2, message(2), t0));
+  EXPECT_FALSE(q.ready());
   EXPECT_FALSE(q.next()) << "2 must not overtake 1";
   EXPECT_FALSE(q.stalled(50ms, t0 + 10ms));
   EXPECT_TRUE(q.stalled(50ms, t0 + 60ms));
   ASSERT_TRUE(q.add(1, message(1), t0 + 60ms));
+  EXPECT_TRUE(q.ready());
   EXPECT_FALSE(q.stalled(50ms, t0 + 60ms)) << "the next one is here: nothing is missing";
   EXPECT_EQ(tag_of(q.next()), 1);
   EXPECT_EQ(tag_of(q.next()), 2);

@@ -123,6 +123,14 @@ TEST_F(ConfigTest, ABadNumberIsRefusedByName) {
     expect_refused("CALYPSO_WORKERS", v);
   }
   expect_refused("CALYPSO_REGION_ADDRESS", "0x3c000000000g");
+  expect_refused("CALYPSO_BUNDLE", "2");
+  expect_refused("CALYPSO_BUNDLE", "yes");
+}
+
+TEST_F(ConfigTest, BundlingIsOnUnlessTurnedOff) {
+  EXPECT_TRUE(Config::from_environment().bundle);
+  EnvVar v("CALYPSO_BUNDLE", "0");
+  EXPECT_FALSE(Config::from_environment().bundle);
 }
 
 TEST_F(ConfigTest, NumbersAreDecimalOrHex) {

@@ -226,6 +226,42 @@ TEST(Memory, EveryOtherPageOf512MiBInOneSegmentStaysUnderMaxMapCount) {
   EXPECT_TRUE(contains(r.output, "probe sparse: ok (65536 pages written)")) << r.output;
 }
 
+// Segments far shorter than a message: a worker holds their results while its next
+// assignment is already there and ships several in one message; the manager answers with
+// one message of assignments. Every segment still counts once, and the answer is exact.
+std::optional<unsigned long> bundled_results(const std::string& output) {
+  const auto at = output.find(" results bundled)");
+  if (at == std::string::npos) return std::nullopt;
+  const auto from = output.rfind(' ', at - 1) + 1;
+  return std::stoul(output.substr(from, at - from));
+}
+
+TEST_P(Providers, TinySegmentsShareMessagesAndStayExact) {
+  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}), {}, 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(contains(r.output, "probe tiny: ok (3000 segments, ")) << r.output;
+  auto bundled = bundled_results(r.output);
+  ASSERT_TRUE(bundled.has_value()) << r.output;
+  EXPECT_GT(*bundled, 0u) << "no result came bundled:\n" << r.output;
+  EXPECT_LE(*bundled, 2u * 3000u) << r.output;
+}
+
+// A worker that dies holding results it has not sent: those segments run again
+// elsewhere (the manager never saw them), and the answer is exact.
+TEST_P(Providers, WorkerKilledWhileHoldingResultsChangesNothingButTime) {
+  std::string dir = temp_dir();
+  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}),
+               {{"CALYPSO_INJECT", "held-result"}, {"CALYPSO_INJECT_ONCE", dir + "/died"},
+                {"CALYPSO_SUSPECT_MS", "1000"}},
+               180s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe tiny: ok (3000 segments, ")) << r.output;
+  EXPECT_TRUE(contains(r.output, "fault injection: worker kills itself")) << r.output;
+  EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove((dir + "/died").c_str());
+  rmdir(dir.c_str());
+}
+
 // ---- failures --------------------------------------------------------------------------------
 
 TEST_P(Providers, WorkerKilledInTheMiddleOfASegmentChangesNothingButTime) {

@@ -12,6 +12,8 @@
 //   probe shared              routines read and write declared Shared<T> variables
 //   probe conflict            two segments write different values to one byte
 //   probe big                 4 segments each write 1.5 MiB (results of several chunks)
+//   probe tiny N              two steps of N segments of a few nanoseconds: segment i
+//                             writes a[i], then b[i] = a[i] + a[i+1] (results bundled)
 //   probe long MS             one segment that runs for MS ms (sleeping in small steps)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
@@ -211,6 +213,32 @@ int pids(calypso::Manager& m, int steps, int ms) {
   return 0;
 }
 
+struct Tiny { long* a; long* b; std::uint32_t n; };
+void tiny_write(const calypso::Segment& seg, const Tiny& x) { x.a[seg.index] = 3L * seg.index + 1; }
+void tiny_sum(const calypso::Segment& seg, const Tiny& x) {
+  x.b[seg.index] = x.a[seg.index] + x.a[(seg.index + 1) % x.n];
+}
+CALYPSO_ROUTINE(tiny_write);
+CALYPSO_ROUTINE(tiny_sum);
+
+// Segments far shorter than a message: their results travel bundled, and each still
+// counts once, with every other segment's write to the same pages intact.
+int tiny(calypso::Manager& m, std::uint32_t n) {
+  long* a = m.alloc<long>(n);
+  long* b = m.alloc<long>(n);
+  std::printf("probe tiny: started with %zu workers\n", m.wait_for_workers());
+  std::fflush(stdout);
+  m.parallel(tiny_write, n, Tiny{a, b, n});
+  m.parallel(tiny_sum, n, Tiny{a, b, n});
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (a[i] != 3L * i + 1) return fail("a tiny segment's write is missing");
+    if (b[i] != a[i] + a[(i + 1) % n]) return fail("a tiny segment read something other than the snapshot");
+  }
+  std::printf("probe tiny: ok (%u segments, %llu results bundled)\n", n,
+              static_cast<unsigned long long>(m.stats().bundled_results));
+  return 0;
+}
+
 int multi(calypso::Manager& m) {
   long* sq = m.alloc<long>(40);
   long* cu = m.alloc<long>(25);
@@ -290,6 +318,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (mode == "multi") return multi(m);
+    if (mode == "tiny") return tiny(m, argc > 2 ? static_cast<std::uint32_t>(std::atoi(argv[2])) : 4000);
     if (mode == "shared") return shared(m);
     if (mode == "conflict") {
       auto* p = m.alloc<unsigned char>(64);

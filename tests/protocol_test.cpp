@@ -483,6 +483,18 @@ bool decode_and_parse(const Bytes& b) {
   if (auto r = parse_read_set(*m, step, why)) {
     EXPECT_EQ(sizeof(ReadSet) + 4 * r->size(), m->body.size());
   }
+  if (auto inner = parse_bundle(*m, why)) {
+    EXPECT_FALSE(inner->empty());
+    for (auto one : *inner) {
+      auto d = decode(one, why);
+      EXPECT_TRUE(d.has_value()) << "a bundle held a message the decoder refuses";
+      if (!d) continue;
+      EXPECT_EQ(d->header.worker, m->header.worker);
+      EXPECT_NE(d->type(), MsgType::bundle);
+      EXPECT_GE(one.data(), b.data());
+      EXPECT_LE(one.data() + one.size(), b.data() + b.size());
+    }
+  }
   (void)fixed_part<Welcome>(*m, why);
   (void)fixed_part<PageData>(*m, why);
   (void)fixed_part<ResultChunk>(*m, why);
@@ -502,6 +514,19 @@ Bytes random_valid_message(std::mt19937_64& rng) {
     Encoder he(type, 1, h);
     he.append(Bytes(h.identity_bytes + h.address_bytes + h.heartbeat_address_bytes, std::byte{'z'}));
     return to_bytes(he.bytes());
+  }
+  if (type == MsgType::bundle && rng() % 2 == 0) {
+    // A valid bundle of a few small messages, so parse_bundle's success path is fuzzed.
+    const auto worker = static_cast<WorkerId>(rng() % 4);
+    Bundler bundle(worker);
+    for (int k = 2 + static_cast<int>(rng() % 3); k > 0; --k) {
+      Encoder one(MsgType::read_set, worker, ReadSet{7, 1, 0});
+      const std::uint32_t page = static_cast<std::uint32_t>(rng() % 100);
+      one.append(&page, sizeof page);
+      if (rng() % 2) one.append(Bytes(rng() % 5, std::byte{1}));   // some of odd length
+      bundle.add(one.bytes());
+    }
+    return to_bytes(bundle.finish());
   }
   if (type == MsgType::assign && rng() % 2 == 0) {
     Assign a = make_assign(static_cast<std::uint32_t>(rng() % 16), static_cast<std::uint32_t>(rng() % 4));
@@ -560,6 +585,95 @@ TEST(Protocol, FuzzNeverCrashesNorAcceptsALengthMismatch) {
   }
   // The fuzzer must reach the parsers, not only the header checks.
   EXPECT_GT(accepted, 10000u);
+}
+
+// Bundles: several messages as one; the receiver takes them in order, or refuses the
+// whole bundle when any part of it is wrong.
+Bytes message_for(MsgType type, WorkerId worker, std::uint32_t tag) {
+  Encoder e(type, worker, ReadSet{tag, 0, 0});
+  return to_bytes(e.bytes());
+}
+
+TEST(Bundle, MessagesComeOutInOrderAndAloneWhenOne) {
+  Bundler b(9);
+  const Bytes first = message_for(MsgType::read_set, 9, 1);
+  b.add(first);
+  EXPECT_EQ(to_bytes(b.finish()), first) << "one message goes as it is, not bundled";
+  EXPECT_EQ(b.bytes(), first.size());
+  Encoder odd(MsgType::result_chunk, 9, ResultChunk{3, 4, 1, 3, 0, 0, 0});
+  odd.append(Bytes{std::byte{1}, std::byte{2}, std::byte{3}});   // 3 bytes: padding follows
+  const Bytes second = to_bytes(odd.bytes());
+  const Bytes third = message_for(MsgType::request_work, 9, 5);
+  b.add(second);
+  b.add(third);
+  EXPECT_EQ(b.messages(), 3u);
+  const Bytes all = to_bytes(b.finish());
+  EXPECT_EQ(b.bytes(), all.size());
+  auto m = must_decode(all);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type(), MsgType::bundle);
+  std::string why;
+  auto inner = parse_bundle(*m, why);
+  ASSERT_TRUE(inner) << why;
+  ASSERT_EQ(inner->size(), 3u);
+  EXPECT_EQ(to_bytes((*inner)[0]), first);
+  EXPECT_EQ(to_bytes((*inner)[1]), second);
+  EXPECT_EQ(to_bytes((*inner)[2]), third);
+  b.clear();
+  EXPECT_EQ(b.messages(), 0u);
+  b.add(third);
+  EXPECT_EQ(to_bytes(b.finish()), third) << "clear() starts a new bundle";
+}
+
+TEST(Bundle, AnyBadEntryRefusesTheWholeBundle) {
+  auto bundle_of = [](const std::vector<Bytes>& messages, WorkerId worker = 9) {
+    Bundler b(worker);
+    for (const Bytes& one : messages) b.add(one);
+    b.add(message_for(MsgType::read_set, worker, 77));   // two or more: a real bundle
+    return to_bytes(b.finish());
+  };
+  auto refused = [](const Bytes& bytes, const std::string& reason) {
+    std::string why;
+    auto m = decode(bytes, why);
+    if (!m) return ::testing::AssertionFailure() << "the bundle's own header was refused: " << why;
+    if (parse_bundle(*m, why)) return ::testing::AssertionFailure() << "accepted";
+    if (why.find(reason) == std::string::npos) return ::testing::AssertionFailure() << "refused for: " << why;
+    return ::testing::AssertionSuccess();
+  };
+  const Bytes good = message_for(MsgType::read_set, 9, 1);
+  EXPECT_TRUE(refused(bundle_of({message_for(MsgType::read_set, 8, 1)}), "another worker"));
+  EXPECT_TRUE(refused(bundle_of({bundle_of({good})}), "holds a bundle"));
+  for (MsgType joining : {MsgType::hello, MsgType::welcome, MsgType::refuse}) {
+    EXPECT_TRUE(refused(bundle_of({message_for(joining, 9, 1)}), "holds a")) << to_string(joining);
+  }
+  Bytes bad_inner = good;
+  bad_inner[0] ^= std::byte{1};   // magic
+  EXPECT_TRUE(refused(bundle_of({bad_inner}), "entry 0"));
+  // Framing: an entry past the end, reserved bits, padding, a truncated frame.
+  Bytes b = bundle_of({good});
+  auto frame_at = sizeof(Header);
+  std::uint32_t len = 0;
+  std::memcpy(&len, b.data() + frame_at, 4);
+  Bytes longer = b;
+  const std::uint32_t too_long = len + 4096;
+  std::memcpy(longer.data() + frame_at, &too_long, 4);
+  EXPECT_TRUE(refused(longer, "past the end"));
+  Bytes reserved = b;
+  reserved[frame_at + 4] = std::byte{1};
+  EXPECT_TRUE(refused(reserved, "reserved"));
+  Encoder odd(MsgType::result_chunk, 9, ResultChunk{3, 4, 1, 1, 0, 0, 0});
+  odd.append(Bytes{std::byte{1}});
+  Bytes padded = bundle_of({to_bytes(odd.bytes())});
+  padded[sizeof(Header) + 8 + sizeof(Header) + sizeof(ResultChunk) + 1] = std::byte{5};   // first padding byte
+  EXPECT_TRUE(refused(padded, "padding"));
+  Encoder cut(MsgType::bundle, 9, Empty{});
+  cut.append(Bytes(4, std::byte{0}));
+  EXPECT_TRUE(refused(to_bytes(cut.bytes()), "truncated"));
+  Encoder empty(MsgType::bundle, 9, Empty{});
+  EXPECT_TRUE(refused(to_bytes(empty.bytes()), "empty"));
+  Bundler many(9);
+  for (std::size_t i = 0; i <= Bundler::kMaxMessages; ++i) many.add(good);
+  EXPECT_TRUE(refused(to_bytes(many.finish()), "more than"));
 }
 
 // Job addresses.

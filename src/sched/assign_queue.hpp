@@ -42,6 +42,8 @@ class AssignQueue {
   // received, run or given up (what a work request reports to the manager).
   std::uint64_t consumed() const noexcept { return next_ - 1; }
   bool empty() const noexcept { return waiting_.empty(); }
+  // The next assignment in order is here (next() would return it).
+  bool ready() const noexcept { return !waiting_.empty() && waiting_.begin()->first == next_; }
   std::size_t size() const noexcept { return waiting_.size(); }
 
  private:

@@ -61,6 +61,8 @@ class EagerScheduler {
   // How long segment's completed run took, from the start of its first run (so a
   // re-run's includes the wait before it; zero while not done).
   Clock::duration took(std::uint32_t segment) const { return segs_[segment].took; }
+  // Mean of took() over this step's completed segments (zero while none is).
+  Clock::duration mean_took() const { return completed_ == 0 ? Clock::duration{} : completed_time_ / completed_; }
 
   // Next segment for an idle worker, or nullopt if every segment is done, already
   // running on this worker, not late yet (see next_rerun_at), or only stealable where

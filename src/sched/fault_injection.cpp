@@ -46,9 +46,10 @@ void configure_fault_injection() {
   else if (point == "mid-fetch") injection::g_inject_point = InjectPoint::mid_fetch;
   else if (point == "mid-result") injection::g_inject_point = InjectPoint::mid_result;
   else if (point == "after-result") injection::g_inject_point = InjectPoint::after_result;
+  else if (point == "held-result") injection::g_inject_point = InjectPoint::held_result;
   else {
     throw Error("CALYPSO_INJECT=" + spec +
-                ": expected before-fetch, mid-fetch, mid-result or after-result, optionally @SEGMENT");
+                ": expected before-fetch, mid-fetch, mid-result, after-result or held-result, optionally @SEGMENT");
   }
   if (const char* once = std::getenv("CALYPSO_INJECT_ONCE")) injection::g_once_file = once;
 }

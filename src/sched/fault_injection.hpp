@@ -6,7 +6,8 @@
 // Points: before-fetch (a segment's first page request, before it is sent),
 //         mid-fetch (its second page request: some pages are in, others not),
 //         mid-result (after the first chunk of a result of two or more chunks),
-//         after-result (the whole result sent, before the next assignment).
+//         after-result (the whole result sent, before the next assignment),
+//         held-result (a short segment's result held to go with the next ones').
 // Compiled into every build; when CALYPSO_INJECT is unset a check is one load and branch.
 #pragma once
 
@@ -14,7 +15,7 @@
 
 namespace calypso::sched {
 
-enum class InjectPoint : std::uint8_t { none, before_fetch, mid_fetch, mid_result, after_result };
+enum class InjectPoint : std::uint8_t { none, before_fetch, mid_fetch, mid_result, after_result, held_result };
 
 // Reads CALYPSO_INJECT / CALYPSO_INJECT_ONCE; throws calypso::Error on an unknown point.
 void configure_fault_injection();

@@ -195,6 +195,7 @@ void ManagerLoop::on_message(const Message& m) {
     case MsgType::result_chunk: return on_result_chunk(m, id, w);
     case MsgType::heartbeat: return;
     case MsgType::leave: return lose(id, w, "it left", false);
+    case MsgType::bundle: return on_bundle(m, id);
     default: return violation(id, std::string("unexpected ") + to_string(m.type()));
   }
 }
@@ -540,9 +541,33 @@ void ManagerLoop::update_live() {
   live_ = n;
 }
 
-bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) {
-  auto bytes = e.bytes();
-  switch (ep_.send(w.peer, bytes, std::chrono::milliseconds(2000))) {
+// A bundle is its messages, taken in order (parse_bundle checked all of them first).
+void ManagerLoop::on_bundle(const Message& m, WorkerId id) {
+  std::string why;
+  auto inner = parse_bundle(m, why);
+  if (!inner) return violation(id, why);
+  if (in_bundle_) return violation(id, "nested bundle");   // parse_bundle refuses them
+  in_bundle_ = true;
+  std::uint64_t results = 0;
+  for (std::span<const std::byte> bytes : *inner) {
+    auto one = decode(bytes, why);
+    if (!one) continue;   // (parse_bundle decoded each already)
+    results += one->type() == MsgType::result_chunk;
+    on_message(*one);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stats_.bundled_results += results;
+  }
+  in_bundle_ = false;
+  if (std::exchange(dispatch_due_, false)) dispatch();
+}
+
+bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) { return send(id, w, e.bytes()); }
+
+bool ManagerLoop::send(WorkerId id, Worker& w, std::span<const std::byte> bytes) {
+  std::span<const std::byte> parts[] = {bytes};
+  switch (ep_.send(w.peer, parts, std::chrono::milliseconds(2000))) {
     case net::SendStatus::ok: return true;
     case net::SendStatus::again: lose(id, w, "it does not take messages", true); return false;
     case net::SendStatus::peer_failed: lose(id, w, "its connection failed", true); return false;

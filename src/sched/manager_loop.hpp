@@ -163,6 +163,7 @@ class ManagerLoop {
   void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
   void on_result(WorkerId id, Worker& w, const ResultKey& key, ResultBuffers::Bytes bytes);
+  void on_bundle(const Message& m, WorkerId id);
   bool ran(WorkerId id, Worker& w, std::uint32_t segment);
   void on_tick();
   void ping_workers();
@@ -174,7 +175,18 @@ class ManagerLoop {
   void start_step(OpenStep s);
   std::vector<WorkerId> preferred_workers(const OpenStep& s) const;
   void dispatch();
-  void assign(WorkerId id, Worker& w, const Pick& p);
+  // Assignments a busy worker holds: CALYPSO_PIPELINE, or more while this step's segments
+  // are short (see kShortSegment), about kQueuedWork of them, so that a worker that
+  // ships several results in one bundle finds as many new segments waiting.
+  std::size_t pipeline_depth() const;
+  static constexpr std::chrono::microseconds kShortSegment{250};
+  static constexpr std::chrono::microseconds kQueuedWork{2000};
+  static constexpr std::size_t kMaxPipeline = 32;
+  // The assignment, for dispatch() to send (bundled with the others for w).
+  Encoder assign(WorkerId id, Worker& w, const Pick& p);
+  // Sends the batch, several as one bundle; false if sending failed (w lost).
+  bool flush(WorkerId id, Worker& w, std::vector<Encoder>& batch);
+  static constexpr std::size_t kBundleBytes = 64 * 1024;
   Notices notices_for(WorkerId id, const Worker& w) const;
   // Moves noticed pages that w read lately from n.invalidate to n.pushed, as many as
   // fit in room bytes (page number and data each) and CALYPSO_PUSH_PAGES.
@@ -187,6 +199,7 @@ class ManagerLoop {
   void lose(WorkerId id, Worker& w, const char* why, bool counts_as_failure);
   void refuse(const std::vector<std::byte>& address, const std::string& why);
   bool send(WorkerId id, Worker& w, Encoder& e);
+  bool send(WorkerId id, Worker& w, std::span<const std::byte> message);
   void violation(WorkerId id, const std::string& what);
   std::string segment_name(std::uint32_t segment) const;
   std::uint64_t version() const { return log_base_ + log_.size(); }
@@ -228,6 +241,10 @@ class ManagerLoop {
   std::deque<Version> log_;
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;
+  // While a bundle's messages are taken, dispatch() waits for the last of them, so that
+  // the assignments answering several results go out as one bundle too.
+  bool in_bundle_ = false;
+  bool dispatch_due_ = false;
   ResultBuffers result_buffers_;      // the last step's result buffers, for the next one's
 
   mutable std::mutex mutex_;          // guards everything below

@@ -128,22 +128,57 @@ std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
 // parked, holding nothing of this step) gets work when it reports.
 void ManagerLoop::dispatch() {
   if (!step_) return;
+  if (in_bundle_) {
+    dispatch_due_ = true;
+    return;
+  }
+  const std::size_t depth = pipeline_depth();
   for (auto& [id, w] : workers_) {
     if (w.state != WorkerState::alive || (!w.parked && w.running.empty())) continue;
+    std::vector<Encoder> batch;
+    std::size_t bytes = 0;
     if (w.parked) {
       auto pick = step_->sched.next_for(id);
       if (!pick) continue;
-      assign(id, w, *pick);
-      if (!step_) return;   // the assignment failed and ended the step
+      bytes += batch.emplace_back(assign(id, w, *pick)).bytes().size();
     }
-    while (w.state == WorkerState::alive && w.holding() > 0 && w.holding() < config_.pipeline) {
+    while (w.holding() > 0 && w.holding() < depth) {
       auto pick = step_->sched.next_ahead_for(id);
       if (!pick) break;
-      assign(id, w, *pick);
-      if (!step_) return;
+      bytes += batch.emplace_back(assign(id, w, *pick)).bytes().size();
+      if (bytes >= kBundleBytes) {
+        if (!flush(id, w, batch)) break;
+        bytes = 0;
+      }
     }
+    flush(id, w, batch);
+    if (!step_) return;   // a failed send lost the worker and ended the step
   }
   arm_late_timer();
+}
+
+std::size_t ManagerLoop::pipeline_depth() const {
+  const auto mean = step_->sched.mean_took();
+  if (!config_.bundle || config_.pipeline <= 1 || mean <= Clock::duration::zero() || mean >= kShortSegment) {
+    return config_.pipeline;
+  }
+  const auto fit = static_cast<std::size_t>(kQueuedWork / std::chrono::duration_cast<std::chrono::microseconds>(mean + std::chrono::microseconds(1)));
+  return std::clamp<std::size_t>(fit, config_.pipeline, std::max<std::size_t>(config_.pipeline, kMaxPipeline));
+}
+
+// One assignment goes as it is (Jacobi's carry pushed pages: no copy into a bundle).
+bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Encoder>& batch) {
+  if (batch.empty()) return true;
+  bool ok = w.state == WorkerState::alive;
+  if (ok && batch.size() == 1) {
+    ok = send(id, w, batch.front());
+  } else if (ok) {
+    Bundler b(id);
+    for (Encoder& e : batch) b.add(e.bytes());
+    ok = send(id, w, b.finish());
+  }
+  batch.clear();
+  return ok;
 }
 
 // Parked workers that have nothing to do until a running segment is late: wake the
@@ -164,7 +199,7 @@ void ManagerLoop::arm_late_timer() {
   timerfd_settime(late_timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
-void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
+Encoder ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
   Notices n = notices_for(id, w);
   const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
@@ -197,7 +232,7 @@ void ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
     if (p.attempt > 1) ++stats_.reexecutions;
     stats_.pages_pushed += n.pushed.size();
   }
-  send(id, w, e);
+  return e;
 }
 
 // Write notices for a worker whose cache reflects w.synced_version. When it is exactly

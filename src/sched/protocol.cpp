@@ -17,6 +17,7 @@ const char* to_string(MsgType t) noexcept {
     case MsgType::leave: return "leave";
     case MsgType::shutdown: return "shutdown";
     case MsgType::read_set: return "read_set";
+    case MsgType::bundle: return "bundle";
   }
   return "unknown";
 }
@@ -104,6 +105,83 @@ std::optional<std::vector<std::uint32_t>> parse_read_set(const Message& m, StepI
   std::memcpy(pages.data(), rest.data(), rest.size());
   step = fixed->step;
   return pages;
+}
+
+std::optional<std::vector<std::span<const std::byte>>> parse_bundle(const Message& m, std::string& why) {
+  std::vector<std::span<const std::byte>> out;
+  std::span<const std::byte> rest = m.body;
+  while (!rest.empty()) {
+    std::uint32_t frame[2];
+    if (rest.size() < sizeof frame) {
+      why = "bundle: truncated entry";
+      return std::nullopt;
+    }
+    std::memcpy(frame, rest.data(), sizeof frame);
+    const std::size_t padded = (std::size_t{frame[0]} + 7) / 8 * 8;
+    if (frame[1] != 0 || padded > rest.size() - sizeof frame) {
+      why = "bundle: entry length past the end, or reserved bits set";
+      return std::nullopt;
+    }
+    const auto inner = rest.subspan(sizeof frame, frame[0]);
+    for (std::byte b : rest.subspan(sizeof frame + frame[0], padded - frame[0])) {
+      if (b != std::byte{0}) {
+        why = "bundle: padding not zero";
+        return std::nullopt;
+      }
+    }
+    auto d = decode(inner, why);
+    if (!d) {
+      why = "bundle: entry " + std::to_string(out.size()) + ": " + why;
+      return std::nullopt;
+    }
+    const MsgType t = d->type();
+    if (t == MsgType::bundle || t == MsgType::hello || t == MsgType::welcome || t == MsgType::refuse) {
+      why = std::string("bundle: holds a ") + to_string(t);
+      return std::nullopt;
+    }
+    if (d->header.worker != m.header.worker) {
+      why = "bundle: an entry names another worker";
+      return std::nullopt;
+    }
+    if (out.size() == Bundler::kMaxMessages) {
+      why = "bundle: more than " + std::to_string(Bundler::kMaxMessages) + " messages";
+      return std::nullopt;
+    }
+    out.push_back(inner);
+    rest = rest.subspan(sizeof frame + padded);
+  }
+  if (out.empty()) {
+    why = "bundle: empty";
+    return std::nullopt;
+  }
+  return out;
+}
+
+void Bundler::add(std::span<const std::byte> message) {
+  const std::uint32_t frame[2] = {static_cast<std::uint32_t>(message.size()), 0};
+  const std::size_t padded = (message.size() + 7) / 8 * 8;
+  bundle_.append(frame, sizeof frame);
+  if (count_++ == 0) {
+    first_at_ = size_ + sizeof frame;
+    first_size_ = message.size();
+  }
+  bundle_.append(message);
+  static constexpr std::byte kZeros[8]{};
+  bundle_.append(kZeros, padded - message.size());
+  size_ += sizeof frame + padded;
+}
+
+std::size_t Bundler::bytes() const noexcept { return count_ == 1 ? first_size_ : size_; }
+
+std::span<const std::byte> Bundler::finish() {
+  const std::span<const std::byte> all = bundle_.bytes();
+  return count_ == 1 ? all.subspan(first_at_, first_size_) : all;
+}
+
+void Bundler::clear() {
+  bundle_.clear();
+  count_ = 0;
+  size_ = sizeof(Header);
 }
 
 Encoder& Encoder::append(const void* p, std::size_t n) {

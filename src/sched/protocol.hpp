@@ -17,7 +17,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 4;
+inline constexpr std::uint16_t kVersion = 5;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -36,7 +36,8 @@ enum class MsgType : std::uint16_t {
   leave,           // worker -> manager: I am leaving; reassign my segment
   shutdown,        // manager -> worker: the job is over
   read_set,        // worker -> manager: pages a segment fetched or took from a push
-  max_type = read_set,
+  bundle,          // either way: several of the messages above, to be taken in order
+  max_type = bundle,
 };
 const char* to_string(MsgType t) noexcept;
 
@@ -192,6 +193,10 @@ struct AssignView {
 };
 std::optional<AssignView> parse_assign(const Message& m, std::string& why);
 std::optional<std::vector<std::uint32_t>> parse_read_set(const Message& m, StepId& step, std::string& why);
+// A bundle's messages, each a whole message (header included) that decode() accepts,
+// from the bundle's sender, none of them a bundle or part of joining (hello, welcome,
+// refuse). All or nothing: one bad entry rejects the bundle.
+std::optional<std::vector<std::span<const std::byte>>> parse_bundle(const Message& m, std::string& why);
 
 // Builds messages: header + fixed body + any number of tails.
 class Encoder {
@@ -208,11 +213,36 @@ class Encoder {
   // The header counts extra_tail bytes that the caller sends as a separate part.
   std::span<const std::byte> bytes_with_tail(std::size_t extra_tail);
   void reserve(std::size_t n) { buf_.reserve(n + sizeof(Header)); }
+  void clear() { buf_.resize(sizeof(Header)); }   // keeps the buffer
 
  private:
   MsgType type_;
   WorkerId worker_;
   std::vector<std::byte> buf_ = std::vector<std::byte>(sizeof(Header));
+};
+
+// Several messages for one peer, sent as one: short segments' results go to the manager
+// together, and the manager's assignments for them come back together, one send and one
+// receive instead of one per segment (the per-message cost dominates such segments).
+// Body: per message, u32 length, u32 zero, the message, zero padding to 8 bytes.
+class Bundler {
+ public:
+  explicit Bundler(WorkerId worker) : bundle_(MsgType::bundle, worker, Empty{}) {}
+  void add(std::span<const std::byte> message);
+  std::size_t messages() const noexcept { return count_; }
+  // Bytes of the message finish() would return.
+  std::size_t bytes() const noexcept;
+  // What to send: the one message alone, or the bundle of all of them.
+  std::span<const std::byte> finish();
+  void clear();
+
+  static constexpr std::size_t kMaxMessages = 256;
+
+ private:
+  Encoder bundle_;
+  std::size_t count_ = 0;
+  std::size_t first_at_ = 0, first_size_ = 0;   // the first message, within the bundle
+  std::size_t size_ = sizeof(Header);
 };
 
 }  // namespace calypso::sched

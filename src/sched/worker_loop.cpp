@@ -155,6 +155,7 @@ void WorkerLoop::join(const std::string& identity) {
     auto w = fixed_part<Welcome>(*m, why);
     if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
     id_ = w->worker;
+    outbox_.emplace(id_);
     fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
     // Read-ahead fetches stay within 512 KiB (a page_data reply must fit a message).
     fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_,
@@ -216,6 +217,7 @@ int WorkerLoop::run() {
       idle_seconds = 0;
       continue;
     }
+    flush_outbox();   // held results go out before this worker waits for anything
     // Nothing to run. An assignment waiting for a predecessor that does not come (the
     // manager lost it while it suspected us) is taken after a while, with the whole
     // cache dropped, since the notices that came with the lost one are gone.
@@ -255,6 +257,15 @@ void WorkerLoop::take_message(std::vector<std::byte> raw, const char* when) {
     return;
   }
   if (m->type() == MsgType::shutdown) on_shutdown(*m);
+  if (m->type() == MsgType::bundle) {
+    auto inner = parse_bundle(*m, why);
+    if (!inner) {
+      LOG_WARN("dropped a malformed message: %s", why.c_str());
+      return;
+    }
+    for (std::span<const std::byte> one : *inner) take_message({one.begin(), one.end()}, when);
+    return;
+  }
   if (m->type() != MsgType::assign) {
     LOG_WARN("protocol violation: %s %s (ignored)", to_string(m->type()), when);
     return;
@@ -334,7 +345,8 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   t = std::chrono::steady_clock::now();
   const double cpu = thread_cpu_seconds();
   routine->call(routine->fn, seg, args.data());
-  times_.segment += seconds_since(t);
+  const double ran = seconds_since(t);
+  times_.segment += ran;
   times_.segment_cpu += thread_cpu_seconds() - cpu;
   LOG_DEBUG("segment %u computed", a.fixed.index);
   t = std::chrono::steady_clock::now();
@@ -344,8 +356,7 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   wrote_[key] = cache_->written();
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
-  send_reads(a.fixed.step);   // before the result, which may end the step
-  send_result(a, result_);
+  ship(a, result_, config_.bundle && ran < std::chrono::duration<double>(kShortSegment).count());
   // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
   // grows a fresh buffer to the size this one needed.
   const std::size_t size = result_.size();
@@ -389,13 +400,57 @@ void WorkerLoop::apply_notices(const AssignView& a) {
   }
 }
 
-void WorkerLoop::send_reads(StepId step) {
+// The read set goes first: the result may end the step. A short segment's result that
+// fits one message waits in the outbox while the next assignment is already here, up
+// to kHoldResults results, kHoldBytes or kHoldFor since the first, and they all go in
+// one send (see flush_outbox); the manager answers them with one bundle of assignments.
+// Others go at once, the held ones before them.
+void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, bool short_run) {
   std::vector<dsm::PageNumber> pages = cache_->take_reads();
-  if (pages.empty()) return;
-  Encoder e(MsgType::read_set, id_, ReadSet{step, static_cast<std::uint32_t>(pages.size()), 0});
-  e.append(pages.data(), pages.size() * sizeof(dsm::PageNumber));
-  std::span<const std::byte> parts[] = {e.bytes()};
-  to_manager(parts, "a read set");
+  if (!pages.empty()) {
+    Encoder e(MsgType::read_set, id_, ReadSet{a.fixed.step, static_cast<std::uint32_t>(pages.size()), 0});
+    e.append(pages.data(), pages.size() * sizeof(dsm::PageNumber));
+    outbox_->add(e.bytes());
+  }
+  if (!short_run || body.size() > kHoldBytes) {
+    flush_outbox();
+    return send_result(a, body);
+  }
+  ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), 0, pages_read_, 0};
+  Encoder e(MsgType::result_chunk, id_, c);
+  e.append(body);
+  if (held_.empty()) held_since_ = std::chrono::steady_clock::now();
+  outbox_->add(e.bytes());
+  held_.push_back(segment_index_);
+  if (held_.size() < kHoldResults && outbox_->bytes() < kHoldBytes &&
+      std::chrono::steady_clock::now() - held_since_ < kHoldFor && next_assignment_here()) {
+    maybe_inject(InjectPoint::held_result, segment_index_);
+    return;
+  }
+  flush_outbox();
+}
+
+void WorkerLoop::flush_outbox() {
+  if (outbox_->messages() == 0) return;
+  std::span<const std::byte> parts[] = {outbox_->finish()};
+  to_manager(parts, held_.empty() ? "a read set" : "results");
+  outbox_->clear();
+  for (std::uint32_t index : held_) maybe_inject(InjectPoint::after_result, index);
+  held_.clear();
+}
+
+// Takes in what has arrived, without waiting: is the next assignment here?
+bool WorkerLoop::next_assignment_here() {
+  ep_.poll([this](const net::Event& e) {
+    if (e.kind == net::Event::Kind::message) inbox_.emplace_back(e.data.begin(), e.data.end());
+    else LOG_WARN("send to the manager failed (error %d)", e.error);
+  });
+  while (!inbox_.empty()) {
+    std::vector<std::byte> m = std::move(inbox_.front());
+    inbox_.pop_front();
+    take_message(std::move(m), "while busy");
+  }
+  return assigns_.ready();
 }
 
 void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body) {
