@@ -45,8 +45,12 @@ TEST(AssignQueue, AnEarlyArrivalWaitsForItsPredecessor) {
   EXPECT_FALSE(q.next()) << "2 must not overtake 1";
   EXPECT_FALSE(q.stalled(50ms, t0 + 10ms));
   EXPECT_TRUE(q.stalled(50ms, t0 + 60ms));
+  EXPECT_EQ(q.ready_count(), 0u);
   ASSERT_TRUE(q.add(1, message(1), t0 + 60ms));
   EXPECT_TRUE(q.ready());
+  EXPECT_EQ(q.ready_count(), 2u);
+  ASSERT_TRUE(q.add(4, message(4), t0 + 60ms));
+  EXPECT_EQ(q.ready_count(), 2u) << "3 is missing: 4 cannot be taken yet";
   EXPECT_FALSE(q.stalled(50ms, t0 + 60ms)) << "the next one is here: nothing is missing";
   EXPECT_EQ(tag_of(q.next()), 1);
   EXPECT_EQ(tag_of(q.next()), 2);

@@ -19,6 +19,12 @@ std::optional<AssignQueue::Bytes> AssignQueue::next() {
   return m;
 }
 
+std::size_t AssignQueue::ready_count() const noexcept {
+  std::size_t n = 0;
+  for (auto it = waiting_.begin(); it != waiting_.end() && it->first == next_ + n; ++it) ++n;
+  return n;
+}
+
 bool AssignQueue::stalled(Clock::duration patience, Clock::time_point now) const {
   if (waiting_.empty() || waiting_.begin()->first == next_) return false;
   const auto oldest = std::min_element(waiting_.begin(), waiting_.end(), [](const auto& a, const auto& b) {

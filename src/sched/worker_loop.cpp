@@ -401,10 +401,13 @@ void WorkerLoop::apply_notices(const AssignView& a) {
 }
 
 // The read set goes first: the result may end the step. A short segment's result that
-// fits one message waits in the outbox while the next assignment is already here, up
-// to kHoldResults results, kHoldBytes or kHoldFor since the first, and they all go in
-// one send (see flush_outbox); the manager answers them with one bundle of assignments.
-// Others go at once, the held ones before them.
+// fits one message waits in the outbox while at least two assignments wait here, up to
+// kHoldResults results, kHoldBytes or kHoldFor since the first, and they all go in one
+// send (see flush_outbox); the manager answers them with one bundle of assignments.
+// Others go at once, the held ones before them. Two, not one: the results go while one
+// segment is still left to run, which covers the round trip to the manager's answer
+// (with CALYPSO_PIPELINE=2 and nothing more queued, holding would idle the worker
+// every second segment).
 void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, bool short_run) {
   std::vector<dsm::PageNumber> pages = cache_->take_reads();
   if (!pages.empty()) {
@@ -423,7 +426,7 @@ void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, b
   outbox_->add(e.bytes());
   held_.push_back(segment_index_);
   if (held_.size() < kHoldResults && outbox_->bytes() < kHoldBytes &&
-      std::chrono::steady_clock::now() - held_since_ < kHoldFor && next_assignment_here()) {
+      std::chrono::steady_clock::now() - held_since_ < kHoldFor && assignments_here() >= 2) {
     maybe_inject(InjectPoint::held_result, segment_index_);
     return;
   }
@@ -439,8 +442,8 @@ void WorkerLoop::flush_outbox() {
   held_.clear();
 }
 
-// Takes in what has arrived, without waiting: is the next assignment here?
-bool WorkerLoop::next_assignment_here() {
+// Takes in what has arrived, without waiting: how many assignments wait in order?
+std::size_t WorkerLoop::assignments_here() {
   ep_.poll([this](const net::Event& e) {
     if (e.kind == net::Event::Kind::message) inbox_.emplace_back(e.data.begin(), e.data.end());
     else LOG_WARN("send to the manager failed (error %d)", e.error);
@@ -450,7 +453,7 @@ bool WorkerLoop::next_assignment_here() {
     inbox_.pop_front();
     take_message(std::move(m), "while busy");
   }
-  return assigns_.ready();
+  return assigns_.ready_count();
 }
 
 void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body) {

@@ -50,7 +50,7 @@ class WorkerLoop final : public dsm::PageSource {
   void ship(const AssignView& a, const std::vector<std::byte>& body, bool short_run);
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void flush_outbox();
-  bool next_assignment_here();
+  std::size_t assignments_here();
   // Holding results (ship): a segment that ran less than kShortSegment costs less than
   // the messages around it (~20-40 us per segment on tcp, mostly the manager's).
   static constexpr std::chrono::microseconds kShortSegment{250};
