@@ -59,6 +59,12 @@ void ManagerImpl::run_step(std::vector<Task> tasks) {
     if (RoutineRegistry::instance().get(*id)->args_size != t.args().size()) {
       throw Error("calypso: routine '" + RoutineRegistry::instance().name(*id) + "' called with arguments of the wrong size");
     }
+    if (t.args().size() > loop_.max_args_bytes()) {
+      throw Error("calypso: routine '" + RoutineRegistry::instance().name(*id) + "' called with " +
+                  std::to_string(t.args().size()) + " bytes of arguments; at most " +
+                  std::to_string(loop_.max_args_bytes()) +
+                  " travel with an assignment (put larger data in shared memory and pass a pointer)");
+    }
     spec.routines.push_back({*id, t.count(), t.args()});
   }
   spec.sequential_writes = home_.take_written();

@@ -630,7 +630,23 @@ TEST(PageCache, PagesWithAZeroSnapshotNeedNoTwin) {
   cache.replay(own, segments, bodies);
   cache.settle_kept();
   EXPECT_EQ(std::memcmp(r.user_page(41), source.home_page(41), kPage), 0);
+  // Page 50, cleared as known-zero, gets a pushed copy with data: diffed against that.
+  EXPECT_EQ(load(r.user_page(50)), std::byte{0});
+  std::vector<std::byte> pushed(kPage, std::byte{0x21});
+  const PageNumber push[] = {50};
+  cache.accept_pushed(push, pushed);
+  std::memcpy(source.home_page(50), pushed.data(), kPage);
   const std::uint64_t zero_twins = cache.stats().zero_twins;
+  store(r.user_page(50) + 3, std::byte{0x77});
+  EXPECT_EQ(cache.stats().zero_twins, zero_twins) << "a pushed page was diffed against zeros";
+  std::vector<std::byte> body_pushed;
+  EXPECT_EQ(cache.finish_segment(body_pushed, 2), 1u);
+  std::vector<std::byte> with_push = source.home;
+  EXPECT_EQ(apply_body(body_pushed, with_push), (std::vector<PageNumber>{50}));
+  for (std::size_t i = 50 * kPage; i < 51 * kPage; ++i) {
+    ASSERT_EQ(with_push[i], i == 50 * kPage + 3 ? std::byte{0x77} : std::byte{0x21}) << "byte " << i;
+  }
+  cache.settle_kept();
   store(r.user_page(41) + 9, std::byte{0x99});
   EXPECT_EQ(cache.stats().zero_twins, zero_twins) << "a replayed page was diffed against zeros";
   std::vector<std::byte> body2;

@@ -226,9 +226,10 @@ TEST(Memory, EveryOtherPageOf512MiBInOneSegmentStaysUnderMaxMapCount) {
   EXPECT_TRUE(contains(r.output, "probe sparse: ok (65536 pages written)")) << r.output;
 }
 
-// Segments far shorter than a message: a worker holds their results while its next
-// assignment is already there and ships several in one message; the manager answers with
-// one message of assignments. Every segment still counts once, and the answer is exact.
+// Segments far shorter than a message: a worker holds their results while more
+// assignments are already there and ships several in one message; the manager answers
+// with one message of assignments. Every segment still counts once, and the answer is
+// exact. ("results bundled" counts results that came with other results.)
 std::optional<unsigned long> bundled_results(const std::string& output) {
   const auto at = output.find(" results bundled)");
   if (at == std::string::npos) return std::nullopt;
@@ -243,7 +244,25 @@ TEST_P(Providers, TinySegmentsShareMessagesAndStayExact) {
   auto bundled = bundled_results(r.output);
   ASSERT_TRUE(bundled.has_value()) << r.output;
   EXPECT_GT(*bundled, 0u) << "no result came bundled:\n" << r.output;
-  EXPECT_LE(*bundled, 2u * 3000u) << r.output;
+  EXPECT_LE(*bundled, 2u * 3000u) << "only steps 2 and 3 can bundle:\n" << r.output;
+}
+
+// The same with pages fetched by message (as on verbs): bundles of assignments that
+// come while a segment waits for its pages are kept, none is lost or skipped.
+TEST_P(Providers, TinySegmentsWithPagesInMessagesLoseNoAssignment) {
+  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}), {{"CALYPSO_RMA_FETCH", "off"}}, 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe tiny: ok (3000 segments, ")) << r.output;
+  EXPECT_FALSE(contains(r.output, "protocol violation")) << r.output;
+  EXPECT_FALSE(contains(r.output, "missing for")) << r.output;
+  EXPECT_FALSE(contains(r.output, "dropped")) << r.output;
+}
+
+// Assignments of 600 KB each: never two in one message of more than 1 MiB.
+TEST_P(Providers, LargeAssignmentsAreNeverBundledPastTheMessageSize) {
+  auto r = run(job(2, GetParam(), {kProbe, "bigargs"}), {}, 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe bigargs: ok")) << r.output;
 }
 
 // A worker that dies holding results it has not sent: those segments run again
@@ -337,6 +356,20 @@ TEST(Failures, WorkerKilledFromOutsideMidStep) {
   EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
   std::remove(pids.c_str());
   rmdir(dir.c_str());
+}
+
+// The same among bunched short segments, after steps in which it ran short: a worker
+// that dies may have held results of segments before it, yet the segment is named, and
+// the step fails long before the no-worker timeout.
+TEST(Failures, BunchedSegmentThatKillsEveryWorkerIsStillNamed) {
+  auto r = run(job(3, "tcp", {kProbe, "crash-bunched"}),
+               {{"CALYPSO_SUSPECT_MS", "500"}, {"CALYPSO_MAX_ATTEMPTS", "3"},
+                {"CALYPSO_NO_WORKER_TIMEOUT_MS", "120000"}},
+               90s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe crash-bunched: warmed up")) << r.output;
+  EXPECT_TRUE(contains(r.output, "segment 200 of routine 'crash_bunched' failed")) << r.output;
 }
 
 TEST(Failures, SegmentThatKillsEveryWorkerFailsTheRunAfterBoundedAttempts) {

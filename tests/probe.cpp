@@ -12,8 +12,13 @@
 //   probe shared              routines read and write declared Shared<T> variables
 //   probe conflict            two segments write different values to one byte
 //   probe big                 4 segments each write 1.5 MiB (results of several chunks)
-//   probe tiny N              two steps of N segments of a few nanoseconds: segment i
-//                             writes a[i], then b[i] = a[i] + a[i+1] (results bundled)
+//   probe tiny N              steps of N segments of a few nanoseconds: three where
+//                             segment i writes a[i], then b[i] = a[i] + a[i+1] (results
+//                             come bundled from the second step on)
+//   probe crash-bunched       steps of 256 short segments (bunched), then one where
+//                             segment 200 SIGKILLs every worker that runs it
+//   probe bigargs             8 short segments whose arguments are 600 KB each; then
+//                             arguments too large for a message must be refused
 //   probe long MS             one segment that runs for MS ms (sleeping in small steps)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
@@ -26,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -69,6 +75,12 @@ void kill_once(const calypso::Segment& seg, const KillOnce& x) {
 struct Crash { long* out; };
 void crash_always(const calypso::Segment& seg, const Crash& x) {
   if (seg.index == 2) kill(getpid(), SIGKILL);
+  x.out[seg.index] = seg.index;
+}
+
+struct CrashAt { long* out; std::uint32_t crash_at; };
+void crash_bunched(const calypso::Segment& seg, const CrashAt& x) {
+  if (seg.index == x.crash_at) kill(getpid(), SIGKILL);
   x.out[seg.index] = seg.index;
 }
 
@@ -120,6 +132,7 @@ CALYPSO_ROUTINE(sum_and_write);
 CALYPSO_ROUTINE(touch_every_other_page);
 CALYPSO_ROUTINE(kill_once);
 CALYPSO_ROUTINE(crash_always);
+CALYPSO_ROUTINE(crash_bunched);
 CALYPSO_ROUTINE(record_pid);
 CALYPSO_ROUTINE(deref_null);
 CALYPSO_ROUTINE(squares);
@@ -213,8 +226,8 @@ int pids(calypso::Manager& m, int steps, int ms) {
   return 0;
 }
 
-struct Tiny { long* a; long* b; std::uint32_t n; };
-void tiny_write(const calypso::Segment& seg, const Tiny& x) { x.a[seg.index] = 3L * seg.index + 1; }
+struct Tiny { long* a; long* b; std::uint32_t n; long step; };
+void tiny_write(const calypso::Segment& seg, const Tiny& x) { x.a[seg.index] = 3L * seg.index + 1 + x.step; }
 void tiny_sum(const calypso::Segment& seg, const Tiny& x) {
   x.b[seg.index] = x.a[seg.index] + x.a[(seg.index + 1) % x.n];
 }
@@ -228,14 +241,61 @@ int tiny(calypso::Manager& m, std::uint32_t n) {
   long* b = m.alloc<long>(n);
   std::printf("probe tiny: started with %zu workers\n", m.wait_for_workers());
   std::fflush(stdout);
-  m.parallel(tiny_write, n, Tiny{a, b, n});
-  m.parallel(tiny_sum, n, Tiny{a, b, n});
+  // A worker holds results only across segments it ran short before: from step 2 on.
+  for (long s = 0; s < 3; ++s) {
+    m.parallel(tiny_write, n, Tiny{a, b, n, s});
+    for (std::uint32_t i = 0; i < n; ++i) {
+      if (a[i] != 3L * i + 1 + s) return fail("a tiny segment's write is missing");
+    }
+  }
+  m.parallel(tiny_sum, n, Tiny{a, b, n, 0});
   for (std::uint32_t i = 0; i < n; ++i) {
-    if (a[i] != 3L * i + 1) return fail("a tiny segment's write is missing");
     if (b[i] != a[i] + a[(i + 1) % n]) return fail("a tiny segment read something other than the snapshot");
   }
   std::printf("probe tiny: ok (%u segments, %llu results bundled)\n", n,
               static_cast<unsigned long long>(m.stats().bundled_results));
+  return 0;
+}
+
+// Arguments of 600 KB: two assignments do not fit one message (1 MiB), so two must
+// never go out in one bundle.
+struct BigArgs {
+  long* out;
+  unsigned char blob[600000];
+};
+void sum_blob(const calypso::Segment& seg, const BigArgs& x) {
+  long sum = 0;
+  for (unsigned char c : x.blob) sum += c;
+  x.out[seg.index * 512] = sum + seg.index;
+}
+CALYPSO_ROUTINE(sum_blob);
+struct HugeArgs {
+  unsigned char blob[1100000];
+};
+void never_runs(const calypso::Segment&, const HugeArgs&) { std::abort(); }
+CALYPSO_ROUTINE(never_runs);
+
+int bigargs(calypso::Manager& m) {
+  auto args = std::make_unique<BigArgs>();
+  long want = 0;
+  for (std::size_t i = 0; i < sizeof args->blob; ++i) {
+    args->blob[i] = static_cast<unsigned char>(i * 7);
+    want += args->blob[i];
+  }
+  args->out = m.alloc<long>(8 * 512);
+  m.parallel(sum_blob, 8, *args);
+  for (int i = 0; i < 8; ++i) {
+    if (args->out[i * 512] != want + i) return fail("a segment with large arguments");
+  }
+  auto huge = std::make_unique<HugeArgs>();
+  try {
+    m.parallel(never_runs, 2, *huge);
+    return fail("1.1 MB of arguments were accepted");
+  } catch (const calypso::Error& e) {
+    if (std::string(e.what()).find("bytes of arguments; at most") == std::string::npos) return fail(e.what());
+  }
+  m.parallel(sum_blob, 8, *args);   // the job goes on
+  std::printf("probe bigargs: ok\n");
   return 0;
 }
 
@@ -279,6 +339,16 @@ int main(int argc, char** argv) {
     if (mode == "snapshot") return snapshot(m, argc > 2 ? std::atoi(argv[2]) : 5);
     if (mode == "sparse") return sparse(m, argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 512);
     if (mode == "kill-once" && argc > 2) return kill_once_mode(m, argv[2]);
+    if (mode == "crash-bunched") {
+      long* out = m.alloc<long>(256);
+      m.wait_for_workers();
+      for (int s = 0; s < 3; ++s) m.parallel(crash_bunched, 256, CrashAt{out, 256});
+      std::printf("probe crash-bunched: warmed up (%llu results bundled)\n",
+                  static_cast<unsigned long long>(m.stats().bundled_results));
+      std::fflush(stdout);
+      m.parallel(crash_bunched, 256, CrashAt{out, 200});
+      return 0;
+    }
     if (mode == "crash-always") {
       m.parallel(crash_always, 4, Crash{m.alloc<long>(4)});
       return 0;
@@ -318,6 +388,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (mode == "multi") return multi(m);
+    if (mode == "bigargs") return bigargs(m);
     if (mode == "tiny") return tiny(m, argc > 2 ? static_cast<std::uint32_t>(std::atoi(argv[2])) : 4000);
     if (mode == "shared") return shared(m);
     if (mode == "conflict") {

@@ -6,7 +6,8 @@
 // Points: before-fetch (a segment's first page request, before it is sent),
 //         mid-fetch (its second page request: some pages are in, others not),
 //         mid-result (after the first chunk of a result of two or more chunks),
-//         after-result (the whole result sent, before the next assignment),
+//         after-result (the whole result sent: before the next assignment, or for a
+//         held result, once the bundle holding it is sent),
 //         held-result (a short segment's result held to go with the next ones').
 // Compiled into every build; when CALYPSO_INJECT is unset a check is one load and branch.
 #pragma once

@@ -182,10 +182,10 @@ void ManagerLoop::on_message(const Message& m) {
   if (w.state == WorkerState::suspected) {
     LOG_WARN("worker %u (%s pid %u) is back after being suspected", id, w.host.c_str(), w.pid);
     w.state = WorkerState::alive;
-    if (w.counted_failure && step_ && w.counted_failure->first == step_->id) {
-      step_->sched.forgive(w.counted_failure->second);
+    for (auto [step, segment] : w.counted_failures) {
+      if (step_ && step == step_->id) step_->sched.forgive(segment);
     }
-    w.counted_failure.reset();
+    w.counted_failures.clear();
     dispatch();
   }
   switch (m.type()) {
@@ -441,9 +441,11 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
   }
   if (step_->sched.all_done()) return finish_step();   // the last result has no time to gain
   dispatch();
-  // After the dispatch, so that no worker waits while the kernel maps pages. A failed
-  // assignment may have ended the step there.
-  if (step_) collation_.prefault(step_->results[key.segment]);
+  // After the dispatch, so that no worker waits while the kernel maps pages (in a
+  // bundle, after its one dispatch). A failed assignment may have ended the step there.
+  if (!step_) return;
+  if (in_bundle_) prefault_due_.push_back({step_->id, key.segment});
+  else collation_.prefault(step_->results[key.segment]);
 }
 
 void ManagerLoop::on_tick() {
@@ -513,12 +515,19 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   if (w.state == WorkerState::gone) release(w);
   if (step_) step_->sched.disown(id);
   // Only the segment it was running counts as a failed run; the ones queued behind it
-  // never started, and one whose result was arriving is re-run without blame.
+  // never started, and one whose result was arriving is re-run without blame. That is
+  // the first one without a result, except from a worker that bunches results: then the
+  // first ones may be results it held (worker_loop.cpp, ship), and the one it ran is
+  // any of them, so each counts. (A segment that kills every worker is then still
+  // named after CALYPSO_MAX_ATTEMPTS deaths; one merely queued behind it in the dying
+  // workers is counted too, but is run and done long before a third death.)
+  const bool bunched = w.holds_results;
+  w.counted_failures.clear();
   bool first_running = true;
   for (std::size_t i = 0; step_ && i < held.size(); ++i) {
     const std::uint32_t seg = held[i].segment;
-    const bool failed = counts_as_failure && !held[i].arriving && std::exchange(first_running, false);
-    if (failed) w.counted_failure = std::pair{step_->id, seg};
+    const bool failed = counts_as_failure && !held[i].arriving && (std::exchange(first_running, false) || bunched);
+    if (failed) w.counted_failures.emplace_back(step_->id, seg);
     if (step_->sched.abandon(seg, id, failed) && !step_->doomed) step_->doomed = std::pair{seg, Clock::now()};
   }
   dispatch();
@@ -546,8 +555,7 @@ void ManagerLoop::on_bundle(const Message& m, WorkerId id) {
   std::string why;
   auto inner = parse_bundle(m, why);
   if (!inner) return violation(id, why);
-  if (in_bundle_) return violation(id, "nested bundle");   // parse_bundle refuses them
-  in_bundle_ = true;
+  in_bundle_ = true;   // (parse_bundle refuses nested bundles)
   std::uint64_t results = 0;
   for (std::span<const std::byte> bytes : *inner) {
     auto one = decode(bytes, why);
@@ -555,12 +563,17 @@ void ManagerLoop::on_bundle(const Message& m, WorkerId id) {
     results += one->type() == MsgType::result_chunk;
     on_message(*one);
   }
-  {
+  if (results > 1) {   // not a result with its own read set
+    if (auto it = workers_.find(id); it != workers_.end()) it->second.holds_results = true;
     std::lock_guard lock(mutex_);
     stats_.bundled_results += results;
   }
   in_bundle_ = false;
   if (std::exchange(dispatch_due_, false)) dispatch();
+  for (auto [step, segment] : prefault_due_) {
+    if (step_ && step_->id == step) collation_.prefault(step_->results[segment]);
+  }
+  prefault_due_.clear();
 }
 
 bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) { return send(id, w, e.bytes()); }

@@ -63,6 +63,10 @@ class ManagerLoop {
   void shutdown(int code);
   Stats stats() const;
   std::size_t live_workers() const;
+  // Largest argument block of a routine: an assignment is one message, and leaves at
+  // least kNoticeRoom for its write notices.
+  std::size_t max_args_bytes() const { return ep_.max_message() - kNoticeRoom; }
+  static constexpr std::size_t kNoticeRoom = 64 * 1024;
   // Program thread: waits until n workers are alive or the timeout passes.
   std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
 
@@ -113,9 +117,10 @@ class ManagerLoop {
       return it == running.end() ? nullptr : &*it;
     }
     std::uint64_t next_seq = 1;             // of its next assignment
-    // The segment whose run was counted as a failure when this worker was suspected
+    // The segments whose runs were counted as failures when this worker was suspected
     // (step, segment): forgiven if the worker comes back.
-    std::optional<std::pair<StepId, std::uint32_t>> counted_failure;
+    std::vector<std::pair<StepId, std::uint32_t>> counted_failures;
+    bool holds_results = false;             // it has sent several results in one bundle
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::map<ResultKey, Assembly> assemblies;
     // Pages it reported reading (read_set), and in which step: a noticed page read in
@@ -179,7 +184,6 @@ class ManagerLoop {
   // are short (see kShortSegment), about kQueuedWork of them, so that a worker that
   // ships several results in one bundle finds as many new segments waiting.
   std::size_t pipeline_depth() const;
-  static constexpr std::chrono::microseconds kShortSegment{250};
   static constexpr std::chrono::microseconds kQueuedWork{2000};
   static constexpr std::size_t kMaxPipeline = 32;
   // The assignment, for dispatch() to send (bundled with the others for w).
@@ -187,7 +191,7 @@ class ManagerLoop {
   // Sends the batch, several as one bundle; false if sending failed (w lost).
   bool flush(WorkerId id, Worker& w, std::vector<Encoder>& batch);
   static constexpr std::size_t kBundleBytes = 64 * 1024;
-  Notices notices_for(WorkerId id, const Worker& w) const;
+  Notices notices_for(WorkerId id, const Worker& w, std::size_t args_bytes) const;
   // Moves noticed pages that w read lately from n.invalidate to n.pushed, as many as
   // fit in room bytes (page number and data each) and CALYPSO_PUSH_PAGES.
   void choose_pushes(const Worker& w, Notices& n, std::size_t room) const;
@@ -245,6 +249,7 @@ class ManagerLoop {
   // the assignments answering several results go out as one bundle too.
   bool in_bundle_ = false;
   bool dispatch_due_ = false;
+  std::vector<std::pair<StepId, std::uint32_t>> prefault_due_;   // kept results to map
   ResultBuffers result_buffers_;      // the last step's result buffers, for the next one's
 
   mutable std::mutex mutex_;          // guards everything below

@@ -136,20 +136,28 @@ void ManagerLoop::dispatch() {
   for (auto& [id, w] : workers_) {
     if (w.state != WorkerState::alive || (!w.parked && w.running.empty())) continue;
     std::vector<Encoder> batch;
-    std::size_t bytes = 0;
+    std::size_t bytes = sizeof(Header);   // of the bundle the batch would make
+    // Adds one; a batch that it would take past the largest message goes first.
+    auto add = [&](Encoder e) {
+      const std::size_t framed = 8 + (e.bytes().size() + 7) / 8 * 8;
+      bool ok = true;
+      if (!batch.empty() && bytes + framed > ep_.max_message()) {
+        ok = flush(id, w, batch);
+        bytes = sizeof(Header);
+      }
+      batch.push_back(std::move(e));
+      bytes += framed;
+      return ok;
+    };
     if (w.parked) {
       auto pick = step_->sched.next_for(id);
       if (!pick) continue;
-      bytes += batch.emplace_back(assign(id, w, *pick)).bytes().size();
+      add(assign(id, w, *pick));
     }
-    while (w.holding() > 0 && w.holding() < depth) {
+    while (w.state == WorkerState::alive && w.holding() > 0 && w.holding() < depth && bytes < kBundleBytes) {
       auto pick = step_->sched.next_ahead_for(id);
       if (!pick) break;
-      bytes += batch.emplace_back(assign(id, w, *pick)).bytes().size();
-      if (bytes >= kBundleBytes) {
-        if (!flush(id, w, batch)) break;
-        bytes = 0;
-      }
+      if (!add(assign(id, w, *pick))) break;
     }
     flush(id, w, batch);
     if (!step_) return;   // a failed send lost the worker and ended the step
@@ -166,12 +174,15 @@ std::size_t ManagerLoop::pipeline_depth() const {
   return std::clamp<std::size_t>(fit, config_.pipeline, std::max<std::size_t>(config_.pipeline, kMaxPipeline));
 }
 
-// One assignment goes as it is (Jacobi's carry pushed pages: no copy into a bundle).
+// One assignment goes as it is (Jacobi's carry pushed pages: no copy into a bundle);
+// with CALYPSO_BUNDLE=0 each goes alone.
 bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Encoder>& batch) {
   if (batch.empty()) return true;
   bool ok = w.state == WorkerState::alive;
-  if (ok && batch.size() == 1) {
-    ok = send(id, w, batch.front());
+  if (ok && (batch.size() == 1 || !config_.bundle)) {
+    for (Encoder& e : batch) {
+      if (!(ok = send(id, w, e))) break;
+    }
   } else if (ok) {
     Bundler b(id);
     for (Encoder& e : batch) b.add(e.bytes());
@@ -201,7 +212,7 @@ void ManagerLoop::arm_late_timer() {
 
 Encoder ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
-  Notices n = notices_for(id, w);
+  Notices n = notices_for(id, w, routine.args.size());
   const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
   const std::size_t used = sizeof(Assign) + routine.args.size() + words * sizeof(std::uint32_t);
   if (!n.invalidate_all && sizeof(Header) + used < ep_.max_message()) {
@@ -239,13 +250,14 @@ Encoder ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
 // one parallel step behind, the pages only its own kept results wrote are not dropped:
 // it replays its own diffs onto them (it still has them), which is what lets a worker
 // that gets the same segments step after step fetch only the pages others wrote.
-ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w) const {
+ManagerLoop::Notices ManagerLoop::notices_for(WorkerId id, const Worker& w, std::size_t args_bytes) const {
   Notices n;
   if (w.synced_version < log_base_) {
     n.invalidate_all = true;
     return n;
   }
-  const std::size_t cap = (ep_.max_message() - 4096) / sizeof(std::uint32_t);
+  // The notices, the arguments and the fixed part fit one message (more: drop everything).
+  const std::size_t cap = (ep_.max_message() - 4096 - args_bytes) / sizeof(std::uint32_t);
   const std::size_t first = w.synced_version - log_base_;
   for (std::size_t v = first; v < log_.size() && n.invalidate.size() <= cap; ++v) {
     const Version& e = log_[v];

@@ -1,6 +1,8 @@
 // The single decoder and the encoder of the manager-worker protocol.
 #include "sched/protocol.hpp"
 
+#include <cassert>
+
 namespace calypso::sched {
 
 const char* to_string(MsgType t) noexcept {
@@ -118,8 +120,12 @@ std::optional<std::vector<std::span<const std::byte>>> parse_bundle(const Messag
     }
     std::memcpy(frame, rest.data(), sizeof frame);
     const std::size_t padded = (std::size_t{frame[0]} + 7) / 8 * 8;
-    if (frame[1] != 0 || padded > rest.size() - sizeof frame) {
-      why = "bundle: entry length past the end, or reserved bits set";
+    if (frame[1] != 0) {
+      why = "bundle: reserved bits set";
+      return std::nullopt;
+    }
+    if (padded > rest.size() - sizeof frame) {
+      why = "bundle: entry length past the end";
       return std::nullopt;
     }
     const auto inner = rest.subspan(sizeof frame, frame[0]);
@@ -158,6 +164,7 @@ std::optional<std::vector<std::span<const std::byte>>> parse_bundle(const Messag
 }
 
 void Bundler::add(std::span<const std::byte> message) {
+  assert(message.size() <= UINT32_MAX);   // messages are at most max_message (1 MiB)
   const std::uint32_t frame[2] = {static_cast<std::uint32_t>(message.size()), 0};
   const std::size_t padded = (message.size() + 7) / 8 * 8;
   bundle_.append(frame, sizeof frame);

@@ -6,6 +6,7 @@
 // docs/PROTOCOL.md describes the conversation (which message is legal in which state).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -220,6 +221,10 @@ class Encoder {
   WorkerId worker_;
   std::vector<std::byte> buf_ = std::vector<std::byte>(sizeof(Header));
 };
+
+// A segment that runs shorter than this costs less than the messages around it (~20-40
+// us per segment on tcp here, mostly the manager's CPU): such segments are bunched.
+inline constexpr std::chrono::microseconds kShortSegment{250};
 
 // Several messages for one peer, sent as one: short segments' results go to the manager
 // together, and the manager's assignments for them come back together, one send and one

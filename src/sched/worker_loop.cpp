@@ -185,16 +185,37 @@ void WorkerLoop::join(const std::string& identity) {
   throw Error("calypso: no answer from the manager at " + manager_address_ + " within 30 s");
 }
 
+void WorkerLoop::take_in(const net::Event& e) {
+  if (e.kind == net::Event::Kind::message) inbox_.emplace_back(e.data.begin(), e.data.end());
+  else LOG_WARN("send to the manager failed (error %d)", e.error);
+}
+
+bool WorkerLoop::known_short(const AssignView& a) const {
+  auto it = short_runs_.find({a.fixed.routine, a.fixed.count});
+  return it != short_runs_.end() && a.fixed.index < it->second.size() && it->second[a.fixed.index];
+}
+
+void WorkerLoop::note_run(const AssignView& a, bool short_run) {
+  auto [it, fresh] = short_runs_.try_emplace({a.fixed.routine, a.fixed.count});
+  if (fresh) {
+    if (short_run_bits_ + a.fixed.count > kMaxShortRunBits) {   // forget, rather than grow
+      short_runs_.clear();
+      short_run_bits_ = 0;
+      it = short_runs_.try_emplace({a.fixed.routine, a.fixed.count}).first;
+    }
+    it->second.resize(a.fixed.count);
+    short_run_bits_ += a.fixed.count;
+  }
+  it->second[a.fixed.index] = short_run;
+}
+
 std::vector<std::byte> WorkerLoop::receive(std::chrono::milliseconds timeout) {
   auto take = [this] {
     std::vector<std::byte> m = std::move(inbox_.front());
     inbox_.pop_front();
     return m;
   };
-  auto collect = [this](const net::Event& e) {
-    if (e.kind == net::Event::Kind::message) inbox_.emplace_back(e.data.begin(), e.data.end());
-    else LOG_WARN("send to the manager failed (error %d)", e.error);
-  };
+  auto collect = [this](const net::Event& e) { take_in(e); };
   if (!inbox_.empty()) return take();
   ep_.poll(collect);
   // When a reply is due (a page, the next assignment), look for it for a few
@@ -315,6 +336,13 @@ void WorkerLoop::to_manager(std::span<const std::span<const std::byte>> parts, c
 }
 
 bool WorkerLoop::run_segment(const AssignView& a) {
+  // Held results wait only for segments that ran short here before: one that never did
+  // may take long, or kill this worker, and the manager blames a death on the oldest
+  // segment it has no result for, which must then be the one that was running.
+  if (!held_.empty() &&
+      (!known_short(a) || std::chrono::steady_clock::now() - held_since_ >= kHoldFor)) {
+    flush_outbox();
+  }
   // Notices first, whatever happens to the segment: later assignments build on them.
   auto t = std::chrono::steady_clock::now();
   apply_notices(a);
@@ -356,7 +384,9 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   wrote_[key] = cache_->written();
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
-  ship(a, result_, config_.bundle && ran < std::chrono::duration<double>(kShortSegment).count());
+  const bool short_run = ran < std::chrono::duration<double>(kShortSegment).count();
+  note_run(a, short_run);
+  ship(a, result_, config_.bundle && short_run);
   // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
   // grows a fresh buffer to the size this one needed.
   const std::size_t size = result_.size();
@@ -444,10 +474,7 @@ void WorkerLoop::flush_outbox() {
 
 // Takes in what has arrived, without waiting: how many assignments wait in order?
 std::size_t WorkerLoop::assignments_here() {
-  ep_.poll([this](const net::Event& e) {
-    if (e.kind == net::Event::Kind::message) inbox_.emplace_back(e.data.begin(), e.data.end());
-    else LOG_WARN("send to the manager failed (error %d)", e.error);
-  });
+  ep_.poll([this](const net::Event& e) { take_in(e); });
   while (!inbox_.empty()) {
     std::vector<std::byte> m = std::move(inbox_.front());
     inbox_.pop_front();
@@ -511,7 +538,7 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     auto m = decode(fetch_reply_, why);
     if (!m) continue;
     if (m->type() == MsgType::shutdown) on_shutdown(*m);
-    if (m->type() == MsgType::assign) {   // for after this segment: never drop one
+    if (m->type() == MsgType::assign || m->type() == MsgType::bundle) {   // for after this segment: never drop one
       take_message(std::move(fetch_reply_), "while waiting for pages");
       continue;
     }

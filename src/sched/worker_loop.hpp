@@ -51,9 +51,11 @@ class WorkerLoop final : public dsm::PageSource {
   void send_result(const AssignView& a, const std::vector<std::byte>& body);
   void flush_outbox();
   std::size_t assignments_here();
-  // Holding results (ship): a segment that ran less than kShortSegment costs less than
-  // the messages around it (~20-40 us per segment on tcp, mostly the manager's).
-  static constexpr std::chrono::microseconds kShortSegment{250};
+  void take_in(const net::Event& e);   // a received message into inbox_
+  // Holding results (ship) is for segments shorter than kShortSegment (protocol.hpp),
+  // and only across segments that ran short here before (run_segment).
+  bool known_short(const AssignView& a) const;
+  void note_run(const AssignView& a, bool short_run);
   static constexpr std::size_t kHoldResults = 16;
   static constexpr std::size_t kHoldBytes = 32 * 1024;
   static constexpr std::chrono::milliseconds kHoldFor{1};
@@ -112,6 +114,10 @@ class WorkerLoop final : public dsm::PageSource {
   std::optional<Bundler> outbox_;          // messages to the manager waiting to go together
   std::vector<std::uint32_t> held_;        // Segment::index of the results in it
   std::chrono::steady_clock::time_point held_since_;
+  // By routine and count, a bit per index: its last run here was short.
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<bool>> short_runs_;
+  std::size_t short_run_bits_ = 0;
+  static constexpr std::size_t kMaxShortRunBits = std::size_t{1} << 24;   // 2 MiB
   // This step's results, by segment: if the manager keeps them, the worker replays its
   // own diffs at the next step instead of refetching the pages (see Assign::own_pages).
   std::map<std::uint32_t, std::vector<std::byte>> kept_;
