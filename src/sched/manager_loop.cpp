@@ -168,7 +168,7 @@ void ManagerLoop::on_event(const net::Event& e) {
   on_message(*m);
 }
 
-void ManagerLoop::on_message(const Message& m) {
+void ManagerLoop::on_message(const Message& m, bool inner) {
   LOG_DEBUG("%s from worker %u (%u bytes)", to_string(m.type()), m.header.worker, m.header.body_bytes);
   if (m.type() == MsgType::hello) return on_hello(m);
   auto it = workers_.find(m.header.worker);
@@ -178,8 +178,15 @@ void ManagerLoop::on_message(const Message& m) {
   }
   WorkerId id = it->first;
   Worker& w = it->second;
-  w.last_seen = Clock::now();
-  if (w.state == WorkerState::suspected) {
+  // A bundle's own arrival shows the worker alive (below); its messages were written
+  // before anything that happened while they are taken, so they revive nothing.
+  if (inner) {
+    if (w.state != WorkerState::alive) return;
+  } else {
+    w.last_seen = Clock::now();
+    if (m.type() == MsgType::bundle) in_bundle_ = true;   // a revival's dispatch waits too
+  }
+  if (!inner && w.state == WorkerState::suspected) {
     LOG_WARN("worker %u (%s pid %u) is back after being suspected", id, w.host.c_str(), w.pid);
     w.state = WorkerState::alive;
     for (auto [step, segment] : w.counted_failures) {
@@ -362,6 +369,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
     return violation(id, "result chunk out of bounds");
   }
+  if (c->offset == 0 && (c->flags & kResultShortRun) != 0) w.short_results_step = std::max(w.short_results_step, c->step);
   if (c->offset == 0 && c->pages_read > 0) {
     std::lock_guard lock(mutex_);
     stats_.pages_fetched += c->pages_read;
@@ -516,18 +524,21 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   if (step_) step_->sched.disown(id);
   // Only the segment it was running counts as a failed run; the ones queued behind it
   // never started, and one whose result was arriving is re-run without blame. That is
-  // the first one without a result, except from a worker that bunches results: then the
-  // first ones may be results it held (worker_loop.cpp, ship), and the one it ran is
-  // any of them, so each counts. (A segment that kills every worker is then still
-  // named after CALYPSO_MAX_ATTEMPTS deaths; one merely queued behind it in the dying
-  // workers is counted too, but is run and done long before a third death.)
-  const bool bunched = w.holds_results;
+  // the first one without a result, except from a worker that may hold results back
+  // (it ran short segments in this step or the last, worker_loop.cpp ship): then the
+  // first ones may be results it held, and the one it ran is any of the first
+  // kMaxHeldResults + 1, so each counts. (A segment that kills every worker is then
+  // still named after CALYPSO_MAX_ATTEMPTS deaths; one merely queued behind it is
+  // counted too, but is re-run and done long before a third death.)
+  const std::size_t suspects =
+      step_ && w.short_results_step + 1 >= step_->id ? kMaxHeldResults + 1 : 1;
   w.counted_failures.clear();
-  bool first_running = true;
+  std::size_t counted = 0;
   for (std::size_t i = 0; step_ && i < held.size(); ++i) {
     const std::uint32_t seg = held[i].segment;
-    const bool failed = counts_as_failure && !held[i].arriving && (std::exchange(first_running, false) || bunched);
-    if (failed) w.counted_failures.emplace_back(step_->id, seg);
+    const bool failed = counts_as_failure && !held[i].arriving && counted < suspects;
+    counted += !held[i].arriving;
+    if (failed && !step_->sched.done(seg)) w.counted_failures.emplace_back(step_->id, seg);
     if (step_->sched.abandon(seg, id, failed) && !step_->doomed) step_->doomed = std::pair{seg, Clock::now()};
   }
   dispatch();
@@ -551,20 +562,22 @@ void ManagerLoop::update_live() {
 }
 
 // A bundle is its messages, taken in order (parse_bundle checked all of them first).
+// on_message set in_bundle_: dispatch() waits for the last of them.
 void ManagerLoop::on_bundle(const Message& m, WorkerId id) {
   std::string why;
   auto inner = parse_bundle(m, why);
-  if (!inner) return violation(id, why);
-  in_bundle_ = true;   // (parse_bundle refuses nested bundles)
   std::uint64_t results = 0;
-  for (std::span<const std::byte> bytes : *inner) {
-    auto one = decode(bytes, why);
-    if (!one) continue;   // (parse_bundle decoded each already)
-    results += one->type() == MsgType::result_chunk;
-    on_message(*one);
+  if (!inner) {
+    violation(id, why);
+  } else {
+    for (std::span<const std::byte> bytes : *inner) {
+      auto one = decode(bytes, why);
+      if (!one) continue;   // (parse_bundle decoded each already; it refuses nested bundles)
+      results += one->type() == MsgType::result_chunk;
+      on_message(*one, true);
+    }
   }
   if (results > 1) {   // not a result with its own read set
-    if (auto it = workers_.find(id); it != workers_.end()) it->second.holds_results = true;
     std::lock_guard lock(mutex_);
     stats_.bundled_results += results;
   }
@@ -580,12 +593,13 @@ bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) { return send(id, w, 
 
 bool ManagerLoop::send(WorkerId id, Worker& w, std::span<const std::byte> bytes) {
   std::span<const std::byte> parts[] = {bytes};
-  switch (ep_.send(w.peer, parts, std::chrono::milliseconds(2000))) {
-    case net::SendStatus::ok: return true;
-    case net::SendStatus::again: lose(id, w, "it does not take messages", true); return false;
-    case net::SendStatus::peer_failed: lose(id, w, "its connection failed", true); return false;
-  }
-  return false;
+  const net::SendStatus status = ep_.send(w.peer, parts, std::chrono::milliseconds(2000));
+  if (status != net::SendStatus::ok) lose_after_send(id, w, status);
+  return status == net::SendStatus::ok;
+}
+
+void ManagerLoop::lose_after_send(WorkerId id, Worker& w, net::SendStatus status) {
+  lose(id, w, status == net::SendStatus::again ? "it does not take messages" : "its connection failed", true);
 }
 
 void ManagerLoop::violation(WorkerId id, const std::string& what) {

@@ -120,7 +120,9 @@ class ManagerLoop {
     // The segments whose runs were counted as failures when this worker was suspected
     // (step, segment): forgiven if the worker comes back.
     std::vector<std::pair<StepId, std::uint32_t>> counted_failures;
-    bool holds_results = false;             // it has sent several results in one bundle
+    // The step of its latest result of a short segment (kResultShortRun): from this step
+    // and the next it may hold results back (see lose()).
+    StepId short_results_step = 0;
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::map<ResultKey, Assembly> assemblies;
     // Pages it reported reading (read_set), and in which step: a noticed page read in
@@ -161,7 +163,8 @@ class ManagerLoop {
   void loop();
   void drain_endpoint();
   void on_event(const net::Event& e);
-  void on_message(const Message& m);
+  // inner: a message of a bundle (on_bundle), taken without the checks done for the bundle.
+  void on_message(const Message& m, bool inner = false);
   void on_hello(const Message& m);
   void on_request_work(const Message& m, WorkerId id, Worker& w);
   void on_page_request(const Message& m, WorkerId id, Worker& w);
@@ -204,6 +207,8 @@ class ManagerLoop {
   void refuse(const std::vector<std::byte>& address, const std::string& why);
   bool send(WorkerId id, Worker& w, Encoder& e);
   bool send(WorkerId id, Worker& w, std::span<const std::byte> message);
+  // Loses w after a failed send, naming why (send's policy).
+  void lose_after_send(WorkerId id, Worker& w, net::SendStatus status);
   void violation(WorkerId id, const std::string& what);
   std::string segment_name(std::uint32_t segment) const;
   std::uint64_t version() const { return log_base_ + log_.size(); }

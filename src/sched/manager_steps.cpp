@@ -175,21 +175,36 @@ std::size_t ManagerLoop::pipeline_depth() const {
 }
 
 // One assignment goes as it is (Jacobi's carry pushed pages: no copy into a bundle);
-// with CALYPSO_BUNDLE=0 each goes alone.
+// with CALYPSO_BUNDLE=0 each goes alone. The batch is the last of w.running; if a send
+// fails, the assignments that did not leave are taken back (no failed run: the worker
+// never had them) before the worker is lost.
 bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Encoder>& batch) {
   if (batch.empty()) return true;
-  bool ok = w.state == WorkerState::alive;
-  if (ok && (batch.size() == 1 || !config_.bundle)) {
-    for (Encoder& e : batch) {
-      if (!(ok = send(id, w, e))) break;
+  std::size_t sent = 0;
+  net::SendStatus status = net::SendStatus::ok;
+  auto post = [&](std::span<const std::byte> bytes) {
+    std::span<const std::byte> parts[] = {bytes};
+    return ep_.send(w.peer, parts, std::chrono::milliseconds(2000));
+  };
+  if (w.state != WorkerState::alive) {
+    status = net::SendStatus::peer_failed;
+  } else if (batch.size() == 1 || !config_.bundle) {
+    for (; sent < batch.size() && (status = post(batch[sent].bytes())) == net::SendStatus::ok; ++sent) {
     }
-  } else if (ok) {
+  } else {
     Bundler b(id);
     for (Encoder& e : batch) b.add(e.bytes());
-    ok = send(id, w, b.finish());
+    if ((status = post(b.finish())) == net::SendStatus::ok) sent = batch.size();
   }
+  const std::size_t unsent = batch.size() - sent;
   batch.clear();
-  return ok;
+  if (status == net::SendStatus::ok) return true;
+  for (std::size_t i = 0; i < unsent && !w.running.empty(); ++i) {
+    if (step_) step_->sched.abandon(w.running.back().segment, id, false);
+    w.running.pop_back();
+  }
+  if (w.state == WorkerState::alive) lose_after_send(id, w, status);
+  return false;
 }
 
 // Parked workers that have nothing to do until a running segment is late: wake the

@@ -130,8 +130,11 @@ struct ResultChunk {
   std::uint64_t total_bytes;      // size of the whole result body
   std::uint64_t offset;           // where this chunk's bytes go
   std::uint32_t pages_read;       // pages the attempt read with RMA (stats)
-  std::uint32_t reserved;
+  std::uint32_t flags;            // kResultShortRun
 };
+// The segment ran shorter than kShortSegment with bunching on: its worker may hold the
+// results of such segments (see the manager's lose()).
+inline constexpr std::uint32_t kResultShortRun = 1;
 // Before a result, when there are any: pages fetched, or read from a pushed copy, since
 // the last read_set. The manager pushes them with the next assignment that would drop
 // them (Jacobi's boundary rows).
@@ -225,6 +228,8 @@ class Encoder {
 // A segment that runs shorter than this costs less than the messages around it (~20-40
 // us per segment on tcp here, mostly the manager's CPU): such segments are bunched.
 inline constexpr std::chrono::microseconds kShortSegment{250};
+// Most results a worker holds back to send together (the one it runs comes on top).
+inline constexpr std::size_t kMaxHeldResults = 16;
 
 // Several messages for one peer, sent as one: short segments' results go to the manager
 // together, and the manager's assignments for them come back together, one send and one

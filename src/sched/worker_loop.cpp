@@ -196,14 +196,14 @@ bool WorkerLoop::known_short(const AssignView& a) const {
 }
 
 void WorkerLoop::note_run(const AssignView& a, bool short_run) {
-  auto [it, fresh] = short_runs_.try_emplace({a.fixed.routine, a.fixed.count});
-  if (fresh) {
-    if (short_run_bits_ + a.fixed.count > kMaxShortRunBits) {   // forget, rather than grow
-      short_runs_.clear();
-      short_run_bits_ = 0;
-      it = short_runs_.try_emplace({a.fixed.routine, a.fixed.count}).first;
+  if (a.fixed.count > kMaxShortRunBits) return;   // never bunched (rather than 2 MiB+ here)
+  auto it = short_runs_.find({a.fixed.routine, a.fixed.count});
+  if (it == short_runs_.end()) {
+    while (short_run_bits_ + a.fixed.count > kMaxShortRunBits) {   // forget another routine's
+      short_run_bits_ -= short_runs_.begin()->second.size();
+      short_runs_.erase(short_runs_.begin());
     }
-    it->second.resize(a.fixed.count);
+    it = short_runs_.try_emplace({a.fixed.routine, a.fixed.count}, a.fixed.count, false).first;
     short_run_bits_ += a.fixed.count;
   }
   it->second[a.fixed.index] = short_run;
@@ -432,7 +432,7 @@ void WorkerLoop::apply_notices(const AssignView& a) {
 
 // The read set goes first: the result may end the step. A short segment's result that
 // fits one message waits in the outbox while at least two assignments wait here, up to
-// kHoldResults results, kHoldBytes or kHoldFor since the first, and they all go in one
+// kMaxHeldResults results, kHoldBytes or kHoldFor since the first, and they all go in one
 // send (see flush_outbox); the manager answers them with one bundle of assignments.
 // Others go at once, the held ones before them. Two, not one: the results go while one
 // segment is still left to run, which covers the round trip to the manager's answer
@@ -445,17 +445,18 @@ void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, b
     e.append(pages.data(), pages.size() * sizeof(dsm::PageNumber));
     outbox_->add(e.bytes());
   }
+  const std::uint32_t flags = short_run ? kResultShortRun : 0;
   if (!short_run || body.size() > kHoldBytes) {
     flush_outbox();
-    return send_result(a, body);
+    return send_result(a, body, flags);
   }
-  ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), 0, pages_read_, 0};
+  ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), 0, pages_read_, flags};
   Encoder e(MsgType::result_chunk, id_, c);
   e.append(body);
   if (held_.empty()) held_since_ = std::chrono::steady_clock::now();
   outbox_->add(e.bytes());
   held_.push_back(segment_index_);
-  if (held_.size() < kHoldResults && outbox_->bytes() < kHoldBytes &&
+  if (held_.size() < kMaxHeldResults && outbox_->bytes() < kHoldBytes &&
       std::chrono::steady_clock::now() - held_since_ < kHoldFor && assignments_here() >= 2) {
     maybe_inject(InjectPoint::held_result, segment_index_);
     return;
@@ -483,13 +484,13 @@ std::size_t WorkerLoop::assignments_here() {
   return assigns_.ready_count();
 }
 
-void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body) {
+void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags) {
   const std::size_t room = ep_.max_message() - sizeof(Header) - sizeof(ResultChunk);
   std::uint64_t offset = 0;
   do {
     const std::size_t n = std::min<std::size_t>(room, body.size() - offset);
     ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), offset,
-                  offset == 0 ? pages_read_ : 0, 0};
+                  offset == 0 ? pages_read_ : 0, flags};
     Encoder e(MsgType::result_chunk, id_, c);
     std::span<const std::byte> parts[] = {e.bytes_with_tail(n), std::span(body).subspan(offset, n)};
     to_manager(parts, "a result");
@@ -514,6 +515,9 @@ void WorkerLoop::setup_rma(const Welcome& w) {
 // Runs inside the SIGSEGV handler of the segment's thread: reports failure as a value.
 dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count) noexcept {
   dsm::FetchResult out;
+  // Held results do not wait for pages: a segment that ran short here before may fetch
+  // this time. (send does not allocate; this is the fault handler's thread.)
+  if (!held_.empty()) flush_outbox();
   ++fetches_in_segment_;
   if (fetches_in_segment_ == 1) maybe_inject(InjectPoint::before_fetch, segment_index_);
   if (fetches_in_segment_ == 2) maybe_inject(InjectPoint::mid_fetch, segment_index_);

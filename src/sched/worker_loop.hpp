@@ -48,7 +48,7 @@ class WorkerLoop final : public dsm::PageSource {
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
   void ship(const AssignView& a, const std::vector<std::byte>& body, bool short_run);
-  void send_result(const AssignView& a, const std::vector<std::byte>& body);
+  void send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags);
   void flush_outbox();
   std::size_t assignments_here();
   void take_in(const net::Event& e);   // a received message into inbox_
@@ -56,7 +56,6 @@ class WorkerLoop final : public dsm::PageSource {
   // and only across segments that ran short here before (run_segment).
   bool known_short(const AssignView& a) const;
   void note_run(const AssignView& a, bool short_run);
-  static constexpr std::size_t kHoldResults = 16;
   static constexpr std::size_t kHoldBytes = 32 * 1024;
   static constexpr std::chrono::milliseconds kHoldFor{1};
   void setup_rma(const Welcome& w);
