@@ -191,8 +191,12 @@ class ManagerLoop {
   static constexpr std::size_t kMaxPipeline = 32;
   // The assignment, for dispatch() to send (bundled with the others for w).
   Encoder assign(WorkerId id, Worker& w, const Pick& p);
+  struct Outgoing {
+    Encoder message;
+    std::uint64_t seq;   // its Worker::Held
+  };
   // Sends the batch, several as one bundle; false if sending failed (w lost).
-  bool flush(WorkerId id, Worker& w, std::vector<Encoder>& batch);
+  bool flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch);
   static constexpr std::size_t kBundleBytes = 64 * 1024;
   Notices notices_for(WorkerId id, const Worker& w, std::size_t args_bytes) const;
   // Moves noticed pages that w read lately from n.invalidate to n.pushed, as many as

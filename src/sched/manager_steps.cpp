@@ -135,9 +135,10 @@ void ManagerLoop::dispatch() {
   const std::size_t depth = pipeline_depth();
   for (auto& [id, w] : workers_) {
     if (w.state != WorkerState::alive || (!w.parked && w.running.empty())) continue;
-    std::vector<Encoder> batch;
+    std::vector<Outgoing> batch;
     std::size_t bytes = sizeof(Header);   // of the bundle the batch would make
-    // Adds one; a batch that it would take past the largest message goes first.
+    // Adds the assignment just made; a batch that it would take past the largest message
+    // goes first.
     auto add = [&](Encoder e) {
       const std::size_t framed = 8 + (e.bytes().size() + 7) / 8 * 8;
       bool ok = true;
@@ -145,7 +146,7 @@ void ManagerLoop::dispatch() {
         ok = flush(id, w, batch);
         bytes = sizeof(Header);
       }
-      batch.push_back(std::move(e));
+      batch.push_back({std::move(e), w.next_seq - 1});
       bytes += framed;
       return ok;
     };
@@ -175,10 +176,10 @@ std::size_t ManagerLoop::pipeline_depth() const {
 }
 
 // One assignment goes as it is (Jacobi's carry pushed pages: no copy into a bundle);
-// with CALYPSO_BUNDLE=0 each goes alone. The batch is the last of w.running; if a send
-// fails, the assignments that did not leave are taken back (no failed run: the worker
-// never had them) before the worker is lost.
-bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Encoder>& batch) {
+// with CALYPSO_BUNDLE=0 each goes alone. If a send fails, the assignments that did not
+// leave are taken back (no failed run: the worker never had them) before the worker is
+// lost.
+bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch) {
   if (batch.empty()) return true;
   std::size_t sent = 0;
   net::SendStatus status = net::SendStatus::ok;
@@ -189,20 +190,23 @@ bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Encoder>& batch) {
   if (w.state != WorkerState::alive) {
     status = net::SendStatus::peer_failed;
   } else if (batch.size() == 1 || !config_.bundle) {
-    for (; sent < batch.size() && (status = post(batch[sent].bytes())) == net::SendStatus::ok; ++sent) {
+    for (; sent < batch.size() && (status = post(batch[sent].message.bytes())) == net::SendStatus::ok; ++sent) {
     }
   } else {
     Bundler b(id);
-    for (Encoder& e : batch) b.add(e.bytes());
+    for (Outgoing& o : batch) b.add(o.message.bytes());
     if ((status = post(b.finish())) == net::SendStatus::ok) sent = batch.size();
   }
-  const std::size_t unsent = batch.size() - sent;
+  std::vector<Outgoing> unsent(std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(sent)),
+                               std::make_move_iterator(batch.end()));
   batch.clear();
   if (status == net::SendStatus::ok) return true;
-  for (std::size_t i = 0; i < unsent && !w.running.empty(); ++i) {
-    if (step_) step_->sched.abandon(w.running.back().segment, id, false);
-    w.running.pop_back();
-  }
+  std::erase_if(w.running, [&](const Worker::Held& h) {
+    const bool taken_back =
+        std::any_of(unsent.begin(), unsent.end(), [&](const Outgoing& o) { return o.seq == h.seq; });
+    if (taken_back && step_) step_->sched.abandon(h.segment, id, false);
+    return taken_back;
+  });
   if (w.state == WorkerState::alive) lose_after_send(id, w, status);
   return false;
 }
