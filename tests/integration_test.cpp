@@ -358,10 +358,10 @@ TEST(Failures, WorkerKilledFromOutsideMidStep) {
   rmdir(dir.c_str());
 }
 
-// The same among bunched short segments, in the step after one where it ran short: a
-// worker that dies may have held results of segments before it (no bundle of several
-// results need have reached the manager yet), yet the segment is named, and the step
-// fails long before the no-worker timeout.
+// The same among bunched short segments, two steps after one where they ran short (a
+// step of long segments between): a worker that dies may have held results of segments
+// before it (no bundle of several results need have reached the manager yet), yet the
+// segment is named, and the step fails long before the no-worker timeout.
 TEST(Failures, BunchedSegmentThatKillsEveryWorkerIsStillNamed) {
   auto r = run(job(3, "tcp", {kProbe, "crash-bunched"}),
                {{"CALYPSO_SUSPECT_MS", "500"}, {"CALYPSO_MAX_ATTEMPTS", "3"},

@@ -15,8 +15,9 @@
 //   probe tiny N              steps of N segments of a few nanoseconds: three where
 //                             segment i writes a[i], then b[i] = a[i] + a[i+1] (results
 //                             come bundled from the second step on)
-//   probe crash-bunched       a step of 256 short segments, then one where segment 200
-//                             SIGKILLs every worker that runs it (results bunched)
+//   probe crash-bunched       a step of 256 short segments, a step of longer ones, then
+//                             the short ones again, where segment 200 SIGKILLs every
+//                             worker that runs it (results bunched)
 //   probe bigargs             8 short segments whose arguments are 600 KB each; then
 //                             arguments too large for a message must be refused
 //   probe long MS             one segment that runs for MS ms (sleeping in small steps)
@@ -342,7 +343,8 @@ int main(int argc, char** argv) {
     if (mode == "crash-bunched") {
       long* out = m.alloc<long>(256);
       m.wait_for_workers();
-      m.parallel(crash_bunched, 256, CrashAt{out, 256});   // one step: the next is bunched
+      m.parallel(crash_bunched, 256, CrashAt{out, 256});   // they ran short: bunched from now on
+      m.parallel(record_pid, 8, Pids{m.alloc<long>(8 * 4096 / sizeof(long)), 2});   // 2 ms each
       std::printf("probe crash-bunched: warmed up (%llu results bundled)\n",
                   static_cast<unsigned long long>(m.stats().bundled_results));
       std::fflush(stdout);

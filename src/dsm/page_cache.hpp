@@ -99,8 +99,9 @@ class PageCache final : public FaultTarget {
   // the step's snapshot (read-only, for later segments of this step) and the twin holds
   // the segment's writes, at the cost of the changed words only. (A page whose snapshot
   // is all zeros has no twin: it is cleared, and its writes are not kept.) At the next
-  // step a page that only this segment wrote, and whose result was accepted, gets the same writes
-  // from the diff and equals its twin again: Jacobi's next write to it copies nothing.
+  // step a page that only this segment wrote, and whose result was accepted, gets the
+  // same writes from the diff and equals its twin again: Jacobi's next write to it
+  // copies nothing.
   // Returns the number of pages with a non-empty diff.
   std::size_t finish_segment(std::vector<std::byte>& out, std::uint32_t segment);
   // A segment given up: restore written pages, produce nothing.

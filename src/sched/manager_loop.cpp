@@ -369,7 +369,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
     return violation(id, "result chunk out of bounds");
   }
-  if (c->offset == 0 && (c->flags & kResultShortRun) != 0) w.short_results_step = std::max(w.short_results_step, c->step);
+  if (c->offset == 0 && (c->flags & kResultShortRun) != 0) w.bunches = true;
   if (c->offset == 0 && c->pages_read > 0) {
     std::lock_guard lock(mutex_);
     stats_.pages_fetched += c->pages_read;
@@ -525,13 +525,12 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   // Only the segment it was running counts as a failed run; the ones queued behind it
   // never started, and one whose result was arriving is re-run without blame. That is
   // the first one without a result, except from a worker that may hold results back
-  // (it ran short segments in this step or the last, worker_loop.cpp ship): then the
-  // first ones may be results it held, and the one it ran is any of the first
-  // kMaxHeldResults + 1, so each counts. (A segment that kills every worker is then
-  // still named after CALYPSO_MAX_ATTEMPTS deaths; one merely queued behind it is
-  // counted too, but is re-run and done long before a third death.)
-  const std::size_t suspects =
-      step_ && w.short_results_step + 1 >= step_->id ? kMaxHeldResults + 1 : 1;
+  // (it has sent a result of a short segment, and it remembers such segments for good:
+  // worker_loop.cpp ship): then the first ones may be results it held, and the one it
+  // ran is any of the first kMaxHeldResults + 1, so each counts. (A segment that kills
+  // every worker is then still named after CALYPSO_MAX_ATTEMPTS deaths; one merely
+  // queued behind it is counted too, but is re-run and done long before a third death.)
+  const std::size_t suspects = w.bunches ? kMaxHeldResults + 1 : 1;
   w.counted_failures.clear();
   std::size_t counted = 0;
   for (std::size_t i = 0; step_ && i < held.size(); ++i) {

@@ -120,9 +120,9 @@ class ManagerLoop {
     // The segments whose runs were counted as failures when this worker was suspected
     // (step, segment): forgiven if the worker comes back.
     std::vector<std::pair<StepId, std::uint32_t>> counted_failures;
-    // The step of its latest result of a short segment (kResultShortRun): from this step
-    // and the next it may hold results back (see lose()).
-    StepId short_results_step = 0;
+    // It sent a result of a short segment (kResultShortRun): from then on it may hold
+    // results back (see lose()).
+    bool bunches = false;
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::map<ResultKey, Assembly> assemblies;
     // Pages it reported reading (read_set), and in which step: a noticed page read in
@@ -195,8 +195,10 @@ class ManagerLoop {
     Encoder message;
     std::uint64_t seq;   // its Worker::Held
   };
-  // Sends the batch, several as one bundle; false if sending failed (w lost).
-  bool flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch);
+  // Sends the batch, several as one bundle; false if sending failed (w lost). made: an
+  // assignment made but not in the batch, taken back too if sending fails.
+  bool flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch,
+             std::optional<std::uint64_t> made = std::nullopt);
   static constexpr std::size_t kBundleBytes = 64 * 1024;
   Notices notices_for(WorkerId id, const Worker& w, std::size_t args_bytes) const;
   // Moves noticed pages that w read lately from n.invalidate to n.pushed, as many as

@@ -137,25 +137,25 @@ void ManagerLoop::dispatch() {
     if (w.state != WorkerState::alive || (!w.parked && w.running.empty())) continue;
     std::vector<Outgoing> batch;
     std::size_t bytes = sizeof(Header);   // of the bundle the batch would make
-    // Adds the assignment just made; a batch that it would take past the largest message
-    // goes first.
+    // Adds the assignment just made; a batch that it would take past kBundleBytes (or
+    // the largest message) goes first.
     auto add = [&](Encoder e) {
       const std::size_t framed = 8 + (e.bytes().size() + 7) / 8 * 8;
-      bool ok = true;
-      if (!batch.empty() && bytes + framed > ep_.max_message()) {
-        ok = flush(id, w, batch);
+      const std::uint64_t seq = w.next_seq - 1;
+      if (!batch.empty() && bytes + framed > std::min(kBundleBytes, ep_.max_message())) {
         bytes = sizeof(Header);
+        if (!flush(id, w, batch, seq)) return false;
       }
-      batch.push_back({std::move(e), w.next_seq - 1});
+      batch.push_back({std::move(e), seq});
       bytes += framed;
-      return ok;
+      return true;
     };
     if (w.parked) {
       auto pick = step_->sched.next_for(id);
       if (!pick) continue;
       add(assign(id, w, *pick));
     }
-    while (w.state == WorkerState::alive && w.holding() > 0 && w.holding() < depth && bytes < kBundleBytes) {
+    while (w.state == WorkerState::alive && w.holding() > 0 && w.holding() < depth) {
       auto pick = step_->sched.next_ahead_for(id);
       if (!pick) break;
       if (!add(assign(id, w, *pick))) break;
@@ -179,7 +179,7 @@ std::size_t ManagerLoop::pipeline_depth() const {
 // with CALYPSO_BUNDLE=0 each goes alone. If a send fails, the assignments that did not
 // leave are taken back (no failed run: the worker never had them) before the worker is
 // lost.
-bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch) {
+bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch, std::optional<std::uint64_t> made) {
   if (batch.empty()) return true;
   std::size_t sent = 0;
   net::SendStatus status = net::SendStatus::ok;
@@ -202,7 +202,7 @@ bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch) {
   batch.clear();
   if (status == net::SendStatus::ok) return true;
   std::erase_if(w.running, [&](const Worker::Held& h) {
-    const bool taken_back =
+    const bool taken_back = h.seq == made ||
         std::any_of(unsent.begin(), unsent.end(), [&](const Outgoing& o) { return o.seq == h.seq; });
     if (taken_back && step_) step_->sched.abandon(h.segment, id, false);
     return taken_back;
