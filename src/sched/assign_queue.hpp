@@ -42,8 +42,6 @@ class AssignQueue {
   // received, run or given up (what a work request reports to the manager).
   std::uint64_t consumed() const noexcept { return next_ - 1; }
   bool empty() const noexcept { return waiting_.empty(); }
-  // The next assignment in order is here (next() would return it).
-  bool ready() const noexcept { return !waiting_.empty() && waiting_.begin()->first == next_; }
   // How many next() would return one after the other, without a gap.
   std::size_t ready_count() const noexcept;
   std::size_t size() const noexcept { return waiting_.size(); }
