@@ -636,26 +636,22 @@ TEST(PageCache, PagesWithAZeroSnapshotNeedNoTwin) {
   const PageNumber push[] = {50};
   cache.accept_pushed(push, pushed);
   std::memcpy(source.home_page(50), pushed.data(), kPage);
+  // One write to a page that is twinned as usual ships that byte alone.
   const std::uint64_t zero_twins = cache.stats().zero_twins;
-  store(r.user_page(50) + 3, std::byte{0x77});
-  EXPECT_EQ(cache.stats().zero_twins, zero_twins) << "a pushed page was diffed against zeros";
-  std::vector<std::byte> body_pushed;
-  EXPECT_EQ(cache.finish_segment(body_pushed, 2), 1u);
-  std::vector<std::byte> with_push = source.home;
-  EXPECT_EQ(apply_body(body_pushed, with_push), (std::vector<PageNumber>{50}));
-  for (std::size_t i = 50 * kPage; i < 51 * kPage; ++i) {
-    ASSERT_EQ(with_push[i], i == 50 * kPage + 3 ? std::byte{0x77} : std::byte{0x21}) << "byte " << i;
-  }
+  auto ships_only = [&](PageNumber p, std::size_t offset, std::byte v, const char* why) {
+    store(r.user_page(p) + offset, v);
+    EXPECT_EQ(cache.stats().zero_twins, zero_twins) << why;
+    std::vector<std::byte> shipped;
+    EXPECT_EQ(cache.finish_segment(shipped, 2), 1u);
+    std::vector<std::byte> after = source.home;
+    EXPECT_EQ(apply_body(shipped, after), (std::vector<PageNumber>{p}));
+    for (std::size_t i = 0; i < kSize; ++i) {
+      ASSERT_EQ(after[i], i == p * kPage + offset ? v : source.home[i]) << "byte " << i;
+    }
+  };
+  ships_only(50, 3, std::byte{0x77}, "a pushed page was diffed against zeros");
   cache.settle_kept();
-  store(r.user_page(41) + 9, std::byte{0x99});
-  EXPECT_EQ(cache.stats().zero_twins, zero_twins) << "a replayed page was diffed against zeros";
-  std::vector<std::byte> body2;
-  EXPECT_EQ(cache.finish_segment(body2, 2), 1u);
-  std::vector<std::byte> after = source.home;
-  EXPECT_EQ(apply_body(body2, after), (std::vector<PageNumber>{41}));
-  for (std::size_t i = 0; i < kSize; ++i) {
-    ASSERT_EQ(after[i], i == 41 * kPage + 9 ? std::byte{0x99} : source.home[i]) << "byte " << i;
-  }
+  ships_only(41, 9, std::byte{0x99}, "a replayed page was diffed against zeros");
 }
 
 // A pushed page replaces a notice: the first access faults, but is served from the

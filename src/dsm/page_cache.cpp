@@ -48,10 +48,6 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
 
 PageCache::~PageCache() { munmap(twins_, region_.size() + region_.page_size()); }
 
-const std::byte* PageCache::reference(PageNumber p) const noexcept {
-  return twin_state_[p] == Twin::zero ? zero_page_ : twin(p);
-}
-
 FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
   PageNumber p = region_.page_of(address);
   switch (table_.state(p)) {
@@ -308,7 +304,7 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
   written_.clear();
   for (PageNumber p : written) {
     const bool from_zero = twin_state_[p] == Twin::zero;
-    std::size_t n = diff_encode(region_.runtime_page(p), reference(p), ps, encoded_.data());
+    std::size_t n = diff_encode(region_.runtime_page(p), from_zero ? zero_page_ : twin(p), ps, encoded_.data());
     const bool prepared = std::exchange(prepared_[p], 0) != 0;
     if (n == 0) {
       if (!from_zero) twin_state_[p] = Twin::same;

@@ -115,8 +115,6 @@ class PageCache final : public FaultTarget {
   FaultOutcome take_pushed(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
-  // What a page's writes are compared with: its twin, or the zero page (Twin::zero).
-  const std::byte* reference(PageNumber p) const noexcept;
   void restore(std::span<const PageNumber> written);
 
   const Region& region_;

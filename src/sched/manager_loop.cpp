@@ -588,13 +588,15 @@ void ManagerLoop::on_bundle(const Message& m, WorkerId id) {
   prefault_due_.clear();
 }
 
-bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) { return send(id, w, e.bytes()); }
-
-bool ManagerLoop::send(WorkerId id, Worker& w, std::span<const std::byte> bytes) {
-  std::span<const std::byte> parts[] = {bytes};
-  const net::SendStatus status = ep_.send(w.peer, parts, std::chrono::milliseconds(2000));
+bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) {
+  const net::SendStatus status = post(w, e.bytes());
   if (status != net::SendStatus::ok) lose_after_send(id, w, status);
   return status == net::SendStatus::ok;
+}
+
+net::SendStatus ManagerLoop::post(const Worker& w, std::span<const std::byte> message) {
+  std::span<const std::byte> parts[] = {message};
+  return ep_.send(w.peer, parts, std::chrono::milliseconds(2000));
 }
 
 void ManagerLoop::lose_after_send(WorkerId id, Worker& w, net::SendStatus status) {

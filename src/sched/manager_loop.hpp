@@ -189,12 +189,12 @@ class ManagerLoop {
   std::size_t pipeline_depth() const;
   static constexpr std::chrono::microseconds kQueuedWork{2000};
   static constexpr std::size_t kMaxPipeline = 32;
-  // The assignment, for dispatch() to send (bundled with the others for w).
-  Encoder assign(WorkerId id, Worker& w, const Pick& p);
   struct Outgoing {
     Encoder message;
     std::uint64_t seq;   // its Worker::Held
   };
+  // The assignment, for dispatch() to send (bundled with the others for w).
+  Outgoing assign(WorkerId id, Worker& w, const Pick& p);
   // Sends the batch, several as one bundle; false if sending failed (w lost). made: an
   // assignment made but not in the batch, taken back too if sending fails.
   bool flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch,
@@ -212,8 +212,9 @@ class ManagerLoop {
   void lose(WorkerId id, Worker& w, const char* why, bool counts_as_failure);
   void refuse(const std::vector<std::byte>& address, const std::string& why);
   bool send(WorkerId id, Worker& w, Encoder& e);
-  bool send(WorkerId id, Worker& w, std::span<const std::byte> message);
-  // Loses w after a failed send, naming why (send's policy).
+  // One message to w, without acting on a failure (send's policy is lose_after_send).
+  net::SendStatus post(const Worker& w, std::span<const std::byte> message);
+  // Loses w after a failed send, naming why.
   void lose_after_send(WorkerId id, Worker& w, net::SendStatus status);
   void violation(WorkerId id, const std::string& what);
   std::string segment_name(std::uint32_t segment) const;

@@ -139,14 +139,13 @@ void ManagerLoop::dispatch() {
     std::size_t bytes = sizeof(Header);   // of the bundle the batch would make
     // Adds the assignment just made; a batch that it would take past kBundleBytes (or
     // the largest message) goes first.
-    auto add = [&](Encoder e) {
-      const std::size_t framed = 8 + (e.bytes().size() + 7) / 8 * 8;
-      const std::uint64_t seq = w.next_seq - 1;
+    auto add = [&](Outgoing o) {
+      const std::size_t framed = 8 + (o.message.bytes().size() + 7) / 8 * 8;
       if (!batch.empty() && bytes + framed > std::min(kBundleBytes, ep_.max_message())) {
         bytes = sizeof(Header);
-        if (!flush(id, w, batch, seq)) return false;
+        if (!flush(id, w, batch, o.seq)) return false;
       }
-      batch.push_back({std::move(e), seq});
+      batch.push_back(std::move(o));
       bytes += framed;
       return true;
     };
@@ -183,19 +182,15 @@ bool ManagerLoop::flush(WorkerId id, Worker& w, std::vector<Outgoing>& batch, st
   if (batch.empty()) return true;
   std::size_t sent = 0;
   net::SendStatus status = net::SendStatus::ok;
-  auto post = [&](std::span<const std::byte> bytes) {
-    std::span<const std::byte> parts[] = {bytes};
-    return ep_.send(w.peer, parts, std::chrono::milliseconds(2000));
-  };
   if (w.state != WorkerState::alive) {
     status = net::SendStatus::peer_failed;
   } else if (batch.size() == 1 || !config_.bundle) {
-    for (; sent < batch.size() && (status = post(batch[sent].message.bytes())) == net::SendStatus::ok; ++sent) {
+    for (; sent < batch.size() && (status = post(w, batch[sent].message.bytes())) == net::SendStatus::ok; ++sent) {
     }
   } else {
     Bundler b(id);
     for (Outgoing& o : batch) b.add(o.message.bytes());
-    if ((status = post(b.finish())) == net::SendStatus::ok) sent = batch.size();
+    if ((status = post(w, b.finish())) == net::SendStatus::ok) sent = batch.size();
   }
   std::vector<Outgoing> unsent(std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(sent)),
                                std::make_move_iterator(batch.end()));
@@ -229,7 +224,7 @@ void ManagerLoop::arm_late_timer() {
   timerfd_settime(late_timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
-Encoder ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
+ManagerLoop::Outgoing ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
   Notices n = notices_for(id, w, routine.args.size());
   const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
@@ -254,7 +249,8 @@ Encoder ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   LOG_DEBUG("assignment %llu to worker %u: segment %u of step %llu, attempt %u", static_cast<unsigned long long>(w.next_seq),
             id, p.segment, static_cast<unsigned long long>(step_->id), p.attempt);
   w.parked = false;
-  w.running.push_back({w.next_seq++, p.segment});
+  const std::uint64_t seq = w.next_seq++;
+  w.running.push_back({seq, p.segment});
   w.synced_version = version();
   {
     std::lock_guard lock(mutex_);
@@ -262,7 +258,7 @@ Encoder ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
     if (p.attempt > 1) ++stats_.reexecutions;
     stats_.pages_pushed += n.pushed.size();
   }
-  return e;
+  return {std::move(e), seq};
 }
 
 // Write notices for a worker whose cache reflects w.synced_version. When it is exactly

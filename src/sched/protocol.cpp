@@ -168,10 +168,7 @@ void Bundler::add(std::span<const std::byte> message) {
   const std::uint32_t frame[2] = {static_cast<std::uint32_t>(message.size()), 0};
   const std::size_t padded = (message.size() + 7) / 8 * 8;
   bundle_.append(frame, sizeof frame);
-  if (count_++ == 0) {
-    first_at_ = size_ + sizeof frame;
-    first_size_ = message.size();
-  }
+  if (count_++ == 0) first_size_ = message.size();
   bundle_.append(message);
   static constexpr std::byte kZeros[8]{};
   bundle_.append(kZeros, padded - message.size());
@@ -182,7 +179,7 @@ std::size_t Bundler::bytes() const noexcept { return count_ == 1 ? first_size_ :
 
 std::span<const std::byte> Bundler::finish() {
   const std::span<const std::byte> all = bundle_.bytes();
-  return count_ == 1 ? all.subspan(first_at_, first_size_) : all;
+  return count_ == 1 ? all.subspan(kFirstAt, first_size_) : all;
 }
 
 void Bundler::clear() {

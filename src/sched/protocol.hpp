@@ -251,7 +251,8 @@ class Bundler {
  private:
   Encoder bundle_;
   std::size_t count_ = 0;
-  std::size_t first_at_ = 0, first_size_ = 0;   // the first message, within the bundle
+  static constexpr std::size_t kFirstAt = sizeof(Header) + 8;   // after the header and its frame
+  std::size_t first_size_ = 0;   // of the first message
   std::size_t size_ = sizeof(Header);
 };
 
