@@ -43,7 +43,7 @@ std::string temp_dir() {
   return mkdtemp(dir);
 }
 
-// ---- the three examples, 1..3 workers, every provider ------------------------------------
+// ---- the four examples, 1..3 workers, every provider ------------------------------------
 
 using ExampleCase = std::tuple<std::string, int, std::string>;   // example, workers, provider
 
@@ -52,6 +52,7 @@ class Examples : public ::testing::TestWithParam<ExampleCase> {};
 std::vector<std::string> example_args(const std::string& name) {
   if (name == "matmul") return {kExamples + "/matmul", "160", "24"};
   if (name == "jacobi") return {kExamples + "/jacobi", "192", "12", "8"};
+  if (name == "nbody") return {kExamples + "/nbody", "384", "6", "12", "2"};
   return {kExamples + "/mandelbrot", "256", "300", "24"};
 }
 
@@ -65,7 +66,7 @@ TEST_P(Examples, ResultIsBitIdenticalToSequential) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllProviders, Examples,
-    ::testing::Combine(::testing::Values("matmul", "jacobi", "mandelbrot"), ::testing::Values(1, 2, 3),
+    ::testing::Combine(::testing::Values("matmul", "jacobi", "mandelbrot", "nbody"), ::testing::Values(1, 2, 3),
                        ::testing::Values("tcp", "shm")),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "w_" +

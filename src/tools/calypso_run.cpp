@@ -143,9 +143,12 @@ std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file
 
 // When every worker started here has gone and one of them failed, the manager keeps
 // waiting (it cannot tell a job that lost its workers from one whose workers come with
-// --join), so say once what it waits for instead of leaving a silent pause.
+// --join), so say once what it waits for instead of leaving a silent pause. Not at the
+// first sight of it: a manager that is ending refuses workers that join late, and they
+// exit before it does.
 int supervise(Launcher& l, pid_t manager, const Options& o) {
   bool said = false;
+  int rounds_alone = 0;
   for (;;) {
     int sig = 0, status = 0;
     if (collect(l, manager, 1000ms, status, sig)) return calypso::tools::shell_code(status);
@@ -153,7 +156,9 @@ int supervise(Launcher& l, pid_t manager, const Options& o) {
       std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
       return 128 + sig;
     }
-    if (!said && o.workers > 0 && l.children() == 1 && l.failed_children() > 0) {
+    const bool alone = o.workers > 0 && l.children() == 1 && l.failed_children() > 0;
+    rounds_alone = alone ? rounds_alone + 1 : 0;
+    if (!said && rounds_alone > 1) {
       said = true;
       std::fprintf(stderr,
                    "calypso-run: every worker started here (%d) has exited; the manager waits for workers "
