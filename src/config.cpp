@@ -145,11 +145,15 @@ std::chrono::microseconds default_poll_window(unsigned cpus, std::uint64_t local
 }
 
 bool parse_size(const std::string& text, std::size_t& out) {
-  if (text.empty()) return false;
+  // Digits as read_uint takes them: decimal, or hexadecimal after 0x; no sign or space.
+  const bool hex = text.size() > 1 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+  const char* digits = text.c_str() + (hex ? 2 : 0);
+  const auto first = static_cast<unsigned char>(digits[0]);
+  if ((hex ? std::isxdigit(first) : std::isdigit(first)) == 0) return false;
   char* end = nullptr;
   errno = 0;
-  unsigned long long n = std::strtoull(text.c_str(), &end, 0);
-  if (errno != 0 || end == text.c_str()) return false;
+  unsigned long long n = std::strtoull(digits, &end, hex ? 16 : 10);
+  if (errno != 0) return false;
   std::string suffix(end);
   unsigned shift = 0;
   if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
@@ -173,6 +177,7 @@ Config Config::from_environment() {
   read_uint("CALYPSO_REGION_ADDRESS", c.region_address, 1ull << 32, 1ull << 46);
   read_size("CALYPSO_REGION_SIZE", c.region_size);
   read_size("CALYPSO_PAGE_SIZE", c.page_size);
+  read_size("CALYPSO_PREFAULT", c.prefault);
   read_uint("CALYPSO_FETCH_PAGES", c.fetch_pages, 1, 64);
   read_uint("CALYPSO_WRITE_AHEAD", c.write_ahead, 1, 64);
   read_uint("CALYPSO_FETCH_AHEAD", c.fetch_ahead, 1, 64);

@@ -24,6 +24,7 @@ struct Config {
   std::uintptr_t region_address = 0x3c0000000000;   // CALYPSO_REGION_ADDRESS
   std::size_t region_size = std::size_t{512} << 20;  // CALYPSO_REGION_SIZE
   std::size_t page_size = 16 << 10;                  // CALYPSO_PAGE_SIZE
+  std::size_t prefault = std::size_t{256} << 20;     // CALYPSO_PREFAULT: memory a worker allocates on joining
   std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
   std::uint32_t write_ahead = 16;                    // CALYPSO_WRITE_AHEAD
   std::uint32_t fetch_ahead = 32;                    // CALYPSO_FETCH_AHEAD

@@ -24,6 +24,7 @@ ManagerImpl::ManagerImpl(const Config& config)
       loop_(config, region_, home_),
       faults_(region_.base(), region_.size(), home_) {
   set_shared_base(region_.base());
+  loop_.note_used(never_used_from_);
 }
 
 void* ManagerImpl::allocate(std::size_t bytes, std::size_t align) {
@@ -41,6 +42,7 @@ void* ManagerImpl::allocate(std::size_t bytes, std::size_t align) {
   // which also records the pages as written for the workers' caches.
   if (*offset < never_used_from_) std::memset(p, 0, std::min(bytes, never_used_from_ - *offset));
   never_used_from_ = std::max(never_used_from_, *offset + bytes);
+  loop_.note_used(never_used_from_);
   return p;
 }
 

@@ -125,6 +125,22 @@ TEST_F(ConfigTest, ABadNumberIsRefusedByName) {
   expect_refused("CALYPSO_REGION_ADDRESS", "0x3c000000000g");
   expect_refused("CALYPSO_BUNDLE", "2");
   expect_refused("CALYPSO_BUNDLE", "yes");
+  for (const char* v : {"", "lots", "-1", "-16K", " 2M", "+2M", "2T", "0x", "0xg"}) {
+    if (*v != '\0') expect_refused("CALYPSO_PREFAULT", v);   // "" counts as unset
+    std::size_t out = 7;
+    EXPECT_FALSE(parse_size(v, out)) << v;
+  }
+}
+
+TEST_F(ConfigTest, SizesAreDecimalOrHexWithAUnit) {
+  EXPECT_EQ(Config::from_environment().prefault, std::size_t{256} << 20);
+  const std::pair<const char*, std::size_t> cases[] = {
+      {"0", 0}, {"010M", std::size_t{10} << 20}, {"0x10K", std::size_t{16} << 10}, {"4096", 4096},
+      {"2G", std::size_t{2} << 30}, {"64MiB", std::size_t{64} << 20}};
+  for (const auto& [text, want] : cases) {
+    EnvVar v("CALYPSO_PREFAULT", text);
+    EXPECT_EQ(Config::from_environment().prefault, want) << text;
+  }
 }
 
 TEST_F(ConfigTest, BundlingIsOnUnlessTurnedOff) {

@@ -38,6 +38,12 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+std::size_t count(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
 std::string temp_dir() {
   char dir[] = "/tmp/calypso-itest.XXXXXX";
   return mkdtemp(dir);
@@ -344,6 +350,45 @@ TEST(Failures, WorkerKilledDuringLargeTransfersChangesNothingButTime) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
   EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+// The residents the probe printed: "probe prefault: worker PID resident N KiB".
+std::vector<long> residents(const std::string& output) {
+  std::vector<long> kib;
+  const std::string tag = "probe prefault: worker ";
+  for (auto at = output.find(tag); at != std::string::npos; at = output.find(tag, at + 1)) {
+    long pid = 0, n = 0;
+    if (std::sscanf(output.c_str() + at + tag.size(), "%ld resident %ld KiB", &pid, &n) == 2) kib.push_back(n);
+  }
+  return kib;
+}
+
+// A worker allocates the region's part in use (96 MiB here, that no segment touches)
+// before it counts as ready: when wait_for_workers() returns, it is resident. Up to
+// CALYPSO_PREFAULT, and not at all with 0.
+TEST(Memory, WorkersAllocateTheRegionInUseBeforeTheyAreReady) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  const long region_kib = 96 << 10;
+  for (const char* setting : {"", "16M", "0"}) {
+    std::map<std::string, std::string> env{{"CALYPSO_STATS", "text"}};
+    if (*setting != '\0') env["CALYPSO_PREFAULT"] = setting;
+    auto r = run({kRun, "-n", "2", "--pid-file", pids, kProbe, "prefault", "96", pids}, env);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_TRUE(contains(r.output, "probe prefault: ok")) << r.output;
+    const auto kib = residents(r.output);
+    ASSERT_EQ(kib.size(), 2u) << r.output;
+    for (long k : kib) {
+      if (*setting == '\0') EXPECT_GE(k, region_kib) << "default (256M) " << r.output;
+      else EXPECT_LT(k, region_kib) << setting << " " << r.output;
+    }
+    const std::string said = *setting == '\0' ? "allocating 96.0 MiB on joining"
+                             : std::string(setting) == "16M" ? "allocating 16.0 MiB on joining"
+                                                             : "allocating 0.0 MiB on joining";
+    EXPECT_EQ(count(r.output, said), 2u) << said << " " << r.output;
+  }
   std::remove(pids.c_str());
   rmdir(dir.c_str());
 }

@@ -23,6 +23,9 @@
 //   probe long MS             one segment that runs for MS ms (sleeping in small steps)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
+//   probe prefault MIB PIDS   allocates MIB MiB that nothing touches; as soon as the
+//                             workers are ready, prints each one's resident memory (their
+//                             pids from calypso-run's --pid-file PIDS); then one step
 #include <calypso/calypso.hpp>
 
 #include <algorithm>
@@ -32,11 +35,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace {
 
@@ -227,6 +232,41 @@ int pids(calypso::Manager& m, int steps, int ms) {
   return 0;
 }
 
+// The resident memory of a process, from /proc/PID/status; -1 if unreadable.
+long resident_kib(long pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+// What wait_for_workers() promises about memory: the workers have allocated the part of
+// the region in use (CALYPSO_PREFAULT) before it returns, so steps do not pay for it.
+int prefault(calypso::Manager& m, std::size_t mib, const std::string& pid_file) {
+  char* unused = m.alloc<char>(mib << 20);
+  (void)unused;
+  const std::size_t workers = m.wait_for_workers();
+  std::vector<long> pids;
+  for (int tries = 0; tries < 100 && pids.size() < workers; ++tries) {   // written at launch
+    pids.clear();
+    std::ifstream f(pid_file);
+    std::string role;
+    long pid = 0;
+    while (f >> role >> pid) {
+      if (role == "worker") pids.push_back(pid);
+    }
+    if (pids.size() < workers) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (pids.size() != workers) return fail("the pid file does not list every worker");
+  for (long pid : pids) std::printf("probe prefault: worker %ld resident %ld KiB\n", pid, resident_kib(pid));
+  long* out = m.alloc<long>(4 * 4096 / sizeof(long));
+  m.parallel(record_pid, 4, Pids{out, 0});
+  std::puts("probe prefault: ok");
+  return 0;
+}
+
 struct Tiny { long* a; long* b; std::uint32_t n; long step; };
 void tiny_write(const calypso::Segment& seg, const Tiny& x) { x.a[seg.index] = 3L * seg.index + 1 + x.step; }
 void tiny_sum(const calypso::Segment& seg, const Tiny& x) {
@@ -355,6 +395,7 @@ int main(int argc, char** argv) {
       m.parallel(crash_always, 4, Crash{m.alloc<long>(4)});
       return 0;
     }
+    if (mode == "prefault" && argc > 3) return prefault(m, std::strtoul(argv[2], nullptr, 10), argv[3]);
     if (mode == "pids") return pids(m, argc > 2 ? std::atoi(argv[2]) : 10, argc > 3 ? std::atoi(argv[3]) : 50);
     if (mode == "idle" && argc > 3) {
       m.parallel(record_pid, 8, Pids{m.alloc<long>(8 * 4096 / sizeof(long)), 0});

@@ -240,7 +240,8 @@ void ManagerLoop::on_hello(const Message& m) {
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
               static_cast<std::uint32_t>(config_.heartbeat.count()),
-              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0};
+              static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0,
+              used_bytes_.load(std::memory_order_relaxed)};
   std::vector<std::uint32_t> runs;   // pages written so far, as (first, count)
   for (dsm::PageNumber p = 0; p < ever_written_.size();) {
     if (!ever_written_[p]) {
@@ -307,6 +308,7 @@ void ManagerLoop::on_request_work(const Message& m, WorkerId id, Worker& w) {
     return true;
   });
   w.parked = w.holding() == 0;
+  w.asked = true;
   dispatch();
 }
 
@@ -554,7 +556,7 @@ void ManagerLoop::release(Worker& w) {
 
 void ManagerLoop::update_live() {
   std::size_t n = 0;
-  for (const auto& [id, w] : workers_) n += w.state == WorkerState::alive;
+  for (const auto& [id, w] : workers_) n += w.state == WorkerState::alive && w.asked;
   std::lock_guard lock(mutex_);
   if (n != live_) cv_.notify_all();   // wait_for_workers() may be waiting for this
   live_ = n;

@@ -67,8 +67,11 @@ class ManagerLoop {
   // least kNoticeRoom for its write notices.
   std::size_t max_args_bytes() const { return ep_.max_message() - kNoticeRoom; }
   static constexpr std::size_t kNoticeRoom = 64 * 1024;
-  // Program thread: waits until n workers are alive or the timeout passes.
+  // Program thread: waits until n workers are alive and have asked for work (they have
+  // prepared their memory: Welcome::used_bytes) or the timeout passes.
   std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
+  // Program thread: the region's prefix in use grew to `bytes` (an allocation).
+  void note_used(std::size_t bytes) { used_bytes_.store(bytes, std::memory_order_relaxed); }
 
  private:
   enum class WorkerState : std::uint8_t { alive, suspected, gone };
@@ -94,6 +97,7 @@ class ManagerLoop {
     WorkerState state = WorkerState::alive;
     Clock::time_point last_seen;
     bool parked = false;                    // asked for work and holds none
+    bool asked = false;                     // has asked for work since joining: ready
     // Assignments of the open step sent and not answered yet, oldest first: the first
     // not `arriving` is the one it runs, the others wait in its queue (CALYPSO_PIPELINE).
     // With CALYPSO_PIPELINE > 1, one whose result has begun to arrive in several chunks
@@ -263,6 +267,8 @@ class ManagerLoop {
   bool dispatch_due_ = false;
   std::vector<std::pair<StepId, std::uint32_t>> prefault_due_;   // kept results to map
   ResultBuffers result_buffers_;      // the last step's result buffers, for the next one's
+
+  std::atomic<std::size_t> used_bytes_{0};   // note_used(), read for each welcome
 
   mutable std::mutex mutex_;          // guards everything below
   std::condition_variable cv_;

@@ -18,7 +18,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 5;
+inline constexpr std::uint16_t kVersion = 6;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -77,6 +77,10 @@ struct Welcome {
   // write notice names them: it clears them itself instead of fetching them.
   std::uint32_t written_runs;
   std::uint32_t reserved;
+  // The region's prefix in use when the worker joined (shared variables and the heap's
+  // allocations so far): the worker allocates that much memory (up to CALYPSO_PREFAULT)
+  // before it first asks for work.
+  std::uint64_t used_bytes;
 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows

@@ -12,6 +12,7 @@
 
 #include "sched/fault_injection.hpp"
 
+#include <algorithm>
 #include <array>
 #include <csetjmp>
 #include <cstdlib>
@@ -176,6 +177,7 @@ void WorkerLoop::join(const std::string& identity) {
       std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
       cache_->mark_written(run[0], run[1]);   // clipped to the region
     }
+    prefault(w->used_bytes);
     faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook,
                     &WorkerLoop::release_queues_of_worker);
     log::set_prefix("worker " + std::to_string(id_));
@@ -183,6 +185,29 @@ void WorkerLoop::join(const std::string& identity) {
     return;
   }
   throw Error("calypso: no answer from the manager at " + manager_address_ + " within 30 s");
+}
+
+// Allocates the memory behind the part of the region the program has in use, before
+// the worker first asks for work: the kernel's page allocation and zeroing then happen
+// at start-up, in one call, rather than in the first segments' page faults (matmul: ~14%
+// of its segments' CPU time). The pages stay invalid for the cache. Best effort: a kernel
+// without MADV_POPULATE_WRITE (before 5.14), or too little memory, leaves them to the
+// faults as before.
+void WorkerLoop::prefault(std::uint64_t used_bytes) {
+  const std::size_t page = region_->page_size();
+  const std::uint64_t bytes = std::min<std::uint64_t>({used_bytes, config_.prefault, region_->size()});
+  const auto pages = static_cast<dsm::PageNumber>((bytes + page - 1) / page);
+  if (pages == 0) return;
+  const auto began = std::chrono::steady_clock::now();
+  if (const int err = region_->populate(0, pages); err != 0) {
+    LOG_INFO("could not allocate the %u pages in use on joining (%s): they are allocated as they are touched",
+             pages, std::strerror(err));
+    return;
+  }
+  times_.prefault = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  times_.prefault_bytes = std::uint64_t{pages} * page;
+  LOG_INFO("allocated the %u pages in use (%.1f MiB) in %.3f s", pages,
+           static_cast<double>(times_.prefault_bytes) / (1 << 20), times_.prefault);
 }
 
 void WorkerLoop::take_in(const net::Event& e) {
@@ -616,12 +641,14 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s on the CPU; "
                  "%.3f s waiting for %llu page fetches; %llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
-                 "write notices, %.3f s waiting for work; peak RSS %ld KiB\n",
+                 "write notices, %.3f s waiting for work, %.3f s allocating %.1f MiB on joining; "
+                 "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
-                 t.notices, t.wait, u.ru_maxrss);
+                 t.notices, t.wait, t.prefault, static_cast<double>(t.prefault_bytes) / (1 << 20),
+                 u.ru_maxrss);
   }
   exit_now(0);
 }
