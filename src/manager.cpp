@@ -41,9 +41,27 @@ void* ManagerImpl::allocate(std::size_t bytes, std::size_t align) {
   // Memory never handed out is still zero; reused memory is cleared through the user view,
   // which also records the pages as written for the workers' caches.
   if (*offset < never_used_from_) std::memset(p, 0, std::min(bytes, never_used_from_ - *offset));
+  if (*offset + bytes > never_used_from_) prefault(std::max(*offset, never_used_from_), *offset + bytes);
   never_used_from_ = std::max(never_used_from_, *offset + bytes);
   loop_.note_used(never_used_from_);
   return p;
+}
+
+// Allocates the home memory of a block handed out for the first time (through the
+// runtime view: nothing counts as written), so that neither the program's first writes
+// nor the collation of the first results into it wait for the kernel to allocate and
+// zero pages: matmul's C and mandelbrot's image are first written by collation, on the
+// manager's share of the CPUs, while the step runs. Within CALYPSO_PREFAULT in all, as
+// the workers on joining; best effort.
+void ManagerImpl::prefault(std::size_t from, std::size_t to) {
+  const std::size_t page = config_.page_size;
+  const std::size_t first = (from + page - 1) / page, end = std::min((to + page - 1) / page, config_.prefault / page);
+  if (first >= end) return;
+  if (const int err = region_.populate(static_cast<dsm::PageNumber>(first), static_cast<dsm::PageNumber>(end - first));
+      err != 0) {
+    LOG_INFO("could not allocate %zu home pages ahead (%s): they are allocated when first written", end - first,
+             std::strerror(err));
+  }
 }
 
 void ManagerImpl::deallocate(void* p) noexcept {

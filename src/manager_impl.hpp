@@ -29,6 +29,8 @@ class ManagerImpl {
   void shutdown(int code) { loop_.shutdown(code); }
 
  private:
+  void prefault(std::size_t from, std::size_t to);   // home memory of fresh heap bytes
+
   const Config& config_;
   dsm::Region region_;
   dsm::HomeMemory home_;

@@ -25,7 +25,8 @@
 //                             gets "start" when the sleep begins
 //   probe prefault MIB PIDS   allocates MIB MiB that nothing touches; as soon as the
 //                             workers are ready, prints each one's resident memory (their
-//                             pids from calypso-run's --pid-file PIDS); then one step
+//                             pids from calypso-run's --pid-file PIDS), and the
+//                             manager's own after the allocation; then one step
 #include <calypso/calypso.hpp>
 
 #include <algorithm>
@@ -247,6 +248,7 @@ long resident_kib(long pid) {
 int prefault(calypso::Manager& m, std::size_t mib, const std::string& pid_file) {
   char* unused = m.alloc<char>(mib << 20);
   (void)unused;
+  std::printf("probe prefault: manager resident %ld KiB\n", resident_kib(getpid()));
   const std::size_t workers = m.wait_for_workers();
   std::vector<long> pids;
   for (int tries = 0; tries < 100 && pids.size() < workers; ++tries) {   // written at launch

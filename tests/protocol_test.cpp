@@ -108,6 +108,8 @@ TEST(Protocol, FixedMessagesRoundTrip) {
   check_fixed_round_trip(MsgType::shutdown, Shutdown{-3, 0});
   check_fixed_round_trip(MsgType::hello, make_hello(0, 0));
   check_fixed_round_trip(MsgType::assign, make_assign(0, 0));
+  check_fixed_round_trip(MsgType::prepare, Prepare{96ULL << 20});
+  check_fixed_round_trip(MsgType::prepared, Prepare{(1ULL << 40) + 16384});
 }
 
 TEST(Protocol, EmptyMessagesRoundTrip) {
@@ -498,6 +500,7 @@ bool decode_and_parse(const Bytes& b) {
   (void)fixed_part<Welcome>(*m, why);
   (void)fixed_part<PageData>(*m, why);
   (void)fixed_part<ResultChunk>(*m, why);
+  (void)fixed_part<Prepare>(*m, why);
   return true;
 }
 

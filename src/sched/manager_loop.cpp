@@ -197,6 +197,7 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
   }
   switch (m.type()) {
     case MsgType::request_work: return on_request_work(m, id, w);
+    case MsgType::prepared: return on_prepared(m, id, w);
     case MsgType::page_request: return on_page_request(m, id, w);
     case MsgType::read_set: return on_read_set(m, id, w);
     case MsgType::result_chunk: return on_result_chunk(m, id, w);
@@ -308,8 +309,22 @@ void ManagerLoop::on_request_work(const Message& m, WorkerId id, Worker& w) {
     return true;
   });
   w.parked = w.holding() == 0;
-  w.asked = true;
   dispatch();
+}
+
+void ManagerLoop::on_prepared(const Message& m, WorkerId id, Worker& w) {
+  std::string why;
+  auto p = fixed_part<Prepare>(m, why);
+  if (!p) return violation(id, why);
+  w.prepared = std::max(w.prepared.value_or(0), p->used_bytes);
+  w.preparing = false;
+  if (*w.prepared < prepare_target_) send_prepare(id, w);   // it answered an older one
+}
+
+void ManagerLoop::send_prepare(WorkerId id, Worker& w) {
+  if (w.preparing) return;
+  Encoder e(MsgType::prepare, id, Prepare{prepare_target_});
+  w.preparing = send(id, w, e);
 }
 
 // w has finished running `segment` (its result is arriving or complete): the next one
@@ -555,11 +570,18 @@ void ManagerLoop::release(Worker& w) {
 }
 
 void ManagerLoop::update_live() {
-  std::size_t n = 0;
-  for (const auto& [id, w] : workers_) n += w.state == WorkerState::alive && w.asked;
+  std::size_t live = 0, ready = 0;
+  for (const auto& [id, w] : workers_) {
+    if (w.state != WorkerState::alive || !w.prepared) continue;
+    ++live;
+    ready += *w.prepared >= prepare_target_;
+  }
   std::lock_guard lock(mutex_);
-  if (n != live_) cv_.notify_all();   // wait_for_workers() may be waiting for this
-  live_ = n;
+  // wait_for_workers() may be waiting for this.
+  if (live != live_ || ready != ready_ || ready_counted_for_ != prepare_target_) cv_.notify_all();
+  live_ = live;
+  ready_ = ready;
+  ready_counted_for_ = prepare_target_;
 }
 
 // A bundle is its messages, taken in order (parse_bundle checked all of them first).
@@ -645,10 +667,16 @@ Stats ManagerLoop::stats() const {
   return stats_;
 }
 
+// The workers allocate the memory behind the region in use now (`prepare`), so that the
+// steps the program times next do not pay for it.
 std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  const std::uint64_t target = used_bytes_.load(std::memory_order_relaxed);
   std::unique_lock lock(mutex_);
-  cv_.wait_for(lock, timeout, [&] { return live_ >= n || stopped_; });
-  return live_;
+  ready_target_ = std::max(ready_target_, target);
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
+  cv_.wait_for(lock, timeout, [&] { return (ready_counted_for_ >= target && ready_ >= n) || stopped_; });
+  return ready_counted_for_ >= target ? ready_ : 0;
 }
 
 std::size_t ManagerLoop::live_workers() const {

@@ -67,8 +67,8 @@ class ManagerLoop {
   // least kNoticeRoom for its write notices.
   std::size_t max_args_bytes() const { return ep_.max_message() - kNoticeRoom; }
   static constexpr std::size_t kNoticeRoom = 64 * 1024;
-  // Program thread: waits until n workers are alive and have asked for work (they have
-  // prepared their memory: Welcome::used_bytes) or the timeout passes.
+  // Program thread: waits until n workers are alive and have allocated the memory behind
+  // the region in use now (`prepare`), or the timeout passes; returns how many are.
   std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
   // Program thread: the region's prefix in use grew to `bytes` (an allocation).
   void note_used(std::size_t bytes) { used_bytes_.store(bytes, std::memory_order_relaxed); }
@@ -97,7 +97,10 @@ class ManagerLoop {
     WorkerState state = WorkerState::alive;
     Clock::time_point last_seen;
     bool parked = false;                    // asked for work and holds none
-    bool asked = false;                     // has asked for work since joining: ready
+    // The region's bytes in use it last said it has allocated (`prepared`); none yet
+    // while it allocates what `welcome` said: it does not count as live until then.
+    std::optional<std::uint64_t> prepared;
+    bool preparing = false;                 // a `prepare` to it is unanswered
     // Assignments of the open step sent and not answered yet, oldest first: the first
     // not `arriving` is the one it runs, the others wait in its queue (CALYPSO_PIPELINE).
     // With CALYPSO_PIPELINE > 1, one whose result has begun to arrive in several chunks
@@ -171,6 +174,8 @@ class ManagerLoop {
   void on_message(const Message& m, bool inner = false);
   void on_hello(const Message& m);
   void on_request_work(const Message& m, WorkerId id, Worker& w);
+  void on_prepared(const Message& m, WorkerId id, Worker& w);
+  void send_prepare(WorkerId id, Worker& w);   // of prepare_target_
   void on_page_request(const Message& m, WorkerId id, Worker& w);
   void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
@@ -277,7 +282,13 @@ class ManagerLoop {
   std::optional<int> shutdown_code_;
   bool stopped_ = false;
   Stats stats_;
-  std::size_t live_ = 0;
+  std::size_t live_ = 0;                // alive and prepared for what welcome said
+  std::size_t ready_ = 0;               // alive and prepared for ready_target_
+  std::uint64_t ready_target_ = 0;      // what wait_for_workers() last asked for
+  std::uint64_t ready_counted_for_ = 0; // the target ready_ was counted against
+  // Loop thread only (below the mutex's fields for want of a better place): the target
+  // the loop has sent `prepare` for.
+  std::uint64_t prepare_target_ = 0;
 
   std::thread thread_;
 };

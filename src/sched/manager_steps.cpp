@@ -18,10 +18,18 @@ namespace calypso::sched {
 void ManagerLoop::take_commands() {
   std::optional<StepSpec> spec;
   std::optional<int> code;
+  std::uint64_t target = 0;
   {
     std::lock_guard lock(mutex_);
     spec.swap(pending_step_);
     code = shutdown_code_;
+    target = ready_target_;
+  }
+  if (target > prepare_target_) {   // wait_for_workers(): workers that joined before
+    prepare_target_ = target;
+    for (auto& [id, w] : workers_) {
+      if (w.state == WorkerState::alive && w.prepared && *w.prepared < target) send_prepare(id, w);
+    }
   }
   if (spec) open_step(std::move(*spec));
   if (!code) return;

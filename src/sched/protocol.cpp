@@ -20,6 +20,8 @@ const char* to_string(MsgType t) noexcept {
     case MsgType::shutdown: return "shutdown";
     case MsgType::read_set: return "read_set";
     case MsgType::bundle: return "bundle";
+    case MsgType::prepare: return "prepare";
+    case MsgType::prepared: return "prepared";
   }
   return "unknown";
 }

@@ -38,7 +38,9 @@ enum class MsgType : std::uint16_t {
   shutdown,        // manager -> worker: the job is over
   read_set,        // worker -> manager: pages a segment fetched or took from a push
   bundle,          // either way: several of the messages above, to be taken in order
-  max_type = bundle,
+  prepare,         // manager -> worker: the region's part in use is now this much
+  prepared,        // worker -> manager: I have allocated it (up to CALYPSO_PREFAULT)
+  max_type = prepared,
 };
 const char* to_string(MsgType t) noexcept;
 
@@ -77,9 +79,8 @@ struct Welcome {
   // write notice names them: it clears them itself instead of fetching them.
   std::uint32_t written_runs;
   std::uint32_t reserved;
-  // The region's prefix in use when the worker joined (shared variables and the heap's
-  // allocations so far): the worker allocates that much memory (up to CALYPSO_PREFAULT)
-  // before it first asks for work.
+  // The region's prefix in use when the worker joined: as in a `prepare` (below), which
+  // the worker answers with `prepared` before it first asks for work.
   std::uint64_t used_bytes;
 };
 struct Refuse {
@@ -150,6 +151,12 @@ struct ReadSet {
 struct Shutdown {
   std::int32_t code;
   std::uint32_t reserved;
+};
+// prepare and prepared: the bytes of the region in use from its start (shared variables
+// and heap blocks handed out). A worker allocates the memory behind them before it
+// answers, so that the program's next steps do not wait for the kernel to allocate it.
+struct Prepare {
+  std::uint64_t used_bytes;
 };
 struct Empty {};
 

@@ -177,9 +177,9 @@ void WorkerLoop::join(const std::string& identity) {
       std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
       cache_->mark_written(run[0], run[1]);   // clipped to the region
     }
-    prefault(w->used_bytes);
     faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook,
                     &WorkerLoop::release_queues_of_worker);
+    prepare(w->used_bytes);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
     return;
@@ -187,27 +187,34 @@ void WorkerLoop::join(const std::string& identity) {
   throw Error("calypso: no answer from the manager at " + manager_address_ + " within 30 s");
 }
 
-// Allocates the memory behind the part of the region the program has in use, before
-// the worker first asks for work: the kernel's page allocation and zeroing then happen
-// at start-up, in one call, rather than in the first segments' page faults (matmul: ~14%
-// of its segments' CPU time). The pages stay invalid for the cache. Best effort: a kernel
-// without MADV_POPULATE_WRITE (before 5.14), or too little memory, leaves them to the
-// faults as before.
-void WorkerLoop::prefault(std::uint64_t used_bytes) {
+// Allocates the memory behind the part of the region the program has in use (on joining,
+// and when the manager's wait_for_workers() says it grew), then says so: the kernel's
+// page allocation and zeroing happen at start-up, in one call, rather than in the first
+// segments' page faults (matmul: ~14% of its segments' CPU time). The runtime view's
+// pages stay invalid for the cache, and populating a page that holds data leaves it as
+// it is, so this is safe at any time. Best effort: a kernel without MADV_POPULATE_WRITE
+// (before 5.14), or too little memory, leaves them to the faults, and the answer is the
+// same.
+void WorkerLoop::prepare(std::uint64_t used_bytes) {
   const std::size_t page = region_->page_size();
   const std::uint64_t bytes = std::min<std::uint64_t>({used_bytes, config_.prefault, region_->size()});
   const auto pages = static_cast<dsm::PageNumber>((bytes + page - 1) / page);
-  if (pages == 0) return;
-  const auto began = std::chrono::steady_clock::now();
-  if (const int err = region_->populate(0, pages); err != 0) {
-    LOG_INFO("could not allocate the %u pages in use on joining (%s): they are allocated as they are touched",
-             pages, std::strerror(err));
-    return;
+  if (pages > prefaulted_pages_) {
+    const auto began = std::chrono::steady_clock::now();
+    if (const int err = region_->populate(prefaulted_pages_, pages - prefaulted_pages_); err != 0) {
+      LOG_INFO("could not allocate the pages in use (%s): they are allocated as they are touched",
+               std::strerror(err));
+    } else {
+      times_.prefault += seconds_since(began);
+      times_.prefault_bytes += std::uint64_t{pages - prefaulted_pages_} * page;
+      LOG_INFO("allocated the pages in use up to %.1f MiB in %.3f s", static_cast<double>(bytes) / (1 << 20),
+               seconds_since(began));
+      prefaulted_pages_ = pages;
+    }
   }
-  times_.prefault = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  times_.prefault_bytes = std::uint64_t{pages} * page;
-  LOG_INFO("allocated the %u pages in use (%.1f MiB) in %.3f s", pages,
-           static_cast<double>(times_.prefault_bytes) / (1 << 20), times_.prefault);
+  Encoder e(MsgType::prepared, id_, Prepare{used_bytes});
+  std::span<const std::byte> parts[] = {e.bytes()};
+  to_manager(parts, "that its memory is allocated");
 }
 
 void WorkerLoop::take_in(const net::Event& e) {
@@ -310,6 +317,11 @@ void WorkerLoop::take_message(std::vector<std::byte> raw, const char* when) {
       return;
     }
     for (std::span<const std::byte> one : *inner) take_message({one.begin(), one.end()}, when);
+    return;
+  }
+  if (m->type() == MsgType::prepare) {
+    if (auto p = fixed_part<Prepare>(*m, why)) prepare(p->used_bytes);
+    else LOG_WARN("protocol violation: %s (ignored)", why.c_str());
     return;
   }
   if (m->type() != MsgType::assign) {
@@ -567,7 +579,9 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     auto m = decode(fetch_reply_, why);
     if (!m) continue;
     if (m->type() == MsgType::shutdown) on_shutdown(*m);
-    if (m->type() == MsgType::assign || m->type() == MsgType::bundle) {   // for after this segment: never drop one
+    if (m->type() == MsgType::assign || m->type() == MsgType::bundle || m->type() == MsgType::prepare) {
+      // Assignments are for after this segment: never drop one. A prepare (sent between
+      // steps, so only to a segment whose step has ended) is answered at once.
       take_message(std::move(fetch_reply_), "while waiting for pages");
       continue;
     }
@@ -641,7 +655,7 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s on the CPU; "
                  "%.3f s waiting for %llu page fetches; %llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
-                 "write notices, %.3f s waiting for work, %.3f s allocating %.1f MiB on joining; "
+                 "write notices, %.3f s waiting for work, %.3f s allocating %.1f MiB ahead; "
                  "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches),

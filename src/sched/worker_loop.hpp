@@ -51,7 +51,7 @@ class WorkerLoop final : public dsm::PageSource {
   void send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags);
   void flush_outbox();
   std::size_t assignments_here();
-  void prefault(std::uint64_t used_bytes);   // on joining: allocate the region in use
+  void prepare(std::uint64_t used_bytes);   // allocate the region in use; say `prepared`
   void take_in(const net::Event& e);   // a received message into inbox_
   // Holding results (ship) is for segments shorter than kShortSegment (protocol.hpp),
   // and only across segments that ran short here before (run_segment).
@@ -143,11 +143,12 @@ class WorkerLoop final : public dsm::PageSource {
     double finish = 0;     // diff encoding and restoring written pages
     double send = 0;       // shipping results
     double wait = 0;       // waiting for an assignment
-    double prefault = 0;   // allocating memory on joining (CALYPSO_PREFAULT)
+    double prefault = 0;   // allocating the region in use ahead (CALYPSO_PREFAULT)
     std::uint64_t segments = 0, fetches = 0, prefault_bytes = 0;
   } times_;
 
   std::chrono::milliseconds manager_timeout_{3000};
+  dsm::PageNumber prefaulted_pages_ = 0;   // the region's first pages prepare() allocated
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
   std::uint32_t fetches_in_segment_ = 0;
   std::atomic_flag ending_;                // set by the first thread to act on a shutdown
