@@ -5,7 +5,7 @@
 
 #include <sched.h>
 
-#include <cctype>
+#include <cstring>
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
@@ -23,20 +23,29 @@ const char* env(const char* name) {
   throw Error(std::string(name) + "=" + value + ": expected " + expected);
 }
 
+// Decimal, or hexadecimal after 0x (addresses, keys): digits only. Not strtoull's base 0,
+// which reads 010 as 8, nor its tolerance of a leading space, a sign (-1 wraps) or, in
+// base 16, a second 0x. Sets end past the digits; false without digits or on overflow.
+bool parse_number(const char* text, unsigned long long& n, const char*& end) {
+  const bool hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+  const char* digits = hex ? text + 2 : text;
+  const std::size_t count = std::strspn(digits, hex ? "0123456789abcdefABCDEF" : "0123456789");
+  if (count == 0) return false;
+  char* stop = nullptr;
+  errno = 0;
+  n = std::strtoull(digits, &stop, hex ? 16 : 10);
+  if (errno != 0 || stop != digits + count) return false;
+  end = stop;
+  return true;
+}
+
 template <class T>
 void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
   const char* v = env(name);
   if (v == nullptr) return;
-  // Decimal, or hexadecimal after 0x (addresses, keys). Not strtoull's base 0, which
-  // reads 010 as 8, nor its tolerance of a leading space, sign or minus (-1 wraps).
-  const bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
-  const char* digits = hex ? v + 2 : v;
-  const auto first = static_cast<unsigned char>(digits[0]);
-  const bool starts_with_digit = (hex ? std::isxdigit(first) : std::isdigit(first)) != 0;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long n = std::strtoull(digits, &end, hex ? 16 : 10);
-  if (!starts_with_digit || errno != 0 || *end != '\0' || n < lo || n > hi) {
+  unsigned long long n = 0;
+  const char* end = v;
+  if (!parse_number(v, n, end) || *end != '\0' || n < lo || n > hi) {
     bad(name, v, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
   }
   out = static_cast<T>(n);
@@ -145,15 +154,9 @@ std::chrono::microseconds default_poll_window(unsigned cpus, std::uint64_t local
 }
 
 bool parse_size(const std::string& text, std::size_t& out) {
-  // Digits as read_uint takes them: decimal, or hexadecimal after 0x; no sign or space.
-  const bool hex = text.size() > 1 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
-  const char* digits = text.c_str() + (hex ? 2 : 0);
-  const auto first = static_cast<unsigned char>(digits[0]);
-  if ((hex ? std::isxdigit(first) : std::isdigit(first)) == 0) return false;
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long n = std::strtoull(digits, &end, hex ? 16 : 10);
-  if (errno != 0) return false;
+  unsigned long long n = 0;
+  const char* end = nullptr;
+  if (!parse_number(text.c_str(), n, end)) return false;   // digits as read_uint takes them
   std::string suffix(end);
   unsigned shift = 0;
   if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
@@ -201,6 +204,9 @@ Config Config::from_environment() {
   std::uint32_t conflicts = 0;
   read_uint("CALYPSO_CHECK_CONFLICTS", conflicts, 0, 1);
   c.check_conflicts = conflicts != 0;
+  std::uint32_t local_reads = 1;
+  read_uint("CALYPSO_LOCAL_READS", local_reads, 0, 1);
+  c.local_reads = local_reads != 0;
   std::uint32_t bundle = 1;
   read_uint("CALYPSO_BUNDLE", bundle, 0, 1);
   c.bundle = bundle != 0;

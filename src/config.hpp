@@ -24,7 +24,7 @@ struct Config {
   std::uintptr_t region_address = 0x3c0000000000;   // CALYPSO_REGION_ADDRESS
   std::size_t region_size = std::size_t{512} << 20;  // CALYPSO_REGION_SIZE
   std::size_t page_size = 16 << 10;                  // CALYPSO_PAGE_SIZE
-  std::size_t prefault = std::size_t{256} << 20;     // CALYPSO_PREFAULT: memory a worker allocates on joining
+  std::size_t prefault = std::size_t{256} << 20;     // CALYPSO_PREFAULT: region bytes allocated ahead
   std::uint32_t fetch_pages = 4;                     // CALYPSO_FETCH_PAGES
   std::uint32_t write_ahead = 16;                    // CALYPSO_WRITE_AHEAD
   std::uint32_t fetch_ahead = 32;                    // CALYPSO_FETCH_AHEAD
@@ -32,6 +32,7 @@ struct Config {
   std::uint32_t rerun_after_pct = 150;               // CALYPSO_RERUN_AFTER_PCT
   std::uint32_t pipeline = 2;                        // CALYPSO_PIPELINE: assignments in flight per worker
   std::string rma_fetch = "auto";                    // CALYPSO_RMA_FETCH: auto|on|off
+  bool local_reads = true;                           // CALYPSO_LOCAL_READS: workers on the manager's host
   // Whether endpoints on this provider ask for RMA page reads. They beat a page_data
   // round trip on shm (one cross-memory copy) and on tcp;ofi_rxm (no copies through
   // the manager's event loop; measured: half the fetch time). Not by default on verbs:

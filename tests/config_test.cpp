@@ -119,13 +119,13 @@ TEST_F(ConfigTest, ABadNumberIsRefusedByName) {
   expect_refused("CALYPSO_POLL_US", "fast");
   expect_refused("CALYPSO_POLL_US", "10001");
   for (const char* v : {"abc", "-1", " 2", "+2", "2x", "0x", "99999999999999999999", "18446744073709551617",
-                        "-18446744073709551615", "1048577"}) {
+                        "-18446744073709551615", "1048577", "0x0x10", "0x 1"}) {
     expect_refused("CALYPSO_WORKERS", v);
   }
   expect_refused("CALYPSO_REGION_ADDRESS", "0x3c000000000g");
   expect_refused("CALYPSO_BUNDLE", "2");
   expect_refused("CALYPSO_BUNDLE", "yes");
-  for (const char* v : {"", "lots", "-1", "-16K", " 2M", "+2M", "2T", "0x", "0xg"}) {
+  for (const char* v : {"", "lots", "-1", "-16K", " 2M", "+2M", "2T", "0x", "0xg", "0x0x10", "0X0x1M"}) {
     if (*v != '\0') expect_refused("CALYPSO_PREFAULT", v);   // "" counts as unset
     std::size_t out = 7;
     EXPECT_FALSE(parse_size(v, out)) << v;

@@ -257,12 +257,50 @@ TEST_P(Providers, TinySegmentsShareMessagesAndStayExact) {
 // The same with pages fetched by message (as on verbs): bundles of assignments that
 // come while a segment waits for its pages are kept, none is lost or skipped.
 TEST_P(Providers, TinySegmentsWithPagesInMessagesLoseNoAssignment) {
-  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}), {{"CALYPSO_RMA_FETCH", "off"}}, 120s);
+  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}),
+               {{"CALYPSO_RMA_FETCH", "off"}, {"CALYPSO_LOCAL_READS", "0"}}, 120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe tiny: ok (3000 segments, ")) << r.output;
   EXPECT_FALSE(contains(r.output, "protocol violation")) << r.output;
   EXPECT_FALSE(contains(r.output, "missing for")) << r.output;
   EXPECT_FALSE(contains(r.output, "dropped")) << r.output;
+}
+
+// Every worker's "F page fetches, L of them read from the manager's memory" (CALYPSO_STATS=text).
+std::vector<std::pair<unsigned long, unsigned long>> fetch_counts(const std::string& output) {
+  std::vector<std::pair<unsigned long, unsigned long>> found;
+  const std::string tag = " s waiting for ";
+  for (auto at = output.find(tag); at != std::string::npos; at = output.find(tag, at + 1)) {
+    unsigned long fetches = 0, local = 0;
+    if (std::sscanf(output.c_str() + at + tag.size(), "%lu page fetches, %lu of them read from the manager's memory",
+                    &fetches, &local) == 2) {
+      found.emplace_back(fetches, local);
+    }
+  }
+  return found;
+}
+
+// Workers on the manager's host read pages from its memory (its region's memfd, through
+// /proc), not through the network; with CALYPSO_LOCAL_READS=0 through RMA or messages.
+// The answers are the same, and so are pushed pages and re-runs.
+TEST_P(Providers, WorkersOnTheManagersHostReadItsMemory) {
+  for (const char* local : {"1", "0"}) {
+    for (const auto& program : {example_args("jacobi"), example_args("matmul")}) {
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_READS", local}, {"CALYPSO_STATS", "text"}}, 120s);
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
+      const auto counts = fetch_counts(r.output);
+      ASSERT_EQ(counts.size(), 2u) << r.output;
+      unsigned long fetches = 0, read_locally = 0;
+      for (auto [f, l] : counts) {
+        fetches += f;
+        read_locally += l;
+      }
+      EXPECT_GT(fetches, 0u) << r.output;
+      if (*local == '1') EXPECT_GT(read_locally, 0u) << r.output;
+      else EXPECT_EQ(read_locally, 0u) << r.output;
+    }
+  }
 }
 
 // Assignments of 600 KB each: never two in one message of more than 1 MiB.

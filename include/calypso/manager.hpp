@@ -79,11 +79,12 @@ class Manager {
   // statements). Segment indices are per routine.
   void parallel(std::initializer_list<Task> tasks) { run_step(std::vector<Task>(tasks)); }
 
-  std::size_t workers() const;   // workers currently alive
-  // Waits until at least n workers are alive (n = 0: as many as calypso-run -n started),
-  // or the timeout passes; returns how many are alive. Parallel steps never need it (they
-  // run with whoever is there); it lets a program time its work without the workers'
-  // start-up.
+  std::size_t workers() const;   // workers alive and done joining
+  // Waits until at least n workers (n = 0: as many as calypso-run -n started) are alive
+  // and have allocated the memory behind the shared data allocated so far (up to
+  // CALYPSO_PREFAULT), or the timeout passes; returns how many are. Parallel steps never
+  // need it (they run with whoever is there); it lets a program time its work without
+  // the workers' start-up.
   std::size_t wait_for_workers(std::size_t n = 0, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Stats stats() const;
 

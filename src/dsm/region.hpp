@@ -29,6 +29,7 @@ class Region {
   std::byte* runtime_view() const noexcept { return view_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t page_size() const noexcept { return page_size_; }
+  int fd() const noexcept { return fd_; }   // the memfd behind both views
   PageNumber pages() const noexcept { return static_cast<PageNumber>(size_ / page_size_); }
 
   bool contains(const void* p) const noexcept {

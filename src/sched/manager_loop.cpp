@@ -75,12 +75,12 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
   late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
   epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get()});
+  char host[65] = {};
+  if (gethostname(host, sizeof host - 1) == 0) hostname_ = host;
   if (ep_.supports_read()) {
-    control_.reset(new std::atomic<std::uint64_t>[8]{});
-    set_control(0);
     try {
       home_mr_ = ep_.expose(region_.runtime_page(0), region_.size());
-      control_mr_ = ep_.expose(control_.get(), 8 * sizeof(std::uint64_t));
+      control_mr_ = ep_.expose(control_.address(), ControlWord::kBytes);
     } catch (const std::exception& e) {   // pages then travel in messages
       LOG_WARN("RMA page reads disabled: %s", e.what());
       home_mr_ = {};
@@ -193,6 +193,8 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
       if (step_ && step == step_->id) step_->sched.forgive(segment);
     }
     w.counted_failures.clear();
+    // A wait_for_workers() while it was suspected sent it no prepare.
+    if (w.prepared && *w.prepared < prepare_target_) send_prepare(id, w);
     dispatch();
   }
   switch (m.type()) {
@@ -242,7 +244,8 @@ void ManagerLoop::on_hello(const Message& m) {
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
               static_cast<std::uint32_t>(config_.heartbeat.count()),
               static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0,
-              used_bytes_.load(std::memory_order_relaxed)};
+              used_bytes_.load(std::memory_order_relaxed), LocalOffer{}};
+  if (config_.local_reads && !hostname_.empty() && w.host == hostname_) wel.local = make_local_offer(region_.fd(), control_);
   std::vector<std::uint32_t> runs;   // pages written so far, as (first, count)
   for (dsm::PageNumber p = 0; p < ever_written_.size();) {
     if (!ever_written_[p]) {
@@ -527,6 +530,7 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   if (w.state == WorkerState::gone) return;
   if (w.state == WorkerState::suspected && counts_as_failure) return;   // already handled
   LOG_WARN("lost worker %u (%s pid %u): %s", id, w.host.c_str(), w.pid, why);
+  w.preparing = false;   // a prepare to it may be lost: one goes again if it comes back
   // A suspected worker keeps its outstanding work request: if it comes back while idle,
   // it is still waiting for an assignment.
   w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;

@@ -16,6 +16,7 @@
 #include "net/endpoint.hpp"
 #include "routine_registry.hpp"
 #include "sched/eager_scheduler.hpp"
+#include "sched/local_home.hpp"
 #include "sched/protocol.hpp"
 #include "sched/result_buffers.hpp"
 #include "unique_fd.hpp"
@@ -236,13 +237,15 @@ class ManagerLoop {
   const dsm::HomeMemory& home_;
   dsm::Collation collation_;
   net::Endpoint ep_;
-  // RMA page reads (when the endpoint has them): home memory, and one control word that
-  // holds the open step's id and is cleared before collation changes home memory, so a
-  // worker that reads a page and then this word knows whether the page was the
-  // snapshot (docs/PROTOCOL.md). Declared after ep_: deregistered before it closes.
-  std::unique_ptr<std::atomic<std::uint64_t>[]> control_;
+  // Page reads that bypass the event loop, by RMA (when the endpoint has them) and by
+  // workers on this host (local_home.hpp): they read home memory, then this control
+  // word, which holds the open step's id and is cleared before collation changes home
+  // memory, so they know whether the pages were the snapshot (docs/PROTOCOL.md).
+  // Declared after ep_: deregistered before it closes.
+  ControlWord control_;
   net::Registration home_mr_, control_mr_;
-  void set_control(StepId open_step) noexcept { control_[0].store(open_step, std::memory_order_seq_cst); }
+  void set_control(StepId open_step) noexcept { control_.set(open_step); }
+  std::string hostname_;   // a worker whose hello names it gets a LocalOffer
   UniqueFd epoll_, wakeup_, timer_;
   UniqueFd late_timer_;   // one-shot: when a parked worker may re-run a late segment
   void arm_late_timer();

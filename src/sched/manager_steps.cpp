@@ -30,6 +30,7 @@ void ManagerLoop::take_commands() {
     for (auto& [id, w] : workers_) {
       if (w.state == WorkerState::alive && w.prepared && *w.prepared < target) send_prepare(id, w);
     }
+    update_live();   // the waiting program counts against the new target now, not at the next event
   }
   if (spec) open_step(std::move(*spec));
   if (!code) return;
@@ -88,7 +89,7 @@ void ManagerLoop::start_step(OpenStep s) {
   s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
   step_ = std::move(s);
-  if (control_) set_control(step_->id);   // RMA readers: home memory is this step's snapshot
+  set_control(step_->id);   // RMA readers: home memory is this step's snapshot
   collation_.begin_step();
   LOG_DEBUG("step %llu begins: %u segments", static_cast<unsigned long long>(step_->id), n);
   if (n == 0) return finish_step();
@@ -362,7 +363,7 @@ ManagerLoop::Version ManagerLoop::collate_step() {
 }
 
 void ManagerLoop::finish_step() {
-  if (control_) set_control(0);   // before collation changes home memory (see control_)
+  set_control(0);   // before collation changes home memory (see control_)
   std::uint64_t bytes = 0;
   for (const auto& r : step_->results) bytes += r.size();
   conflict_.reset();
@@ -406,7 +407,7 @@ void ManagerLoop::fail_step(const std::string& why) { end_step(why); }
 
 void ManagerLoop::end_step(std::optional<std::string> error) {
   const double seconds = std::chrono::duration<double>(Clock::now() - step_->started).count();
-  if (control_) set_control(0);
+  set_control(0);
   result_buffers_.keep(std::move(step_->results));
   step_.reset();
   for (auto& [id, w] : workers_) {

@@ -61,6 +61,18 @@ struct Hello {
   std::uint32_t heartbeat_address_bytes;   // then its heartbeat endpoint's address
   char host[64];
 };
+// What a worker on the manager's host needs to read home memory itself (see
+// sched/local_home.hpp): the manager's pid, the descriptors of its region memfd and of
+// its control word's memfd, and each file's device and inode. All zero when the worker
+// is on another host.
+struct LocalOffer {
+  std::uint32_t pid;
+  std::int32_t region_fd;
+  std::int32_t control_fd;
+  std::uint32_t reserved;
+  std::uint64_t region_dev, region_ino;
+  std::uint64_t control_dev, control_ino;
+};
 struct Welcome {
   WorkerId worker;
   std::uint32_t page_size;
@@ -82,6 +94,7 @@ struct Welcome {
   // The region's prefix in use when the worker joined: as in a `prepare` (below), which
   // the worker answers with `prepared` before it first asks for work.
   std::uint64_t used_bytes;
+  LocalOffer local;
 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows

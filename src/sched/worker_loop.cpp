@@ -177,11 +177,28 @@ void WorkerLoop::join(const std::string& identity) {
       std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
       cache_->mark_written(run[0], run[1]);   // clipped to the region
     }
+    if (config_.local_reads) {
+      std::string local_why;
+      if (auto home = LocalHome::open(w->local, region_->size(), local_why)) local_.emplace(std::move(*home));
+      if (local_) {
+        if (staging_.empty()) staging_.resize(std::size_t{fetch_ahead_} * w->page_size);
+        LOG_INFO("reading pages from the manager's memory on this host");
+      } else {
+        LOG_INFO("reading pages through the network: %s", local_why.c_str());
+      }
+    }
     faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook,
                     &WorkerLoop::release_queues_of_worker);
-    prepare(w->used_bytes);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
+    prepare(w->used_bytes);
+    if (prefault_error_ != 0) {
+      LOG_INFO("could not allocate the region in use ahead (%s): pages are allocated as they are touched",
+               std::strerror(prefault_error_));
+    } else {
+      LOG_INFO("allocated the region in use ahead: %.1f MiB in %.3f s",
+               static_cast<double>(times_.prefault_bytes) / (1 << 20), times_.prefault);
+    }
     return;
   }
   throw Error("calypso: no answer from the manager at " + manager_address_ + " within 30 s");
@@ -194,21 +211,18 @@ void WorkerLoop::join(const std::string& identity) {
 // pages stay invalid for the cache, and populating a page that holds data leaves it as
 // it is, so this is safe at any time. Best effort: a kernel without MADV_POPULATE_WRITE
 // (before 5.14), or too little memory, leaves them to the faults, and the answer is the
-// same.
+// same. It logs nothing: a segment's page fault may answer a prepare (stdio is not
+// async-signal-safe); join() reports the first one.
 void WorkerLoop::prepare(std::uint64_t used_bytes) {
   const std::size_t page = region_->page_size();
   const std::uint64_t bytes = std::min<std::uint64_t>({used_bytes, config_.prefault, region_->size()});
   const auto pages = static_cast<dsm::PageNumber>((bytes + page - 1) / page);
   if (pages > prefaulted_pages_) {
     const auto began = std::chrono::steady_clock::now();
-    if (const int err = region_->populate(prefaulted_pages_, pages - prefaulted_pages_); err != 0) {
-      LOG_INFO("could not allocate the pages in use (%s): they are allocated as they are touched",
-               std::strerror(err));
-    } else {
+    prefault_error_ = region_->populate(prefaulted_pages_, pages - prefaulted_pages_);
+    if (prefault_error_ == 0) {
       times_.prefault += seconds_since(began);
       times_.prefault_bytes += std::uint64_t{pages - prefaulted_pages_} * page;
-      LOG_INFO("allocated the pages in use up to %.1f MiB in %.3f s", static_cast<double>(bytes) / (1 << 20),
-               seconds_since(began));
       prefaulted_pages_ = pages;
     }
   }
@@ -564,6 +578,10 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     ~Timer() { total += seconds_since(start); }
   } timer{times_.fetch};
   ++times_.fetches;
+  if (local_) {
+    read_local(first, count, out);
+    return out;
+  }
   if (rma_) {
     if (read_pages(first, count, out)) return out;
     LOG_WARN("an RMA page read failed; pages come in messages from now on");
@@ -580,8 +598,8 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     if (!m) continue;
     if (m->type() == MsgType::shutdown) on_shutdown(*m);
     if (m->type() == MsgType::assign || m->type() == MsgType::bundle || m->type() == MsgType::prepare) {
-      // Assignments are for after this segment: never drop one. A prepare (sent between
-      // steps, so only to a segment whose step has ended) is answered at once.
+      // Assignments are for after this segment: never drop one. A prepare is answered
+      // at once (it only allocates memory; data stays as it is).
       take_message(std::move(fetch_reply_), "while waiting for pages");
       continue;
     }
@@ -603,6 +621,32 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
   }
   LOG_ERROR("no page from the manager for 60 s");
   return out;
+}
+
+// Copies the pages from the manager's memory on this host, then reads its control word:
+// the same rule as read_pages() below. The copy goes to staging_ first: the manager may
+// change home memory once the word is read.
+void WorkerLoop::read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept {
+  static constexpr std::array<std::uint8_t, 64> kAllData = [] {
+    std::array<std::uint8_t, 64> a{};
+    a.fill(1);
+    return a;
+  }();
+  const std::size_t ps = region_->page_size();
+  const std::size_t bytes = std::size_t{count} * ps;
+  if (count > kAllData.size() || bytes > staging_.size() ||
+      !local_->read(std::size_t{first} * ps, std::span(staging_).first(bytes))) {
+    return;   // FetchStatus::failed
+  }
+  if (local_->open_step() != step_) {   // acquire: after the copy
+    out.status = dsm::FetchStatus::stale;
+    return;
+  }
+  out.kinds = std::span(kAllData).first(count);
+  out.data = std::span(staging_).first(bytes);
+  out.status = dsm::FetchStatus::ok;
+  pages_read_ += count;
+  ++times_.local_fetches;
 }
 
 // Reads the pages, then the manager's control word: if the step is still open then,
@@ -653,12 +697,13 @@ void WorkerLoop::on_shutdown(const Message& m) {
     const Times& t = times_;
     std::fprintf(stderr,
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s on the CPU; "
-                 "%.3f s waiting for %llu page fetches; %llu pages pushed, %llu of them read), %.3f s twinning "
+                 "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory; "
+                 "%llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
                  "write notices, %.3f s waiting for work, %.3f s allocating %.1f MiB ahead; "
                  "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
-                 static_cast<unsigned long long>(t.fetches),
+                 static_cast<unsigned long long>(t.fetches), static_cast<unsigned long long>(t.local_fetches),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
                  t.notices, t.wait, t.prefault, static_cast<double>(t.prefault_bytes) / (1 << 20),

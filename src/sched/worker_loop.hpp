@@ -12,6 +12,7 @@
 #include "net/endpoint.hpp"
 #include "sched/assign_queue.hpp"
 #include "sched/job_address.hpp"
+#include "sched/local_home.hpp"
 #include "sched/protocol.hpp"
 #include "unique_fd.hpp"
 
@@ -60,6 +61,7 @@ class WorkerLoop final : public dsm::PageSource {
   static constexpr std::size_t kHoldBytes = 32 * 1024;
   static constexpr std::chrono::milliseconds kHoldFor{1};
   void setup_rma(const Welcome& w);
+  void read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   void send_request();   // request_work, naming the last assignment taken
   void to_manager(std::span<const std::span<const std::byte>> parts, const char* what);
@@ -109,6 +111,9 @@ class WorkerLoop final : public dsm::PageSource {
   bool rma_ = false;
   net::RemoteMemory home_mem_, control_mem_;
   net::Registration staging_mr_;
+  // On the manager's host (Welcome::local, CALYPSO_LOCAL_READS): its home memory and
+  // control word, mapped read-only; pages are copied from there, before RMA or messages.
+  std::optional<LocalHome> local_;
   std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
   std::optional<Bundler> outbox_;          // messages to the manager waiting to go together
@@ -144,11 +149,12 @@ class WorkerLoop final : public dsm::PageSource {
     double send = 0;       // shipping results
     double wait = 0;       // waiting for an assignment
     double prefault = 0;   // allocating the region in use ahead (CALYPSO_PREFAULT)
-    std::uint64_t segments = 0, fetches = 0, prefault_bytes = 0;
+    std::uint64_t segments = 0, fetches = 0, local_fetches = 0, prefault_bytes = 0;
   } times_;
 
   std::chrono::milliseconds manager_timeout_{3000};
   dsm::PageNumber prefaulted_pages_ = 0;   // the region's first pages prepare() allocated
+  int prefault_error_ = 0;                 // errno of its last attempt, 0 if it worked
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
   std::uint32_t fetches_in_segment_ = 0;
   std::atomic_flag ending_;                // set by the first thread to act on a shutdown

@@ -1,0 +1,112 @@
+// See local_home.hpp.
+#include "sched/local_home.hpp"
+
+#include <calypso/error.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <new>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+namespace calypso::sched {
+namespace {
+
+constexpr std::size_t kControlPage = 4096;
+
+std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Opens /proc/PID/fd/FD read-only and checks that it is the file (device, inode) offered.
+UniqueFd open_offered(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_t ino, std::string& why) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+  UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (f.get() < 0) {
+    why = sys_error("cannot open " + path);
+    return {};
+  }
+  struct stat st{};
+  if (fstat(f.get(), &st) != 0) {
+    why = sys_error("fstat " + path);
+    return {};
+  }
+  if (static_cast<std::uint64_t>(st.st_dev) != dev || static_cast<std::uint64_t>(st.st_ino) != ino) {
+    why = path + " is not the manager's file (another pid namespace, or the pid was reused)";
+    return {};
+  }
+  return f;
+}
+
+}  // namespace
+
+ControlWord::ControlWord() : fd_(memfd_create("calypso-control", MFD_CLOEXEC)) {
+  if (fd_.get() < 0) throw Error("calypso: " + sys_error("memfd_create for the control word"));
+  if (ftruncate(fd_.get(), kControlPage) != 0) throw Error("calypso: " + sys_error("ftruncate of the control word"));
+  void* p = mmap(nullptr, kControlPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+  if (p == MAP_FAILED) throw Error("calypso: " + sys_error("mmap of the control word"));
+  word_ = new (p) std::atomic<std::uint64_t>(0);
+}
+
+ControlWord::~ControlWord() { munmap(word_, kControlPage); }
+
+LocalOffer make_local_offer(int region_fd, const ControlWord& control) {
+  struct stat region{}, word{};
+  if (fstat(region_fd, &region) != 0 || fstat(control.fd(), &word) != 0) return {};
+  LocalOffer o{};
+  o.pid = static_cast<std::uint32_t>(getpid());
+  o.region_fd = region_fd;
+  o.control_fd = control.fd();
+  o.region_dev = static_cast<std::uint64_t>(region.st_dev);
+  o.region_ino = static_cast<std::uint64_t>(region.st_ino);
+  o.control_dev = static_cast<std::uint64_t>(word.st_dev);
+  o.control_ino = static_cast<std::uint64_t>(word.st_ino);
+  return o;
+}
+
+std::optional<LocalHome> LocalHome::open(const LocalOffer& offer, std::size_t region_size, std::string& why) {
+  if (offer.pid == 0) {
+    why = "the manager runs on another host";
+    return std::nullopt;
+  }
+  UniqueFd region = open_offered(offer.pid, offer.region_fd, offer.region_dev, offer.region_ino, why);
+  if (region.get() < 0) return std::nullopt;
+  UniqueFd control = open_offered(offer.pid, offer.control_fd, offer.control_dev, offer.control_ino, why);
+  if (control.get() < 0) return std::nullopt;
+  struct stat st{};
+  if (fstat(region.get(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < region_size) {
+    why = "the manager's region file is smaller than the region";
+    return std::nullopt;
+  }
+  void* word = mmap(nullptr, kControlPage, PROT_READ, MAP_SHARED, control.get(), 0);
+  if (word == MAP_FAILED) {
+    why = sys_error("mmap of the manager's control word");
+    return std::nullopt;
+  }
+  return LocalHome(std::move(region), region_size, static_cast<const std::atomic<std::uint64_t>*>(word));
+}
+
+LocalHome::LocalHome(UniqueFd region, std::size_t size, const std::atomic<std::uint64_t>* control)
+    : region_(std::move(region)), size_(size), control_(control) {}
+
+LocalHome::LocalHome(LocalHome&& o) noexcept
+    : region_(std::move(o.region_)), size_(o.size_), control_(std::exchange(o.control_, nullptr)) {}
+
+LocalHome::~LocalHome() {
+  if (control_ != nullptr) munmap(const_cast<std::atomic<std::uint64_t>*>(control_), kControlPage);
+}
+
+bool LocalHome::read(std::size_t offset, std::span<std::byte> dst) const noexcept {
+  if (offset > size_ || dst.size() > size_ - offset) return false;
+  for (std::size_t done = 0; done < dst.size();) {
+    const ssize_t n = pread(region_.get(), dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace calypso::sched
