@@ -24,7 +24,7 @@
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
 //   probe prefault MIB PIDS   allocates MIB MiB that nothing touches; as soon as the
-//                             workers are ready, prints each one's resident memory (their
+//                             workers are ready, prints each one's resident shared memory (their
 //                             pids from calypso-run's --pid-file PIDS), and the
 //                             manager's own after the allocation; then one step
 #include <calypso/calypso.hpp>
@@ -233,12 +233,14 @@ int pids(calypso::Manager& m, int steps, int ms) {
   return 0;
 }
 
-// The resident memory of a process, from /proc/PID/status; -1 if unreadable.
+// The resident shared memory of a process (the region's memfd pages it has mapped, not
+// its heap, which MALLOC_PERTURB_ under meson test fills), from /proc/PID/status; -1 if
+// unreadable.
 long resident_kib(long pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+    if (line.rfind("RssShmem:", 0) == 0) return std::atol(line.c_str() + 9);
   }
   return -1;
 }
