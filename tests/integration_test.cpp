@@ -62,9 +62,11 @@ std::vector<std::string> example_args(const std::string& name) {
   return {kExamples + "/mandelbrot", "256", "300", "24"};
 }
 
+// With 3 workers pages come through the network (RMA), as across hosts; with 1 and 2
+// from the manager's memory (local reads, the default on one host).
 TEST_P(Examples, ResultIsBitIdenticalToSequential) {
   auto [name, workers, provider] = GetParam();
-  auto r = run(job(workers, provider, example_args(name)), {}, 120s);
+  auto r = run(job(workers, provider, example_args(name)), {{"CALYPSO_LOCAL_READS", workers == 3 ? "0" : "1"}}, 120s);
   EXPECT_FALSE(r.timed_out) << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, name + ": verified")) << r.output;
@@ -312,12 +314,11 @@ TEST_P(Providers, LargeAssignmentsAreNeverBundledPastTheMessageSize) {
 
 // Runs a job in which the first worker to reach the injection point `inject` kills
 // itself, and checks that the job still succeeded and that the death happened.
-calypso::test::JobResult run_with_one_death(std::vector<std::string> argv, const std::string& inject) {
+calypso::test::JobResult run_with_one_death(std::vector<std::string> argv, const std::string& inject,
+                                            std::map<std::string, std::string> env = {}) {
   std::string dir = temp_dir();
-  auto r = run(std::move(argv),
-               {{"CALYPSO_INJECT", inject}, {"CALYPSO_INJECT_ONCE", dir + "/died"},
-                {"CALYPSO_SUSPECT_MS", "1000"}},
-               180s);
+  env.insert({{"CALYPSO_INJECT", inject}, {"CALYPSO_INJECT_ONCE", dir + "/died"}, {"CALYPSO_SUSPECT_MS", "1000"}});
+  auto r = run(std::move(argv), env, 180s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "fault injection: worker kills itself")) << r.output;
   EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
@@ -508,9 +509,12 @@ INSTANTIATE_TEST_SUITE_P(Failures, DeathPoints,
                            return n;
                          });
 
+// On tcp the pages come through the network (RMA), as across hosts; on shm from the
+// manager's memory (local reads, the default on one host).
 TEST_P(DeathPoints, AnswerIsExactAndMemoryNeverHalfUpdated) {
   const auto& [point, provider] = GetParam();
-  auto r = run_with_one_death(job(2, provider, {kProbe, "big"}), point + "@1");
+  auto r = run_with_one_death(job(2, provider, {kProbe, "big"}), point + "@1",
+                              {{"CALYPSO_LOCAL_READS", provider == "tcp" ? "0" : "1"}});
   EXPECT_TRUE(contains(r.output, "probe big: ok")) << r.output;
 }
 

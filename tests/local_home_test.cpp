@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -64,7 +66,27 @@ TEST(LocalHome, RefusesAnythingButTheOfferedFiles) {
 
   LocalOffer remote{};   // another host: nothing offered
   EXPECT_FALSE(LocalHome::open(remote, kSize, why));
-  EXPECT_NE(why.find("another host"), std::string::npos) << why;
+  EXPECT_NE(why.find("offered no local reads"), std::string::npos) << why;
+
+  LocalOffer other_manager = good;   // same pid, descriptors and files elsewhere
+  other_manager.nonce ^= 2;
+  EXPECT_FALSE(LocalHome::open(other_manager, kSize, why));
+  EXPECT_NE(why.find("another manager"), std::string::npos) << why;
+
+  // A descriptor naming a FIFO with its dev and inode: refused without opening it (an
+  // open for reading would wait for a writer).
+  const std::string fifo = "/tmp/calypso-local-home-test." + std::to_string(getpid());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  UniqueFd pipe_end(::open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_GE(pipe_end.get(), 0);
+  struct stat st{};
+  ASSERT_EQ(fstat(pipe_end.get(), &st), 0);
+  LocalOffer fifo_offer = good;
+  fifo_offer.region_fd = pipe_end.get();
+  fifo_offer.region_dev = st.st_dev;
+  fifo_offer.region_ino = st.st_ino;
+  EXPECT_FALSE(LocalHome::open(fifo_offer, kSize, why));
+  unlink(fifo.c_str());
 
   LocalOffer wrong_file = good;   // a descriptor that is some other file (a recycled pid)
   wrong_file.region_fd = other.fd();

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <new>
+#include <random>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,23 +18,34 @@ namespace calypso::sched {
 namespace {
 
 constexpr std::size_t kControlPage = 4096;
+constexpr std::size_t kNonceOffset = ControlWord::kBytes;   // beyond what RMA exposes
 
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-// Opens /proc/PID/fd/FD read-only and checks that it is the file (device, inode) offered.
+// Opens /proc/PID/fd/FD read-only if it is the regular file (device, inode) offered.
+// Checked before opening too: opening a FIFO or a terminal named by a bad offer would
+// block or have effects.
 UniqueFd open_offered(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_t ino, std::string& why) {
   const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-  UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  auto is_offered = [&](const struct stat& st) {
+    return S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_dev) == dev &&
+           static_cast<std::uint64_t>(st.st_ino) == ino;
+  };
+  struct stat st{};
+  if (stat(path.c_str(), &st) != 0) {
+    why = sys_error("cannot open " + path);
+    return {};
+  }
+  if (!is_offered(st)) {
+    why = path + " is not the manager's file (another pid namespace, or the pid was reused)";
+    return {};
+  }
+  UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (f.get() < 0) {
     why = sys_error("cannot open " + path);
     return {};
   }
-  struct stat st{};
-  if (fstat(f.get(), &st) != 0) {
-    why = sys_error("fstat " + path);
-    return {};
-  }
-  if (static_cast<std::uint64_t>(st.st_dev) != dev || static_cast<std::uint64_t>(st.st_ino) != ino) {
+  if (fstat(f.get(), &st) != 0 || !is_offered(st)) {   // the same file as a moment ago
     why = path + " is not the manager's file (another pid namespace, or the pid was reused)";
     return {};
   }
@@ -42,15 +54,33 @@ UniqueFd open_offered(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_
 
 }  // namespace
 
+Mapping::Mapping(Mapping&& o) noexcept
+    : address_(std::exchange(o.address_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+Mapping& Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    if (address_ != nullptr) munmap(address_, size_);
+    address_ = std::exchange(o.address_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+Mapping::~Mapping() {
+  if (address_ != nullptr) munmap(address_, size_);
+}
+
 ControlWord::ControlWord() : fd_(memfd_create("calypso-control", MFD_CLOEXEC)) {
   if (fd_.get() < 0) throw Error("calypso: " + sys_error("memfd_create for the control word"));
   if (ftruncate(fd_.get(), kControlPage) != 0) throw Error("calypso: " + sys_error("ftruncate of the control word"));
   void* p = mmap(nullptr, kControlPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
   if (p == MAP_FAILED) throw Error("calypso: " + sys_error("mmap of the control word"));
-  word_ = new (p) std::atomic<std::uint64_t>(0);
+  map_ = Mapping(p, kControlPage);
+  new (p) std::atomic<std::uint64_t>(0);
+  std::random_device random;
+  nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;   // never 0: 0 means no offer
+  std::memcpy(static_cast<std::byte*>(p) + kNonceOffset, &nonce_, sizeof nonce_);
 }
-
-ControlWord::~ControlWord() { munmap(word_, kControlPage); }
 
 LocalOffer make_local_offer(int region_fd, const ControlWord& control) {
   struct stat region{}, word{};
@@ -63,40 +93,41 @@ LocalOffer make_local_offer(int region_fd, const ControlWord& control) {
   o.region_ino = static_cast<std::uint64_t>(region.st_ino);
   o.control_dev = static_cast<std::uint64_t>(word.st_dev);
   o.control_ino = static_cast<std::uint64_t>(word.st_ino);
+  o.nonce = control.nonce();
   return o;
 }
 
 std::optional<LocalHome> LocalHome::open(const LocalOffer& offer, std::size_t region_size, std::string& why) {
-  if (offer.pid == 0) {
-    why = "the manager runs on another host";
+  if (offer.pid == 0 || offer.nonce == 0) {
+    why = "the manager offered no local reads (another host, or CALYPSO_LOCAL_READS=0 there)";
     return std::nullopt;
   }
-  UniqueFd region = open_offered(offer.pid, offer.region_fd, offer.region_dev, offer.region_ino, why);
-  if (region.get() < 0) return std::nullopt;
   UniqueFd control = open_offered(offer.pid, offer.control_fd, offer.control_dev, offer.control_ino, why);
   if (control.get() < 0) return std::nullopt;
-  struct stat st{};
-  if (fstat(region.get(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < region_size) {
-    why = "the manager's region file is smaller than the region";
-    return std::nullopt;
-  }
   void* word = mmap(nullptr, kControlPage, PROT_READ, MAP_SHARED, control.get(), 0);
   if (word == MAP_FAILED) {
     why = sys_error("mmap of the manager's control word");
     return std::nullopt;
   }
-  return LocalHome(std::move(region), region_size, static_cast<const std::atomic<std::uint64_t>*>(word));
+  Mapping control_map(word, kControlPage);
+  std::uint64_t nonce = 0;
+  std::memcpy(&nonce, static_cast<const std::byte*>(word) + kNonceOffset, sizeof nonce);
+  if (nonce != offer.nonce) {
+    why = "the control file found is another manager's (same host name, pid and descriptors elsewhere?)";
+    return std::nullopt;
+  }
+  UniqueFd region = open_offered(offer.pid, offer.region_fd, offer.region_dev, offer.region_ino, why);
+  if (region.get() < 0) return std::nullopt;
+  struct stat st{};
+  if (fstat(region.get(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < region_size) {
+    why = "the manager's region file is smaller than the region";
+    return std::nullopt;
+  }
+  return LocalHome(std::move(region), region_size, std::move(control_map));
 }
 
-LocalHome::LocalHome(UniqueFd region, std::size_t size, const std::atomic<std::uint64_t>* control)
-    : region_(std::move(region)), size_(size), control_(control) {}
-
-LocalHome::LocalHome(LocalHome&& o) noexcept
-    : region_(std::move(o.region_)), size_(o.size_), control_(std::exchange(o.control_, nullptr)) {}
-
-LocalHome::~LocalHome() {
-  if (control_ != nullptr) munmap(const_cast<std::atomic<std::uint64_t>*>(control_), kControlPage);
-}
+LocalHome::LocalHome(UniqueFd region, std::size_t size, Mapping control)
+    : region_(std::move(region)), size_(size), control_(std::move(control)) {}
 
 bool LocalHome::read(std::size_t offset, std::span<std::byte> dst) const noexcept {
   if (offset > size_ || dst.size() > size_ - offset) return false;

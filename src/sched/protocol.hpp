@@ -63,8 +63,8 @@ struct Hello {
 };
 // What a worker on the manager's host needs to read home memory itself (see
 // sched/local_home.hpp): the manager's pid, the descriptors of its region memfd and of
-// its control word's memfd, and each file's device and inode. All zero when the worker
-// is on another host.
+// its control word's memfd, each file's device and inode, and the nonce in the control
+// page. All zero when the worker is on another host.
 struct LocalOffer {
   std::uint32_t pid;
   std::int32_t region_fd;
@@ -72,6 +72,7 @@ struct LocalOffer {
   std::uint32_t reserved;
   std::uint64_t region_dev, region_ino;
   std::uint64_t control_dev, control_ino;
+  std::uint64_t nonce;
 };
 struct Welcome {
   WorkerId worker;

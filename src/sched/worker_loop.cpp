@@ -30,6 +30,14 @@
 namespace calypso::sched {
 namespace {
 
+// Page kinds of a fetch group read directly (RMA or local): every page is data (zero
+// pages are told apart only by page_data messages).
+constexpr std::array<std::uint8_t, 64> kAllData = [] {
+  std::array<std::uint8_t, 64> a{};
+  a.fill(1);
+  return a;
+}();
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -157,7 +165,7 @@ void WorkerLoop::join(const std::string& identity) {
     if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
     id_ = w->worker;
     outbox_.emplace(id_);
-    fetch_pages_ = std::max<std::uint32_t>(1, w->fetch_pages);
+    fetch_pages_ = std::clamp<std::uint32_t>(w->fetch_pages, 1, 64);   // CALYPSO_FETCH_PAGES' range
     // Read-ahead fetches stay within 512 KiB (a page_data reply must fit a message).
     fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_,
                                              std::max<std::uint32_t>(fetch_pages_, (512u << 10) / w->page_size));
@@ -578,9 +586,12 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     ~Timer() { total += seconds_since(start); }
   } timer{times_.fetch};
   ++times_.fetches;
-  if (local_) {
-    read_local(first, count, out);
-    return out;
+  if (local_ && !local_failed_) {
+    if (read_local(first, count, out)) return out;
+    // Not fatal: the network still reaches the same memory. (write(2): a page fault.)
+    log::raw("calypso: reading the manager's memory on this host failed; "
+             "pages come through the network from now on\n");
+    local_failed_ = true;
   }
   if (rma_) {
     if (read_pages(first, count, out)) return out;
@@ -625,39 +636,30 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
 
 // Copies the pages from the manager's memory on this host, then reads its control word:
 // the same rule as read_pages() below. The copy goes to staging_ first: the manager may
-// change home memory once the word is read.
-void WorkerLoop::read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept {
-  static constexpr std::array<std::uint8_t, 64> kAllData = [] {
-    std::array<std::uint8_t, 64> a{};
-    a.fill(1);
-    return a;
-  }();
+// change home memory once the word is read. False if the copy failed.
+bool WorkerLoop::read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept {
   const std::size_t ps = region_->page_size();
   const std::size_t bytes = std::size_t{count} * ps;
   if (count > kAllData.size() || bytes > staging_.size() ||
       !local_->read(std::size_t{first} * ps, std::span(staging_).first(bytes))) {
-    return;   // FetchStatus::failed
+    return false;
   }
-  if (local_->open_step() != step_) {   // acquire: after the copy
+  if (local_->open_step() != step_) {   // a fence keeps the copy before this read
     out.status = dsm::FetchStatus::stale;
-    return;
+    return true;
   }
   out.kinds = std::span(kAllData).first(count);
   out.data = std::span(staging_).first(bytes);
   out.status = dsm::FetchStatus::ok;
   pages_read_ += count;
   ++times_.local_fetches;
+  return true;
 }
 
 // Reads the pages, then the manager's control word: if the step is still open then,
 // it was open during the page read, so the pages are this step's snapshot (the manager
 // clears the word before it changes home memory). False if a read failed.
 bool WorkerLoop::read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept {
-  static constexpr std::array<std::uint8_t, 64> kAllData = [] {
-    std::array<std::uint8_t, 64> a{};
-    a.fill(1);
-    return a;
-  }();
   const std::size_t ps = region_->page_size();
   if (count > kAllData.size() || std::size_t{count} * ps + sizeof(std::uint64_t) > staging_.size()) return false;
   const auto pages = std::span(staging_).first(std::size_t{count} * ps);

@@ -61,7 +61,7 @@ class WorkerLoop final : public dsm::PageSource {
   static constexpr std::size_t kHoldBytes = 32 * 1024;
   static constexpr std::chrono::milliseconds kHoldFor{1};
   void setup_rma(const Welcome& w);
-  void read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
+  bool read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   void send_request();   // request_work, naming the last assignment taken
   void to_manager(std::span<const std::span<const std::byte>> parts, const char* what);
@@ -111,9 +111,11 @@ class WorkerLoop final : public dsm::PageSource {
   bool rma_ = false;
   net::RemoteMemory home_mem_, control_mem_;
   net::Registration staging_mr_;
-  // On the manager's host (Welcome::local, CALYPSO_LOCAL_READS): its home memory and
-  // control word, mapped read-only; pages are copied from there, before RMA or messages.
+  // On the manager's host (Welcome::local, CALYPSO_LOCAL_READS): its home memory (read
+  // with pread) and control word (mapped); pages come from there before RMA or messages,
+  // until a read fails.
   std::optional<LocalHome> local_;
+  bool local_failed_ = false;
   std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
   std::optional<Bundler> outbox_;          // messages to the manager waiting to go together
