@@ -245,7 +245,9 @@ void ManagerLoop::on_hello(const Message& m) {
               static_cast<std::uint32_t>(config_.heartbeat.count()),
               static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0,
               used_bytes_.load(std::memory_order_relaxed), LocalOffer{}};
-  if (config_.local_reads && !hostname_.empty() && w.host == hostname_) wel.local = make_local_offer(region_.fd(), control_);
+  if (config_.local_reads && !hostname_.empty() && w.host == hostname_) {
+    wel.local = make_local_offer(region_.fd(), control_);   // it may read home memory itself
+  }
   std::vector<std::uint32_t> runs;   // pages written so far, as (first, count)
   for (dsm::PageNumber p = 0; p < ever_written_.size();) {
     if (!ever_written_[p]) {

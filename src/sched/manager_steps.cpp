@@ -89,7 +89,7 @@ void ManagerLoop::start_step(OpenStep s) {
   s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
   step_ = std::move(s);
-  set_control(step_->id);   // RMA readers: home memory is this step's snapshot
+  set_control(step_->id);   // direct readers (RMA, local): home memory is this step's snapshot
   collation_.begin_step();
   LOG_DEBUG("step %llu begins: %u segments", static_cast<unsigned long long>(step_->id), n);
   if (n == 0) return finish_step();
