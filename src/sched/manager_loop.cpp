@@ -194,7 +194,7 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
     }
     w.counted_failures.clear();
     // A wait_for_workers() while it was suspected sent it no prepare.
-    if (w.prepared && *w.prepared < prepare_target_) send_prepare(id, w);
+    prepare_if_behind(id, w);
     dispatch();
   }
   switch (m.type()) {
@@ -323,11 +323,13 @@ void ManagerLoop::on_prepared(const Message& m, WorkerId id, Worker& w) {
   if (!p) return violation(id, why);
   w.prepared = std::max(w.prepared.value_or(0), p->used_bytes);
   w.preparing = false;
-  if (*w.prepared < prepare_target_) send_prepare(id, w);   // it answered an older one
+  prepare_if_behind(id, w);   // it answered an older one
 }
 
-void ManagerLoop::send_prepare(WorkerId id, Worker& w) {
-  if (w.preparing) return;
+// A live worker that has answered its welcome but not yet prepare_target_, and has no
+// prepare unanswered, gets one.
+void ManagerLoop::prepare_if_behind(WorkerId id, Worker& w) {
+  if (w.state != WorkerState::alive || w.preparing || !w.prepared || *w.prepared >= prepare_target_) return;
   Encoder e(MsgType::prepare, id, Prepare{prepare_target_});
   w.preparing = send(id, w, e);
 }

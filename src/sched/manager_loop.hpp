@@ -176,7 +176,7 @@ class ManagerLoop {
   void on_hello(const Message& m);
   void on_request_work(const Message& m, WorkerId id, Worker& w);
   void on_prepared(const Message& m, WorkerId id, Worker& w);
-  void send_prepare(WorkerId id, Worker& w);   // of prepare_target_
+  void prepare_if_behind(WorkerId id, Worker& w);   // sends a prepare of prepare_target_
   void on_page_request(const Message& m, WorkerId id, Worker& w);
   void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);

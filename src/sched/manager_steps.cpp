@@ -27,9 +27,7 @@ void ManagerLoop::take_commands() {
   }
   if (target > prepare_target_) {   // wait_for_workers(): workers that joined before
     prepare_target_ = target;
-    for (auto& [id, w] : workers_) {
-      if (w.state == WorkerState::alive && w.prepared && *w.prepared < target) send_prepare(id, w);
-    }
+    for (auto& [id, w] : workers_) prepare_if_behind(id, w);
     update_live();   // the waiting program counts against the new target now, not at the next event
   }
   if (spec) open_step(std::move(*spec));

@@ -199,10 +199,9 @@ void WorkerLoop::join(const std::string& identity) {
                     &WorkerLoop::release_queues_of_worker);
     log::set_prefix("worker " + std::to_string(id_));
     LOG_INFO("joined the job");
-    prepare(w->used_bytes);
-    if (prefault_error_ != 0) {
+    if (const int err = prepare(w->used_bytes); err != 0) {
       LOG_INFO("could not allocate the region in use ahead (%s): pages are allocated as they are touched",
-               std::strerror(prefault_error_));
+               std::strerror(err));
     } else {
       LOG_INFO("allocated the region in use ahead: %.1f MiB in %.3f s",
                static_cast<double>(times_.prefault_bytes) / (1 << 20), times_.prefault);
@@ -220,15 +219,17 @@ void WorkerLoop::join(const std::string& identity) {
 // it is, so this is safe at any time. Best effort: a kernel without MADV_POPULATE_WRITE
 // (before 5.14), or too little memory, leaves them to the faults, and the answer is the
 // same. It logs nothing: a segment's page fault may answer a prepare (stdio is not
-// async-signal-safe); join() reports the first one.
-void WorkerLoop::prepare(std::uint64_t used_bytes) {
+// async-signal-safe); join() reports the first one. Returns the errno of the allocation,
+// 0 if it worked or there was nothing to do.
+int WorkerLoop::prepare(std::uint64_t used_bytes) {
   const std::size_t page = region_->page_size();
   const std::uint64_t bytes = std::min<std::uint64_t>({used_bytes, config_.prefault, region_->size()});
   const auto pages = static_cast<dsm::PageNumber>((bytes + page - 1) / page);
+  int err = 0;
   if (pages > prefaulted_pages_) {
     const auto began = std::chrono::steady_clock::now();
-    prefault_error_ = region_->populate(prefaulted_pages_, pages - prefaulted_pages_);
-    if (prefault_error_ == 0) {
+    err = region_->populate(prefaulted_pages_, pages - prefaulted_pages_);
+    if (err == 0) {
       times_.prefault += seconds_since(began);
       times_.prefault_bytes += std::uint64_t{pages - prefaulted_pages_} * page;
       prefaulted_pages_ = pages;
@@ -237,6 +238,7 @@ void WorkerLoop::prepare(std::uint64_t used_bytes) {
   Encoder e(MsgType::prepared, id_, Prepare{used_bytes});
   std::span<const std::byte> parts[] = {e.bytes()};
   to_manager(parts, "that its memory is allocated");
+  return err;
 }
 
 void WorkerLoop::take_in(const net::Event& e) {
@@ -644,15 +646,24 @@ bool WorkerLoop::read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::F
       !local_->read(std::size_t{first} * ps, std::span(staging_).first(bytes))) {
     return false;
   }
-  if (local_->open_step() != step_) {   // a fence keeps the copy before this read
+  // open_step()'s fence keeps the copy before its read of the word.
+  if (take_direct_read(local_->open_step(), std::span(staging_).first(bytes), count, out)) ++times_.local_fetches;
+  return true;
+}
+
+// The snapshot rule of a direct read (RMA or local), once the pages are copied and the
+// control word read after them: the pages are the step's if the word still names it.
+// True if they are (out is then ok), false if stale.
+bool WorkerLoop::take_direct_read(StepId open, std::span<const std::byte> pages, dsm::PageNumber count,
+                                  dsm::FetchResult& out) noexcept {
+  if (open != step_) {
     out.status = dsm::FetchStatus::stale;
-    return true;
+    return false;
   }
   out.kinds = std::span(kAllData).first(count);
-  out.data = std::span(staging_).first(bytes);
+  out.data = pages;
   out.status = dsm::FetchStatus::ok;
   pages_read_ += count;
-  ++times_.local_fetches;
   return true;
 }
 
@@ -670,14 +681,7 @@ bool WorkerLoop::read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::F
   }
   std::uint64_t open = 0;
   std::memcpy(&open, word.data(), sizeof open);
-  if (open != step_) {
-    out.status = dsm::FetchStatus::stale;
-    return true;
-  }
-  out.kinds = std::span(kAllData).first(count);
-  out.data = pages;
-  out.status = dsm::FetchStatus::ok;
-  pages_read_ += count;
+  take_direct_read(open, pages, count, out);
   return true;
 }
 

@@ -52,7 +52,7 @@ class WorkerLoop final : public dsm::PageSource {
   void send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags);
   void flush_outbox();
   std::size_t assignments_here();
-  void prepare(std::uint64_t used_bytes);   // allocate the region in use; say `prepared`
+  int prepare(std::uint64_t used_bytes);   // allocate the region in use; say `prepared`
   void take_in(const net::Event& e);   // a received message into inbox_
   // Holding results (ship) is for segments shorter than kShortSegment (protocol.hpp),
   // and only across segments that ran short here before (run_segment).
@@ -62,6 +62,8 @@ class WorkerLoop final : public dsm::PageSource {
   static constexpr std::chrono::milliseconds kHoldFor{1};
   void setup_rma(const Welcome& w);
   bool read_local(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
+  bool take_direct_read(StepId open, std::span<const std::byte> pages, dsm::PageNumber count,
+                        dsm::FetchResult& out) noexcept;
   bool read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept;
   void send_request();   // request_work, naming the last assignment taken
   void to_manager(std::span<const std::span<const std::byte>> parts, const char* what);
@@ -156,7 +158,6 @@ class WorkerLoop final : public dsm::PageSource {
 
   std::chrono::milliseconds manager_timeout_{3000};
   dsm::PageNumber prefaulted_pages_ = 0;   // the region's first pages prepare() allocated
-  int prefault_error_ = 0;                 // errno of its last attempt, 0 if it worked
   std::uint32_t segment_index_ = 0;        // of the running segment (fault injection)
   std::uint32_t fetches_in_segment_ = 0;
   std::atomic_flag ending_;                // set by the first thread to act on a shutdown
