@@ -117,6 +117,10 @@ void check(const Config& c) {
   if (c.region_size < c.page_size || c.region_size % c.page_size != 0) {
     throw Error("CALYPSO_REGION_SIZE must be a non-zero multiple of CALYPSO_PAGE_SIZE");
   }
+  if (c.local_results % 4096 != 0 || c.local_results > (std::size_t{1} << 32)) {
+    throw Error("CALYPSO_LOCAL_RESULTS=" + std::to_string(c.local_results) +
+                ": expected 0 (off) or a multiple of 4K up to 4G");
+  }
   if (c.region_address % (std::size_t{1} << 21) != 0) {
     throw Error("CALYPSO_REGION_ADDRESS must be aligned to 2 MiB");
   }
@@ -207,6 +211,7 @@ Config Config::from_environment() {
   std::uint32_t local_reads = 1;
   read_uint("CALYPSO_LOCAL_READS", local_reads, 0, 1);
   c.local_reads = local_reads != 0;
+  read_size("CALYPSO_LOCAL_RESULTS", c.local_results);
   std::uint32_t bundle = 1;
   read_uint("CALYPSO_BUNDLE", bundle, 0, 1);
   c.bundle = bundle != 0;

@@ -62,11 +62,14 @@ std::vector<std::string> example_args(const std::string& name) {
   return {kExamples + "/mandelbrot", "256", "300", "24"};
 }
 
-// With 3 workers pages come through the network (RMA), as across hosts; with 1 and 2
-// from the manager's memory (local reads, the default on one host).
+// With 3 workers pages and results go through the network (RMA and messages), as across
+// hosts; with 1 and 2 through shared memory (local reads and result rings, the default
+// on one host).
 TEST_P(Examples, ResultIsBitIdenticalToSequential) {
   auto [name, workers, provider] = GetParam();
-  auto r = run(job(workers, provider, example_args(name)), {{"CALYPSO_LOCAL_READS", workers == 3 ? "0" : "1"}}, 120s);
+  const bool local = workers != 3;
+  auto r = run(job(workers, provider, example_args(name)),
+               {{"CALYPSO_LOCAL_READS", local ? "1" : "0"}, {"CALYPSO_LOCAL_RESULTS", local ? "16M" : "0"}}, 120s);
   EXPECT_FALSE(r.timed_out) << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, name + ": verified")) << r.output;
@@ -305,6 +308,28 @@ TEST_P(Providers, WorkersOnTheManagersHostReadItsMemory) {
   }
 }
 
+// Workers on the manager's host put results of 16 KiB or more into their result rings
+// and the manager copies them out; with CALYPSO_LOCAL_RESULTS=0 they come in messages,
+// and with a ring too small for a few of them, some each way. The answers are the same.
+TEST_P(Providers, WorkersOnTheManagersHostHandResultsOverInMemory) {
+  const std::vector<std::string> jacobi{kExamples + "/jacobi", "512", "20", "8"};   // 8-80 KB results
+  const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};         // 72 KB results
+  for (const char* ring : {"16M", "0", "256K"}) {
+    for (const auto& program : {jacobi, matmul}) {
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_RESULTS", ring}, {"CALYPSO_STATS", "text"}}, 120s);
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
+      const auto at = r.output.find(" results through shared memory");
+      ASSERT_NE(at, std::string::npos) << r.output;
+      const auto from = r.output.rfind(", ", at);
+      const unsigned long taken = std::stoul(r.output.substr(from + 2, at - from - 2));
+      if (std::string(ring) == "0") EXPECT_EQ(taken, 0u) << r.output;
+      else EXPECT_GT(taken, 0u) << r.output;
+      EXPECT_FALSE(contains(r.output, "protocol violation")) << r.output;
+    }
+  }
+}
+
 // Assignments of 600 KB each: never two in one message of more than 1 MiB.
 TEST_P(Providers, LargeAssignmentsAreNeverBundledPastTheMessageSize) {
   auto r = run(job(2, GetParam(), {kProbe, "bigargs"}), {}, 120s);
@@ -509,12 +534,14 @@ INSTANTIATE_TEST_SUITE_P(Failures, DeathPoints,
                            return n;
                          });
 
-// On tcp the pages come through the network (RMA), as across hosts; on shm from the
-// manager's memory (local reads, the default on one host).
+// On tcp pages and results go through the network (RMA and messages), as across hosts;
+// on shm through shared memory (local reads and result rings, the default on one host:
+// mid-result is then a death between writing the result into the ring and naming it).
 TEST_P(DeathPoints, AnswerIsExactAndMemoryNeverHalfUpdated) {
   const auto& [point, provider] = GetParam();
+  const bool local = provider != "tcp";
   auto r = run_with_one_death(job(2, provider, {kProbe, "big"}), point + "@1",
-                              {{"CALYPSO_LOCAL_READS", provider == "tcp" ? "0" : "1"}});
+                              {{"CALYPSO_LOCAL_READS", local ? "1" : "0"}, {"CALYPSO_LOCAL_RESULTS", local ? "16M" : "0"}});
   EXPECT_TRUE(contains(r.output, "probe big: ok")) << r.output;
 }
 

@@ -91,7 +91,7 @@ TEST(LocalHome, RefusesAnythingButTheOfferedFiles) {
   LocalOffer wrong_file = good;   // a descriptor that is some other file (a recycled pid)
   wrong_file.region_fd = other.fd();
   EXPECT_FALSE(LocalHome::open(wrong_file, kSize, why));
-  EXPECT_NE(why.find("not the manager's file"), std::string::npos) << why;
+  EXPECT_NE(why.find("not the offered file"), std::string::npos) << why;
 
   LocalOffer wrong_control = good;
   wrong_control.control_ino ^= 1;

@@ -20,55 +20,7 @@ namespace {
 constexpr std::size_t kControlPage = 4096;
 constexpr std::size_t kNonceOffset = ControlWord::kBytes;   // beyond what RMA exposes
 
-std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-// Opens /proc/PID/fd/FD read-only if it is the regular file (device, inode) offered.
-// Checked before opening too: opening a FIFO or a terminal named by a bad offer would
-// block or have effects.
-UniqueFd open_offered(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_t ino, std::string& why) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-  auto is_offered = [&](const struct stat& st) {
-    return S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_dev) == dev &&
-           static_cast<std::uint64_t>(st.st_ino) == ino;
-  };
-  struct stat st{};
-  if (stat(path.c_str(), &st) != 0) {
-    why = sys_error("cannot open " + path);
-    return {};
-  }
-  if (!is_offered(st)) {
-    why = path + " is not the manager's file (another pid namespace, or the pid was reused)";
-    return {};
-  }
-  UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-  if (f.get() < 0) {
-    why = sys_error("cannot open " + path);
-    return {};
-  }
-  if (fstat(f.get(), &st) != 0 || !is_offered(st)) {   // the same file as a moment ago
-    why = path + " is not the manager's file (another pid namespace, or the pid was reused)";
-    return {};
-  }
-  return f;
-}
-
 }  // namespace
-
-Mapping::Mapping(Mapping&& o) noexcept
-    : address_(std::exchange(o.address_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-
-Mapping& Mapping::operator=(Mapping&& o) noexcept {
-  if (this != &o) {
-    if (address_ != nullptr) munmap(address_, size_);
-    address_ = std::exchange(o.address_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-  }
-  return *this;
-}
-
-Mapping::~Mapping() {
-  if (address_ != nullptr) munmap(address_, size_);
-}
 
 ControlWord::ControlWord() : fd_(memfd_create("calypso-control", MFD_CLOEXEC)) {
   if (fd_.get() < 0) throw Error("calypso: " + sys_error("memfd_create for the control word"));
@@ -102,7 +54,7 @@ std::optional<LocalHome> LocalHome::open(const LocalOffer& offer, std::size_t re
     why = "the manager offered no local reads (another host, or CALYPSO_LOCAL_READS=0 there)";
     return std::nullopt;
   }
-  UniqueFd control = open_offered(offer.pid, offer.control_fd, offer.control_dev, offer.control_ino, why);
+  UniqueFd control = open_peer_file(offer.pid, offer.control_fd, offer.control_dev, offer.control_ino, false, why);
   if (control.get() < 0) return std::nullopt;
   void* word = mmap(nullptr, kControlPage, PROT_READ, MAP_SHARED, control.get(), 0);
   if (word == MAP_FAILED) {
@@ -116,7 +68,7 @@ std::optional<LocalHome> LocalHome::open(const LocalOffer& offer, std::size_t re
     why = "the control file found is another manager's (same host name, pid and descriptors elsewhere?)";
     return std::nullopt;
   }
-  UniqueFd region = open_offered(offer.pid, offer.region_fd, offer.region_dev, offer.region_ino, why);
+  UniqueFd region = open_peer_file(offer.pid, offer.region_fd, offer.region_dev, offer.region_ino, false, why);
   if (region.get() < 0) return std::nullopt;
   struct stat st{};
   if (fstat(region.get(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < region_size) {

@@ -13,14 +13,14 @@
 // the orders: the manager's stores on either side of its word, the worker's copy before
 // its read of the word.
 //
-// The worker opens the manager's descriptors through /proc/PID/fd/N: same host, same
-// user (ptrace read access, which Yama's ptrace_scope does not restrict). It maps the
+// The worker opens the manager's descriptors through /proc/PID/fd/N (peer_file.hpp). It maps the
 // control page first and checks a random nonce the manager put there and sent in the
 // offer, then checks the region file's device and inode, so that a recycled pid,
 // another pid namespace or another host of the same name cannot hand it a wrong file;
 // if anything fails it reads through the network.
 #pragma once
 
+#include "sched/peer_file.hpp"
 #include "sched/protocol.hpp"
 #include "unique_fd.hpp"
 
@@ -32,21 +32,6 @@
 #include <string>
 
 namespace calypso::sched {
-
-// A read-only or read-write shared mapping, unmapped when destroyed.
-class Mapping {
- public:
-  Mapping() = default;
-  Mapping(void* address, std::size_t size) noexcept : address_(address), size_(size) {}
-  Mapping(Mapping&& o) noexcept;
-  Mapping& operator=(Mapping&& o) noexcept;
-  ~Mapping();
-  void* get() const noexcept { return address_; }
-
- private:
-  void* address_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 // The manager's control word: the open step's id, 0 between steps, in a memfd page of
 // its own so that local workers can map it (and RMA readers read it). The page also

@@ -248,6 +248,12 @@ void ManagerLoop::on_hello(const Message& m) {
   if (config_.local_reads && !hostname_.empty() && w.host == hostname_) {
     wel.local = make_local_offer(region_.fd(), control_);   // it may read home memory itself
   }
+  if (config_.local_results > 0 && !hostname_.empty() && w.host == hostname_ && h->fixed.results.pid != 0) {
+    std::string why;
+    if (auto ring = RingReader::open(h->fixed.results, why)) w.ring.emplace(std::move(*ring));
+    else LOG_INFO("worker %u's results come in messages: %s", id, why.c_str());
+  }
+  wel.local_results = w.ring ? 1 : 0;
   std::vector<std::uint32_t> runs;   // pages written so far, as (first, count)
   for (dsm::PageNumber p = 0; p < ever_written_.size();) {
     if (!ever_written_[p]) {
@@ -390,7 +396,12 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   if (!c) return violation(id, why);
   auto data = tail<ResultChunk>(m);
   const std::uint64_t limit = std::uint64_t{region_.size()} * 2 + (1u << 20);
-  if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
+  const bool in_ring = (c->flags & kResultInRing) != 0;
+  if (in_ring) {
+    if (!w.ring || !data.empty() || c->total_bytes == 0 || c->total_bytes > limit) {
+      return violation(id, "result in a ring the manager does not hold, or of a bad size");
+    }
+  } else if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
     return violation(id, "result chunk out of bounds");
   }
   if (c->offset == 0 && (c->flags & kResultShortRun) != 0) w.bunches = true;
@@ -399,6 +410,19 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     stats_.pages_fetched += c->pages_read;
   }
   ResultKey key{c->step, c->segment, c->attempt};
+  if (in_ring) {   // the whole result: copy it out now, which frees its room in the ring
+    ResultBuffers::Bytes bytes = result_buffers_.take(c->total_bytes);
+    if (!w.ring->take(c->offset, bytes)) {
+      // As a malformed result: its run is over, and the worker is not to be trusted.
+      violation(id, "result outside its ring, or already taken");
+      return lose(id, w, "it named a result its ring cannot hold", false);
+    }
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.ring_results;
+    }
+    return on_result(id, w, key, std::move(bytes));
+  }
   bool began_arriving = false;
   auto [it, fresh] = w.assemblies.try_emplace(key);
   Assembly& a = it->second;

@@ -18,6 +18,7 @@
 #include "sched/eager_scheduler.hpp"
 #include "sched/local_home.hpp"
 #include "sched/protocol.hpp"
+#include "sched/result_ring.hpp"
 #include "sched/result_buffers.hpp"
 #include "unique_fd.hpp"
 
@@ -138,6 +139,8 @@ class ManagerLoop {
     std::unordered_map<dsm::PageNumber, StepId> reads;
     std::string host;
     std::uint32_t pid = 0;
+    // On this host (CALYPSO_LOCAL_RESULTS): its result ring, opened when it joined.
+    std::optional<RingReader> ring;
   };
   struct OpenStep {
     StepId id = 0;

@@ -18,7 +18,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 6;
+inline constexpr std::uint16_t kVersion = 7;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -53,6 +53,16 @@ struct Header {
 };
 static_assert(sizeof(Header) == 16);
 
+// A worker's result ring (sched/result_ring.hpp), for a manager on its host: the
+// worker's pid, the ring's memfd descriptor, its device and inode, the nonce in its
+// header page and its capacity. All zero when the worker has none (CALYPSO_LOCAL_RESULTS=0).
+struct RingOffer {
+  std::uint32_t pid;
+  std::int32_t fd;
+  std::uint64_t dev, ino;
+  std::uint64_t nonce;
+  std::uint64_t capacity;
+};
 struct Hello {
   std::uint64_t job_key;
   std::uint32_t pid;
@@ -60,6 +70,7 @@ struct Hello {
   std::uint32_t address_bytes;    // then the worker's endpoint address
   std::uint32_t heartbeat_address_bytes;   // then its heartbeat endpoint's address
   char host[64];
+  RingOffer results;
 };
 // What a worker on the manager's host needs to read home memory itself (see
 // sched/local_home.hpp): the manager's pid, the descriptors of its region memfd and of
@@ -91,7 +102,7 @@ struct Welcome {
   // others are still zero at the manager, and stay known-zero to the worker until a
   // write notice names them: it clears them itself instead of fetching them.
   std::uint32_t written_runs;
-  std::uint32_t reserved;
+  std::uint32_t local_results;    // 1: the manager took Hello::results; send results there
   // The region's prefix in use when the worker joined: as in a `prepare` (below), which
   // the worker answers with `prepared` before it first asks for work.
   std::uint64_t used_bytes;
@@ -147,13 +158,16 @@ struct ResultChunk {
   std::uint32_t segment;
   std::uint32_t attempt;
   std::uint64_t total_bytes;      // size of the whole result body
-  std::uint64_t offset;           // where this chunk's bytes go
+  std::uint64_t offset;           // where this chunk's bytes go; with kResultInRing, the ring position
   std::uint32_t pages_read;       // pages the attempt read with RMA (stats)
   std::uint32_t flags;            // kResultShortRun
 };
 // The segment ran shorter than kShortSegment with bunching on: its worker may hold the
 // results of such segments (see the manager's lose()).
 inline constexpr std::uint32_t kResultShortRun = 1;
+// The whole body is in the worker's result ring at position `offset` (Welcome::local_results);
+// the message carries none of it.
+inline constexpr std::uint32_t kResultInRing = 2;
 // Before a result, when there are any: pages fetched, or read from a pushed copy, since
 // the last read_set. The manager pushes them with the next assignment that would drop
 // them (Jacobi's boundary rows).

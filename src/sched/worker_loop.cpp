@@ -141,6 +141,14 @@ void WorkerLoop::join(const std::string& identity) {
   h.address_bytes = static_cast<std::uint32_t>(addr.bytes.size());
   h.heartbeat_address_bytes = static_cast<std::uint32_t>(hb_addr.bytes.size());
   gethostname(h.host, sizeof h.host - 1);
+  if (config_.local_results > 0 && !ring_) {
+    try {
+      ring_.emplace(config_.local_results);
+    } catch (const std::exception& e) {
+      LOG_INFO("results go in messages: %s", e.what());
+    }
+  }
+  if (ring_) h.results = ring_->offer();
   Encoder e(MsgType::hello, kNoWorker, h);
   e.append(identity.data(), identity.size()).append(addr.bytes).append(hb_addr.bytes);
   auto bytes = e.bytes();
@@ -171,6 +179,8 @@ void WorkerLoop::join(const std::string& identity) {
                                              std::max<std::uint32_t>(fetch_pages_, (512u << 10) / w->page_size));
     fetch_ahead_ = std::min<std::uint32_t>(fetch_ahead_, 64);
     if (w->rma != 0 && ep_.supports_read()) setup_rma(*w);
+    ring_taken_ = ring_ && w->local_results != 0;
+    if (ring_taken_) LOG_INFO("sending results through shared memory on this host");
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
@@ -546,6 +556,18 @@ std::size_t WorkerLoop::assignments_here() {
 }
 
 void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags) {
+  if (ring_taken_ && body.size() >= kRingMinBytes) {
+    if (const auto at = ring_->put(body)) {   // else the ring is full: messages, below
+      ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), *at, pages_read_,
+                    flags | kResultInRing};
+      Encoder e(MsgType::result_chunk, id_, c);
+      std::span<const std::byte> parts[] = {e.bytes()};
+      maybe_inject(InjectPoint::mid_result, segment_index_);   // written, not yet named
+      to_manager(parts, "a result");
+      maybe_inject(InjectPoint::after_result, segment_index_);
+      return;
+    }
+  }
   const std::size_t room = ep_.max_message() - sizeof(Header) - sizeof(ResultChunk);
   std::uint64_t offset = 0;
   do {

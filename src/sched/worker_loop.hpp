@@ -14,6 +14,7 @@
 #include "sched/job_address.hpp"
 #include "sched/local_home.hpp"
 #include "sched/protocol.hpp"
+#include "sched/result_ring.hpp"
 #include "unique_fd.hpp"
 
 #include <atomic>
@@ -118,6 +119,11 @@ class WorkerLoop final : public dsm::PageSource {
   // until a read fails.
   std::optional<LocalHome> local_;
   bool local_failed_ = false;
+  // Its result ring (CALYPSO_LOCAL_RESULTS), offered in hello; used once the manager
+  // took it (Welcome::local_results), for results of at least kRingMinBytes.
+  std::optional<ResultRing> ring_;
+  bool ring_taken_ = false;
+  static constexpr std::size_t kRingMinBytes = 16 << 10;
   std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
   std::optional<Bundler> outbox_;          // messages to the manager waiting to go together

@@ -1,0 +1,69 @@
+// See peer_file.hpp.
+#include "sched/peer_file.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <utility>
+
+namespace calypso::sched {
+
+Mapping::Mapping(Mapping&& o) noexcept
+    : address_(std::exchange(o.address_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+Mapping& Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    if (address_ != nullptr) munmap(address_, size_);
+    address_ = std::exchange(o.address_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+Mapping::~Mapping() {
+  if (address_ != nullptr) munmap(address_, size_);
+}
+
+std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+bool describe_file(int fd, std::uint64_t& dev, std::uint64_t& ino) {
+  struct stat st{};
+  if (fstat(fd, &st) != 0) return false;
+  dev = static_cast<std::uint64_t>(st.st_dev);
+  ino = static_cast<std::uint64_t>(st.st_ino);
+  return true;
+}
+
+UniqueFd open_peer_file(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_t ino, bool writable,
+                        std::string& why) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+  auto is_offered = [&](const struct stat& st) {
+    return S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_dev) == dev &&
+           static_cast<std::uint64_t>(st.st_ino) == ino;
+  };
+  const std::string not_offered = path + " is not the offered file (another pid namespace, or the pid was reused)";
+  struct stat st{};
+  if (stat(path.c_str(), &st) != 0) {
+    why = sys_error("cannot open " + path);
+    return {};
+  }
+  if (!is_offered(st)) {
+    why = not_offered;
+    return {};
+  }
+  UniqueFd f(::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (f.get() < 0) {
+    why = sys_error("cannot open " + path);
+    return {};
+  }
+  if (fstat(f.get(), &st) != 0 || !is_offered(st)) {   // the same file as a moment ago
+    why = not_offered;
+    return {};
+  }
+  return f;
+}
+
+}  // namespace calypso::sched

@@ -1,0 +1,126 @@
+// See result_ring.hpp.
+#include "sched/result_ring.hpp"
+
+#include <calypso/error.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <new>
+#include <random>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+namespace calypso::sched {
+namespace {
+
+constexpr std::size_t kHeader = 4096;
+constexpr std::size_t kNonceOffset = 64;   // a cache line away from `consumed`
+constexpr int kSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW;
+
+std::atomic<std::uint64_t>* consumed_word(const Mapping& header) noexcept {
+  return static_cast<std::atomic<std::uint64_t>*>(header.get());
+}
+
+}  // namespace
+
+ResultRing::ResultRing(std::size_t capacity)
+    : fd_(memfd_create("calypso-results", MFD_CLOEXEC | MFD_ALLOW_SEALING)), capacity_(capacity) {
+  if (capacity == 0 || capacity % kHeader != 0) throw Error("calypso: result ring capacity must be a multiple of 4 KiB");
+  if (fd_.get() < 0) throw Error("calypso: " + sys_error("memfd_create for the result ring"));
+  const std::size_t size = kHeader + capacity;
+  if (ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw Error("calypso: " + sys_error("ftruncate of the result ring"));
+  if (fcntl(fd_.get(), F_ADD_SEALS, kSizeSeals | F_SEAL_SEAL) != 0) throw Error("calypso: " + sys_error("sealing the result ring"));
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+  if (p == MAP_FAILED) throw Error("calypso: " + sys_error("mmap of the result ring"));
+  map_ = Mapping(p, size);
+  new (p) std::atomic<std::uint64_t>(0);
+  std::random_device random;
+  nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;   // never 0: 0 means no offer
+  std::memcpy(static_cast<std::byte*>(p) + kNonceOffset, &nonce_, sizeof nonce_);
+}
+
+RingOffer ResultRing::offer() const {
+  RingOffer o{};
+  if (!describe_file(fd_.get(), o.dev, o.ino)) return {};
+  o.pid = static_cast<std::uint32_t>(getpid());
+  o.fd = fd_.get();
+  o.nonce = nonce_;
+  o.capacity = capacity_;
+  return o;
+}
+
+std::optional<std::uint64_t> ResultRing::put(std::span<const std::byte> body) noexcept {
+  const std::uint64_t n = body.size();
+  if (n == 0 || n > capacity_) return std::nullopt;
+  std::uint64_t start = produced_;
+  if (start % capacity_ + n > capacity_) start += capacity_ - start % capacity_;   // never wrap
+  const std::uint64_t consumed = consumed_word(map_)->load(std::memory_order_acquire);
+  if (start + n - consumed > capacity_) return std::nullopt;
+  std::memcpy(static_cast<std::byte*>(map_.get()) + kHeader + start % capacity_, body.data(), n);
+  produced_ = start + n;
+  return start;
+}
+
+std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& why) {
+  if (offer.pid == 0 || offer.nonce == 0 || offer.capacity == 0) {
+    why = "the worker offered no result ring (CALYPSO_LOCAL_RESULTS=0 there)";
+    return std::nullopt;
+  }
+  if (offer.capacity % kHeader != 0 || offer.capacity > (std::uint64_t{1} << 40)) {
+    why = "the worker's result ring has an impossible capacity";
+    return std::nullopt;
+  }
+  UniqueFd fd = open_peer_file(offer.pid, offer.fd, offer.dev, offer.ino, true, why);
+  if (fd.get() < 0) return std::nullopt;
+  // Sealed at its size first: the mapping below cannot fault past a shrunk file.
+  const int seals = fcntl(fd.get(), F_GET_SEALS);
+  struct stat st{};
+  if (seals < 0 || (seals & kSizeSeals) != kSizeSeals || fstat(fd.get(), &st) != 0 ||
+      static_cast<std::uint64_t>(st.st_size) != kHeader + offer.capacity) {
+    why = "the worker's result ring is not sealed at its size";
+    return std::nullopt;
+  }
+  void* p = mmap(nullptr, kHeader, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) {
+    why = sys_error("mmap of the worker's result ring");
+    return std::nullopt;
+  }
+  Mapping header(p, kHeader);
+  std::uint64_t nonce = 0;
+  std::memcpy(&nonce, static_cast<const std::byte*>(p) + kNonceOffset, sizeof nonce);
+  if (nonce != offer.nonce) {
+    why = "the result ring found is another worker's (same host name, pid and descriptor elsewhere?)";
+    return std::nullopt;
+  }
+  RingReader r(std::move(fd), std::move(header), offer.capacity);
+  r.consumed_ = consumed_word(r.header_)->load(std::memory_order_relaxed);
+  return r;
+}
+
+RingReader::RingReader(UniqueFd fd, Mapping header, std::size_t capacity)
+    : fd_(std::move(fd)), header_(std::move(header)), capacity_(capacity) {}
+
+bool RingReader::take(std::uint64_t position, std::span<std::byte> dst) noexcept {
+  const std::uint64_t n = dst.size();
+  // The worker writes at or after `consumed` as it last saw it, which is at most ours.
+  if (n == 0 || n > capacity_ || position % capacity_ + n > capacity_ || position < consumed_ ||
+      position + n - consumed_ > capacity_) {
+    return false;
+  }
+  const off_t at = static_cast<off_t>(kHeader + position % capacity_);
+  for (std::size_t done = 0; done < n;) {
+    const ssize_t r = pread(fd_.get(), dst.data() + done, n - done, at + static_cast<off_t>(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    done += static_cast<std::size_t>(r);
+  }
+  consumed_ = position + n;
+  consumed_word(header_)->store(consumed_, std::memory_order_release);
+  return true;
+}
+
+}  // namespace calypso::sched

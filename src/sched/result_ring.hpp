@@ -1,0 +1,78 @@
+// Results through shared memory on the manager's host. A worker on the manager's host
+// writes each large result into a ring in a memfd of its own, and sends the manager only
+// where it is (a result_chunk flagged kResultInRing); the manager, which opened the
+// ring's file when the worker joined, copies the result out with pread and frees its room.
+// Why: with as many processes as cores, the manager's CPU time per result byte is taken
+// from a worker. Through tcp a result is copied four times (into the socket, out of it,
+// into the provider's receive buffer, into the result buffer) with a system call per
+// 64 KiB; through the ring, twice (into the ring, out of it), and Jacobi's 1 GB of
+// results per run no longer crosses the manager's event loop in fragments.
+//
+// The ring: a header page (the manager's `consumed` position, then a random nonce),
+// then `capacity` bytes. Positions count bytes from the start and only grow; a result
+// never wraps (the writer skips the ring's tail instead). The worker writes a result
+// only where the manager has consumed what was there (an acquire load of `consumed`),
+// and else sends it in messages: a full ring never waits. The manager copies a result
+// out, then stores its end in `consumed` (release: the copy is done before the worker
+// may write there again). The message that names a position is sent after the result
+// is written, so the manager's copy sees it.
+//
+// The manager opens /proc/PID/fd/N (peer_file.hpp) and checks the file's device and
+// inode, the nonce, and the seals the worker put on the file's size (a shrunk file
+// would fault the manager's mapping of the header). If anything fails, the worker's
+// results come in messages. A worker that dies leaves its ring readable: the manager
+// holds the file open.
+#pragma once
+
+#include "sched/peer_file.hpp"
+#include "sched/protocol.hpp"
+#include "unique_fd.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace calypso::sched {
+
+// The worker's side: the producer.
+class ResultRing {
+ public:
+  explicit ResultRing(std::size_t capacity);   // throws calypso::Error
+  ResultRing(ResultRing&&) = delete;
+  RingOffer offer() const;
+  // Copies body into the ring and returns its position, or nullopt if the manager has
+  // not consumed enough of the earlier results to make room (or body exceeds the ring).
+  std::optional<std::uint64_t> put(std::span<const std::byte> body) noexcept;
+  std::size_t capacity() const noexcept { return capacity_; }
+
+ private:
+  UniqueFd fd_;
+  Mapping map_;
+  std::size_t capacity_;
+  std::uint64_t nonce_ = 0;
+  std::uint64_t produced_ = 0;   // end of the last result written
+};
+
+// The manager's side: the consumer.
+class RingReader {
+ public:
+  // nullopt, with the reason in `why`, if the offered file cannot be opened or is not
+  // the offered ring.
+  static std::optional<RingReader> open(const RingOffer& offer, std::string& why);
+  // Copies the result at `position` into dst and frees its room; false (nothing freed)
+  // if it is not where the worker may have written it: out of the ring, across its end,
+  // behind what was consumed, or beyond what the worker could have seen free.
+  bool take(std::uint64_t position, std::span<std::byte> dst) noexcept;
+
+ private:
+  RingReader(UniqueFd fd, Mapping header, std::size_t capacity);
+  UniqueFd fd_;
+  Mapping header_;
+  std::size_t capacity_;
+  std::uint64_t consumed_ = 0;
+};
+
+}  // namespace calypso::sched

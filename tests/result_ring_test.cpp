@@ -1,0 +1,166 @@
+// Tests of the result ring (result_ring.hpp) within one process: the "worker" side is a
+// ResultRing of this process, opened by a RingReader through /proc/self's pid as the
+// manager opens a worker's.
+#include "sched/result_ring.hpp"
+
+#include <calypso/error.hpp>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <vector>
+
+namespace calypso::sched {
+namespace {
+
+constexpr std::size_t kCapacity = 64 << 10;
+
+std::vector<std::byte> pattern(std::size_t n, int seed) {
+  std::vector<std::byte> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>(i * 13 + seed);
+  return v;
+}
+
+RingReader open_reader(const RingOffer& offer) {
+  std::string why;
+  auto r = RingReader::open(offer, why);
+  EXPECT_TRUE(r) << why;
+  if (!r) throw std::runtime_error(why);
+  return std::move(*r);
+}
+
+TEST(ResultRing, TheManagerTakesWhatTheWorkerPut) {
+  ResultRing ring(kCapacity);
+  const RingOffer offer = ring.offer();
+  EXPECT_EQ(offer.pid, static_cast<std::uint32_t>(getpid()));
+  EXPECT_EQ(offer.capacity, kCapacity);
+  RingReader reader = open_reader(offer);
+  for (int i = 0; i < 20; ++i) {   // around the ring several times
+    const auto body = pattern(10000 + 777 * i, i);
+    const auto at = ring.put(body);
+    ASSERT_TRUE(at) << i;
+    std::vector<std::byte> out(body.size());
+    ASSERT_TRUE(reader.take(*at, out)) << i;
+    EXPECT_EQ(out, body) << i;
+    EXPECT_LE(*at % kCapacity + body.size(), kCapacity) << "a result never wraps";
+  }
+}
+
+TEST(ResultRing, AFullRingRefusesUntilTheManagerTakes) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a = ring.put(pattern(40 << 10, 1));
+  ASSERT_TRUE(a);
+  const auto b_body = pattern(20 << 10, 2);
+  const auto b = ring.put(b_body);
+  ASSERT_TRUE(b);
+  // 4 KiB left at the end; 8 KiB would have to wrap to the start, still a's.
+  EXPECT_FALSE(ring.put(pattern(8 << 10, 3)));
+  EXPECT_FALSE(ring.put(pattern(kCapacity + 1, 3)));   // larger than the ring
+  EXPECT_FALSE(ring.put({}));
+  std::vector<std::byte> out(40 << 10);
+  ASSERT_TRUE(reader.take(*a, out));
+  const auto c_body = pattern(8 << 10, 3);
+  const auto c = ring.put(c_body);   // now it fits, at the start
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*c % kCapacity, 0u);
+  std::vector<std::byte> out_b(b_body.size()), out_c(c_body.size());
+  ASSERT_TRUE(reader.take(*b, out_b));
+  ASSERT_TRUE(reader.take(*c, out_c));
+  EXPECT_EQ(out_b, b_body);
+  EXPECT_EQ(out_c, c_body);
+}
+
+TEST(ResultRing, TheManagerRefusesPositionsTheWorkerCouldNotHaveWritten) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a = ring.put(pattern(8192, 1));
+  ASSERT_TRUE(a);
+  std::vector<std::byte> out(8192);
+  ASSERT_TRUE(reader.take(*a, out));
+  EXPECT_FALSE(reader.take(*a, out)) << "already taken";
+  std::vector<std::byte> big(kCapacity + 1);
+  EXPECT_FALSE(reader.take(8192, big)) << "larger than the ring";
+  EXPECT_FALSE(reader.take(kCapacity - 4096, out)) << "across the end";
+  EXPECT_FALSE(reader.take(8192 + kCapacity, out)) << "beyond what was free";
+  EXPECT_FALSE(reader.take(8192, std::span(out).first(0))) << "empty";
+  const auto b_body = pattern(4096, 2);
+  const auto b = ring.put(b_body);   // refusals freed nothing and moved nothing
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*b, 8192u);
+  std::vector<std::byte> out_b(4096);
+  ASSERT_TRUE(reader.take(*b, out_b));
+  EXPECT_EQ(out_b, b_body);
+}
+
+TEST(ResultRing, AResultOutlivesItsWorkersRing) {
+  std::optional<ResultRing> ring(std::in_place, kCapacity);
+  RingReader reader = open_reader(ring->offer());
+  const auto body = pattern(30000, 5);
+  const auto at = ring->put(body);
+  ASSERT_TRUE(at);
+  ring.reset();   // the worker dies: the manager holds the file
+  std::vector<std::byte> out(body.size());
+  ASSERT_TRUE(reader.take(*at, out));
+  EXPECT_EQ(out, body);
+}
+
+TEST(ResultRing, RefusesBadOffers) {
+  ResultRing ring(kCapacity);
+  const RingOffer good = ring.offer();
+  std::string why;
+  EXPECT_FALSE(RingReader::open(RingOffer{}, why));
+  EXPECT_NE(why.find("no result ring"), std::string::npos) << why;
+
+  RingOffer other_worker = good;
+  other_worker.nonce ^= 2;
+  EXPECT_FALSE(RingReader::open(other_worker, why));
+  EXPECT_NE(why.find("another worker"), std::string::npos) << why;
+
+  RingOffer wrong_size = good;
+  wrong_size.capacity *= 2;
+  EXPECT_FALSE(RingReader::open(wrong_size, why));
+  EXPECT_NE(why.find("not sealed at its size"), std::string::npos) << why;
+  wrong_size.capacity = 1000;
+  EXPECT_FALSE(RingReader::open(wrong_size, why));
+  EXPECT_NE(why.find("impossible capacity"), std::string::npos) << why;
+
+  // A file of the right size that the worker could still shrink: refused, since the
+  // manager's mapping of its header would fault.
+  UniqueFd unsealed(memfd_create("test-unsealed", MFD_CLOEXEC));
+  ASSERT_EQ(ftruncate(unsealed.get(), 4096 + kCapacity), 0);
+  RingOffer unsealed_offer = good;
+  unsealed_offer.fd = unsealed.get();
+  ASSERT_TRUE(describe_file(unsealed.get(), unsealed_offer.dev, unsealed_offer.ino));
+  EXPECT_FALSE(RingReader::open(unsealed_offer, why));
+  EXPECT_NE(why.find("not sealed"), std::string::npos) << why;
+
+  RingOffer wrong_file = good;
+  wrong_file.ino += 1;
+  EXPECT_FALSE(RingReader::open(wrong_file, why));
+  EXPECT_NE(why.find("not the offered file"), std::string::npos) << why;
+
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  RingOffer fifo = good;
+  fifo.fd = read_end.get();
+  EXPECT_FALSE(RingReader::open(fifo, why));   // not a regular file: never opened
+
+  RingOffer no_such_fd = good;
+  no_such_fd.fd = 100000;
+  EXPECT_FALSE(RingReader::open(no_such_fd, why));
+  EXPECT_NE(why.find("cannot open"), std::string::npos) << why;
+
+  EXPECT_TRUE(RingReader::open(good, why)) << why;
+}
+
+TEST(ResultRing, RefusesAnUnalignedCapacity) {
+  EXPECT_THROW(ResultRing(0), calypso::Error);
+  EXPECT_THROW(ResultRing(5000), calypso::Error);
+}
+
+}  // namespace
+}  // namespace calypso::sched
