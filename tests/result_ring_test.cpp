@@ -95,6 +95,45 @@ TEST(ResultRing, TheManagerRefusesPositionsTheWorkerCouldNotHaveWritten) {
   EXPECT_EQ(out_b, b_body);
 }
 
+TEST(ResultRing, AnUnwantedResultIsSkippedAsCheckedAsATakenOne) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a = ring.put(pattern(40 << 10, 1));
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(ring.put(pattern(30 << 10, 2)));   // full until a is consumed
+  EXPECT_FALSE(reader.skip(kCapacity - 4096, 40 << 10)) << "across the end";
+  EXPECT_FALSE(reader.skip(*a, 0)) << "empty";
+  ASSERT_TRUE(reader.skip(*a, 40 << 10));
+  EXPECT_FALSE(reader.skip(*a, 40 << 10)) << "already consumed";
+  EXPECT_TRUE(ring.put(pattern(30 << 10, 2))) << "skipping frees the room";
+}
+
+TEST(ResultRing, PositionsNearTheEndOfTheCounterDoNotWrap) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  std::vector<std::byte> out(4096);
+  EXPECT_FALSE(reader.take(~std::uint64_t{0} - 100, out));
+  EXPECT_FALSE(reader.take(~std::uint64_t{0} - (~std::uint64_t{0} % kCapacity), out));
+  EXPECT_FALSE(reader.skip(~std::uint64_t{0} - 4095, 4096));
+  const auto body = pattern(4096, 9);
+  const auto at = ring.put(body);   // nothing was consumed by the refusals
+  ASSERT_TRUE(at);
+  EXPECT_EQ(*at, 0u);
+  ASSERT_TRUE(reader.take(*at, out));
+  EXPECT_EQ(out, body);
+}
+
+TEST(ResultRing, AManagerTakesOnlyAFreshRing) {
+  ResultRing ring(kCapacity);
+  const RingOffer offer = ring.offer();
+  RingReader first = open_reader(offer);
+  std::vector<std::byte> out(4096);
+  ASSERT_TRUE(first.take(*ring.put(pattern(4096, 1)), out));
+  std::string why;
+  EXPECT_FALSE(RingReader::open(offer, why)) << "a second reader would start from 0 where the worker does not";
+  EXPECT_NE(why.find("not fresh"), std::string::npos) << why;
+}
+
 TEST(ResultRing, AResultOutlivesItsWorkersRing) {
   std::optional<ResultRing> ring(std::in_place, kCapacity);
   RingReader reader = open_reader(ring->offer());

@@ -248,7 +248,10 @@ void ManagerLoop::on_hello(const Message& m) {
   if (config_.local_reads && !hostname_.empty() && w.host == hostname_) {
     wel.local = make_local_offer(region_.fd(), control_);   // it may read home memory itself
   }
-  if (config_.local_results > 0 && !hostname_.empty() && w.host == hostname_ && h->fixed.results.pid != 0) {
+  // Only the worker's own file: a ring named in another process would have the manager
+  // write into it.
+  if (config_.local_results > 0 && !hostname_.empty() && w.host == hostname_ && h->fixed.results.pid != 0 &&
+      h->fixed.results.pid == h->fixed.pid) {
     std::string why;
     if (auto ring = RingReader::open(h->fixed.results, why)) w.ring.emplace(std::move(*ring));
     else LOG_INFO("worker %u's results come in messages: %s", id, why.c_str());
@@ -398,38 +401,41 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   const std::uint64_t limit = std::uint64_t{region_.size()} * 2 + (1u << 20);
   const bool in_ring = (c->flags & kResultInRing) != 0;
   if (in_ring) {
-    if (!w.ring || !data.empty() || c->total_bytes == 0 || c->total_bytes > limit) {
-      return violation(id, "result in a ring the manager does not hold, or of a bad size");
+    if (!w.ring || !data.empty() || c->total_bytes == 0 || c->total_bytes > w.ring->capacity()) {
+      return violation(id, "result in a ring the manager does not hold, or larger than the ring");
     }
   } else if (c->total_bytes > limit || c->offset > c->total_bytes || data.size() > c->total_bytes - c->offset) {
     return violation(id, "result chunk out of bounds");
   }
-  if (c->offset == 0 && (c->flags & kResultShortRun) != 0) w.bunches = true;
-  if (c->offset == 0 && c->pages_read > 0) {
+  const bool first = in_ring || c->offset == 0;   // of the result's messages
+  if (first && (c->flags & kResultShortRun) != 0) w.bunches = true;
+  if (first && c->pages_read > 0) {
     std::lock_guard lock(mutex_);
     stats_.pages_fetched += c->pages_read;
   }
   ResultKey key{c->step, c->segment, c->attempt};
-  if (in_ring) {   // the whole result: copy it out now, which frees its room in the ring
-    ResultBuffers::Bytes bytes = result_buffers_.take(c->total_bytes);
-    if (!w.ring->take(c->offset, bytes)) {
-      // As a malformed result: its run is over, and the worker is not to be trusted.
-      violation(id, "result outside its ring, or already taken");
+  const bool unwanted = !step_ || key.step != step_->id || key.segment >= step_->sched.size() ||
+                        step_->sched.done(key.segment);
+  if (in_ring) {   // the whole result: copy it out now (unless unwanted), which frees its room
+    ResultBuffers::Bytes bytes;
+    if (!unwanted) bytes = result_buffers_.take(c->total_bytes);
+    if (unwanted ? !w.ring->skip(c->offset, c->total_bytes) : !w.ring->take(c->offset, bytes)) {
+      // Its run is over, and the worker is not to be trusted (lose() re-runs the segment).
+      LOG_WARN("worker %u named a result its ring cannot hold, or that was taken", id);
       return lose(id, w, "it named a result its ring cannot hold", false);
     }
     {
       std::lock_guard lock(mutex_);
       ++stats_.ring_results;
     }
-    return on_result(id, w, key, std::move(bytes));
+    return on_result(id, w, key, std::move(bytes));   // discards an unwanted one
   }
   bool began_arriving = false;
   auto [it, fresh] = w.assemblies.try_emplace(key);
   Assembly& a = it->second;
   if (fresh) {
     a.total = c->total_bytes;
-    a.discard = !step_ || key.step != step_->id || key.segment >= step_->sched.size() ||
-                step_->sched.done(key.segment);
+    a.discard = unwanted;
     if (!a.discard) {
       a.bytes = result_buffers_.take(c->total_bytes);
       step_->sched.arriving(key.segment, id);
@@ -599,6 +605,7 @@ void ManagerLoop::release(Worker& w) {
     if (*p != net::kNoPeer) ep_.remove_peer(*p);
     *p = net::kNoPeer;
   }
+  w.ring.reset();   // its descriptor and the ring's memory
 }
 
 void ManagerLoop::update_live() {

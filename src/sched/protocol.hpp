@@ -160,7 +160,7 @@ struct ResultChunk {
   std::uint64_t total_bytes;      // size of the whole result body
   std::uint64_t offset;           // where this chunk's bytes go; with kResultInRing, the ring position
   std::uint32_t pages_read;       // pages the attempt read with RMA (stats)
-  std::uint32_t flags;            // kResultShortRun
+  std::uint32_t flags;            // kResultShortRun, kResultInRing
 };
 // The segment ran shorter than kShortSegment with bunching on: its worker may hold the
 // results of such segments (see the manager's lose()).

@@ -21,6 +21,8 @@ constexpr std::size_t kHeader = 4096;
 constexpr std::size_t kNonceOffset = 64;   // a cache line away from `consumed`
 constexpr int kSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the consumed word is shared between processes");
+
 std::atomic<std::uint64_t>* consumed_word(const Mapping& header) noexcept {
   return static_cast<std::atomic<std::uint64_t>*>(header.get());
 }
@@ -96,21 +98,31 @@ std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& 
     why = "the result ring found is another worker's (same host name, pid and descriptor elsewhere?)";
     return std::nullopt;
   }
-  RingReader r(std::move(fd), std::move(header), offer.capacity);
-  r.consumed_ = consumed_word(r.header_)->load(std::memory_order_relaxed);
-  return r;
+  if (consumed_word(header)->load(std::memory_order_relaxed) != 0) {   // the worker writes from 0
+    why = "the worker's result ring is not fresh";
+    return std::nullopt;
+  }
+  return RingReader(std::move(fd), std::move(header), offer.capacity);
 }
 
 RingReader::RingReader(UniqueFd fd, Mapping header, std::size_t capacity)
     : fd_(std::move(fd)), header_(std::move(header)), capacity_(capacity) {}
 
+bool RingReader::fits(std::uint64_t position, std::uint64_t bytes) const noexcept {
+  // The worker writes at or after `consumed` as it last saw it, which is at most ours.
+  // (Differences, not sums: a hostile position near 2^64 must not wrap.)
+  return bytes != 0 && bytes <= capacity_ && position % capacity_ <= capacity_ - bytes &&
+         position >= consumed_ && position - consumed_ <= capacity_ - bytes;
+}
+
+void RingReader::consume(std::uint64_t end) noexcept {
+  consumed_ = end;
+  consumed_word(header_)->store(consumed_, std::memory_order_release);   // after the copy
+}
+
 bool RingReader::take(std::uint64_t position, std::span<std::byte> dst) noexcept {
   const std::uint64_t n = dst.size();
-  // The worker writes at or after `consumed` as it last saw it, which is at most ours.
-  if (n == 0 || n > capacity_ || position % capacity_ + n > capacity_ || position < consumed_ ||
-      position + n - consumed_ > capacity_) {
-    return false;
-  }
+  if (!fits(position, n)) return false;
   const off_t at = static_cast<off_t>(kHeader + position % capacity_);
   for (std::size_t done = 0; done < n;) {
     const ssize_t r = pread(fd_.get(), dst.data() + done, n - done, at + static_cast<off_t>(done));
@@ -118,8 +130,13 @@ bool RingReader::take(std::uint64_t position, std::span<std::byte> dst) noexcept
     if (r <= 0) return false;
     done += static_cast<std::size_t>(r);
   }
-  consumed_ = position + n;
-  consumed_word(header_)->store(consumed_, std::memory_order_release);
+  consume(position + n);
+  return true;
+}
+
+bool RingReader::skip(std::uint64_t position, std::uint64_t bytes) noexcept {
+  if (!fits(position, bytes)) return false;
+  consume(position + bytes);
   return true;
 }
 

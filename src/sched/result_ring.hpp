@@ -21,7 +21,7 @@
 // inode, the nonce, and the seals the worker put on the file's size (a shrunk file
 // would fault the manager's mapping of the header). If anything fails, the worker's
 // results come in messages. A worker that dies leaves its ring readable: the manager
-// holds the file open.
+// holds the file open until it gives the worker up.
 #pragma once
 
 #include "sched/peer_file.hpp"
@@ -44,7 +44,9 @@ class ResultRing {
   ResultRing(ResultRing&&) = delete;
   RingOffer offer() const;
   // Copies body into the ring and returns its position, or nullopt if the manager has
-  // not consumed enough of the earlier results to make room (or body exceeds the ring).
+  // not consumed enough of the earlier results to make room (a result that does not fit
+  // before the ring's end starts at its beginning, so one of more than half the ring may
+  // need it all free), or body exceeds the ring.
   std::optional<std::uint64_t> put(std::span<const std::byte> body) noexcept;
   std::size_t capacity() const noexcept { return capacity_; }
 
@@ -63,12 +65,22 @@ class RingReader {
   // the offered ring.
   static std::optional<RingReader> open(const RingOffer& offer, std::string& why);
   // Copies the result at `position` into dst and frees its room; false (nothing freed)
-  // if it is not where the worker may have written it: out of the ring, across its end,
-  // behind what was consumed, or beyond what the worker could have seen free.
+  // if it is not where the worker may have written it (see fits) or cannot be read.
+  // Results must be taken in the order the worker wrote them: a worker's messages
+  // arrive in the order it sent them (one connection, or one shm queue).
   bool take(std::uint64_t position, std::span<std::byte> dst) noexcept;
+  // Frees the room of a result that is not wanted (its step is over, or another run's
+  // result came first) without copying it; false (nothing freed) as for take.
+  bool skip(std::uint64_t position, std::uint64_t bytes) noexcept;
+  std::size_t capacity() const noexcept { return capacity_; }
 
  private:
   RingReader(UniqueFd fd, Mapping header, std::size_t capacity);
+  // Whether bytes at position can be a result the worker wrote: not empty, within the
+  // ring and not across its end, not behind what was consumed, and within the room the
+  // worker could have seen free.
+  bool fits(std::uint64_t position, std::uint64_t bytes) const noexcept;
+  void consume(std::uint64_t end) noexcept;
   UniqueFd fd_;
   Mapping header_;
   std::size_t capacity_;

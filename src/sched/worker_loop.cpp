@@ -141,7 +141,8 @@ void WorkerLoop::join(const std::string& identity) {
   h.address_bytes = static_cast<std::uint32_t>(addr.bytes.size());
   h.heartbeat_address_bytes = static_cast<std::uint32_t>(hb_addr.bytes.size());
   gethostname(h.host, sizeof h.host - 1);
-  if (config_.local_results > 0 && !ring_) {
+  if (config_.local_results > 0) {   // a fresh ring: the manager takes it from position 0
+    ring_.reset();
     try {
       ring_.emplace(config_.local_results);
     } catch (const std::exception& e) {
