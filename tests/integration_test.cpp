@@ -762,6 +762,19 @@ TEST(Launcher, BadArgumentsGetAClearErrorAndStartNothing) {
   EXPECT_TRUE(contains(r.output, "usage")) << r.output;
 }
 
+// CALYPSO_PROVIDER in the environment chooses the provider unless --provider is given.
+TEST(Launcher, TakesTheProviderFromTheEnvironmentUnlessGivenOne) {
+  const std::vector<std::string> program{kExamples + "/mandelbrot", "64", "10", "4"};
+  std::vector<std::string> argv{kRun, "-n", "1"};
+  argv.insert(argv.end(), program.begin(), program.end());
+  auto r = run(argv, {{"CALYPSO_PROVIDER", "shm"}}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "job address shm/")) << r.output;
+  r = run(job(1, "tcp", program), {{"CALYPSO_PROVIDER", "shm"}}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "job address tcp/")) << r.output;
+}
+
 TEST(Launcher, BadConfigurationIsReportedByName) {
   auto r = run(job(1, "tcp", {kProbe, "adjacent"}), {{"CALYPSO_PAGE_SIZE", "banana"}}, 60s);
   EXPECT_NE(r.exit_code, 0);

@@ -37,7 +37,8 @@ void usage(FILE* out) {
       "\n"
       "Starts PROGRAM as the manager and N workers (default 2) on this host.\n"
       "  -n, --workers N      number of local workers (0 allowed: join them later)\n"
-      "  -p, --provider NAME  libfabric provider: tcp (default), shm (one host), verbs\n"
+      "  -p, --provider NAME  libfabric provider: tcp (default, or CALYPSO_PROVIDER if set),\n"
+      "                       shm (one host), verbs\n"
       "  -b, --bind HOST[:PORT]  address the manager listens on (tcp/verbs)\n"
       "  -j, --join ADDRESS   start N (default 1) workers for a running job; ADDRESS is\n"
       "                       what the manager printed (PROVIDER/ENDPOINT/KEY)\n"
@@ -48,6 +49,10 @@ void usage(FILE* out) {
 
 Options parse(int argc, char** argv) {
   Options o;
+  // The environment's choice stands unless --provider overrides it: calypso-run passes
+  // the provider on to the manager and workers, and silently replacing a
+  // CALYPSO_PROVIDER=shm the user set with tcp would surprise.
+  if (const char* p = std::getenv("CALYPSO_PROVIDER"); p != nullptr && *p != '\0') o.provider = p;
   static const option longs[] = {
       {"workers", required_argument, nullptr, 'n'}, {"provider", required_argument, nullptr, 'p'},
       {"bind", required_argument, nullptr, 'b'},    {"join", required_argument, nullptr, 'j'},
