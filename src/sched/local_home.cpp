@@ -35,16 +35,14 @@ ControlWord::ControlWord() : fd_(memfd_create("calypso-control", MFD_CLOEXEC)) {
 }
 
 LocalOffer make_local_offer(int region_fd, const ControlWord& control) {
-  struct stat region{}, word{};
-  if (fstat(region_fd, &region) != 0 || fstat(control.fd(), &word) != 0) return {};
   LocalOffer o{};
+  if (!describe_file(region_fd, o.region_dev, o.region_ino) ||
+      !describe_file(control.fd(), o.control_dev, o.control_ino)) {
+    return {};
+  }
   o.pid = static_cast<std::uint32_t>(getpid());
   o.region_fd = region_fd;
   o.control_fd = control.fd();
-  o.region_dev = static_cast<std::uint64_t>(region.st_dev);
-  o.region_ino = static_cast<std::uint64_t>(region.st_ino);
-  o.control_dev = static_cast<std::uint64_t>(word.st_dev);
-  o.control_ino = static_cast<std::uint64_t>(word.st_ino);
   o.nonce = control.nonce();
   return o;
 }

@@ -13,9 +13,9 @@
 // the orders: the manager's stores on either side of its word, the worker's copy before
 // its read of the word.
 //
-// The worker opens the manager's descriptors through /proc/PID/fd/N (peer_file.hpp). It maps the
-// control page first and checks a random nonce the manager put there and sent in the
-// offer, then checks the region file's device and inode, so that a recycled pid,
+// The worker opens the manager's descriptors through /proc/PID/fd/N (peer_file.hpp). It
+// maps the control page first and checks a random nonce the manager put there and sent
+// in the offer, then checks the region file's device and inode, so that a recycled pid,
 // another pid namespace or another host of the same name cannot hand it a wrong file;
 // if anything fails it reads through the network.
 #pragma once
