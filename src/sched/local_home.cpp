@@ -4,10 +4,6 @@
 #include <calypso/error.hpp>
 
 #include <cerrno>
-#include <cstring>
-#include <fcntl.h>
-#include <new>
-#include <random>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,20 +14,14 @@ namespace calypso::sched {
 namespace {
 
 constexpr std::size_t kControlPage = 4096;
-constexpr std::size_t kNonceOffset = ControlWord::kBytes;   // beyond what RMA exposes
+static_assert(kNonceOffset >= ControlWord::kBytes, "RMA readers must not read the nonce");
 
 }  // namespace
 
 ControlWord::ControlWord() : fd_(memfd_create("calypso-control", MFD_CLOEXEC)) {
   if (fd_.get() < 0) throw Error("calypso: " + sys_error("memfd_create for the control word"));
   if (ftruncate(fd_.get(), kControlPage) != 0) throw Error("calypso: " + sys_error("ftruncate of the control word"));
-  void* p = mmap(nullptr, kControlPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-  if (p == MAP_FAILED) throw Error("calypso: " + sys_error("mmap of the control word"));
-  map_ = Mapping(p, kControlPage);
-  new (p) std::atomic<std::uint64_t>(0);
-  std::random_device random;
-  nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;   // never 0: 0 means no offer
-  std::memcpy(static_cast<std::byte*>(p) + kNonceOffset, &nonce_, sizeof nonce_);
+  map_ = map_own_file(fd_.get(), kControlPage, "the control word", nonce_);
 }
 
 LocalOffer make_local_offer(int region_fd, const ControlWord& control) {
@@ -54,18 +44,10 @@ std::optional<LocalHome> LocalHome::open(const LocalOffer& offer, std::size_t re
   }
   UniqueFd control = open_peer_file(offer.pid, offer.control_fd, offer.control_dev, offer.control_ino, false, why);
   if (control.get() < 0) return std::nullopt;
-  void* word = mmap(nullptr, kControlPage, PROT_READ, MAP_SHARED, control.get(), 0);
-  if (word == MAP_FAILED) {
-    why = sys_error("mmap of the manager's control word");
-    return std::nullopt;
-  }
-  Mapping control_map(word, kControlPage);
-  std::uint64_t nonce = 0;
-  std::memcpy(&nonce, static_cast<const std::byte*>(word) + kNonceOffset, sizeof nonce);
-  if (nonce != offer.nonce) {
-    why = "the control file found is another manager's (same host name, pid and descriptors elsewhere?)";
-    return std::nullopt;
-  }
+  auto control_map = map_peer_file(
+      control.get(), kControlPage, false, offer.nonce, "the manager's control word",
+      "the control file found is another manager's (same host name, pid and descriptors elsewhere?)", why);
+  if (!control_map) return std::nullopt;
   UniqueFd region = open_peer_file(offer.pid, offer.region_fd, offer.region_dev, offer.region_ino, false, why);
   if (region.get() < 0) return std::nullopt;
   struct stat st{};
@@ -73,7 +55,7 @@ std::optional<LocalHome> LocalHome::open(const LocalOffer& offer, std::size_t re
     why = "the manager's region file is smaller than the region";
     return std::nullopt;
   }
-  return LocalHome(std::move(region), region_size, std::move(control_map));
+  return LocalHome(std::move(region), region_size, std::move(*control_map));
 }
 
 LocalHome::LocalHome(UniqueFd region, std::size_t size, Mapping control)

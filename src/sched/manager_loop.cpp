@@ -245,13 +245,13 @@ void ManagerLoop::on_hello(const Message& m) {
               static_cast<std::uint32_t>(config_.heartbeat.count()),
               static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0,
               used_bytes_.load(std::memory_order_relaxed), LocalOffer{}};
-  if (config_.local_reads && !hostname_.empty() && w.host == hostname_) {
+  const bool same_host = !hostname_.empty() && w.host == hostname_;
+  if (config_.local_reads && same_host) {
     wel.local = make_local_offer(region_.fd(), control_);   // it may read home memory itself
   }
   // Only the worker's own file: a ring named in another process would have the manager
   // write into it.
-  if (config_.local_results > 0 && !hostname_.empty() && w.host == hostname_ && h->fixed.results.pid != 0 &&
-      h->fixed.results.pid == h->fixed.pid) {
+  if (config_.local_results > 0 && same_host && h->fixed.results.pid != 0 && h->fixed.results.pid == h->fixed.pid) {
     std::string why;
     if (auto ring = RingReader::open(h->fixed.results, why)) w.ring.emplace(std::move(*ring));
     else LOG_INFO("worker %u's results come in messages: %s", id, why.c_str());

@@ -6,8 +6,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <new>
-#include <random>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,7 +16,6 @@ namespace calypso::sched {
 namespace {
 
 constexpr std::size_t kHeader = 4096;
-constexpr std::size_t kNonceOffset = 64;   // a cache line away from `consumed`
 constexpr int kSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the consumed word is shared between processes");
@@ -36,13 +33,7 @@ ResultRing::ResultRing(std::size_t capacity)
   const std::size_t size = kHeader + capacity;
   if (ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw Error("calypso: " + sys_error("ftruncate of the result ring"));
   if (fcntl(fd_.get(), F_ADD_SEALS, kSizeSeals | F_SEAL_SEAL) != 0) throw Error("calypso: " + sys_error("sealing the result ring"));
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-  if (p == MAP_FAILED) throw Error("calypso: " + sys_error("mmap of the result ring"));
-  map_ = Mapping(p, size);
-  new (p) std::atomic<std::uint64_t>(0);
-  std::random_device random;
-  nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;   // never 0: 0 means no offer
-  std::memcpy(static_cast<std::byte*>(p) + kNonceOffset, &nonce_, sizeof nonce_);
+  map_ = map_own_file(fd_.get(), size, "the result ring", nonce_);
 }
 
 RingOffer ResultRing::offer() const {
@@ -86,23 +77,15 @@ std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& 
     why = "the worker's result ring is not sealed at its size";
     return std::nullopt;
   }
-  void* p = mmap(nullptr, kHeader, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (p == MAP_FAILED) {
-    why = sys_error("mmap of the worker's result ring");
-    return std::nullopt;
-  }
-  Mapping header(p, kHeader);
-  std::uint64_t nonce = 0;
-  std::memcpy(&nonce, static_cast<const std::byte*>(p) + kNonceOffset, sizeof nonce);
-  if (nonce != offer.nonce) {
-    why = "the result ring found is another worker's (same host name, pid and descriptor elsewhere?)";
-    return std::nullopt;
-  }
-  if (consumed_word(header)->load(std::memory_order_relaxed) != 0) {   // the worker writes from 0
+  auto header = map_peer_file(
+      fd.get(), kHeader, true, offer.nonce, "the worker's result ring",
+      "the result ring found is another worker's (same host name, pid and descriptor elsewhere?)", why);
+  if (!header) return std::nullopt;
+  if (consumed_word(*header)->load(std::memory_order_relaxed) != 0) {   // the worker writes from 0
     why = "the worker's result ring is not fresh";
     return std::nullopt;
   }
-  return RingReader(std::move(fd), std::move(header), offer.capacity);
+  return RingReader(std::move(fd), std::move(*header), offer.capacity);
 }
 
 RingReader::RingReader(UniqueFd fd, Mapping header, std::size_t capacity)

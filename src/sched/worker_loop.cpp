@@ -180,8 +180,8 @@ void WorkerLoop::join(const std::string& identity) {
                                              std::max<std::uint32_t>(fetch_pages_, (512u << 10) / w->page_size));
     fetch_ahead_ = std::min<std::uint32_t>(fetch_ahead_, 64);
     if (w->rma != 0 && ep_.supports_read()) setup_rma(*w);
-    ring_taken_ = ring_ && w->local_results != 0;
-    if (ring_taken_) LOG_INFO("sending results through shared memory on this host");
+    if (w->local_results == 0) ring_.reset();   // not taken (another host, or off there)
+    if (ring_) LOG_INFO("sending results through shared memory on this host");
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
@@ -557,7 +557,7 @@ std::size_t WorkerLoop::assignments_here() {
 }
 
 void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags) {
-  if (ring_taken_ && body.size() >= kRingMinBytes) {
+  if (ring_ && body.size() >= kRingMinBytes) {
     if (const auto at = ring_->put(body)) {   // else the ring is full: messages, below
       ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), *at, pages_read_,
                     flags | kResultInRing};

@@ -119,10 +119,9 @@ class WorkerLoop final : public dsm::PageSource {
   // until a read fails.
   std::optional<LocalHome> local_;
   bool local_failed_ = false;
-  // Its result ring (CALYPSO_LOCAL_RESULTS), offered in hello; used once the manager
-  // took it (Welcome::local_results), for results of at least kRingMinBytes.
+  // Its result ring (CALYPSO_LOCAL_RESULTS), offered in hello and kept only if the
+  // manager took it (Welcome::local_results): for results of at least kRingMinBytes.
   std::optional<ResultRing> ring_;
-  bool ring_taken_ = false;
   static constexpr std::size_t kRingMinBytes = 16 << 10;
   std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
