@@ -2,22 +2,27 @@
 // protection (mprotect). DESIGN.md §5 names a candidate second backend: userfaultfd
 // write-protection in asynchronous mode, where the kernel itself resolves the first write
 // to a protected page (no signal) and PAGEMAP_SCAN then lists the written pages and
-// protects them again, in one call. This benchmark measures both on the same region, in
-// the same run, for one segment of Jacobi's shape (128 pages of 16 KiB, 2 MiB):
+// protects them again, in one call; and userfaultfd write-protection in synchronous mode,
+// where a handler thread resolves each fault (the mode that could copy twins). This
+// benchmark measures the three on the same region, in the same run, for one segment of
+// Jacobi's shape (128 pages of 16 KiB, 2 MiB):
 //
 //  - dense: the segment writes every page it was expected to write (Jacobi: the rows it
 //    wrote last time). mprotect: the runtime un-protects the run before the segment and
 //    protects it again after (PageCache::prepare_writes / finish_segment): two calls.
 //    uffd: nothing before; the kernel takes one in-kernel fault per 4 KiB page written,
-//    then one PAGEMAP_SCAN.
+//    then one PAGEMAP_SCAN. uffd sync: protection lifted from the run in one call before
+//    and set again in one after, as with mprotect.
 //  - sparse: the segment writes 8 of the 128 pages, unexpected. mprotect: a SIGSEGV per
 //    written page whose handler un-protects it, one mprotect of the range after. uffd:
-//    one in-kernel fault per 4 KiB written, one PAGEMAP_SCAN.
+//    one in-kernel fault per 4 KiB written, one PAGEMAP_SCAN. uffd sync: a fault per
+//    written page that the handler thread resolves, one call after.
 //
 // Twins are left out on both sides: the asynchronous mode cannot copy a page before its
 // first write at all, so it could only serve pages whose twins are current already (the
 // dense case); what is compared is the cost of tracking alone. Time is the CPU time of
-// the writing thread, kernel time included; no other thread runs.
+// the writing thread, kernel time included; no other thread runs, except in the sync
+// rows, which count the CPU time of the whole process (writer and handler).
 //
 // The uffd rows need Linux 6.7 (UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN); an older kernel, or
 // one that refuses userfaultfd, reports them as skipped with the reason.
@@ -41,6 +46,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <sys/ioctl.h>
@@ -222,6 +230,93 @@ void bm_uffd(benchmark::State& state, PageNumber stride) {
 void bm_uffd_dense(benchmark::State& state) { bm_uffd(state, 1); }
 void bm_uffd_sparse(benchmark::State& state) { bm_uffd(state, kSparseStride); }
 
+// --- userfaultfd synchronous write-protection: a handler thread un-protects ---
+//
+// The mode that could keep twins: the first write to a protected page stops the writer
+// until a handler thread, told through the userfaultfd, has done what it must (copy the
+// twin, here nothing, as on the other rows) and lifted the protection of that page,
+// which wakes the writer. No signal, but two thread switches per fault.
+
+class SyncWriteProtect {
+ public:
+  explicit SyncWriteProtect(const Region& r) : region_(r) {
+    uffd_ = UniqueFd(static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
+    if (uffd_.get() < 0) throw Error(std::string("userfaultfd: ") + std::strerror(errno));
+    uffdio_api api{UFFD_API, UFFD_FEATURE_WP_HUGETLBFS_SHMEM, 0};
+    if (ioctl(uffd_.get(), UFFDIO_API, &api) != 0)
+      throw Error(std::string("UFFDIO_API with write-protection of shared memory (Linux 5.19): ") + std::strerror(errno));
+    protect_or_throw(r, 0, r.pages(), Access::read_write);   // only the uffd bit protects
+    uffdio_register reg{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_REGISTER_MODE_WP, 0};
+    if (ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) throw Error(std::string("UFFDIO_REGISTER: ") + std::strerror(errno));
+    stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
+    if (stop_.get() < 0) throw Error(std::string("eventfd: ") + std::strerror(errno));
+    set(0, r.pages(), true);
+    handler_ = std::thread([this] { serve(); });
+  }
+  ~SyncWriteProtect() {
+    const std::uint64_t one = 1;
+    if (write(stop_.get(), &one, sizeof one) != sizeof one) std::abort();   // the thread would never end
+    handler_.join();
+  }
+  SyncWriteProtect(const SyncWriteProtect&) = delete;
+  SyncWriteProtect& operator=(const SyncWriteProtect&) = delete;
+
+  // Protects (or lifts the protection of) pages [first, first + count); lifting wakes
+  // whoever waits on them.
+  void set(PageNumber first, PageNumber count, bool protect) const {
+    uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(region_.base()) + std::uint64_t{first} * kPage,
+                            std::uint64_t{count} * kPage},
+                           protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+    if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
+      throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(errno));
+  }
+  // Faults the handler could not explain (not a write-protect fault, or a failed ioctl).
+  int strays() const { return strays_.load(); }
+
+ private:
+  void serve() {
+    pollfd fds[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    for (;;) {
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if ((fds[1].revents & POLLIN) != 0) return;
+      uffd_msg m;
+      while (read(uffd_.get(), &m, sizeof m) == sizeof m) {
+        if (m.event != UFFD_EVENT_PAGEFAULT || (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) == 0) {
+          ++strays_;
+          continue;
+        }
+        const std::uint64_t page = (m.arg.pagefault.address - reinterpret_cast<std::uint64_t>(region_.base())) / kPage;
+        try {
+          set(static_cast<PageNumber>(page), 1, false);
+        } catch (const Error&) {
+          ++strays_;
+        }
+      }
+    }
+  }
+
+  const Region& region_;
+  UniqueFd uffd_, stop_;
+  std::atomic<int> strays_{0};
+  std::thread handler_;
+};
+
+// dense: the expected pages un-protected in one call before and protected in one after,
+// as with mprotect; sparse: a fault per written page, one call after.
+void bm_uffd_sync(benchmark::State& state, PageNumber stride) {
+  Region r = segment_region();
+  SyncWriteProtect wp(r);
+  for (auto _ : state) {
+    if (stride == 1) wp.set(0, kSegmentPages, false);
+    touch_pages(r.base(), stride);
+    wp.set(0, kSegmentPages, true);
+  }
+  if (wp.strays() != 0) state.SkipWithError((std::to_string(wp.strays()) + " faults the handler could not resolve").c_str());
+  state.SetItemsProcessed(state.iterations() * kSegmentPages);
+}
+void bm_uffd_sync_dense(benchmark::State& state) { bm_uffd_sync(state, 1); }
+void bm_uffd_sync_sparse(benchmark::State& state) { bm_uffd_sync(state, kSparseStride); }
+
 void guarded(benchmark::State& state, void (*fn)(benchmark::State&)) {
   try {
     fn(state);
@@ -243,6 +338,13 @@ void print_table(const RecordingReporter& r) {
     std::printf("%-6s: mprotect %7.2f us, userfaultfd async + PAGEMAP_SCAN %7.2f us: %5.2fx mprotect\n", shape,
                 mp / 1e3, uf / 1e3, uf / mp);
   }
+  for (const char* shape : {"dense", "sparse"}) {
+    const double mp = r.time(std::string("mprotect/") + shape), us = r.time(std::string("uffd_sync/") + shape);
+    if (mp <= 0 || us <= 0) continue;
+    std::printf("%-6s: userfaultfd sync, a handler thread un-protecting, %7.2f us of the process's CPU: %5.2fx "
+                "mprotect (its wall time is in the table above)\n",
+                shape, us / 1e3, us / mp);
+  }
 }
 
 }  // namespace
@@ -254,6 +356,9 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("uffd_async/dense", guarded, bm_uffd_dense);
   benchmark::RegisterBenchmark("mprotect/sparse", guarded, bm_mprotect_sparse);
   benchmark::RegisterBenchmark("uffd_async/sparse", guarded, bm_uffd_sparse);
+  // Two threads take part: the CPU time of both counts.
+  benchmark::RegisterBenchmark("uffd_sync/dense", guarded, bm_uffd_sync_dense)->MeasureProcessCPUTime();
+  benchmark::RegisterBenchmark("uffd_sync/sparse", guarded, bm_uffd_sync_sparse)->MeasureProcessCPUTime();
   RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
