@@ -9,13 +9,14 @@
 // DSM's memory for the same grids (the manager's 64 MiB, and each worker's copies and
 // twins) does not. Information only: there is no target.
 //
-// Suggested run: memory_bench --benchmark_min_time=0.2 --benchmark_repetitions=3
+// Suggested run: memory_bench --benchmark_min_time=0.05 --benchmark_repetitions=3
 #include "recording_reporter.hpp"
 
 #include <benchmark/benchmark.h>
 
 #include "dsm/diff.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -96,14 +97,15 @@ std::string name(std::size_t mib, int threads) {
 
 void print_table(const RecordingReporter& r) {
   std::printf("\ncomparing unchanged 16 KiB pages with their twins, by working set (page + twin"
-              " areas of one thread), GB/s read (both threads together for 2):\n");
+              " areas of each thread), GB/s read (both threads together for 2; sd: over repetitions):\n");
   for (int threads = 1; threads <= kMaxThreads; ++threads) {
     const double base = r.value(name(kSizesMiB[0], threads));
     for (std::size_t mib : kSizesMiB) {
       const double v = r.value(name(mib, threads));
       if (v <= 0 || base <= 0) continue;
-      std::printf("  %d thread%s, 2 x %3zu MiB: %6.1f GB/s, %4.2f of 2 x %zu MiB  (info)\n", threads,
-                  threads > 1 ? "s" : " ", mib, v / 1e9, v / base, kSizesMiB[0]);
+      std::printf("  %d thread%s, 2 x %3zu MiB each: %6.1f GB/s (sd %4.1f), %4.2f of 2 x %zu MiB  (info)\n",
+                  threads, threads > 1 ? "s" : " ", mib, v / 1e9, r.spread(name(mib, threads)) / 1e9, v / base,
+                  kSizesMiB[0]);
     }
   }
 }

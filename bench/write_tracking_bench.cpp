@@ -24,7 +24,8 @@
 // the writing thread, kernel time included; no other thread runs, except in the sync
 // rows, which count the CPU time of the whole process (writer and handler).
 //
-// The uffd rows need Linux 6.7 (UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN); an older kernel, or
+// The async rows need Linux 6.7 (UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN), the sync rows 5.19
+// (write-protection of shared memory); an older kernel, or
 // one that refuses userfaultfd, reports them as skipped with the reason.
 //
 // Suggested run: write_tracking_bench --benchmark_min_time=0.05 --benchmark_repetitions=3
@@ -44,16 +45,17 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
-#include <thread>
 #include <stdexcept>
 #include <string>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -172,17 +174,25 @@ void bm_mprotect_sparse(benchmark::State& state) {
 
 // --- userfaultfd asynchronous write-protection + PAGEMAP_SCAN ---
 
+// A userfaultfd with the given features, the whole region registered for write-protection
+// and left to it alone (the pages' own protection is lifted). `what` names the features
+// in the error when the kernel refuses them.
+UniqueFd write_protect_fd(const Region& r, std::uint64_t features, const char* what) {
+  UniqueFd uffd(static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
+  if (uffd.get() < 0) throw Error(std::string("userfaultfd: ") + std::strerror(errno));
+  uffdio_api api{UFFD_API, features, 0};
+  if (ioctl(uffd.get(), UFFDIO_API, &api) != 0) throw Error(std::string("UFFDIO_API with ") + what + ": " + std::strerror(errno));
+  protect_or_throw(r, 0, r.pages(), Access::read_write);   // only the uffd bit protects
+  uffdio_register reg{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_REGISTER_MODE_WP, 0};
+  if (ioctl(uffd.get(), UFFDIO_REGISTER, &reg) != 0) throw Error(std::string("UFFDIO_REGISTER: ") + std::strerror(errno));
+  return uffd;
+}
+
 class AsyncWriteProtect {
  public:
   explicit AsyncWriteProtect(const Region& r) : region_(r), found_(std::size_t{kSegmentPages} * kPage / 4096) {
-    uffd_ = UniqueFd(static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
-    if (uffd_.get() < 0) throw Error(std::string("userfaultfd: ") + std::strerror(errno));
-    uffdio_api api{UFFD_API, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED, 0};
-    if (ioctl(uffd_.get(), UFFDIO_API, &api) != 0)
-      throw Error(std::string("UFFDIO_API with asynchronous write-protection (Linux 6.7): ") + std::strerror(errno));
-    protect_or_throw(r, 0, r.pages(), Access::read_write);   // only the uffd bit protects
-    uffdio_register reg{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_REGISTER_MODE_WP, 0};
-    if (ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) throw Error(std::string("UFFDIO_REGISTER: ") + std::strerror(errno));
+    uffd_ = write_protect_fd(r, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED,
+                             "asynchronous write-protection (Linux 6.7)");
     uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_WRITEPROTECT_MODE_WP};
     if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
       throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(errno));
@@ -240,14 +250,7 @@ void bm_uffd_sparse(benchmark::State& state) { bm_uffd(state, kSparseStride); }
 class SyncWriteProtect {
  public:
   explicit SyncWriteProtect(const Region& r) : region_(r) {
-    uffd_ = UniqueFd(static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
-    if (uffd_.get() < 0) throw Error(std::string("userfaultfd: ") + std::strerror(errno));
-    uffdio_api api{UFFD_API, UFFD_FEATURE_WP_HUGETLBFS_SHMEM, 0};
-    if (ioctl(uffd_.get(), UFFDIO_API, &api) != 0)
-      throw Error(std::string("UFFDIO_API with write-protection of shared memory (Linux 5.19): ") + std::strerror(errno));
-    protect_or_throw(r, 0, r.pages(), Access::read_write);   // only the uffd bit protects
-    uffdio_register reg{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_REGISTER_MODE_WP, 0};
-    if (ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) throw Error(std::string("UFFDIO_REGISTER: ") + std::strerror(errno));
+    uffd_ = write_protect_fd(r, UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "write-protection of shared memory (Linux 5.19)");
     stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
     if (stop_.get() < 0) throw Error(std::string("eventfd: ") + std::strerror(errno));
     set(0, r.pages(), true);
@@ -270,28 +273,40 @@ class SyncWriteProtect {
     if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
       throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(errno));
   }
-  // Faults the handler could not explain (not a write-protect fault, or a failed ioctl).
+  // Faults the handler could not resolve as it should (not a write-protect fault, a
+  // failed call, a failed poll). The benchmark then reports an error.
   int strays() const { return strays_.load(); }
 
  private:
   void serve() {
     pollfd fds[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     for (;;) {
-      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return give_up();
+      }
       if ((fds[1].revents & POLLIN) != 0) return;
       uffd_msg m;
       while (read(uffd_.get(), &m, sizeof m) == sizeof m) {
-        if (m.event != UFFD_EVENT_PAGEFAULT || (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) == 0) {
-          ++strays_;
-          continue;
-        }
+        const bool wp = m.event == UFFD_EVENT_PAGEFAULT && (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
         const std::uint64_t page = (m.arg.pagefault.address - reinterpret_cast<std::uint64_t>(region_.base())) / kPage;
         try {
+          if (!wp) throw Error("not a write-protect fault");
           set(static_cast<PageNumber>(page), 1, false);
         } catch (const Error&) {
-          ++strays_;
+          return give_up();
         }
       }
+    }
+  }
+  // A writer waits until its page is released: rather than leave it asleep for ever,
+  // release the whole region (and wake everyone) and stop serving.
+  void give_up() noexcept {
+    ++strays_;
+    uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(region_.base()), region_.size()}, 0};
+    if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0) {
+      uffdio_range all{reinterpret_cast<std::uint64_t>(region_.base()), region_.size()};
+      if (ioctl(uffd_.get(), UFFDIO_WAKE, &all) != 0) std::abort();   // a writer would hang
     }
   }
 
@@ -309,9 +324,12 @@ void bm_uffd_sync(benchmark::State& state, PageNumber stride) {
   for (auto _ : state) {
     if (stride == 1) wp.set(0, kSegmentPages, false);
     touch_pages(r.base(), stride);
+    if (wp.strays() != 0) {   // the handler has stopped serving: protecting again would hang
+      state.SkipWithError("a fault the handler thread could not resolve");
+      break;
+    }
     wp.set(0, kSegmentPages, true);
   }
-  if (wp.strays() != 0) state.SkipWithError((std::to_string(wp.strays()) + " faults the handler could not resolve").c_str());
   state.SetItemsProcessed(state.iterations() * kSegmentPages);
 }
 void bm_uffd_sync_dense(benchmark::State& state) { bm_uffd_sync(state, 1); }
