@@ -172,11 +172,18 @@ void bm_mprotect_sparse(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kSegmentPages);
 }
 
-// --- userfaultfd asynchronous write-protection + PAGEMAP_SCAN ---
+// --- userfaultfd, both modes ---
+
+// Sets (or lifts, which also wakes writers waiting there) write-protection of `bytes`
+// from `base`; 0 or the errno.
+int write_protect(int uffd, const void* base, std::uint64_t bytes, bool protect) noexcept {
+  uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(base), bytes}, protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+  return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno;
+}
 
 // A userfaultfd with the given features, the whole region registered for write-protection
-// and left to it alone (the pages' own protection is lifted). `what` names the features
-// in the error when the kernel refuses them.
+// and protected by it alone (the pages' own protection is lifted). `what` names the
+// features in the error when the kernel refuses them.
 UniqueFd write_protect_fd(const Region& r, std::uint64_t features, const char* what) {
   UniqueFd uffd(static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
   if (uffd.get() < 0) throw Error(std::string("userfaultfd: ") + std::strerror(errno));
@@ -185,17 +192,18 @@ UniqueFd write_protect_fd(const Region& r, std::uint64_t features, const char* w
   protect_or_throw(r, 0, r.pages(), Access::read_write);   // only the uffd bit protects
   uffdio_register reg{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_REGISTER_MODE_WP, 0};
   if (ioctl(uffd.get(), UFFDIO_REGISTER, &reg) != 0) throw Error(std::string("UFFDIO_REGISTER: ") + std::strerror(errno));
+  if (const int e = write_protect(uffd.get(), r.base(), r.size(), true); e != 0)
+    throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(e));
   return uffd;
 }
+
+// --- userfaultfd asynchronous write-protection + PAGEMAP_SCAN ---
 
 class AsyncWriteProtect {
  public:
   explicit AsyncWriteProtect(const Region& r) : region_(r), found_(std::size_t{kSegmentPages} * kPage / 4096) {
     uffd_ = write_protect_fd(r, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED,
                              "asynchronous write-protection (Linux 6.7)");
-    uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(r.base()), r.size()}, UFFDIO_WRITEPROTECT_MODE_WP};
-    if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
-      throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(errno));
     pagemap_ = UniqueFd(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
     if (pagemap_.get() < 0) throw Error(std::string("/proc/self/pagemap: ") + std::strerror(errno));
   }
@@ -253,7 +261,6 @@ class SyncWriteProtect {
     uffd_ = write_protect_fd(r, UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "write-protection of shared memory (Linux 5.19)");
     stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
     if (stop_.get() < 0) throw Error(std::string("eventfd: ") + std::strerror(errno));
-    set(0, r.pages(), true);
     handler_ = std::thread([this] { serve(); });
   }
   ~SyncWriteProtect() {
@@ -267,11 +274,8 @@ class SyncWriteProtect {
   // Protects (or lifts the protection of) pages [first, first + count); lifting wakes
   // whoever waits on them.
   void set(PageNumber first, PageNumber count, bool protect) const {
-    uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(region_.base()) + std::uint64_t{first} * kPage,
-                            std::uint64_t{count} * kPage},
-                           protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
-    if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
-      throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(errno));
+    const int e = write_protect(uffd_.get(), region_.base() + std::size_t{first} * kPage, std::uint64_t{count} * kPage, protect);
+    if (e != 0) throw Error(std::string("UFFDIO_WRITEPROTECT: ") + std::strerror(e));
   }
   // Faults the handler could not resolve as it should (not a write-protect fault, a
   // failed call, a failed poll). The benchmark then reports an error.
@@ -303,8 +307,7 @@ class SyncWriteProtect {
   // release the whole region (and wake everyone) and stop serving.
   void give_up() noexcept {
     ++strays_;
-    uffdio_writeprotect wp{{reinterpret_cast<std::uint64_t>(region_.base()), region_.size()}, 0};
-    if (ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0) {
+    if (write_protect(uffd_.get(), region_.base(), region_.size(), false) != 0) {
       uffdio_range all{reinterpret_cast<std::uint64_t>(region_.base()), region_.size()};
       if (ioctl(uffd_.get(), UFFDIO_WAKE, &all) != 0) std::abort();   // a writer would hang
     }
