@@ -66,8 +66,9 @@ class RingReader {
   static std::optional<RingReader> open(const RingOffer& offer, std::string& why);
   // Copies the result at `position` into dst and frees its room; false (nothing freed)
   // if it is not where the worker may have written it (see fits) or cannot be read.
-  // Results must be taken in the order the worker wrote them: a worker's messages
-  // arrive in the order it sent them (one connection, or one shm queue).
+  // Results must be taken in the order the worker wrote them: the worker names each in
+  // a small message sent alone, and those arrive in the order sent (one connection, or
+  // one shm queue; ofi_rxm can deliver a large message after a later small one).
   bool take(std::uint64_t position, std::span<std::byte> dst) noexcept;
   // Frees the room of a result that is not wanted (its step is over, or another run's
   // result came first) without copying it; false (nothing freed) as for take.
