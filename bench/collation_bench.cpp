@@ -205,9 +205,5 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("validate/" + change).c_str(), bm_validate, c);
     benchmark::RegisterBenchmark(("apply_checked/" + change).c_str(), bm_apply, c, true);
   }
-  RecordingReporter reporter(RecordingReporter::Metric::bytes_per_second);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_table(reporter);
-  return 0;
+  return run_benchmarks(RecordingReporter::Metric::bytes_per_second, print_table);
 }

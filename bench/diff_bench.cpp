@@ -212,9 +212,5 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_all();
-  RecordingReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_table(reporter);
-  return 0;
+  return run_benchmarks(RecordingReporter::Metric::cpu_time, print_table);
 }

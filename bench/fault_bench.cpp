@@ -262,9 +262,5 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("runtime_ahead/" + size).c_str(), guarded, bm_runtime_ahead, page);
     benchmark::RegisterBenchmark(("runtime_zero/" + size).c_str(), guarded, bm_runtime_zero, page);
   }
-  RecordingReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_table(reporter);
-  return 0;
+  return run_benchmarks(RecordingReporter::Metric::cpu_time, print_table);
 }

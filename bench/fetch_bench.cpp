@@ -408,9 +408,5 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->Iterations(kIdleFaults);
   }
-  RecordingReporter reporter(RecordingReporter::Metric::real_time);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_table(reporter, providers);
-  return 0;
+  return run_benchmarks(RecordingReporter::Metric::real_time, [&](const RecordingReporter& r) { print_table(r, providers); });
 }

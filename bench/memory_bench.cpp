@@ -123,9 +123,5 @@ int main(int argc, char** argv) {
           ->UseRealTime();
     }
   }
-  RecordingReporter reporter(RecordingReporter::Metric::bytes_per_second);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_table(reporter);
-  return 0;
+  return run_benchmarks(RecordingReporter::Metric::bytes_per_second, print_table);
 }

@@ -58,3 +58,14 @@ class RecordingReporter : public benchmark::ConsoleReporter {
   Metric metric_;
   std::map<std::string, double> medians_, singles_, stddevs_;
 };
+
+// The tail of every micro benchmark's main: runs the registered benchmarks, recording
+// `metric`, then prints the ratio table from what was recorded.
+template <class PrintTable>
+int run_benchmarks(RecordingReporter::Metric metric, PrintTable print_table) {
+  RecordingReporter reporter(metric);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  print_table(reporter);
+  return 0;
+}

@@ -380,9 +380,5 @@ int main(int argc, char** argv) {
   // Two threads take part: the CPU time of both counts.
   benchmark::RegisterBenchmark("uffd_sync/dense", guarded, bm_uffd_sync_dense)->MeasureProcessCPUTime();
   benchmark::RegisterBenchmark("uffd_sync/sparse", guarded, bm_uffd_sync_sparse)->MeasureProcessCPUTime();
-  RecordingReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_table(reporter);
-  return 0;
+  return run_benchmarks(RecordingReporter::Metric::cpu_time, print_table);
 }
