@@ -408,5 +408,6 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->Iterations(kIdleFaults);
   }
-  return run_benchmarks(RecordingReporter::Metric::real_time, [&](const RecordingReporter& r) { print_table(r, providers); });
+  return run_benchmarks(RecordingReporter::Metric::real_time,
+                        [&](const RecordingReporter& r) { print_table(r, providers); });
 }

@@ -1,11 +1,12 @@
 // Benchmark support: a console reporter that also remembers one metric of every benchmark
 // (the median when repetitions ran, with its standard deviation), for the ratio tables
 // the benchmarks print after running. Benchmarks are looked up by the name they were
-// registered with.
+// registered with; run_benchmarks, at the bottom, is the tail of every benchmark's main.
 //
 // Metrics: CPU time per iteration (so that a run sharing a 2-core machine is not skewed
-// by being preempted: diff and fault benchmarks), wall time per iteration (when both
-// sides mostly wait: fetch), or the bytes_per_second counter (collation).
+// by being preempted: diff, fault and write-tracking benchmarks), wall time per
+// iteration (when both sides mostly wait: fetch), or the bytes_per_second counter
+// (collation, and the memory and jacobi-floor benchmarks, whose two threads' rates add).
 #pragma once
 
 #include <benchmark/benchmark.h>
