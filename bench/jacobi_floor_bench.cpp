@@ -74,8 +74,8 @@ class ThreadRows {
     from_ = 0;
   }
 
-  // One sweep of these rows, segment by segment; with `compare`, each segment's pages are
-  // then compared with their twins, which take the changed words.
+  // One sweep of these rows, segment by segment; with `compare`, each segment's pages
+  // are then compared with their twins, which take the changed words.
   void sweep(bool compare) {
     const double* from = grid_[from_].get();
     double* to = grid_[1 - from_].get();
