@@ -8,6 +8,7 @@
 // 10%, 100% and masked (every word, 6 of its 8 bytes) changes are shown for information. Benchmarks never fail on time.
 //
 // Suggested run: diff_bench --benchmark_min_time=0.05 --benchmark_repetitions=5
+#include "aligned_array.hpp"
 #include "recording_reporter.hpp"
 
 #include <benchmark/benchmark.h>
@@ -17,7 +18,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <new>
 #include <optional>
 #include <random>
 #include <span>
@@ -37,14 +37,9 @@ constexpr std::size_t kPage = 4096;
 constexpr std::size_t kColdPages = (128u << 20) / kPage;  // per region; twin + current = 256 MiB
 
 
-struct AlignedFree {
-  void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{kPage}); }
-};
-using PageRegion = std::unique_ptr<std::byte[], AlignedFree>;
+using PageRegion = AlignedArray<std::byte>;
 
-PageRegion allocate_pages(std::size_t pages) {
-  return PageRegion(new (std::align_val_t{kPage}) std::byte[pages * kPage]);
-}
+PageRegion allocate_pages(std::size_t pages) { return aligned_array<std::byte>(pages * kPage, kPage); }
 
 // The pages every benchmark works on. Rebuilding 128 MiB is slow, so the current pages
 // are only rewritten when a benchmark asks for a different kind of change.

@@ -8,6 +8,7 @@
 // sequential time). A run is jacobi's: 2048 x 2048, 200 sweeps from the example's start.
 //
 // Suggested run: jacobi_floor_bench --benchmark_repetitions=5
+#include "aligned_array.hpp"
 #include "recording_reporter.hpp"
 
 #include <benchmark/benchmark.h>
@@ -21,7 +22,6 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,12 +40,9 @@ constexpr int kMaxThreads = 2;
 static_assert(kN * sizeof(double) == kPage);
 constexpr double kSweepBytes = double{kN} * kN * sizeof(double);   // the whole grid
 
-struct AlignedFree {
-  void operator()(double* p) const { ::operator delete[](p, std::align_val_t{kPage}); }
-};
-using Grid = std::unique_ptr<double[], AlignedFree>;
+using Grid = AlignedArray<double>;
 
-Grid make_grid(std::size_t cells) { return Grid(new (std::align_val_t{kPage}) double[cells]); }
+Grid make_grid(std::size_t cells) { return aligned_array<double>(cells, kPage); }
 
 // One thread's rows [first, first + rows) of the full grid, with the row above and the
 // row below, in two grids and their twins. Where two threads' rows meet, the row beyond

@@ -10,6 +10,7 @@
 // twins) does not. Information only: there is no target.
 //
 // Suggested run: memory_bench --benchmark_min_time=0.05 --benchmark_repetitions=3
+#include "aligned_array.hpp"
 #include "recording_reporter.hpp"
 
 #include <benchmark/benchmark.h>
@@ -22,7 +23,6 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,18 +37,14 @@ constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kSizesMiB[] = {4, 16, 32, 64, 128, 256};   // per side
 constexpr int kMaxThreads = 2;
 
-struct AlignedFree {
-  void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{kPage}); }
-};
-
 // One thread's pages and twins, equal word for word, filled once at the largest size
 // (page contents from a generator, so that no page is the kernel's shared zero page).
 class Arena {
  public:
   explicit Arena(unsigned seed)
       : bytes_(kSizesMiB[std::size(kSizesMiB) - 1] * kMiB),
-        pages_(new (std::align_val_t{kPage}) std::byte[bytes_]),
-        twins_(new (std::align_val_t{kPage}) std::byte[bytes_]),
+        pages_(aligned_array<std::byte>(bytes_, kPage)),
+        twins_(aligned_array<std::byte>(bytes_, kPage)),
         out_(diff_max_encoded_size(kPage)) {
     std::mt19937_64 rng(seed);
     for (std::size_t i = 0; i < bytes_; i += 8) {
@@ -63,7 +59,7 @@ class Arena {
 
  private:
   std::size_t bytes_;
-  std::unique_ptr<std::byte[], AlignedFree> pages_, twins_;
+  AlignedArray<std::byte> pages_, twins_;
   std::vector<std::byte> out_;
 };
 
