@@ -483,6 +483,43 @@ TEST(PageCache, PreparedWritesTakeNoFaultAndShipOnlyChanges) {
   for (PageNumber p : {21u, 22u, 23u, 24u, 26u}) EXPECT_TRUE(w.page_is_home(p)) << p;
 }
 
+// A result written into room (a worker's result ring) is byte for byte the one appended
+// to a vector, and leaves the pages as that does; too little room is refused before
+// anything changes.
+TEST(PageCache, FinishingIntoRoomWritesTheSameBodyAsIntoAVector) {
+  Worker w(19);
+  std::vector<std::byte> expected = w.source.home;
+  auto writes = [&] {
+    for (std::size_t i = 0; i < 64; ++i) w.write(20, i * 97 % kPage, ~w.source.home_page(20)[i * 97 % kPage]);
+    w.write(22, 0, ~w.source.home_page(22)[0]);
+    w.write(23, 5, w.source.home_page(23)[5]);   // written, unchanged: no entry
+    for (std::size_t i = 0; i < kPage; i += 8) w.write(25, i, std::byte{0x25});   // the whole page
+  };
+  writes();
+  for (PageNumber p : {20u, 22u, 23u, 25u}) std::memcpy(&expected[p * kPage], w.at(p), kPage);
+  const std::size_t bound = w.cache.result_bound();
+  EXPECT_GE(bound, 4 * (sizeof(ResultEntry) + diff_max_encoded_size(kPage)));
+  std::vector<std::byte> small(bound - 1);
+  EXPECT_THROW(w.cache.finish_segment(std::span(small), 0), calypso::Error);
+  EXPECT_EQ(w.cache.result_bound(), bound) << "a refused finish changes nothing";
+  EXPECT_EQ(w.read(25, 8), std::byte{0x25});
+  std::vector<std::byte> room(bound, std::byte{0x5a});
+  const PageCache::Finished f = w.cache.finish_segment(std::span(room), 0);
+  EXPECT_EQ(f.changed_pages, 3u);
+  ASSERT_LE(f.body_bytes, room.size());
+  EXPECT_EQ(w.cache.result_bound(), 0u);
+  for (PageNumber p : {20u, 22u, 23u, 25u}) EXPECT_TRUE(w.page_is_home(p)) << p;
+  const std::vector<std::byte> in_room(room.begin(), room.begin() + static_cast<std::ptrdiff_t>(f.body_bytes));
+  std::vector<std::byte> applied = w.source.home;
+  EXPECT_EQ(apply_body(in_room, applied), (std::vector<PageNumber>{20, 22, 25}));
+  EXPECT_TRUE(applied == expected);
+  writes();   // the same segment again, into a vector
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body, 0), f.changed_pages);
+  EXPECT_TRUE(body == in_room);
+  for (PageNumber p : {20u, 22u, 23u, 25u}) EXPECT_TRUE(w.page_is_home(p)) << p;
+}
+
 TEST(PageCache, SegmentDiffsReproduceItsWritesAndTheSnapshotReturns) {
   Worker w(12);
   std::vector<std::byte> expected = w.source.home;

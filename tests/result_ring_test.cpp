@@ -6,6 +6,7 @@
 #include <calypso/error.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -29,6 +30,13 @@ RingReader open_reader(const RingOffer& offer) {
   EXPECT_TRUE(r) << why;
   if (!r) throw std::runtime_error(why);
   return std::move(*r);
+}
+
+// The manager takes the result at `at` and finds body there.
+void expect_taken(RingReader& reader, std::uint64_t at, const std::vector<std::byte>& body) {
+  std::vector<std::byte> out(body.size());
+  ASSERT_TRUE(reader.take(at, out)) << at;
+  EXPECT_EQ(out, body) << at;
 }
 
 TEST(ResultRing, TheManagerTakesWhatTheWorkerPut) {
@@ -66,11 +74,62 @@ TEST(ResultRing, AFullRingRefusesUntilTheManagerTakes) {
   const auto c = ring.put(c_body);   // now it fits, at the start
   ASSERT_TRUE(c);
   EXPECT_EQ(*c % kCapacity, 0u);
-  std::vector<std::byte> out_b(b_body.size()), out_c(c_body.size());
-  ASSERT_TRUE(reader.take(*b, out_b));
-  ASSERT_TRUE(reader.take(*c, out_c));
-  EXPECT_EQ(out_b, b_body);
-  EXPECT_EQ(out_c, c_body);
+  expect_taken(reader, *b, b_body);
+  expect_taken(reader, *c, c_body);
+}
+
+// A result written in place: reserve room for the most it can take, write fewer bytes,
+// commit those. Uncommitted room is no result: the next reserve or put takes it again.
+TEST(ResultRing, AResultWrittenInPlaceIsTakenAsAPutOne) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  std::span<std::byte> room = ring.reserve(30 << 10);
+  ASSERT_EQ(room.size(), std::size_t{30} << 10);
+  const auto dropped = pattern(room.size(), 1);
+  std::memcpy(room.data(), dropped.data(), dropped.size());   // never committed
+  room = ring.reserve(30 << 10);
+  ASSERT_EQ(room.size(), std::size_t{30} << 10);
+  const auto a_body = pattern(10000, 2);
+  std::memcpy(room.data(), a_body.data(), a_body.size());
+  const std::uint64_t a = ring.commit(a_body.size());
+  EXPECT_EQ(a, 0u) << "the dropped room was taken again";
+  const auto b_body = pattern(5000, 3);
+  const auto b = ring.put(b_body);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*b, a_body.size()) << "the next result starts where the committed one ends";
+  EXPECT_TRUE(ring.reserve(kCapacity - 10000).empty()) << "more than is free";
+  EXPECT_TRUE(ring.reserve(0).empty());
+  EXPECT_TRUE(ring.reserve(kCapacity + 1).empty());
+  expect_taken(reader, a, a_body);
+  expect_taken(reader, *b, b_body);
+}
+
+// The worker reads its own results back (to replay them) while nothing has been written
+// over them since, taken by the manager or not; never once their room was given out
+// again, even if only reserved.
+TEST(ResultRing, AWorkerReadsItsResultsBackUntilTheirRoomIsGivenOutAgain) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a_body = pattern(20 << 10, 1);
+  const auto a = ring.put(a_body);
+  ASSERT_TRUE(a);
+  auto back = ring.written(*a, a_body.size());
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(std::equal(back->begin(), back->end(), a_body.begin(), a_body.end()));
+  EXPECT_FALSE(ring.written(*a, a_body.size() + 8)) << "past what was committed";
+  EXPECT_FALSE(ring.written(*a, 0));
+  std::vector<std::byte> out(a_body.size());
+  ASSERT_TRUE(reader.take(*a, out));
+  ASSERT_TRUE(ring.written(*a, a_body.size())) << "taken, not written over";
+  const auto b = ring.put(pattern(40 << 10, 2));   // 20-60 KiB
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(ring.written(*a, a_body.size()));
+  out.resize(40 << 10);
+  ASSERT_TRUE(reader.take(*b, out));
+  // 4 KiB left at the end: room for 8 KiB starts over at 0, a's room.
+  ASSERT_FALSE(ring.reserve(8 << 10).empty());
+  EXPECT_FALSE(ring.written(*a, a_body.size())) << "its room was given out again";
+  EXPECT_TRUE(ring.written(*b, 40 << 10));
 }
 
 TEST(ResultRing, TheManagerRefusesPositionsTheWorkerCouldNotHaveWritten) {

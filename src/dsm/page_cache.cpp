@@ -292,19 +292,21 @@ void PageCache::settle_kept() {
   kept_.clear();
 }
 
-std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t segment) {
+// slot(): where the next entry and its diff go (room for an entry and the largest diff);
+// done(n): the n bytes there are the entry and its diff.
+template <class Slot, class Done>
+std::size_t PageCache::finish_pages(std::uint32_t segment, Slot slot, Done done) {
   std::vector<PageNumber> written = table_.take_dirty();
   const std::size_t ps = region_.page_size();
   // Every written page goes back to clean: an unchanged one equals its twin; a changed
   // one swaps the changed words with its twin (see the header).
   std::size_t changed = 0;
-  // Encoded into scratch first: growing `out` by the worst case would zero-fill 4 KiB
-  // for every written page, most of which (Jacobi's interior) have an empty diff.
-  encoded_.resize(diff_max_encoded_size(ps));
   written_.clear();
   for (PageNumber p : written) {
+    std::byte* at = slot();
+    std::byte* encoded = at + sizeof(ResultEntry);
     const bool from_zero = twin_state_[p] == Twin::zero;
-    std::size_t n = diff_encode(region_.runtime_page(p), from_zero ? zero_page_ : twin(p), ps, encoded_.data());
+    std::size_t n = diff_encode(region_.runtime_page(p), from_zero ? zero_page_ : twin(p), ps, encoded);
     const bool prepared = std::exchange(prepared_[p], 0) != 0;
     if (n == 0) {
       if (!from_zero) twin_state_[p] = Twin::same;
@@ -319,20 +321,39 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
       // costs a twin copy at the page's next write, which is where it would have been.
       std::memset(region_.runtime_page(p), 0, ps);
     } else {
-      diff_swap(std::span(encoded_).first(n), region_.runtime_page(p), twin(p));
+      diff_swap(std::span<const std::byte>(encoded, n), region_.runtime_page(p), twin(p));
       twin_state_[p] = Twin::pending;
       kept_by_[p] = segment;
       kept_.push_back(p);
     }
-    ResultEntry e{p, static_cast<std::uint32_t>(n)};
-    const auto* entry = reinterpret_cast<const std::byte*>(&e);
-    out.insert(out.end(), entry, entry + sizeof e);
-    out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n));
+    const ResultEntry e{p, static_cast<std::uint32_t>(n)};
+    std::memcpy(at, &e, sizeof e);
+    done(sizeof e + n);
   }
   streak_ = 1;   // the next segment's writes start a new streak
   streak_end_ = 0;
   if (table_.set_each(written, PageState::clean) != 0) throw Error("calypso: mprotect failed (finish)");
   return changed;
+}
+
+std::size_t PageCache::result_bound() const noexcept {
+  return table_.dirty_count() * (sizeof(ResultEntry) + diff_max_encoded_size(region_.page_size()));
+}
+
+std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t segment) {
+  // Encoded into scratch first: growing `out` by the worst case would zero-fill 4 KiB
+  // for every written page, most of which (Jacobi's interior) have an empty diff.
+  encoded_.resize(sizeof(ResultEntry) + diff_max_encoded_size(region_.page_size()));
+  return finish_pages(segment, [&] { return encoded_.data(); },
+                      [&](std::size_t n) { out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n)); });
+}
+
+PageCache::Finished PageCache::finish_segment(std::span<std::byte> room, std::uint32_t segment) {
+  if (room.size() < result_bound()) throw Error("calypso: finish_segment: room below result_bound()");
+  std::size_t used = 0;
+  const std::size_t changed = finish_pages(segment, [&] { return room.data() + used; },
+                                           [&](std::size_t n) { used += n; });
+  return {changed, used};
 }
 
 void PageCache::abort_segment() {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace calypso::sched {
@@ -46,16 +47,39 @@ RingOffer ResultRing::offer() const {
   return o;
 }
 
-std::optional<std::uint64_t> ResultRing::put(std::span<const std::byte> body) noexcept {
-  const std::uint64_t n = body.size();
-  if (n == 0 || n > capacity_) return std::nullopt;
+std::byte* ResultRing::data() const noexcept { return static_cast<std::byte*>(map_.get()) + kHeader; }
+
+std::span<std::byte> ResultRing::reserve(std::size_t max) noexcept {
+  if (max == 0 || max > capacity_) return {};
   std::uint64_t start = produced_;
-  if (start % capacity_ + n > capacity_) start += capacity_ - start % capacity_;   // never wrap
+  if (start % capacity_ + max > capacity_) start += capacity_ - start % capacity_;   // never wrap
   const std::uint64_t consumed = consumed_word(map_)->load(std::memory_order_acquire);
-  if (start + n - consumed > capacity_) return std::nullopt;
-  std::memcpy(static_cast<std::byte*>(map_.get()) + kHeader + start % capacity_, body.data(), n);
-  produced_ = start + n;
-  return start;
+  if (start + max - consumed > capacity_) return {};
+  reserved_ = start;
+  touched_ = std::max(touched_, start + max);
+  return {data() + start % capacity_, max};
+}
+
+std::uint64_t ResultRing::commit(std::size_t n) noexcept {
+  produced_ = reserved_ + n;
+  return reserved_;
+}
+
+std::optional<std::uint64_t> ResultRing::put(std::span<const std::byte> body) noexcept {
+  const std::span<std::byte> room = reserve(body.size());
+  if (room.empty()) return std::nullopt;
+  std::memcpy(room.data(), body.data(), body.size());
+  return commit(body.size());
+}
+
+std::optional<std::span<const std::byte>> ResultRing::written(std::uint64_t position, std::uint64_t bytes) const noexcept {
+  // Room at position p is the ring's bytes p % capacity; a later write at q overwrote it
+  // when q + capacity reached past p. Positions only grow, so touched_ tells.
+  if (bytes == 0 || bytes > capacity_ || position % capacity_ > capacity_ - bytes || position + bytes > produced_ ||
+      touched_ > position + capacity_) {
+    return std::nullopt;
+  }
+  return std::span<const std::byte>(data() + position % capacity_, bytes);
 }
 
 std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& why) {

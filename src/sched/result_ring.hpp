@@ -48,14 +48,28 @@ class ResultRing {
   // before the ring's end starts at its beginning, so one of more than half the ring may
   // need it all free), or body exceeds the ring.
   std::optional<std::uint64_t> put(std::span<const std::byte> body) noexcept;
+  // The same in two halves, so that a result is written in place instead of copied in
+  // (PageCache::finish_segment into room): reserve(max) is room for a result of at most
+  // max bytes where put would take one that long, or empty; commit(n) makes the first n
+  // bytes written there the next result (n <= max, n != 0) and returns its position.
+  // Until commit, the room is not a result: another reserve or put may take it.
+  std::span<std::byte> reserve(std::size_t max) noexcept;
+  std::uint64_t commit(std::size_t n) noexcept;
+  // The result committed at position (bytes long), if the worker has not written over
+  // it since: the manager may have consumed it, but only the worker writes the ring.
+  // (A worker replays its own accepted diffs from there: see WorkerLoop::apply_notices.)
+  std::optional<std::span<const std::byte>> written(std::uint64_t position, std::uint64_t bytes) const noexcept;
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  std::byte* data() const noexcept;
   UniqueFd fd_;
   Mapping map_;
   std::size_t capacity_;
   std::uint64_t nonce_ = 0;
   std::uint64_t produced_ = 0;   // end of the last result written
+  std::uint64_t reserved_ = 0;   // start of the room reserve() last gave
+  std::uint64_t touched_ = 0;    // end of all room ever given out: written or maybe
 };
 
 // The manager's side: the consumer.

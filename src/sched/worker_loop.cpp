@@ -143,6 +143,7 @@ void WorkerLoop::join(const std::string& identity) {
   gethostname(h.host, sizeof h.host - 1);
   if (config_.local_results > 0) {   // a fresh ring: the manager takes it from position 0
     ring_.reset();
+    kept_.clear();   // some may be in the old ring
     try {
       ring_.emplace(config_.local_results);
     } catch (const std::exception& e) {
@@ -450,22 +451,38 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   times_.segment_cpu += thread_cpu_seconds() - cpu;
   LOG_DEBUG("segment %u computed", a.fixed.index);
   t = std::chrono::steady_clock::now();
+  // Into the ring's room where there is some, so that the result is not copied on its
+  // way there (Jacobi: ~5 MB of diffs a step); a small one is then sent from there.
   result_.clear();
-  cache_->finish_segment(result_, a.fixed.segment);
+  std::span<const std::byte> body;
+  const std::size_t bound = cache_->result_bound();
+  const std::span<std::byte> room = ring_ && bound >= kRingMinBytes ? ring_->reserve(bound) : std::span<std::byte>{};
+  if (!room.empty()) {
+    body = room.first(cache_->finish_segment(room, a.fixed.segment).body_bytes);
+  } else {
+    cache_->finish_segment(result_, a.fixed.segment);
+    body = result_;
+  }
   if (wrote_.size() >= kMaxRemembered) wrote_.clear();
   wrote_[key] = cache_->written();
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
   const bool short_run = ran < std::chrono::duration<double>(kShortSegment).count();
   note_run(a, short_run);
-  ship(a, result_, config_.bundle && short_run);
-  // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
-  // grows a fresh buffer to the size this one needed.
-  const std::size_t size = result_.size();
-  LOG_DEBUG("segment %u sent: %zu bytes", a.fixed.index, size);
-  kept_[a.fixed.segment] = std::move(result_);
-  result_ = {};
-  result_.reserve(size);
+  const std::optional<std::uint64_t> at = ship(a, body, !room.empty(), config_.bundle && short_run);
+  LOG_DEBUG("segment %u sent: %zu bytes", a.fixed.index, body.size());
+  if (at) {
+    kept_[a.fixed.segment] = KeptResult{{}, at, body.size()};
+  } else if (!room.empty()) {
+    kept_[a.fixed.segment] = KeptResult{{body.begin(), body.end()}, std::nullopt, 0};   // small
+  } else {
+    // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
+    // grows a fresh buffer to the size this one needed.
+    const std::size_t size = result_.size();
+    kept_[a.fixed.segment] = KeptResult{std::move(result_), std::nullopt, 0};
+    result_ = {};
+    result_.reserve(size);
+  }
   times_.send += seconds_since(t);
   ++times_.segments;
   return true;
@@ -477,11 +494,27 @@ void WorkerLoop::apply_notices(const AssignView& a) {
   } else {
     if (!a.own_pages.empty() && a.fixed.own_step == kept_step_) {
       std::vector<std::span<const std::byte>> bodies;
+      std::uint64_t from_ring = 0;
       for (std::uint32_t s : a.own_segments) {
-        if (auto it = kept_.find(s); it != kept_.end()) bodies.emplace_back(it->second);
+        const auto it = kept_.find(s);
+        if (it == kept_.end()) break;
+        if (!it->second.ring_at) {
+          bodies.emplace_back(it->second.body);
+        } else if (auto in_ring = ring_ ? ring_->written(*it->second.ring_at, it->second.ring_bytes) : std::nullopt) {
+          bodies.push_back(*in_ring);
+          ++from_ring;
+        } else {
+          break;   // written over since (a full ring)
+        }
       }
-      if (bodies.size() == a.own_segments.size()) cache_->replay(a.own_pages, a.own_segments, bodies);
-      else cache_->invalidate(a.own_pages);   // we no longer have them all: fetch instead
+      if (bodies.size() == a.own_segments.size()) {
+        cache_->replay(a.own_pages, a.own_segments, bodies);
+        times_.replays += bodies.size();
+        times_.ring_replays += from_ring;
+      } else {
+        cache_->invalidate(a.own_pages);   // we no longer have them all: fetch instead
+        ++times_.refetches;
+      }
     } else {
       cache_->invalidate(a.own_pages);
     }
@@ -510,7 +543,8 @@ void WorkerLoop::apply_notices(const AssignView& a) {
 // segment is still left to run, which covers the round trip to the manager's answer
 // (with CALYPSO_PIPELINE=2 and nothing more queued, holding would idle the worker
 // every second segment).
-void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, bool short_run) {
+std::optional<std::uint64_t> WorkerLoop::ship(const AssignView& a, std::span<const std::byte> body, bool in_ring,
+                                               bool short_run) {
   std::vector<dsm::PageNumber> pages = cache_->take_reads();
   if (!pages.empty()) {
     Encoder e(MsgType::read_set, id_, ReadSet{a.fixed.step, static_cast<std::uint32_t>(pages.size()), 0});
@@ -520,7 +554,7 @@ void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, b
   const std::uint32_t flags = short_run ? kResultShortRun : 0;
   if (!short_run || body.size() > kHoldBytes) {
     flush_outbox();
-    return send_result(a, body, flags);
+    return send_result(a, body, in_ring, flags);
   }
   ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), 0, pages_read_, flags};
   Encoder e(MsgType::result_chunk, id_, c);
@@ -531,9 +565,10 @@ void WorkerLoop::ship(const AssignView& a, const std::vector<std::byte>& body, b
   if (held_.size() < kMaxHeldResults && outbox_->bytes() < kHoldBytes &&
       std::chrono::steady_clock::now() - held_since_ < kHoldFor && assignments_here() >= 2) {
     maybe_inject(InjectPoint::held_result, segment_index_);
-    return;
+    return std::nullopt;
   }
   flush_outbox();
+  return std::nullopt;
 }
 
 void WorkerLoop::flush_outbox() {
@@ -556,9 +591,11 @@ std::size_t WorkerLoop::assignments_here() {
   return assigns_.ready_count();
 }
 
-void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags) {
+std::optional<std::uint64_t> WorkerLoop::send_result(const AssignView& a, std::span<const std::byte> body,
+                                                     bool in_ring, std::uint32_t flags) {
   if (ring_ && body.size() >= kRingMinBytes) {
-    if (const auto at = ring_->put(body)) {   // else the ring is full: messages, below
+    // (Put, if not written there: else the ring is full, and it goes in messages below.)
+    if (const auto at = in_ring ? std::optional(ring_->commit(body.size())) : ring_->put(body)) {
       ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), *at, pages_read_,
                     flags | kResultInRing};
       Encoder e(MsgType::result_chunk, id_, c);
@@ -570,7 +607,7 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
       maybe_inject(InjectPoint::mid_result, segment_index_);   // written, not yet named
       to_manager(parts, "a result");
       maybe_inject(InjectPoint::after_result, segment_index_);
-      return;
+      return at;
     }
   }
   const std::size_t room = ep_.max_message() - sizeof(Header) - sizeof(ResultChunk);
@@ -586,6 +623,7 @@ void WorkerLoop::send_result(const AssignView& a, const std::vector<std::byte>& 
     if (offset < body.size()) maybe_inject(InjectPoint::mid_result, segment_index_);
   } while (offset < body.size());
   maybe_inject(InjectPoint::after_result, segment_index_);
+  return std::nullopt;
 }
 
 void WorkerLoop::setup_rma(const Welcome& w) {
@@ -733,13 +771,15 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory; "
                  "%llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
-                 "write notices, %.3f s waiting for work, %.3f s allocating %.1f MiB ahead; "
+                 "write notices (%llu own results replayed, %llu of them read back from the result ring; "
+                 "%llu times refetched instead), %.3f s waiting for work, %.3f s allocating %.1f MiB ahead; "
                  "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches), static_cast<unsigned long long>(t.local_fetches),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
-                 t.notices, t.wait, t.prefault, static_cast<double>(t.prefault_bytes) / (1 << 20),
+                 t.notices, static_cast<unsigned long long>(t.replays), static_cast<unsigned long long>(t.ring_replays),
+                 static_cast<unsigned long long>(t.refetches), t.wait, t.prefault, static_cast<double>(t.prefault_bytes) / (1 << 20),
                  u.ru_maxrss);
   }
   exit_now(0);

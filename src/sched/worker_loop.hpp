@@ -49,8 +49,12 @@ class WorkerLoop final : public dsm::PageSource {
   void join(const std::string& identity);
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
-  void ship(const AssignView& a, const std::vector<std::byte>& body, bool short_run);
-  void send_result(const AssignView& a, const std::vector<std::byte>& body, std::uint32_t flags);
+  // body is in result_, or (in_ring) in the room ring_->reserve gave. Both return the
+  // ring position the result went to, if it went there.
+  std::optional<std::uint64_t> ship(const AssignView& a, std::span<const std::byte> body, bool in_ring,
+                                    bool short_run);
+  std::optional<std::uint64_t> send_result(const AssignView& a, std::span<const std::byte> body, bool in_ring,
+                                           std::uint32_t flags);
   void flush_outbox();
   std::size_t assignments_here();
   int prepare(std::uint64_t used_bytes);   // allocate the region in use; say `prepared`
@@ -134,7 +138,13 @@ class WorkerLoop final : public dsm::PageSource {
   static constexpr std::size_t kMaxShortRunBits = std::size_t{1} << 24;   // 2 MiB
   // This step's results, by segment: if the manager keeps them, the worker replays its
   // own diffs at the next step instead of refetching the pages (see Assign::own_pages).
-  std::map<std::uint32_t, std::vector<std::byte>> kept_;
+  // A result that went through the ring is read from there, if still intact.
+  struct KeptResult {
+    std::vector<std::byte> body;            // empty when in the ring
+    std::optional<std::uint64_t> ring_at;   // its position there
+    std::size_t ring_bytes = 0;
+  };
+  std::map<std::uint32_t, KeptResult> kept_;
   StepId kept_step_ = 0;
   // What each segment wrote the last time this worker ran it, by routine, index, count
   // and arguments (Jacobi alternates two argument sets): made writable up front next
@@ -159,6 +169,9 @@ class WorkerLoop final : public dsm::PageSource {
     double wait = 0;       // waiting for an assignment
     double prefault = 0;   // allocating the region in use ahead (CALYPSO_PREFAULT)
     std::uint64_t segments = 0, fetches = 0, local_fetches = 0, prefault_bytes = 0;
+    // Write notices naming our own accepted results: replayed (of which read back from
+    // the result ring), or refetched because we no longer held them all.
+    std::uint64_t replays = 0, ring_replays = 0, refetches = 0;
   } times_;
 
   std::chrono::milliseconds manager_timeout_{3000};
