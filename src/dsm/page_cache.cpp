@@ -10,7 +10,6 @@
 #include <calypso/error.hpp>
 
 #include <algorithm>
-#include <map>
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
@@ -268,21 +267,25 @@ void PageCache::invalidate_all() {
 void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
                        std::span<const std::span<const std::byte>> bodies) {
   for (PageNumber p : pages) mark_written(p, 1);
-  std::map<PageNumber, bool> twin_matches;   // page -> its twin will equal it
+  // By position in pages (a vector, not a map: Jacobi replays ~1000 pages a step):
+  // untouched, its twin will equal it, or not.
+  enum class Match : std::uint8_t { untouched, twin, not_twin };
+  std::vector<Match> matches(pages.size(), Match::untouched);
   for (std::size_t b = 0; b < bodies.size(); ++b) {
     for_each_result_entry(bodies[b], [&](const ResultEntry& e, std::span<const std::byte> diff) {
       const PageNumber p = e.page;
-      if (p >= region_.pages() || !std::binary_search(pages.begin(), pages.end(), p) ||
-          table_.state(p) != PageState::clean) {
-        return true;
-      }
+      const auto at = std::lower_bound(pages.begin(), pages.end(), p);
+      if (p >= region_.pages() || at == pages.end() || *at != p || table_.state(p) != PageState::clean) return true;
       diff_apply(diff, region_.runtime_page(p));
-      auto [it, fresh] = twin_matches.try_emplace(p, twin_state_[p] == Twin::pending && kept_by_[p] == segments[b]);
-      if (!fresh) it->second = false;
+      Match& m = matches[static_cast<std::size_t>(at - pages.begin())];
+      const bool only_this = twin_state_[p] == Twin::pending && kept_by_[p] == segments[b];
+      m = m == Match::untouched && only_this ? Match::twin : Match::not_twin;
       return true;
     });
   }
-  for (auto [p, same] : twin_matches) twin_state_[p] = same ? Twin::same : Twin::stale;
+  for (std::size_t i = 0; i < pages.size(); ++i) {
+    if (matches[i] != Match::untouched) twin_state_[pages[i]] = matches[i] == Match::twin ? Twin::same : Twin::stale;
+  }
 }
 
 void PageCache::settle_kept() {
@@ -344,8 +347,10 @@ std::size_t PageCache::finish_segment(std::vector<std::byte>& out, std::uint32_t
   // Encoded into scratch first: growing `out` by the worst case would zero-fill 4 KiB
   // for every written page, most of which (Jacobi's interior) have an empty diff.
   encoded_.resize(sizeof(ResultEntry) + diff_max_encoded_size(region_.page_size()));
-  return finish_pages(segment, [&] { return encoded_.data(); },
-                      [&](std::size_t n) { out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n)); });
+  const auto append = [&](std::size_t n) {
+    out.insert(out.end(), encoded_.begin(), encoded_.begin() + static_cast<std::ptrdiff_t>(n));
+  };
+  return finish_pages(segment, [&] { return encoded_.data(); }, append);
 }
 
 PageCache::Finished PageCache::finish_segment(std::span<std::byte> room, std::uint32_t segment) {

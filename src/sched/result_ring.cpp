@@ -50,19 +50,23 @@ RingOffer ResultRing::offer() const {
 std::byte* ResultRing::data() const noexcept { return static_cast<std::byte*>(map_.get()) + kHeader; }
 
 std::span<std::byte> ResultRing::reserve(std::size_t max) noexcept {
+  reserved_.reset();
   if (max == 0 || max > capacity_) return {};
   std::uint64_t start = produced_;
   if (start % capacity_ + max > capacity_) start += capacity_ - start % capacity_;   // never wrap
   const std::uint64_t consumed = consumed_word(map_)->load(std::memory_order_acquire);
   if (start + max - consumed > capacity_) return {};
   reserved_ = start;
+  reserved_bytes_ = max;
   touched_ = std::max(touched_, start + max);
   return {data() + start % capacity_, max};
 }
 
-std::uint64_t ResultRing::commit(std::size_t n) noexcept {
-  produced_ = reserved_ + n;
-  return reserved_;
+std::optional<std::uint64_t> ResultRing::commit(std::size_t n) noexcept {
+  if (!reserved_ || n == 0 || n > reserved_bytes_) return std::nullopt;
+  const std::uint64_t at = *std::exchange(reserved_, std::nullopt);
+  produced_ = at + n;
+  return at;
 }
 
 std::optional<std::uint64_t> ResultRing::put(std::span<const std::byte> body) noexcept {
@@ -72,7 +76,8 @@ std::optional<std::uint64_t> ResultRing::put(std::span<const std::byte> body) no
   return commit(body.size());
 }
 
-std::optional<std::span<const std::byte>> ResultRing::written(std::uint64_t position, std::uint64_t bytes) const noexcept {
+std::optional<std::span<const std::byte>> ResultRing::written(std::uint64_t position,
+                                                               std::uint64_t bytes) const noexcept {
   // Room at position p is the ring's bytes p % capacity; a later write at q overwrote it
   // when q + capacity reached past p. Positions only grow, so touched_ tells.
   if (bytes == 0 || bytes > capacity_ || position % capacity_ > capacity_ - bytes || position + bytes > produced_ ||

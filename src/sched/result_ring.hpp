@@ -51,13 +51,16 @@ class ResultRing {
   // The same in two halves, so that a result is written in place instead of copied in
   // (PageCache::finish_segment into room): reserve(max) is room for a result of at most
   // max bytes where put would take one that long, or empty; commit(n) makes the first n
-  // bytes written there the next result (n <= max, n != 0) and returns its position.
-  // Until commit, the room is not a result: another reserve or put may take it.
+  // bytes written there the next result and returns its position, or nullopt (nothing
+  // done) without a room to commit or for n outside 1..max. Until commit, the room is
+  // not a result: another reserve or put may take it.
   std::span<std::byte> reserve(std::size_t max) noexcept;
-  std::uint64_t commit(std::size_t n) noexcept;
+  std::optional<std::uint64_t> commit(std::size_t n) noexcept;
   // The result committed at position (bytes long), if the worker has not written over
-  // it since: the manager may have consumed it, but only the worker writes the ring.
-  // (A worker replays its own accepted diffs from there: see WorkerLoop::apply_notices.)
+  // it since: the manager may have consumed it, but it never writes the ring's data (it
+  // maps only the header, and copies results out with pread). A worker replays its own
+  // accepted diffs from there (WorkerLoop::apply_notices), trusting them as it trusts
+  // the manager's pushed pages.
   std::optional<std::span<const std::byte>> written(std::uint64_t position, std::uint64_t bytes) const noexcept;
   std::size_t capacity() const noexcept { return capacity_; }
 
@@ -68,7 +71,8 @@ class ResultRing {
   std::size_t capacity_;
   std::uint64_t nonce_ = 0;
   std::uint64_t produced_ = 0;   // end of the last result written
-  std::uint64_t reserved_ = 0;   // start of the room reserve() last gave
+  std::optional<std::uint64_t> reserved_;   // start of the room reserve() gave, until commit
+  std::size_t reserved_bytes_ = 0;
   std::uint64_t touched_ = 0;    // end of all room ever given out: written or maybe
 };
 

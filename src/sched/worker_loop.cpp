@@ -143,7 +143,6 @@ void WorkerLoop::join(const std::string& identity) {
   gethostname(h.host, sizeof h.host - 1);
   if (config_.local_results > 0) {   // a fresh ring: the manager takes it from position 0
     ring_.reset();
-    kept_.clear();   // some may be in the old ring
     try {
       ring_.emplace(config_.local_results);
     } catch (const std::exception& e) {
@@ -451,41 +450,46 @@ bool WorkerLoop::run_segment(const AssignView& a) {
   times_.segment_cpu += thread_cpu_seconds() - cpu;
   LOG_DEBUG("segment %u computed", a.fixed.index);
   t = std::chrono::steady_clock::now();
-  // Into the ring's room where there is some, so that the result is not copied on its
-  // way there (Jacobi: ~5 MB of diffs a step); a small one is then sent from there.
-  result_.clear();
-  std::span<const std::byte> body;
-  const std::size_t bound = cache_->result_bound();
-  const std::span<std::byte> room = ring_ && bound >= kRingMinBytes ? ring_->reserve(bound) : std::span<std::byte>{};
-  if (!room.empty()) {
-    body = room.first(cache_->finish_segment(room, a.fixed.segment).body_bytes);
-  } else {
-    cache_->finish_segment(result_, a.fixed.segment);
-    body = result_;
-  }
+  const auto [body, in_ring] = finish_result(a.fixed.segment);
   if (wrote_.size() >= kMaxRemembered) wrote_.clear();
   wrote_[key] = cache_->written();
   times_.finish += seconds_since(t);
   t = std::chrono::steady_clock::now();
   const bool short_run = ran < std::chrono::duration<double>(kShortSegment).count();
   note_run(a, short_run);
-  const std::optional<std::uint64_t> at = ship(a, body, !room.empty(), config_.bundle && short_run);
+  const std::optional<std::uint64_t> at = ship(a, body, in_ring, config_.bundle && short_run);
   LOG_DEBUG("segment %u sent: %zu bytes", a.fixed.index, body.size());
-  if (at) {
-    kept_[a.fixed.segment] = KeptResult{{}, at, body.size()};
-  } else if (!room.empty()) {
-    kept_[a.fixed.segment] = KeptResult{{body.begin(), body.end()}, std::nullopt, 0};   // small
-  } else {
-    // Moved, not copied (Jacobi's first and last segments ship 2 MiB); the next result
-    // grows a fresh buffer to the size this one needed.
-    const std::size_t size = result_.size();
-    kept_[a.fixed.segment] = KeptResult{std::move(result_), std::nullopt, 0};
-    result_ = {};
-    result_.reserve(size);
-  }
+  keep_result(a.fixed.segment, body, in_ring, at);
   times_.send += seconds_since(t);
   ++times_.segments;
   return true;
+}
+
+// Into the ring's room where there is some, so that the result is not copied on its way
+// there (Jacobi: ~5 MB of diffs a step); a small one is then sent from there.
+std::pair<std::span<const std::byte>, bool> WorkerLoop::finish_result(std::uint32_t segment) {
+  result_.clear();
+  const std::size_t bound = cache_->result_bound();
+  const std::span<std::byte> room = ring_ && bound >= kRingMinBytes ? ring_->reserve(bound) : std::span<std::byte>{};
+  if (!room.empty()) return {room.first(cache_->finish_segment(room, segment).body_bytes), true};
+  cache_->finish_segment(result_, segment);
+  return {result_, false};
+}
+
+void WorkerLoop::keep_result(std::uint32_t segment, std::span<const std::byte> body, bool in_ring,
+                             std::optional<std::uint64_t> ring_at) {
+  if (ring_at) {
+    kept_[segment] = KeptResult{{}, ring_at, body.size()};
+  } else if (in_ring) {   // small, sent in messages from the room, which is not kept
+    kept_[segment] = KeptResult{{body.begin(), body.end()}, std::nullopt, 0};
+  } else {
+    // Moved, not copied (Jacobi's first and last segments ship 2 MiB when the ring is
+    // full or off); the next result grows a fresh buffer to the size this one needed.
+    const std::size_t size = result_.size();
+    kept_[segment] = KeptResult{std::move(result_), std::nullopt, 0};
+    result_ = {};
+    result_.reserve(size);
+  }
 }
 
 void WorkerLoop::apply_notices(const AssignView& a) {
@@ -595,7 +599,7 @@ std::optional<std::uint64_t> WorkerLoop::send_result(const AssignView& a, std::s
                                                      bool in_ring, std::uint32_t flags) {
   if (ring_ && body.size() >= kRingMinBytes) {
     // (Put, if not written there: else the ring is full, and it goes in messages below.)
-    if (const auto at = in_ring ? std::optional(ring_->commit(body.size())) : ring_->put(body)) {
+    if (const auto at = in_ring ? ring_->commit(body.size()) : ring_->put(body)) {
       ResultChunk c{a.fixed.step, a.fixed.segment, a.fixed.attempt, body.size(), *at, pages_read_,
                     flags | kResultInRing};
       Encoder e(MsgType::result_chunk, id_, c);
@@ -771,15 +775,17 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory; "
                  "%llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
-                 "write notices (%llu own results replayed, %llu of them read back from the result ring; "
-                 "%llu times refetched instead), %.3f s waiting for work, %.3f s allocating %.1f MiB ahead; "
+                 "write notices (%llu own results replayed, %llu of them read back from the result "
+                 "ring; %llu times refetched instead), %.3f s waiting for work, %.3f s allocating "
+                 "%.1f MiB ahead; "
                  "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches), static_cast<unsigned long long>(t.local_fetches),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
                  t.notices, static_cast<unsigned long long>(t.replays), static_cast<unsigned long long>(t.ring_replays),
-                 static_cast<unsigned long long>(t.refetches), t.wait, t.prefault, static_cast<double>(t.prefault_bytes) / (1 << 20),
+                 static_cast<unsigned long long>(t.refetches), t.wait, t.prefault,
+                 static_cast<double>(t.prefault_bytes) / (1 << 20),
                  u.ru_maxrss);
   }
   exit_now(0);

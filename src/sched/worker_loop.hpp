@@ -49,6 +49,10 @@ class WorkerLoop final : public dsm::PageSource {
   void join(const std::string& identity);
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
+  // The running segment's result: its body, and whether that is in ring_'s room.
+  std::pair<std::span<const std::byte>, bool> finish_result(std::uint32_t segment);
+  void keep_result(std::uint32_t segment, std::span<const std::byte> body, bool in_ring,
+                   std::optional<std::uint64_t> ring_at);
   // body is in result_, or (in_ring) in the room ring_->reserve gave. Both return the
   // ring position the result went to, if it went there.
   std::optional<std::uint64_t> ship(const AssignView& a, std::span<const std::byte> body, bool in_ring,
