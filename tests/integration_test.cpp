@@ -26,6 +26,7 @@ namespace {
 
 const std::string kRun = CALYPSO_RUN_PATH;
 const std::string kProbe = PROBE_PATH;
+const std::string kSilentManager = SILENT_MANAGER_PATH;
 const std::string kExamples = EXAMPLES_DIR;
 
 std::vector<std::string> job(int workers, const std::string& provider, std::vector<std::string> program) {
@@ -689,6 +690,23 @@ TEST(Failures, WorkersNoticeALostManagerAndExit) {
   for (const auto& [role, pid] : w) EXPECT_NE(kill(pid, 0), 0) << "worker " << pid << " is still running";
   manager.wait(30s);
   for (const char* f : {"/pids", "/address", "/wpids"}) std::remove((dir + f).c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, AWorkerJoiningAManagerThatNeverAnswersGivesUpAfterItsTimeout) {
+  // As when a job ends just as a worker joins it: the manager's endpoint takes the hello,
+  // and no welcome ever comes.
+  std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  Job manager({kSilentManager, "tcp", address, "60"}, {});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << manager.output_so_far();
+  auto r = run({kRun, "--join", addr, kProbe}, {{"CALYPSO_MANAGER_TIMEOUT_MS", "1500"}}, 30s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "no answer from the manager at " + addr + " within 1500 ms "
+                                 "(CALYPSO_MANAGER_TIMEOUT_MS)")) << r.output;
+  std::remove(address.c_str());
   rmdir(dir.c_str());
 }
 

@@ -156,7 +156,10 @@ void WorkerLoop::join(const std::string& identity) {
   if (ep_.send(manager_, bytes, 10s) != net::SendStatus::ok) {
     throw Error("calypso: cannot reach the manager at " + manager_address_);
   }
-  for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
+  // A manager that has just ended its job may take the hello and never answer: wait no
+  // longer than for a silent manager later on.
+  const auto patience = config_.manager_timeout;
+  for (auto deadline = std::chrono::steady_clock::now() + patience; std::chrono::steady_clock::now() < deadline;) {
     leave_if_terminated();
     std::vector<std::byte> raw = receive(200ms);
     std::string why;
@@ -219,7 +222,8 @@ void WorkerLoop::join(const std::string& identity) {
     }
     return;
   }
-  throw Error("calypso: no answer from the manager at " + manager_address_ + " within 30 s");
+  throw Error("calypso: no answer from the manager at " + manager_address_ + " within " +
+              std::to_string(patience.count()) + " ms (CALYPSO_MANAGER_TIMEOUT_MS)");
 }
 
 // Allocates the memory behind the part of the region the program has in use (on joining,
