@@ -283,39 +283,60 @@ TEST_P(Providers, TinySegmentsWithPagesInMessagesLoseNoAssignment) {
   EXPECT_FALSE(contains(r.output, "dropped")) << r.output;
 }
 
-// Every worker's "F page fetches, L of them read from the manager's memory" (CALYPSO_STATS=text).
-std::vector<std::pair<unsigned long, unsigned long>> fetch_counts(const std::string& output) {
-  std::vector<std::pair<unsigned long, unsigned long>> found;
+// Every worker's "F page fetches, L of them read from the manager's memory, R with RMA (T
+// of these with the control word in the same round trip)" (CALYPSO_STATS=text).
+struct FetchCounts {
+  unsigned long fetches = 0, local = 0, rma = 0, together = 0;
+};
+std::vector<FetchCounts> fetch_counts(const std::string& output) {
+  std::vector<FetchCounts> found;
   const std::string tag = " s waiting for ";
   for (auto at = output.find(tag); at != std::string::npos; at = output.find(tag, at + 1)) {
-    unsigned long fetches = 0, local = 0;
-    if (std::sscanf(output.c_str() + at + tag.size(), "%lu page fetches, %lu of them read from the manager's memory",
-                    &fetches, &local) == 2) {
-      found.emplace_back(fetches, local);
+    FetchCounts c;
+    if (std::sscanf(output.c_str() + at + tag.size(),
+                    "%lu page fetches, %lu of them read from the manager's memory, %lu with RMA (%lu of these",
+                    &c.fetches, &c.local, &c.rma, &c.together) == 4) {
+      found.push_back(c);
     }
   }
   return found;
 }
 
 // Workers on the manager's host read pages from its memory (its region's memfd, through
-// /proc), not through the network; with CALYPSO_LOCAL_READS=0 through RMA or messages.
-// The answers are the same, and so are pushed pages and re-runs.
+// /proc), not through the network; with CALYPSO_LOCAL_READS=0 through RMA (on tcp the page
+// and the control word in one round trip: the manager's endpoint serves reads in order),
+// and with CALYPSO_RMA_FETCH=off in messages. The answers are the same, and so are pushed
+// pages and re-runs.
 TEST_P(Providers, WorkersOnTheManagersHostReadItsMemory) {
-  for (const char* local : {"1", "0"}) {
+  const bool tcp = GetParam() == "tcp";
+  for (auto [local, rma] : {std::pair{"1", "auto"}, {"0", "auto"}, {"0", "off"}}) {
     for (const auto& program : {example_args("jacobi"), example_args("matmul")}) {
-      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_READS", local}, {"CALYPSO_STATS", "text"}}, 120s);
+      auto r = run(job(2, GetParam(), program),
+                   {{"CALYPSO_LOCAL_READS", local}, {"CALYPSO_RMA_FETCH", rma}, {"CALYPSO_STATS", "text"}}, 120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
       const auto counts = fetch_counts(r.output);
       ASSERT_EQ(counts.size(), 2u) << r.output;
-      unsigned long fetches = 0, read_locally = 0;
-      for (auto [f, l] : counts) {
-        fetches += f;
-        read_locally += l;
+      FetchCounts sum;
+      for (const auto& c : counts) {
+        sum.fetches += c.fetches;
+        sum.local += c.local;
+        sum.rma += c.rma;
+        sum.together += c.together;
       }
-      EXPECT_GT(fetches, 0u) << r.output;
-      if (*local == '1') EXPECT_GT(read_locally, 0u) << r.output;
-      else EXPECT_EQ(read_locally, 0u) << r.output;
+      EXPECT_GT(sum.fetches, 0u) << r.output;
+      if (*local == '1') {
+        EXPECT_GT(sum.local, 0u) << r.output;
+        EXPECT_EQ(sum.rma, 0u) << r.output;
+      } else {
+        EXPECT_EQ(sum.local, 0u) << r.output;
+        if (std::string(rma) == "off") {
+          EXPECT_EQ(sum.rma, 0u) << r.output;
+        } else {
+          EXPECT_EQ(sum.rma, sum.fetches) << r.output;
+          EXPECT_EQ(sum.together, tcp ? sum.rma : 0u) << r.output;
+        }
+      }
     }
   }
 }

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <random>
 #include <thread>
 
 namespace calypso::net {
@@ -476,8 +477,29 @@ TEST_P(NetTest, KilledPeerNeitherHangsNorCrashes) {
   ::close(to_child[1]);
 }
 
+// Keeps an endpoint progressing on a thread of its own until destroyed, as the
+// manager's event loop does for the memory it exposed.
+class ProgressThread {
+ public:
+  explicit ProgressThread(Endpoint& e)
+      : thread_([this, &e] {
+          while (!done_) {
+            e.wait(5ms);
+            e.poll([](const Event&) {});
+          }
+        }) {}
+  ~ProgressThread() {
+    done_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 // RMA reads (the worker's page fetch where the provider has them). The exposing side
-// is progressed by another thread, as the manager's event loop does.
+// is progressed by another thread.
 TEST_P(NetTest, RmaReadCopiesExposedMemoryAndRefusesOutOfRange) {
   EndpointConfig cfg = config();
   cfg.rma = true;
@@ -489,13 +511,7 @@ TEST_P(NetTest, RmaReadCopiesExposedMemoryAndRefusesOutOfRange) {
   Registration exposed = b.expose(home.data(), home.size());
   std::vector<std::byte> dst(64 * 1024);
   Registration local = a.expose(dst.data(), dst.size());
-  std::atomic<bool> done{false};
-  std::thread progress([&] {
-    while (!done) {
-      b.wait(5ms);
-      b.poll([](const Event&) {});
-    }
-  });
+  ProgressThread progress(b);
   const PeerId to_b = a.add_peer(b.local_address());
   for (auto [offset, len] : {std::pair<std::size_t, std::size_t>{0, 4096}, {100000, 16384}, {kMiB - 65536, 65536}}) {
     std::fill(dst.begin(), dst.end(), std::byte{0});
@@ -503,8 +519,107 @@ TEST_P(NetTest, RmaReadCopiesExposedMemoryAndRefusesOutOfRange) {
     EXPECT_EQ(std::memcmp(dst.data(), home.data() + offset, len), 0) << offset;
   }
   EXPECT_EQ(a.read(to_b, exposed.remote(), kMiB - 100, std::span(dst).first(200), local, 1s), SendStatus::peer_failed);
+}
+
+TEST_P(NetTest, ReadsTogetherCopyEveryPartAndRefuseAnyOutOfRange) {
+  EndpointConfig cfg = config();
+  cfg.rma = true;
+  Endpoint a = Endpoint::open(cfg);
+  Endpoint b = Endpoint::open(cfg);
+  if (!a.supports_read() || !b.supports_read()) GTEST_SKIP() << GetParam() << " has no RMA reads here";
+  EXPECT_EQ(b.serves_reads_in_order(), GetParam() == "tcp");
+  std::vector<std::byte> home(kMiB), word(8);
+  for (std::size_t i = 0; i < home.size(); ++i) home[i] = std::byte(i * 7 + i / 4096);
+  for (std::size_t i = 0; i < word.size(); ++i) word[i] = std::byte(0xa0 + i);
+  Registration exposed = b.expose(home.data(), home.size());
+  Registration exposed_word = b.expose(word.data(), word.size());
+  std::vector<std::byte> dst(64 * 1024 + 8);
+  Registration local = a.expose(dst.data(), dst.size());
+  ProgressThread progress(b);
+  const PeerId to_b = a.add_peer(b.local_address());
+  const auto pages = std::span(dst).first(64 * 1024), flag = std::span(dst).last(8);
+  for (std::size_t offset : {std::size_t{0}, std::size_t{300000}, kMiB - 65536}) {
+    std::fill(dst.begin(), dst.end(), std::byte{0});
+    const Endpoint::ReadPart parts[] = {{exposed.remote(), offset, pages, &local},
+                                        {exposed_word.remote(), 0, flag, &local}};
+    ASSERT_EQ(a.read_together(to_b, parts, 10s), SendStatus::ok) << offset;
+    EXPECT_EQ(std::memcmp(pages.data(), home.data() + offset, pages.size()), 0) << offset;
+    EXPECT_EQ(std::memcmp(flag.data(), word.data(), word.size()), 0) << offset;
+  }
+  // One part out of range: refused before anything is posted, so nothing is written.
+  std::fill(dst.begin(), dst.end(), std::byte{0});
+  const Endpoint::ReadPart bad[] = {{exposed.remote(), 0, pages, &local},
+                                    {exposed_word.remote(), 4, flag, &local}};
+  EXPECT_EQ(a.read_together(to_b, bad, 1s), SendStatus::peer_failed);
+  EXPECT_TRUE(std::all_of(dst.begin(), dst.end(), [](std::byte x) { return x == std::byte{0}; }));
+  const Endpoint::ReadPart too_many[Endpoint::kMaxReadsTogether + 1] = {};
+  EXPECT_THROW(a.read_together(to_b, too_many, 1s), Error);
+}
+
+// What the worker's page read relies on where serves_reads_in_order() holds: posted
+// together, "data, then flag" still reads the flag after the data, so a reader that finds
+// the flag unchanged has data of that version whole. The exposing side rewrites the data
+// between its progress calls as the manager's collation does (flag 0, data, new flag),
+// once per read at a random moment after the reader posted it: before, during or after
+// the reply to it, which is larger than a socket takes at once. Posting the flag's read
+// first makes this fail.
+TEST_P(NetTest, ReadsTogetherSeeTheFlagAfterTheDataWhereServedInOrder) {
+  EndpointConfig cfg = config();
+  cfg.rma = true;
+  Endpoint a = Endpoint::open(cfg);
+  Endpoint b = Endpoint::open(cfg);
+  if (!b.serves_reads_in_order()) GTEST_SKIP() << GetParam() << " may serve reads out of order";
+  constexpr std::size_t kData = 4 * kMiB;
+  std::vector<std::uint64_t> data(kData / 8, 1);
+  std::uint64_t version = 1;
+  Registration exposed = b.expose(data.data(), kData);
+  Registration exposed_flag = b.expose(&version, sizeof version);
+  std::vector<std::uint64_t> dst(kData / 8 + 1);
+  Registration local = a.expose(dst.data(), dst.size() * 8);
+  std::atomic<bool> done{false};
+  std::atomic<unsigned> posted{0};   // reads posted so far
+  std::thread writer([&] {
+    std::minstd_rand random(7);
+    unsigned rewritten_for = 0, seen = 0;
+    auto rewrite_at = Clock::now();
+    while (!done) {
+      b.poll([](const Event&) {});
+      const unsigned p = posted.load();
+      if (p != seen) {   // a new read: rewrite once, 0-300 us from now
+        seen = p;
+        rewrite_at = Clock::now() + std::chrono::microseconds(random() % 300);
+      }
+      if (rewritten_for == seen || Clock::now() < rewrite_at) continue;
+      rewritten_for = seen;
+      std::atomic_ref<std::uint64_t> flag(version);
+      const std::uint64_t next = flag.load() + 1;
+      flag.store(0);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      std::fill(data.begin(), data.end(), next);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      flag.store(next);
+    }
+  });
+  const PeerId to_b = a.add_peer(b.local_address());
+  auto bytes = [](std::span<std::uint64_t> s) { return std::as_writable_bytes(s); };
+  const auto pages = std::span(dst).first(kData / 8);
+  const auto flag = std::span(dst).last(1);
+  unsigned unchanged = 0, torn = 0, reads = 0;
+  for (auto end = Clock::now() + 2s; Clock::now() < end; ++reads) {
+    ASSERT_EQ(a.read(to_b, exposed_flag.remote(), 0, bytes(flag), local, 10s), SendStatus::ok);
+    const std::uint64_t before = flag[0];   // the step the reader is in
+    const Endpoint::ReadPart parts[] = {{exposed.remote(), 0, bytes(pages), &local},
+                                        {exposed_flag.remote(), 0, bytes(flag), &local}};
+    posted.fetch_add(1);
+    ASSERT_EQ(a.read_together(to_b, parts, 10s), SendStatus::ok);
+    if (before == 0 || flag[0] != before) continue;   // the reader would call this stale
+    ++unchanged;
+    torn += std::any_of(pages.begin(), pages.end(), [&](std::uint64_t x) { return x != before; });
+  }
   done = true;
-  progress.join();
+  writer.join();
+  EXPECT_GT(unchanged, 0u) << "of " << reads << " reads";
+  EXPECT_EQ(torn, 0u) << "of " << unchanged << " reads that found the flag unchanged (" << reads << " in all)";
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, NetTest, ::testing::ValuesIn(available_providers()),

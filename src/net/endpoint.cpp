@@ -43,8 +43,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -135,7 +137,7 @@ struct OpContext {
   PeerId peer = kNoPeer;     // destination, for sends
   bool in_flight = false;    // a send posted and not completed
   bool abandoned = false;    // its peer was removed: the slot is retired for good
-  bool is_read = false;      // the one RMA read context (no buffer slot)
+  bool is_read = false;      // an RMA read context (no buffer slot)
   int error = 0;             // of a finished read
 };
 static_assert(std::is_standard_layout_v<OpContext> && offsetof(OpContext, fi) == 0);
@@ -236,8 +238,7 @@ struct Endpoint::Impl {
   bool next_rx(fi_cq_msg_entry& e);
   std::size_t poll(const std::function<void(const Event&)>& fn);
   bool ready_to_sleep() noexcept;
-  SendStatus read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
-                  std::span<std::byte> dst, void* desc, std::chrono::milliseconds patience);
+  SendStatus read(PeerId from, std::span<const Endpoint::ReadPart> parts, std::chrono::milliseconds patience);
   void arm_timer(microseconds after) noexcept;
   bool wait(std::chrono::milliseconds timeout);
   void remove_peer(PeerId p) noexcept;
@@ -266,7 +267,7 @@ struct Endpoint::Impl {
   std::size_t rx_count = 0;                          // receive slots kept posted
   bool rma = false;                                  // FI_RMA reads work (see expose)
   std::uint64_t next_key = 1;                        // for providers without FI_MR_PROV_KEY
-  OpContext read_ctx;                                // one read in flight at a time
+  std::array<OpContext, Endpoint::kMaxReadsTogether> read_ctx;   // reads in flight
   std::optional<Doorbell> bell;                      // when the CQs have no wait fd
   std::map<PeerId, Doorbell::Peer> peer_bells;
   void ring(PeerId to) noexcept {
@@ -296,7 +297,7 @@ Endpoint::Impl::Impl(const EndpointConfig& c)
     }
   }
   if (!info) info = get_info(prov_name, cfg.node, cfg.service);
-  read_ctx.is_read = true;
+  for (auto& c : read_ctx) c.is_read = true;
   if (cfg.max_message > info->ep_attr->max_msg_size) {
     throw Error("calypso net: max_message " + std::to_string(cfg.max_message) +
                 " exceeds the provider's max_msg_size " +
@@ -611,28 +612,45 @@ void Endpoint::Impl::deliver(std::span<const std::byte> received,
   }
 }
 
-// One read at a time: the worker's fault path is its only user. A read that ran out of
-// patience keeps its context until it completes; the next read waits for that.
-SendStatus Endpoint::Impl::read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
-                                std::span<std::byte> dst, void* desc,
+// One batch of reads at a time: the worker's fault path is their only user. A read that
+// ran out of patience keeps its context until it completes; the next batch waits for
+// that, so a late completion can never be taken for a new read's.
+SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart> parts,
                                 std::chrono::milliseconds patience) {
   if (!rma) throw Error("calypso net: read() on an endpoint without RMA");
-  if (offset > remote.size || dst.size() > remote.size - offset) return SendStatus::peer_failed;
+  if (parts.empty() || parts.size() > read_ctx.size()) {
+    throw Error("calypso net: " + std::to_string(parts.size()) + " reads at once (1 to " +
+                std::to_string(read_ctx.size()) + ")");
+  }
+  for (const auto& p : parts) {
+    if (p.offset > p.remote.size || p.dst.size() > p.remote.size - p.offset) return SendStatus::peer_failed;
+  }
   const auto deadline = Clock::now() + patience;
-  auto finished = [this] { return !read_ctx.in_flight; };
-  // An earlier read that gave up must finish first: the context is the only one.
+  auto finished = [this] {
+    return std::none_of(read_ctx.begin(), read_ctx.end(), [](const OpContext& c) { return c.in_flight; });
+  };
   if (!progress_until(deadline, finished)) return SendStatus::again;
-  read_ctx.error = 0;
-  const ssize_t rc = post_with_retries(from, deadline, [&] {
-    return fi_read(ep.get(), dst.data(), dst.size(), desc, from, remote.address + offset,
-                   remote.key, &read_ctx);
-  });
-  if (rc == -FI_EAGAIN) return SendStatus::again;
-  if (rc != 0) return SendStatus::peer_failed;
-  read_ctx.in_flight = true;
-  ring(from);   // a peer that must progress the read (tcp) may be asleep
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const auto& p = parts[i];
+    OpContext& ctx = read_ctx[i];
+    ctx.error = 0;
+    void* desc = p.local ? p.local->descriptor() : nullptr;
+    const ssize_t rc = post_with_retries(from, deadline, [&] {
+      return fi_read(ep.get(), p.dst.data(), p.dst.size(), desc, from, p.remote.address + p.offset,
+                     p.remote.key, &ctx);
+    });
+    if (rc != 0) {
+      ring(from);   // for the reads already posted
+      return rc == -FI_EAGAIN ? SendStatus::again : SendStatus::peer_failed;
+    }
+    ctx.in_flight = true;
+  }
+  ring(from);   // a peer that must progress the reads (tcp) may be asleep
   if (!progress_until(deadline, finished)) return SendStatus::again;
-  return read_ctx.error == 0 ? SendStatus::ok : SendStatus::peer_failed;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (read_ctx[i].error != 0) return SendStatus::peer_failed;
+  }
+  return SendStatus::ok;
 }
 
 // Calls post() until it returns anything but -FI_EAGAIN, with progress and a growing
@@ -844,7 +862,20 @@ Registration Endpoint::expose(void* base, std::size_t len) {
 SendStatus Endpoint::read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
                           std::span<std::byte> dst, const Registration& local,
                           std::chrono::milliseconds patience) {
-  return impl_->read(from, remote, offset, dst, local.descriptor(), patience);
+  const ReadPart part{remote, offset, dst, &local};
+  return impl_->read(from, std::span(&part, 1), patience);
+}
+
+SendStatus Endpoint::read_together(PeerId from, std::span<const ReadPart> parts,
+                                   std::chrono::milliseconds patience) {
+  return impl_->read(from, parts, patience);
+}
+
+bool Endpoint::serves_reads_in_order() const {
+  const Impl& m = *impl_;
+  if (!m.rma || m.prov_name != "tcp;ofi_rxm") return false;
+  if (!(m.info->tx_attr->msg_order & FI_ORDER_RAR)) return false;
+  return !std::getenv("FI_TCP_ZEROCOPY_SIZE") && !std::getenv("FI_TCP_IO_URING");
 }
 
 Registration::Registration(Registration&& o) noexcept

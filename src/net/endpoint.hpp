@@ -117,6 +117,30 @@ class Endpoint {
   SendStatus read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
                   std::span<std::byte> dst, const Registration& local,
                   std::chrono::milliseconds patience);
+  // Several reads from one peer posted at once, then waited for together: one round trip
+  // instead of one each. Same results as read(): ok when every read succeeded. At most
+  // kMaxReadsTogether. In what order the peer serves them is the provider's business;
+  // see serves_reads_in_order().
+  struct ReadPart {
+    RemoteMemory remote;
+    std::uint64_t offset = 0;
+    std::span<std::byte> dst;
+    const Registration* local = nullptr;
+  };
+  static constexpr std::size_t kMaxReadsTogether = 4;
+  SendStatus read_together(PeerId from, std::span<const ReadPart> parts, std::chrono::milliseconds patience);
+  // True when one peer's reads of what this endpoint exposed are served in the order the
+  // peer posted them, each one's bytes taken from memory only once every earlier read
+  // has taken its own. Then a reader that posts "data, then a flag" together learns the
+  // flag's value after the data was read, as if it had waited for the data first.
+  // tcp;ofi_rxm (libfabric's tcp provider): it advertises FI_ORDER_RAR, queues read
+  // responses first-in first-out on the connection, and copies each one's bytes into the
+  // socket as it sends it; only zero-copy sends (FI_TCP_ZEROCOPY_SIZE) or io_uring
+  // (FI_TCP_IO_URING) would hand bytes to the kernel to read later, so either setting
+  // in this process's environment makes this false. False for every other provider:
+  // shm copies large reads in the background, and a NIC's DMA reads may complete out
+  // of order.
+  bool serves_reads_in_order() const;
   // Sends to p that are still outstanding are abandoned: their buffers are replaced so
   // the pool keeps send_depth free slots, and p's address then stays in the AV until
   // the endpoint closes (removing it would crash shm 1.17). Queued errors for p are

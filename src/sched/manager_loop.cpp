@@ -274,7 +274,7 @@ void ManagerLoop::on_hello(const Message& m) {
   if (runs.size() * sizeof(std::uint32_t) > ep_.max_message() / 2) runs = {0, static_cast<std::uint32_t>(region_.pages())};
   wel.written_runs = static_cast<std::uint32_t>(runs.size() / 2);
   if (home_mr_ && control_mr_) {
-    wel.rma = 1;
+    wel.rma = kRmaReads | (ep_.serves_reads_in_order() ? kRmaReadsInOrder : 0);
     wel.home_address = home_mr_.remote().address;
     wel.home_key = home_mr_.remote().key;
     wel.control_address = control_mr_.remote().address;

@@ -85,6 +85,10 @@ struct LocalOffer {
   std::uint64_t control_dev, control_ino;
   std::uint64_t nonce;
 };
+// Welcome::rma bits.
+inline constexpr std::uint32_t kRmaReads = 1;           // home and control word are exposed
+inline constexpr std::uint32_t kRmaReadsInOrder = 2;    // the manager's endpoint serves a
+                                                        // worker's reads in posting order
 struct Welcome {
   WorkerId worker;
   std::uint32_t page_size;
@@ -93,7 +97,7 @@ struct Welcome {
   std::uint32_t fetch_pages;
   std::uint32_t heartbeat_ms;     // the manager pings this often
   std::uint32_t manager_timeout_ms;   // a worker that hears nothing for this long gives up
-  std::uint32_t rma;              // 1: read pages with RMA from home (see docs/PROTOCOL.md)
+  std::uint32_t rma;              // kRma* bits: read pages with RMA from home (see docs/PROTOCOL.md)
   std::uint64_t home_address;     // the manager's exposed home memory (RMA terms)
   std::uint64_t home_key;
   std::uint64_t control_address;  // one word: the open step's id, 0 between steps

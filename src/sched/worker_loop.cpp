@@ -182,7 +182,7 @@ void WorkerLoop::join(const std::string& identity) {
     fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_,
                                              std::max<std::uint32_t>(fetch_pages_, (512u << 10) / w->page_size));
     fetch_ahead_ = std::min<std::uint32_t>(fetch_ahead_, 64);
-    if (w->rma != 0 && ep_.supports_read()) setup_rma(*w);
+    if ((w->rma & kRmaReads) != 0 && ep_.supports_read()) setup_rma(*w);
     if (w->local_results == 0) ring_.reset();   // not taken (another host, or off there)
     if (ring_) LOG_INFO("sending results through shared memory on this host");
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
@@ -641,6 +641,7 @@ void WorkerLoop::setup_rma(const Welcome& w) {
     home_mem_ = {w.home_address, w.home_key, w.region_size};
     control_mem_ = {w.control_address, w.control_key, sizeof(std::uint64_t)};
     rma_ = true;
+    rma_in_order_ = (w.rma & kRmaReadsInOrder) != 0;
   } catch (const std::exception& e) {
     LOG_WARN("RMA page reads unavailable (%s); pages come in messages", e.what());
   }
@@ -742,16 +743,25 @@ bool WorkerLoop::take_direct_read(StepId open, std::span<const std::byte> pages,
 
 // Reads the pages, then the manager's control word: if the step is still open then,
 // it was open during the page read, so the pages are this step's snapshot (the manager
-// clears the word before it changes home memory). False if a read failed.
+// clears the word before it changes home memory). Where the manager serves our reads in
+// posting order (its welcome says so: tcp), both go at once and the word is still read
+// after the pages, in one round trip; elsewhere the word is read once the pages are in.
+// False if a read failed.
 bool WorkerLoop::read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::FetchResult& out) noexcept {
   const std::size_t ps = region_->page_size();
   if (count > kAllData.size() || std::size_t{count} * ps + sizeof(std::uint64_t) > staging_.size()) return false;
   const auto pages = std::span(staging_).first(std::size_t{count} * ps);
   const auto word = std::span(staging_).last(sizeof(std::uint64_t));
-  if (ep_.read(manager_, home_mem_, std::uint64_t{first} * ps, pages, staging_mr_, 60s) != net::SendStatus::ok ||
-      ep_.read(manager_, control_mem_, 0, word, staging_mr_, 60s) != net::SendStatus::ok) {
+  if (rma_in_order_) {
+    const net::Endpoint::ReadPart parts[] = {{home_mem_, std::uint64_t{first} * ps, pages, &staging_mr_},
+                                             {control_mem_, 0, word, &staging_mr_}};
+    if (ep_.read_together(manager_, parts, 60s) != net::SendStatus::ok) return false;
+    ++times_.rma_together;
+  } else if (ep_.read(manager_, home_mem_, std::uint64_t{first} * ps, pages, staging_mr_, 60s) != net::SendStatus::ok ||
+             ep_.read(manager_, control_mem_, 0, word, staging_mr_, 60s) != net::SendStatus::ok) {
     return false;
   }
+  ++times_.rma_fetches;
   std::uint64_t open = 0;
   std::memcpy(&open, word.data(), sizeof open);
   take_direct_read(open, pages, count, out);
@@ -776,7 +786,8 @@ void WorkerLoop::on_shutdown(const Message& m) {
     const Times& t = times_;
     std::fprintf(stderr,
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s on the CPU; "
-                 "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory; "
+                 "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory, "
+                 "%llu with RMA (%llu of these with the control word in the same round trip); "
                  "%llu pages pushed, %llu of them read), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
                  "write notices (%llu own results replayed, %llu of them read back from the result "
@@ -785,6 +796,7 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches), static_cast<unsigned long long>(t.local_fetches),
+                 static_cast<unsigned long long>(t.rma_fetches), static_cast<unsigned long long>(t.rma_together),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
                  t.notices, static_cast<unsigned long long>(t.replays), static_cast<unsigned long long>(t.ring_replays),

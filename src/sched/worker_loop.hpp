@@ -120,6 +120,7 @@ class WorkerLoop final : public dsm::PageSource {
   // RMA page reads (Welcome::rma): the manager's home memory and control word, and the
   // registration of staging_ (after ep_: deregistered before the endpoint closes).
   bool rma_ = false;
+  bool rma_in_order_ = false;   // the manager serves our reads in posting order
   net::RemoteMemory home_mem_, control_mem_;
   net::Registration staging_mr_;
   // On the manager's host (Welcome::local, CALYPSO_LOCAL_READS): its home memory (read
@@ -172,7 +173,8 @@ class WorkerLoop final : public dsm::PageSource {
     double send = 0;       // shipping results
     double wait = 0;       // waiting for an assignment
     double prefault = 0;   // allocating the region in use ahead (CALYPSO_PREFAULT)
-    std::uint64_t segments = 0, fetches = 0, local_fetches = 0, prefault_bytes = 0;
+    std::uint64_t segments = 0, fetches = 0, local_fetches = 0, rma_fetches = 0, rma_together = 0,
+                  prefault_bytes = 0;
     // Write notices naming our own accepted results: replayed (of which read back from
     // the result ring), or refetched because we no longer held them all.
     std::uint64_t replays = 0, ring_replays = 0, refetches = 0;
