@@ -405,11 +405,13 @@ void print_table(const RecordingReporter& r, const std::vector<std::string>& pro
     std::printf("%-4s: fault %7.2f us (sd %5.2f), round trip %7.2f us (sd %5.2f): %4.2fx  %s\n",
                 p.c_str(), fault / 1e3, r.spread("fault/" + p) / 1e3, rtt / 1e3,
                 r.spread("rtt/" + p) / 1e3, ratio, ratio <= kTarget ? "PASS (<= 1.30)" : "MISS (> 1.30)");
+    // Where the reads go together, that is the runtime's fault; the other is information.
+    const bool together = r.time("rma_fault_together/" + p) > 0;
     if (const double read = r.time("rma_read/" + p), rf = r.time("rma_fault/" + p); read > 0 && rf > 0)
-      std::printf("%-4s: RMA fault %7.2f us (sd %5.2f), bare fi_read %7.2f us (sd %5.2f): %4.2fx  %s\n",
-                  p.c_str(), rf / 1e3, r.spread("rma_fault/" + p) / 1e3, read / 1e3,
-                  r.spread("rma_read/" + p) / 1e3, rf / read,
-                  rf / read <= kTarget ? "PASS (<= 1.30)" : "MISS (> 1.30)");
+      std::printf("%-4s: RMA fault %s%7.2f us (sd %5.2f), bare fi_read %7.2f us (sd %5.2f): %4.2fx  %s\n",
+                  p.c_str(), together ? "(reads one after the other) " : "", rf / 1e3,
+                  r.spread("rma_fault/" + p) / 1e3, read / 1e3, r.spread("rma_read/" + p) / 1e3, rf / read,
+                  together ? "(info)" : rf / read <= kTarget ? "PASS (<= 1.30)" : "MISS (> 1.30)");
     if (const double read = r.time("rma_read/" + p), rt = r.time("rma_fault_together/" + p); read > 0 && rt > 0)
       std::printf("%-4s: RMA fault, reads together (the runtime's way here) %7.2f us (sd %5.2f), "
                   "bare fi_read %7.2f us: %4.2fx  %s\n",
