@@ -27,6 +27,7 @@ namespace {
 const std::string kRun = CALYPSO_RUN_PATH;
 const std::string kProbe = PROBE_PATH;
 const std::string kSilentManager = SILENT_MANAGER_PATH;
+const std::string kShmLockHolder = SHM_LOCK_HOLDER_PATH;
 const std::string kExamples = EXAMPLES_DIR;
 
 std::vector<std::string> job(int workers, const std::string& provider, std::vector<std::string> program) {
@@ -727,6 +728,33 @@ TEST(Failures, AWorkerJoiningAManagerThatNeverAnswersGivesUpAfterItsTimeout) {
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "no answer from the manager at " + addr + " within 1500 ms "
                                  "(CALYPSO_MANAGER_TIMEOUT_MS)")) << r.output;
+  std::remove(address.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Failures, ProcessesStuckOnAnShmLockHeldByTheDeadGiveUpAndSayWhy) {
+  // libfabric 1.17's shm leaves a queue's spinlock held when its holder is SIGKILLed
+  // inside the critical section, and every later sender spins in the provider. The helper
+  // takes the manager's queue lock and exits, as such a process would. Without the stall
+  // watch the workers spin until they are killed, and nothing says why.
+  std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  Job job({kRun, "-n", "2", "--provider", "shm", "--address-file", address, kProbe, "pids", "400", "50"},
+          {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "10000"}});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << job.output_so_far();
+  std::this_thread::sleep_for(1500ms);   // the workers have joined and are busy
+  auto held = run({kShmLockHolder, addr}, {}, 10s);
+  if (held.exit_code == 77) GTEST_SKIP() << held.output;
+  ASSERT_EQ(held.exit_code, 0) << held.output;
+  // The workers give up after 3 s of CPU time; the manager, with no worker left, 10 s
+  // after it has suspected them.
+  auto r = job.wait(60s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "of CPU time inside one call into libfabric's shm provider and gives up"), 2u)
+      << r.output;
+  EXPECT_EQ(count(r.output, "exited with status 3"), 2u) << r.output;
   std::remove(address.c_str());
   rmdir(dir.c_str());
 }

@@ -28,6 +28,7 @@
 
 #include "net/doorbell.hpp"
 #include "net/fragments.hpp"
+#include "net/stall_watch.hpp"
 
 #include <poll.h>
 #include <rdma/fabric.h>
@@ -248,6 +249,8 @@ struct Endpoint::Impl {
   EndpointConfig cfg;
   std::string prov_name;
   std::string shm_queue;                             // shm: "/<name>" of our queue file
+  bool watched = false;                              // shm: calls can spin (stall_watch.hpp)
+  std::optional<WatchedQueue> watched_queue;
   std::vector<std::uint32_t> tx_free;                // capacity reserved for every slot
   std::vector<std::uint32_t> rx_unposted;            // receive slots to repost
   std::vector<std::pair<PeerId, int>> peer_errors;   // queued for poll()
@@ -416,7 +419,11 @@ void Endpoint::Impl::open_ep() {
   check("fi_getname", rc);
   name.resize(len);
   address.bytes = std::move(name);
-  if (prov_name == "shm") shm_queue = address.shm_queue_name();
+  if (prov_name == "shm") {
+    shm_queue = address.shm_queue_name();
+    watched = true;
+    watched_queue.emplace(shm_queue);
+  }
 }
 
 // One epoll set holding the CQ wait fds and the timer, so that callers see a single
@@ -441,6 +448,7 @@ void Endpoint::Impl::open_wait_set() {
 }
 
 bool Endpoint::Impl::try_post_recv(std::uint32_t i) noexcept {
+  const ProviderCall call(watched);
   const ssize_t rc = fi_recv(ep.get(), rx_pool.at(i), rx_pool.slot, nullptr, FI_ADDR_UNSPEC,
                              &rx_pool.ctx[i]);
   if (rc != 0 && rc != -FI_EAGAIN) log_error("fi_recv", rc);
@@ -463,7 +471,10 @@ bool Endpoint::Impl::release(OpContext& ctx) noexcept {
 
 void Endpoint::Impl::read_tx_error() noexcept {
   fi_cq_err_entry err{};
-  const ssize_t rc = fi_cq_readerr(tx_cq.get(), &err, 0);
+  const ssize_t rc = [&] {
+    const ProviderCall call(watched);
+    return fi_cq_readerr(tx_cq.get(), &err, 0);
+  }();
   if (rc < 0) {
     if (rc != -FI_EAGAIN) log_error("fi_cq_readerr(tx)", rc);
     return;
@@ -483,7 +494,10 @@ void Endpoint::Impl::read_tx_error() noexcept {
 void Endpoint::Impl::reap_tx() noexcept {
   fi_cq_msg_entry e[16];
   for (;;) {
-    const ssize_t n = fi_cq_read(tx_cq.get(), e, 16);
+    const ssize_t n = [&] {
+      const ProviderCall call(watched);
+      return fi_cq_read(tx_cq.get(), e, 16);
+    }();
     if (n == -FI_EAVAIL) {
       read_tx_error();
       continue;
@@ -506,7 +520,11 @@ void Endpoint::Impl::nap_on_tx(Clock::time_point deadline, microseconds nap) noe
   const auto left = std::chrono::duration_cast<microseconds>(deadline - Clock::now());
   const timespec ts = to_timespec(std::clamp(left, microseconds(0), nap));
   fid* fids[] = {&tx_cq->fid};
-  if (fd_wait && fi_trywait(fabric.get(), fids, 1) == FI_SUCCESS) {
+  const bool can_wait = fd_wait && [&] {
+    const ProviderCall call(watched);
+    return fi_trywait(fabric.get(), fids, 1) == FI_SUCCESS;
+  }();
+  if (can_wait) {
     pollfd p{tx_fd, POLLIN, 0};
     ::ppoll(&p, 1, &ts, nullptr);
   } else {
@@ -550,8 +568,11 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
       tx_pool.ctx[*slot].peer = to;
     }
     if (buf) {
-      const ssize_t rc = inject ? fi_inject(ep.get(), buf, len, to)
-                                : fi_send(ep.get(), buf, len, nullptr, to, &tx_pool.ctx[*slot]);
+      const ssize_t rc = [&] {
+        const ProviderCall call(watched);
+        return inject ? fi_inject(ep.get(), buf, len, to)
+                      : fi_send(ep.get(), buf, len, nullptr, to, &tx_pool.ctx[*slot]);
+      }();
       if (rc == 0 && slot) tx_pool.ctx[*slot].in_flight = true;
       if (rc == 0) {
         ring(to);
@@ -585,6 +606,7 @@ SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<c
     std::memcpy(scratch.data(), &h, sizeof h);
     copy_range(parts, offset, n, scratch.data() + sizeof h);
     const ssize_t rc = post_with_retries(to, deadline, [&] {
+      const ProviderCall call(watched);
       return fi_inject(ep.get(), scratch.data(), sizeof h + n, to);
     });
     if (rc == -FI_EAGAIN) return SendStatus::again;
@@ -636,6 +658,7 @@ SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart>
     ctx.error = 0;
     void* desc = p.local ? p.local->descriptor() : nullptr;
     const ssize_t rc = post_with_retries(from, deadline, [&] {
+      const ProviderCall call(watched);
       return fi_read(ep.get(), p.dst.data(), p.dst.size(), desc, from, p.remote.address + p.offset,
                      p.remote.key, &ctx);
     });
@@ -687,14 +710,21 @@ bool Endpoint::Impl::next_rx(fi_cq_msg_entry& e) {
     return true;
   }
   for (;;) {
-    const ssize_t n = fi_cq_read(rx_cq.get(), &e, 1);
+    const ssize_t n = [&] {
+      const ProviderCall call(watched);
+      return fi_cq_read(rx_cq.get(), &e, 1);
+    }();
     if (n == 1) return true;
     if (n != -FI_EAVAIL) {
       if (n != -FI_EAGAIN) log_error("fi_cq_read(rx)", n);
       return false;
     }
     fi_cq_err_entry err{};
-    if (fi_cq_readerr(rx_cq.get(), &err, 0) < 0) return false;
+    const ssize_t got = [&] {
+      const ProviderCall call(watched);
+      return fi_cq_readerr(rx_cq.get(), &err, 0);
+    }();
+    if (got < 0) return false;
     log_error("receive failed", err.err);
     if (auto* ctx = static_cast<OpContext*>(err.op_context)) post_recv(ctx->index);
   }
@@ -733,7 +763,11 @@ bool Endpoint::Impl::ready_to_sleep() noexcept {
   if (!peer_errors.empty() || rx_stash) return false;
   if (bell) bell->drain();   // before the check: a ring after it still wakes us
   fid* fids[] = {&tx_cq->fid, &rx_cq->fid};
-  if (fd_wait && fi_trywait(fabric.get(), fids, 2) == FI_SUCCESS) {
+  const bool can_sleep = fd_wait && [&] {
+    const ProviderCall call(watched);
+    return fi_trywait(fabric.get(), fids, 2) == FI_SUCCESS;
+  }();
+  if (can_sleep) {
     if (timer_armed) arm_timer(microseconds(0));   // a stale expiry would wake us
     return true;
   }

@@ -1,0 +1,54 @@
+// A watch on provider calls that can spin for ever.
+//
+// libfabric 1.17's shm provider guards each process's queue with a spinlock in shared
+// memory, taken by every sender, by RMA reads and by the owner's own progress. A
+// process killed inside that critical section leaves the lock held, and every later
+// caller spins inside fi_inject, fi_read or fi_cq_read: no timeout of ours can fire,
+// because the call never returns. Calypso cannot free the lock (the queue behind it may
+// be half-updated), but it can stop spinning and say why: every call into an shm
+// endpoint is bracketed by a ProviderCall, and a watch thread that wakes once a second
+// ends the process (exit code 3, its shm queue files removed) once a thread has spent
+// kStuckCpu of CPU time inside one call.
+//
+// CPU time, not wall time: a thread that is stopped (SIGSTOP), preempted or asleep in
+// the kernel uses none, while a spinning one uses all it gets; no call that completes
+// uses more than milliseconds.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace calypso::net {
+
+inline constexpr std::chrono::seconds kStuckCpu{3};
+
+struct CallSlot;   // a thread's calls, read by the watch thread (stall_watch.cpp)
+
+// Brackets one provider call; on a watched endpoint it costs two plain stores to the
+// calling thread's slot (registered on the thread's first watched call, which is never
+// in a signal handler: the worker's first call is its hello).
+class ProviderCall {
+ public:
+  explicit ProviderCall(bool watched) noexcept;
+  ~ProviderCall();
+  ProviderCall(const ProviderCall&) = delete;
+  ProviderCall& operator=(const ProviderCall&) = delete;
+
+ private:
+  CallSlot* slot_;
+};
+
+// Held by a watched endpoint: starts the watch thread (once per process) and names the
+// endpoint's queue file, which the process removes if it has to give up.
+class WatchedQueue {
+ public:
+  explicit WatchedQueue(std::string queue_file);
+  ~WatchedQueue();
+  WatchedQueue(const WatchedQueue&) = delete;
+  WatchedQueue& operator=(const WatchedQueue&) = delete;
+
+ private:
+  std::string queue_file_;
+};
+
+}  // namespace calypso::net

@@ -1,0 +1,82 @@
+// Tests of the stall watch (net/stall_watch.hpp) in forked children: a thread that
+// spends its CPU time inside one watched call ends the process with code 3 and says
+// why; one that waits inside a call as long, using no CPU, is left alone, and so is one
+// that spins across many short calls. The real case, a lock left held in libfabric's shm, is in
+// integration_test (ProcessesStuckOnAnShmLockHeldByTheDeadGiveUpAndSayWhy).
+#include "net/stall_watch.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace calypso::net {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Burns CPU until `until`; bounded, so a watch that never fires fails the test instead
+// of hanging it.
+void spin_until(Clock::time_point until) {
+  std::atomic<std::uint64_t> n{0};
+  while (Clock::now() < until) n.fetch_add(1, std::memory_order_relaxed);
+}
+
+const char* kQueue = "/calypso-stall-watch-test-no-such-queue";
+
+TEST(StallWatch, ThreadSpinningInsideOneCallEndsTheProcessAndSaysWhy) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        const ProviderCall call(true);
+        spin_until(Clock::now() + 20s);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(3), "CPU time inside one call into libfabric's shm provider and gives up");
+}
+
+TEST(StallWatch, WaitingInsideACallUsesNoCpuAndIsLeftAlone) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        const ProviderCall call(true);
+        std::this_thread::sleep_for(kStuckCpu + 2500ms);   // two looks of the watch and more
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(StallWatch, SpinningAcrossManyShortCallsIsLeftAlone) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        const auto until = Clock::now() + kStuckCpu + 2500ms;
+        while (Clock::now() < until) {
+          const ProviderCall call(true);
+          spin_until(Clock::now() + 1ms);
+        }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(StallWatch, UnwatchedCallsAreNotTimed) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        const ProviderCall call(false);
+        spin_until(Clock::now() + kStuckCpu + 2500ms);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace calypso::net
