@@ -7,6 +7,7 @@
 #include "net/endpoint.hpp"
 
 #include <gtest/gtest.h>
+#include <rdma/fabric.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -527,7 +528,7 @@ TEST_P(NetTest, ReadsTogetherCopyEveryPartAndRefuseAnyOutOfRange) {
   Endpoint a = Endpoint::open(cfg);
   Endpoint b = Endpoint::open(cfg);
   if (!a.supports_read() || !b.supports_read()) GTEST_SKIP() << GetParam() << " has no RMA reads here";
-  EXPECT_EQ(b.serves_reads_in_order(), GetParam() == "tcp");
+  EXPECT_EQ(b.serves_reads_in_order(), GetParam() == "tcp" && Endpoint::tcp_may_serve_reads_in_order());
   std::vector<std::byte> home(kMiB), word(8);
   for (std::size_t i = 0; i < home.size(); ++i) home[i] = std::byte(i * 7 + i / 4096);
   for (std::size_t i = 0; i < word.size(); ++i) word[i] = std::byte(0xa0 + i);
@@ -554,6 +555,44 @@ TEST_P(NetTest, ReadsTogetherCopyEveryPartAndRefuseAnyOutOfRange) {
   EXPECT_TRUE(std::all_of(dst.begin(), dst.end(), [](std::byte x) { return x == std::byte{0}; }));
   const Endpoint::ReadPart too_many[Endpoint::kMaxReadsTogether + 1] = {};
   EXPECT_THROW(a.read_together(to_b, too_many, 1s), Error);
+}
+
+// Patience that runs out: `again`, with the reads left in flight; they land in dst once
+// the peer progresses, and the next read_together, which reuses their contexts, still
+// reads what it asks for. tcp only: there a read needs the peer's progress, so a peer
+// nobody progresses cannot serve it in time.
+TEST_P(NetTest, ReadsTogetherThatRunOutOfPatienceLandLaterAndTheNextStillReads) {
+  if (GetParam() != "tcp") GTEST_SKIP() << GetParam() << " reads without the peer's progress";
+  EndpointConfig cfg = config();
+  cfg.rma = true;
+  Endpoint a = Endpoint::open(cfg);
+  Endpoint b = Endpoint::open(cfg);
+  std::vector<std::byte> home(256 * 1024);
+  for (std::size_t i = 0; i < home.size(); ++i) home[i] = std::byte(i * 13 + i / 4096);
+  Registration exposed = b.expose(home.data(), home.size());
+  std::vector<std::byte> late(2 * 4096), next(2 * 4096);
+  Registration local_late = a.expose(late.data(), late.size());
+  Registration local_next = a.expose(next.data(), next.size());
+  const PeerId to_b = a.add_peer(b.local_address());
+  {   // connect while b is progressed: an unconnected peer's reads are not even posted
+    ProgressThread progress(b);
+    const Endpoint::ReadPart warm[] = {{exposed.remote(), 0, std::span(next).first(4096), &local_next}};
+    ASSERT_EQ(a.read_together(to_b, warm, 10s), SendStatus::ok);
+    std::fill(next.begin(), next.end(), std::byte{0});
+  }
+  const Endpoint::ReadPart first[] = {{exposed.remote(), 0, std::span(late).first(4096), &local_late},
+                                      {exposed.remote(), 8192, std::span(late).last(4096), &local_late}};
+  EXPECT_EQ(a.read_together(to_b, first, 300ms), SendStatus::again);
+  EXPECT_TRUE(std::all_of(late.begin(), late.end(), [](std::byte x) { return x == std::byte{0}; }));
+  ProgressThread progress(b);
+  const Endpoint::ReadPart second[] = {{exposed.remote(), 65536, std::span(next).first(4096), &local_next},
+                                       {exposed.remote(), 131072, std::span(next).last(4096), &local_next}};
+  ASSERT_EQ(a.read_together(to_b, second, 10s), SendStatus::ok);
+  EXPECT_EQ(std::memcmp(next.data(), home.data() + 65536, 4096), 0);
+  EXPECT_EQ(std::memcmp(next.data() + 4096, home.data() + 131072, 4096), 0);
+  // The abandoned reads completed too.
+  EXPECT_EQ(std::memcmp(late.data(), home.data(), 4096), 0);
+  EXPECT_EQ(std::memcmp(late.data() + 4096, home.data() + 8192, 4096), 0);
 }
 
 // What the worker's page read relies on where serves_reads_in_order() holds: posted
@@ -600,6 +639,15 @@ TEST_P(NetTest, ReadsTogetherSeeTheFlagAfterTheDataWhereServedInOrder) {
       flag.store(next);
     }
   });
+  // Stops and joins the writer on every way out, a failed ASSERT's early return included.
+  struct StopWriter {
+    std::atomic<bool>& done;
+    std::thread& writer;
+    ~StopWriter() {
+      done = true;
+      writer.join();
+    }
+  } stop_writer{done, writer};
   const PeerId to_b = a.add_peer(b.local_address());
   auto bytes = [](std::span<std::uint64_t> s) { return std::as_writable_bytes(s); };
   const auto pages = std::span(dst).first(kData / 8);
@@ -616,10 +664,17 @@ TEST_P(NetTest, ReadsTogetherSeeTheFlagAfterTheDataWhereServedInOrder) {
     ++unchanged;
     torn += std::any_of(pages.begin(), pages.end(), [&](std::uint64_t x) { return x != before; });
   }
-  done = true;
-  writer.join();
   EXPECT_GT(unchanged, 0u) << "of " << reads << " reads";
   EXPECT_EQ(torn, 0u) << "of " << unchanged << " reads that found the flag unchanged (" << reads << " in all)";
+}
+
+// Reads are posted together only with a tcp provider someone has read for it: the
+// release loaded, whatever the one built against.
+TEST(ReadOrder, OnlyAuditedReleasesAreTrustedToServeReadsInOrder) {
+  EXPECT_TRUE(Endpoint::audited_for_ordered_reads(FI_VERSION(1, 17)));
+  EXPECT_FALSE(Endpoint::audited_for_ordered_reads(FI_VERSION(1, 16)));
+  EXPECT_FALSE(Endpoint::audited_for_ordered_reads(FI_VERSION(1, 18)));
+  EXPECT_FALSE(Endpoint::audited_for_ordered_reads(FI_VERSION(2, 17)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, NetTest, ::testing::ValuesIn(available_providers()),

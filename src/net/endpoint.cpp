@@ -908,8 +908,20 @@ SendStatus Endpoint::read_together(PeerId from, std::span<const ReadPart> parts,
 bool Endpoint::serves_reads_in_order() const {
   const Impl& m = *impl_;
   if (!m.rma || m.prov_name != "tcp;ofi_rxm") return false;
-  if (!(m.info->tx_attr->msg_order & FI_ORDER_RAR)) return false;
+  return (m.info->tx_attr->msg_order & FI_ORDER_RAR) && tcp_may_serve_reads_in_order();
+}
+
+bool Endpoint::tcp_may_serve_reads_in_order() noexcept {
+  // FI_ORDER_RAR orders the reads' completions, not when each read's bytes are taken
+  // from memory; that comes from the tcp provider's internals, audited only in the
+  // libfabric releases below. Any other release (the one loaded, not the one built
+  // against) keeps two dependent reads: slower, never torn.
+  if (!audited_for_ordered_reads(fi_version())) return false;
   return !std::getenv("FI_TCP_ZEROCOPY_SIZE") && !std::getenv("FI_TCP_IO_URING");
+}
+
+bool Endpoint::audited_for_ordered_reads(std::uint32_t version) noexcept {
+  return FI_MAJOR(version) == 1 && FI_MINOR(version) == 17;   // Debian 12's 1.17.0
 }
 
 Registration::Registration(Registration&& o) noexcept

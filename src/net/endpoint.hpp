@@ -118,9 +118,12 @@ class Endpoint {
                   std::span<std::byte> dst, const Registration& local,
                   std::chrono::milliseconds patience);
   // Several reads from one peer posted at once, then waited for together: one round trip
-  // instead of one each. Same results as read(): ok when every read succeeded. At most
-  // kMaxReadsTogether. In what order the peer serves them is the provider's business;
-  // see serves_reads_in_order().
+  // instead of one each. Same results as read(): ok when every read succeeded. Any other
+  // result may leave some of the reads in flight (a failure to post one stops posting
+  // but does not recall those posted), so every dst stays as read()'s does: valid until
+  // the endpoint closes. 1 to kMaxReadsTogether parts; throws net::Error for 0 or more.
+  // In what order the peer serves them is the provider's business; see
+  // serves_reads_in_order().
   struct ReadPart {
     RemoteMemory remote;
     std::uint64_t offset = 0;
@@ -137,10 +140,17 @@ class Endpoint {
   // responses first-in first-out on the connection, and copies each one's bytes into the
   // socket as it sends it; only zero-copy sends (FI_TCP_ZEROCOPY_SIZE) or io_uring
   // (FI_TCP_IO_URING) would hand bytes to the kernel to read later, so either setting
-  // in this process's environment makes this false. False for every other provider:
-  // shm copies large reads in the background, and a NIC's DMA reads may complete out
-  // of order.
+  // in this process's environment makes this false, as does a libfabric release whose
+  // tcp provider was not audited for this (audited_for_ordered_reads). False for every
+  // other provider: shm copies large reads in the background, and a NIC's DMA reads may
+  // complete out of order.
   bool serves_reads_in_order() const;
+  // The part of serves_reads_in_order() that is not the endpoint's: an audited release
+  // loaded, and neither environment setting above.
+  static bool tcp_may_serve_reads_in_order() noexcept;
+  // Whether the tcp provider of this libfabric release (fi_version()) was read and found
+  // to serve reads as serves_reads_in_order() says: 1.17.x.
+  static bool audited_for_ordered_reads(std::uint32_t version) noexcept;
   // Sends to p that are still outstanding are abandoned: their buffers are replaced so
   // the pool keeps send_depth free slots, and p's address then stays in the AV until
   // the endpoint closes (removing it would crash shm 1.17). Queued errors for p are
