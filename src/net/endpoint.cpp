@@ -921,7 +921,7 @@ bool Endpoint::tcp_may_serve_reads_in_order() noexcept {
 }
 
 bool Endpoint::audited_for_ordered_reads(std::uint32_t version) noexcept {
-  return FI_MAJOR(version) == 1 && FI_MINOR(version) == 17;   // Debian 12's 1.17.0
+  return FI_MAJOR(version) == 1 && FI_MINOR(version) == 17;   // 1.17.x: see the header
 }
 
 Registration::Registration(Registration&& o) noexcept

@@ -121,7 +121,8 @@ class Endpoint {
   // instead of one each. Same results as read(): ok when every read succeeded. Any other
   // result may leave some of the reads in flight (a failure to post one stops posting
   // but does not recall those posted), so every dst stays as read()'s does: valid until
-  // the endpoint closes. 1 to kMaxReadsTogether parts; throws net::Error for 0 or more.
+  // the endpoint closes. 1 to kMaxReadsTogether parts; throws net::Error for 0 parts, for
+  // more than kMaxReadsTogether, or on an endpoint without RMA reads.
   // In what order the peer serves them is the provider's business; see
   // serves_reads_in_order().
   struct ReadPart {
@@ -148,8 +149,10 @@ class Endpoint {
   // The part of serves_reads_in_order() that is not the endpoint's: an audited release
   // loaded, and neither environment setting above.
   static bool tcp_may_serve_reads_in_order() noexcept;
-  // Whether the tcp provider of this libfabric release (fi_version()) was read and found
-  // to serve reads as serves_reads_in_order() says: 1.17.x.
+  // Whether the tcp provider of this libfabric release (fi_version(): major and minor,
+  // no revision) was read and found to serve reads as serves_reads_in_order() says:
+  // 1.17 (the code read was Debian 12's 1.17.0; a 1.17.x revision is taken to keep it,
+  // as revisions carry fixes only).
   static bool audited_for_ordered_reads(std::uint32_t version) noexcept;
   // Sends to p that are still outstanding are abandoned: their buffers are replaced so
   // the pool keeps send_depth free slots, and p's address then stays in the AV until
