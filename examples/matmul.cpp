@@ -3,6 +3,7 @@
 // computes the same product sequentially in private memory and compares bit for bit.
 //
 //   calypso-run -n 2 ./matmul [n] [segments]
+#include "matmul_kernel.hpp"
 #include "report.hpp"
 
 #include <calypso/calypso.hpp>
@@ -19,22 +20,10 @@ struct MatArgs {
   int n;
 };
 
-static void multiply_block(const double* a, const double* b, double* c, int n, int row_begin, int row_end) {
-  for (int i = row_begin; i < row_end; ++i) {
-    double* ci = c + static_cast<std::size_t>(i) * n;
-    for (int j = 0; j < n; ++j) ci[j] = 0.0;
-    for (int k = 0; k < n; ++k) {
-      const double aik = a[static_cast<std::size_t>(i) * n + k];
-      const double* bk = b + static_cast<std::size_t>(k) * n;
-      for (int j = 0; j < n; ++j) ci[j] += aik * bk[j];
-    }
-  }
-}
-
 void multiply_rows(const calypso::Segment& seg, const MatArgs& x) {
   const int begin = static_cast<int>(static_cast<long>(x.n) * seg.index / seg.count);
   const int end = static_cast<int>(static_cast<long>(x.n) * (seg.index + 1) / seg.count);
-  multiply_block(x.a, x.b, x.c, x.n, begin, end);
+  example::multiply_block(x.a, x.b, x.c, x.n, begin, end);
 }
 CALYPSO_ROUTINE(multiply_rows);
 
@@ -60,7 +49,7 @@ int main(int argc, char** argv) try {
     m.parallel(multiply_rows, segments, MatArgs{a, b, c, n});
     double t1 = example::now();
 
-    multiply_block(a, b, ref.data(), n, 0, n);
+    example::multiply_block(a, b, ref.data(), n, 0, n);
     double t2 = example::now();
     bool ok = std::memcmp(ref.data(), c, nn * sizeof(double)) == 0;
     return example::report("matmul", ok, t1 - t0, t2 - t1, m);
