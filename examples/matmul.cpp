@@ -38,10 +38,7 @@ int main(int argc, char** argv) try {
     double* a = m.alloc<double>(nn);
     double* b = m.alloc<double>(nn);
     double* c = m.alloc<double>(nn);
-    for (std::size_t i = 0; i < nn; ++i) {
-      a[i] = static_cast<double>((i * 7 + 3) % 101) / 17.0;
-      b[i] = static_cast<double>((i * 13 + 5) % 97) / 23.0;
-    }
+    example::fill_operands(a, b, nn);
     // The sequential run's memory is allocated untimed too, as the workers' is on joining.
     std::vector<double> ref(nn);
     m.wait_for_workers();   // time the computation, not the workers' start-up
