@@ -5,6 +5,7 @@
 // reference set of intervals. Freeing must coalesce, so that once everything is freed
 // (in any order) the whole heap can be handed out as one block again. Frees of offsets
 // that are not live blocks are refused, and a heap that cannot satisfy a request says so.
+// Large blocks are staggered (a gap in front of each), never at the cost of a request.
 #include "dsm/heap.hpp"
 
 #include <gtest/gtest.h>
@@ -155,6 +156,46 @@ TEST(Heap, AlignmentSlackIsReusable) {
   auto all = h.allocate(8192, 16);
   ASSERT_TRUE(all);
   EXPECT_EQ(*all, 16u);
+}
+
+// Two large arrays of the same power-of-two size must not be exactly their size apart
+// (see heap.hpp); every large block leaves a gap, a different one from the block before.
+TEST(Heap, LargeBlocksAreStaggered) {
+  constexpr std::size_t kPage = 16 << 10, kGrid = std::size_t{32} << 20;
+  const std::size_t begin = kPage, end = begin + (std::size_t{1} << 30);
+  Heap h(begin, end);
+  std::vector<std::size_t> blocks;
+  for (int i = 0; i < 9; ++i) {
+    auto off = h.allocate(kGrid, kPage);
+    ASSERT_TRUE(off);
+    ASSERT_EQ(*off % kPage, 0u);
+    blocks.push_back(*off);
+  }
+  EXPECT_EQ(blocks[0], begin + Heap::stagger_gap(0));
+  for (std::size_t i = 1; i < blocks.size(); ++i) {
+    const std::size_t gap = blocks[i] - blocks[i - 1] - kGrid;
+    EXPECT_EQ(gap, Heap::stagger_gap(i)) << "block " << i;
+    EXPECT_GT(gap, 0u);
+    EXPECT_NE(Heap::stagger_gap(i), Heap::stagger_gap(i - 1));
+  }
+  // Small blocks are not staggered: they go first fit, into the gaps too.
+  auto small = h.allocate(4096, 64);
+  ASSERT_TRUE(small);
+  EXPECT_EQ(*small, begin);
+}
+
+// Staggering costs a large block at most its largest gap; a block that does not fit
+// after its gap still fits without one.
+TEST(Heap, StaggeringCostsAtMostTheLargestGapABlock) {
+  constexpr std::size_t kBlock = Heap::kStaggerFrom, kBlocks = 8, kBegin = 4096;
+  constexpr std::size_t kMaxGap = 7 * Heap::kStaggerStep;
+  for (std::size_t g = 0; g < 7; ++g) EXPECT_LE(Heap::stagger_gap(g), kMaxGap);
+  Heap roomy(kBegin, kBegin + kBlocks * (kBlock + kMaxGap));
+  for (std::size_t i = 0; i < kBlocks; ++i) ASSERT_TRUE(roomy.allocate(kBlock, 16)) << "block " << i;
+  Heap exact(kBegin, kBegin + kBlock);
+  auto only = exact.allocate(kBlock, 16);
+  ASSERT_TRUE(only) << "no room for the gap: placed without it";
+  EXPECT_EQ(*only, kBegin);
 }
 
 TEST(Heap, ReleaseOfANonBlockIsRefused) {

@@ -11,9 +11,21 @@ std::optional<std::size_t> Heap::allocate(std::size_t bytes, std::size_t align) 
   if (bytes == 0) bytes = 1;
   if (bytes > (std::size_t{1} << 62) || align == 0 || align > (std::size_t{1} << 40)) return std::nullopt;
   bytes = (bytes + 15) / 16 * 16;
+  if (bytes < kStaggerFrom) return place(bytes, align, 0);
+  const std::size_t gap = stagger_gap(staggered_);
+  auto offset = place(bytes, align, gap);
+  if (!offset) return place(bytes, align, 0);
+  ++staggered_;
+  return offset;
+}
+
+// First fit of a block that starts at least gap bytes into its free range; the gap and
+// any alignment slack stay free.
+std::optional<std::size_t> Heap::place(std::size_t bytes, std::size_t align, std::size_t gap) {
   for (auto it = free_.begin(); it != free_.end(); ++it) {
     auto [start, size] = *it;
-    std::size_t aligned = (start + align - 1) / align * align;
+    if (gap >= size) continue;
+    std::size_t aligned = (start + gap + align - 1) / align * align;
     if (aligned - start > size || bytes > size - (aligned - start)) continue;
     free_.erase(it);
     if (aligned > start) free_.emplace(start, aligned - start);
