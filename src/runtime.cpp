@@ -60,17 +60,18 @@ void print_stats(const Config& c, const Stats& s) {
   std::fprintf(out,
                json ? "{\"parallel_steps\":%llu,\"segments\":%llu,\"attempts\":%llu,\"reexecutions\":%llu,"
                       "\"results_discarded\":%llu,\"pages_fetched\":%llu,\"pages_pushed\":%llu,\"diff_bytes\":%llu,"
-                      "\"bundled_results\":%llu,\"ring_results\":%llu,\"workers_joined\":%llu,\"workers_lost\":%llu,"
+                      "\"bundled_results\":%llu,\"ring_results\":%llu,\"local_messages\":%llu,\"workers_joined\":%llu,\"workers_lost\":%llu,"
                       "\"parallel_seconds\":%.6f,\"collation_seconds\":%.6f,\"manager_peak_rss_kib\":%ld}\n"
                     : "calypso stats: %llu steps, %llu segments, %llu attempts (%llu re-executions, "
                       "%llu results discarded), %llu pages fetched, %llu pages pushed, %llu diff bytes, %llu results "
-                      "bundled, %llu results through shared memory, %llu workers joined, %llu lost, %.3f s in "
+                      "bundled, %llu results and %llu messages through shared memory, %llu workers joined, %llu lost, %.3f s in "
                       "parallel steps (%.3f s applying results), manager peak RSS %ld KiB\n",
                (unsigned long long)s.parallel_steps, (unsigned long long)s.segments,
                (unsigned long long)s.attempts, (unsigned long long)s.reexecutions,
                (unsigned long long)s.results_discarded, (unsigned long long)s.pages_fetched,
                (unsigned long long)s.pages_pushed, (unsigned long long)s.diff_bytes,
                (unsigned long long)s.bundled_results, (unsigned long long)s.ring_results,
+               (unsigned long long)s.local_messages,
                (unsigned long long)s.workers_joined, (unsigned long long)s.workers_lost,
                s.parallel_seconds, s.collation_seconds, peak_rss_kib());
   if (out != stderr) std::fclose(out);

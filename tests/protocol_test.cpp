@@ -104,7 +104,7 @@ Assign make_assign(std::uint32_t args_bytes, std::uint32_t notices) {
 TEST(Protocol, FixedMessagesRoundTrip) {
   check_fixed_round_trip(MsgType::welcome,
                          Welcome{7, 16384, 0x3d0000000000ULL, 1ULL << 30, 4, 250, 3000, 1, 0x7f0000001000ULL, 42,
-                                 0x7f0000002000ULL, 43, 0, 0, 24ULL << 20, LocalOffer{4242, 7, 8, 0, 1, 2, 3, 4, 5}});
+                                 0x7f0000002000ULL, 43, 0, 0, 24ULL << 20, LocalOffer{4242, 7, 8, 0, 1, 2, 3, 4, 5}, 1, 0});
   check_fixed_round_trip(MsgType::page_request, PageRequest{12, 100, 8});
   check_fixed_round_trip(MsgType::result_chunk, ResultChunk{3, 17, 2, 1 << 20, 65536, 12, 0});
   check_fixed_round_trip(MsgType::shutdown, Shutdown{-3, 0});

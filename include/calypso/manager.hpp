@@ -49,6 +49,7 @@ struct Stats {
   std::uint64_t diff_bytes = 0;          // diff bytes applied
   std::uint64_t bundled_results = 0;     // results that came in one message with others
   std::uint64_t ring_results = 0;        // results taken from a local worker's memory (CALYPSO_LOCAL_RESULTS)
+  std::uint64_t local_messages = 0;      // messages from local workers through shared memory (CALYPSO_LOCAL_MESSAGES)
   std::uint64_t workers_joined = 0;
   std::uint64_t workers_lost = 0;        // died, left or were suspected
   double parallel_seconds = 0;           // time inside parallel steps

@@ -25,6 +25,7 @@
 // shm also sends every message as injected fragments (fragments.hpp): its large sends
 // complete in order, and one to a dead peer never does.
 #include "net/endpoint.hpp"
+#include "net/local_channel.hpp"
 
 #include "net/doorbell.hpp"
 #include "net/fragments.hpp"
@@ -273,6 +274,14 @@ struct Endpoint::Impl {
   std::array<OpContext, Endpoint::kMaxReadsTogether> read_ctx;   // reads in flight
   std::optional<Doorbell> bell;                      // when the CQs have no wait fd
   std::map<PeerId, Doorbell::Peer> peer_bells;
+  // Peers on this host that take messages through shared memory (attach_local); the ids
+  // again in a vector that poll() walks by index, since fn may remove a peer.
+  std::map<PeerId, LocalChannel> channels;
+  std::vector<PeerId> channel_ids;
+  std::vector<std::byte> local_rx;                   // the message being delivered
+  std::uint64_t local_received = 0;
+  void poll_channels(const std::function<void(const Event&)>& fn, std::size_t& delivered);
+  void drop_channel(PeerId p) noexcept;
   void ring(PeerId to) noexcept {
     if (!bell) return;
     if (auto it = peer_bells.find(to); it != peer_bells.end()) bell->ring(it->second);
@@ -553,6 +562,11 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
   }
   const auto deadline = Clock::now() + patience;
   poll_interval = kMinPollInterval;   // a reply may follow soon
+  if (auto it = channels.find(to); it != channels.end()) {
+    const SendStatus status = it->second.send(parts, len, deadline);
+    if (status == SendStatus::peer_failed) peer_errors.emplace_back(to, FI_EIO);
+    return status;
+  }
   if (fragment_payload > 0) return send_fragments(to, parts, len, deadline);
   auto gather = [&](std::byte* dst) {
     for (auto p : parts) dst = std::copy(p.begin(), p.end(), dst);
@@ -752,8 +766,40 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
     ++delivered;
     deliver({rx_pool.at(repost.slot), e.len}, fn);
   }
+  poll_channels(fn, delivered);
   if (delivered > 0) poll_interval = kMinPollInterval;   // a reply may follow soon
   return delivered;
+}
+
+// At most rx_count messages from each channel, as from the CQ.
+void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, std::size_t& delivered) {
+  for (std::size_t i = 0; i < channel_ids.size(); ++i) {
+    const PeerId p = channel_ids[i];
+    for (std::size_t n = 0; n < rx_count; ++n) {
+      auto it = channels.find(p);   // again each time: fn may have removed p
+      if (it == channels.end()) break;
+      if (n == 0) it->second.awake();
+      const LocalChannel::Received r = it->second.receive(local_rx);
+      if (r == LocalChannel::Received::none) break;
+      ++delivered;
+      if (r == LocalChannel::Received::corrupt) {
+        std::fprintf(stderr, "calypso net: a local channel delivered a malformed message; dropped the channel\n");
+        drop_channel(p);
+        fn(Event{Event::Kind::peer_error, p, {}, FI_EIO});
+        break;
+      }
+      ++local_received;
+      fn(Event{Event::Kind::message, kNoPeer, local_rx, 0});
+    }
+  }
+}
+
+void Endpoint::Impl::drop_channel(PeerId p) noexcept {
+  auto it = channels.find(p);
+  if (it == channels.end()) return;
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, it->second.bell_fd(), nullptr);
+  channels.erase(it);
+  std::erase(channel_ids, p);
 }
 
 // Sleeping on the CQ fds is safe when fi_trywait says so. Otherwise the CQs are
@@ -761,6 +807,9 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
 // they are empty, the timer is armed for the next, longer, interval (see the top).
 bool Endpoint::Impl::ready_to_sleep() noexcept {
   if (!peer_errors.empty() || rx_stash) return false;
+  for (auto& [p, c] : channels) {
+    if (c.sleep_unless_pending()) return false;
+  }
   if (bell) bell->drain();   // before the check: a ring after it still wakes us
   fid* fids[] = {&tx_cq->fid, &rx_cq->fid};
   const bool can_sleep = fd_wait && [&] {
@@ -832,6 +881,7 @@ void Endpoint::Impl::remove_peer(PeerId p) noexcept {
   }
   std::erase_if(peer_errors, [p](const auto& e) { return e.first == p; });
   peer_bells.erase(p);
+  drop_channel(p);
   fi_addr_t addr = p;
   if (outstanding) return;
   if (int rc = fi_av_remove(av.get(), &addr, 1, 0); rc != 0) log_error("fi_av_remove", rc);
@@ -951,6 +1001,20 @@ SendStatus Endpoint::send(PeerId to, std::span<const std::byte> msg,
 std::size_t Endpoint::poll(const std::function<void(const Event&)>& fn) { return impl_->poll(fn); }
 bool Endpoint::wait(std::chrono::milliseconds timeout) { return impl_->wait(timeout); }
 int Endpoint::wait_fd() const { return impl_->epoll.get(); }
+
+void Endpoint::attach_local(PeerId p, LocalChannel&& channel) {
+  Impl& m = *impl_;
+  m.drop_channel(p);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = channel.bell_fd();
+  if (::epoll_ctl(m.epoll.get(), EPOLL_CTL_ADD, channel.bell_fd(), &ev) != 0) fail("epoll_ctl", -errno);
+  m.channels.emplace(p, std::move(channel));
+  m.channel_ids.push_back(p);
+  if (m.local_rx.capacity() < m.cfg.max_message) m.local_rx.reserve(m.cfg.max_message);
+}
+
+std::uint64_t Endpoint::local_messages() const { return impl_->local_received; }
 bool Endpoint::ready_to_sleep() { return impl_->ready_to_sleep(); }
 
 std::vector<std::string> available_providers() {

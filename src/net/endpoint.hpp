@@ -91,6 +91,8 @@ struct Event {
   int error = 0;                         // for peer_error: positive FI_E* code
 };
 
+class LocalChannel;   // local_channel.hpp
+
 class Endpoint {
  public:
   static Endpoint open(const EndpointConfig& cfg);   // throws net::Error
@@ -160,6 +162,16 @@ class Endpoint {
   // dropped. (On shm every message goes as injected fragments, so no send ever waits
   // on a dead peer there: see fragments.hpp.)
   void remove_peer(PeerId p) noexcept;
+
+  // From now on messages to p go through `channel`, and poll() delivers what p sends
+  // through it (both processes on one host: see local_channel.hpp). The two sides must
+  // switch where no message is on its way through the provider, or order is lost: the
+  // opener attaches just after its last message through the provider (which tells the
+  // creator to attach), the creator once that message arrived. A channel that delivers
+  // garbage is dropped and reported as a peer_error for p (error FI_EIO).
+  void attach_local(PeerId p, LocalChannel&& channel);
+  // Messages received through local channels so far.
+  std::uint64_t local_messages() const;
 
   // Copies msg (<= max_message bytes, as gathered parts) into a send buffer and posts it.
   // Waits at most `patience` for a free send buffer (reaping send completions meanwhile,

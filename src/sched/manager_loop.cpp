@@ -7,6 +7,7 @@
 #include "build_id.hpp"
 #include "log.hpp"
 #include "sched/job_address.hpp"
+#include "sched/local_messages.hpp"
 
 #include <calypso/error.hpp>
 
@@ -147,8 +148,12 @@ void ManagerLoop::drain_endpoint() {
       any = true;
       until = Clock::now() + config_.poll_window;
     } else if (!any || Clock::now() >= until) {
-      return;
+      break;
     }
+  }
+  if (any) {
+    std::lock_guard lock(mutex_);
+    stats_.local_messages = ep_.local_messages();
   }
 }
 
@@ -244,7 +249,7 @@ void ManagerLoop::on_hello(const Message& m) {
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
               static_cast<std::uint32_t>(config_.heartbeat.count()),
               static_cast<std::uint32_t>(config_.manager_timeout.count()), 0, 0, 0, 0, 0, 0, 0,
-              used_bytes_.load(std::memory_order_relaxed), LocalOffer{}};
+              used_bytes_.load(std::memory_order_relaxed), LocalOffer{}, 0, 0};
   const bool same_host = !hostname_.empty() && w.host == hostname_;
   if (config_.local_reads && same_host) {
     wel.local = make_local_offer(region_.fd(), control_);   // it may read home memory itself
@@ -257,6 +262,14 @@ void ManagerLoop::on_hello(const Message& m) {
     else LOG_INFO("worker %u's results come in messages: %s", id, why.c_str());
   }
   wel.local_results = w.ring ? 1 : 0;
+  // The same proof of one host as for the ring: the worker's own files, opened by pid.
+  std::optional<net::LocalChannel> channel;
+  if (config_.local_messages && same_host && h->fixed.messages.nonce != 0) {
+    std::string why;
+    channel = open_offered_channel(h->fixed.pid, h->fixed.messages, ep_.max_message(), why);
+    if (!channel) LOG_INFO("worker %u's messages go through the network: %s", id, why.c_str());
+  }
+  wel.local_messages = channel ? 1 : 0;
   std::vector<std::uint32_t> runs;   // pages written so far, as (first, count)
   for (dsm::PageNumber p = 0; p < ever_written_.size();) {
     if (!ever_written_[p]) {
@@ -283,6 +296,7 @@ void ManagerLoop::on_hello(const Message& m) {
   Encoder e(MsgType::welcome, id, wel);
   e.append(runs.data(), runs.size() * sizeof(std::uint32_t));
   if (!send(id, w, e)) return;
+  if (channel) ep_.attach_local(w.peer, std::move(*channel));   // after the welcome: see Welcome
   LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
   {
     std::lock_guard lock(mutex_);

@@ -35,6 +35,10 @@ class Mapping {
 // have effects.
 UniqueFd open_peer_file(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_t ino, bool writable,
                         std::string& why);
+// The same for one end of a pipe with the device and inode offered, opened non-blocking
+// for reading and writing whichever end it is: a process that holds a pipe open for
+// reading never gets SIGPIPE from writing into it when the peer has died.
+UniqueFd open_peer_pipe(std::uint32_t pid, int fd, std::uint64_t dev, std::uint64_t ino, std::string& why);
 
 // The first page of a file shared with a peer process (the manager's control word, a
 // worker's result ring) holds a 64-bit word at its start and, a cache line on, a random

@@ -18,7 +18,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 7;
+inline constexpr std::uint16_t kVersion = 8;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -63,6 +63,21 @@ struct RingOffer {
   std::uint64_t nonce;
   std::uint64_t capacity;
 };
+// A worker's local message channel (net/local_channel.hpp), for a manager on its host:
+// the descriptors of its memfd and of the two pipes' ends the manager opens, each
+// file's device and inode, the nonce and each ring's capacity. All zero when the worker
+// has none (CALYPSO_LOCAL_MESSAGES=0).
+struct ChannelOffer {
+  std::int32_t fd;
+  std::int32_t worker_bell_fd;    // the manager writes into it to wake the worker
+  std::int32_t manager_bell_fd;   // the manager sleeps on it
+  std::uint32_t reserved;
+  std::uint64_t dev, ino;
+  std::uint64_t worker_bell_dev, worker_bell_ino;
+  std::uint64_t manager_bell_dev, manager_bell_ino;
+  std::uint64_t nonce;
+  std::uint64_t capacity;
+};
 struct Hello {
   std::uint64_t job_key;
   std::uint32_t pid;
@@ -71,6 +86,7 @@ struct Hello {
   std::uint32_t heartbeat_address_bytes;   // then its heartbeat endpoint's address
   char host[64];
   RingOffer results;
+  ChannelOffer messages;
 };
 // What a worker on the manager's host needs to read home memory itself (see
 // sched/local_home.hpp): the manager's pid, the descriptors of its region memfd and of
@@ -111,6 +127,10 @@ struct Welcome {
   // the worker answers with `prepared` before it first asks for work.
   std::uint64_t used_bytes;
   LocalOffer local;
+  // 1: the manager took Hello::messages. It sends everything after this welcome through
+  // the channel, and takes everything the worker sends after it from there.
+  std::uint32_t local_messages;
+  std::uint32_t reserved;
 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows

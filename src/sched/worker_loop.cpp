@@ -6,6 +6,7 @@
 #include "log.hpp"
 #include "routine_registry.hpp"
 #include "sched/job_address.hpp"
+#include "sched/local_messages.hpp"
 #include "shared_vars.hpp"
 
 #include <calypso/error.hpp>
@@ -150,6 +151,15 @@ void WorkerLoop::join(const std::string& identity) {
     }
   }
   if (ring_) h.results = ring_->offer();
+  channel_.reset();
+  if (config_.local_messages) {   // the manager takes it if it runs on this host
+    try {
+      channel_.emplace(net::LocalChannel::create(ep_.max_message()));
+      h.messages = offer_of(*channel_);
+    } catch (const std::exception& e) {
+      LOG_INFO("messages go through the network: %s", e.what());
+    }
+  }
   Encoder e(MsgType::hello, kNoWorker, h);
   e.append(identity.data(), identity.size()).append(addr.bytes).append(hb_addr.bytes);
   auto bytes = e.bytes();
@@ -185,6 +195,13 @@ void WorkerLoop::join(const std::string& identity) {
     if ((w->rma & kRmaReads) != 0 && ep_.supports_read()) setup_rma(*w);
     if (w->local_results == 0) ring_.reset();   // not taken (another host, or off there)
     if (ring_) LOG_INFO("sending results through shared memory on this host");
+    // Everything the manager sent after the welcome is in the channel, and it takes
+    // everything we send from now on from there (see Endpoint::attach_local).
+    if (channel_ && w->local_messages == 1) {
+      ep_.attach_local(manager_, std::move(*channel_));
+      LOG_INFO("exchanging messages with the manager through shared memory on this host");
+    }
+    channel_.reset();
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));

@@ -1,0 +1,290 @@
+// See local_channel.hpp.
+#include "net/local_channel.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <random>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+#include <utility>
+
+namespace calypso::net {
+namespace {
+
+constexpr std::size_t kHeader = 4096;
+constexpr std::size_t kNonceAt = 64;      // sched/peer_file.hpp's kNonceOffset
+constexpr std::size_t kCapacityAt = 128;
+// Per direction d: tail, head and the consumer's flag, 128 bytes apart (a cache line and
+// its neighbour, which the hardware may fetch with it).
+constexpr std::size_t direction_base(int d) { return 512 + static_cast<std::size_t>(d) * 512; }
+constexpr std::size_t kTail = 0, kHead = 128, kSleeping = 256;
+constexpr std::uint64_t kWrap = ~std::uint64_t{0};
+constexpr std::size_t kFrame = sizeof(std::uint64_t);
+constexpr std::chrono::microseconds kFirstNap{20}, kLongestNap{1000};
+
+std::size_t padded(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+
+std::size_t capacity_for(std::size_t max_message) {
+  const std::size_t page = 4096;
+  return (2 * (padded(max_message) + kFrame) + page - 1) / page * page;
+}
+
+bool describe(int fd, std::uint64_t& dev, std::uint64_t& ino) {
+  struct stat st{};
+  if (fstat(fd, &st) != 0) return false;
+  dev = static_cast<std::uint64_t>(st.st_dev);
+  ino = static_cast<std::uint64_t>(st.st_ino);
+  return true;
+}
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// Both ends non-blocking: a full pipe means a wake-up is pending anyway.
+void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw Error("calypso net: " + errno_text("pipe2 for a local channel"));
+  read_end = UniqueFd(fds[0]);
+  write_end = UniqueFd(fds[1]);
+}
+
+}  // namespace
+
+LocalChannel::LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell, UniqueFd spare_bell,
+                           std::size_t capacity, std::size_t max_message, bool creator)
+    : file_(std::move(file)),
+      own_bell_(std::move(own_bell)),
+      peer_bell_(std::move(peer_bell)),
+      spare_bell_(std::move(spare_bell)),
+      capacity_(capacity),
+      max_message_(max_message),
+      out_(creator ? 0 : 1) {}
+
+LocalChannel::LocalChannel(LocalChannel&& o) noexcept
+    : file_(std::move(o.file_)),
+      own_bell_(std::move(o.own_bell_)),
+      peer_bell_(std::move(o.peer_bell_)),
+      spare_bell_(std::move(o.spare_bell_)),
+      spare_bell2_(std::move(o.spare_bell2_)),
+      map_(std::exchange(o.map_, nullptr)),
+      map_bytes_(std::exchange(o.map_bytes_, 0)),
+      capacity_(o.capacity_),
+      max_message_(o.max_message_),
+      out_(o.out_),
+      nonce_(o.nonce_),
+      tail_(o.tail_),
+      head_(o.head_),
+      asleep_(o.asleep_) {}
+
+LocalChannel& LocalChannel::operator=(LocalChannel&& o) noexcept {
+  if (this == &o) return *this;
+  if (map_ != nullptr) munmap(map_, map_bytes_);
+  file_ = std::move(o.file_);
+  own_bell_ = std::move(o.own_bell_);
+  peer_bell_ = std::move(o.peer_bell_);
+  spare_bell_ = std::move(o.spare_bell_);
+  spare_bell2_ = std::move(o.spare_bell2_);
+  map_ = std::exchange(o.map_, nullptr);
+  map_bytes_ = std::exchange(o.map_bytes_, 0);
+  capacity_ = o.capacity_;
+  max_message_ = o.max_message_;
+  out_ = o.out_;
+  nonce_ = o.nonce_;
+  tail_ = o.tail_;
+  head_ = o.head_;
+  asleep_ = o.asleep_;
+  return *this;
+}
+
+LocalChannel::~LocalChannel() {
+  if (map_ != nullptr) munmap(map_, map_bytes_);
+}
+
+LocalChannel LocalChannel::create(std::size_t max_message) {
+  const std::size_t capacity = capacity_for(max_message);
+  UniqueFd file(memfd_create("calypso-messages", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (file.get() < 0) throw Error("calypso net: " + errno_text("memfd_create for a local channel"));
+  if (ftruncate(file.get(), static_cast<off_t>(kHeader + 2 * capacity)) != 0) {
+    throw Error("calypso net: " + errno_text("ftruncate of a local channel"));
+  }
+  // The opener maps the whole file: a shrunk file would fault it.
+  if (fcntl(file.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    throw Error("calypso net: " + errno_text("sealing a local channel"));
+  }
+  UniqueFd creator_read, creator_write, opener_read, opener_write;
+  make_pipe(creator_read, creator_write);   // wakes the creator
+  make_pipe(opener_read, opener_write);     // wakes the opener
+  // Kept: the ends the opener opens, and the opener's read end keeps our writes from
+  // ever raising SIGPIPE.
+  LocalChannel c(std::move(file), std::move(creator_read), std::move(opener_write), std::move(creator_write),
+                 capacity, max_message, true);
+  c.spare_bell2_ = std::move(opener_read);
+  std::string why;
+  if (!c.map(why)) throw Error("calypso net: " + why);
+  std::random_device random;
+  c.nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;
+  std::memcpy(static_cast<std::byte*>(c.map_) + kNonceAt, &c.nonce_, sizeof c.nonce_);
+  const std::uint64_t cap = capacity;
+  std::memcpy(static_cast<std::byte*>(c.map_) + kCapacityAt, &cap, sizeof cap);
+  return c;
+}
+
+LocalChannel::Description LocalChannel::describe() const {
+  Description d;
+  d.pid = static_cast<std::uint32_t>(getpid());
+  d.file_fd = file_.get();
+  d.creator_bell_fd = spare_bell_.get();
+  d.opener_bell_fd = spare_bell2_.get();
+  if (!net::describe(d.file_fd, d.file_dev, d.file_ino) ||
+      !net::describe(d.creator_bell_fd, d.creator_bell_dev, d.creator_bell_ino) ||
+      !net::describe(d.opener_bell_fd, d.opener_bell_dev, d.opener_bell_ino)) {
+    return {};
+  }
+  d.nonce = nonce_;
+  d.capacity = capacity_;
+  return d;
+}
+
+std::optional<LocalChannel> LocalChannel::open(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell,
+                                               const Description& d, std::size_t max_message,
+                                               std::string& why) {
+  if (d.capacity != capacity_for(max_message)) {
+    why = "the local channel's rings are sized for another largest message";
+    return std::nullopt;
+  }
+  struct stat st{};
+  if (fstat(file.get(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) != kHeader + 2 * d.capacity) {
+    why = "the local channel's file has the wrong size";
+    return std::nullopt;
+  }
+  const int seals = fcntl(file.get(), F_GET_SEALS);
+  if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    why = "the local channel's file is not sealed at its size";
+    return std::nullopt;
+  }
+  LocalChannel c(std::move(file), std::move(own_bell), std::move(peer_bell), UniqueFd{}, d.capacity, max_message,
+                 false);
+  if (!c.map(why)) return std::nullopt;
+  std::uint64_t nonce = 0, cap = 0;
+  std::memcpy(&nonce, static_cast<const std::byte*>(c.map_) + kNonceAt, sizeof nonce);
+  std::memcpy(&cap, static_cast<const std::byte*>(c.map_) + kCapacityAt, sizeof cap);
+  if (nonce != d.nonce || nonce == 0 || cap != d.capacity) {
+    why = "the local channel's file is another one (nonce or capacity differ)";
+    return std::nullopt;
+  }
+  c.nonce_ = nonce;
+  return c;
+}
+
+bool LocalChannel::map(std::string& why) noexcept {
+  map_bytes_ = kHeader + 2 * capacity_;
+  void* p = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, file_.get(), 0);
+  if (p == MAP_FAILED) {
+    why = errno_text("mmap of a local channel");
+    map_bytes_ = 0;
+    return false;
+  }
+  map_ = p;
+  return true;
+}
+
+std::atomic<std::uint64_t>& LocalChannel::word(std::size_t offset) const noexcept {
+  // A u64 in shared memory, 8-byte aligned; lock-free atomics on it are plain loads and
+  // stores, which is what the other process does too.
+  return *reinterpret_cast<std::atomic<std::uint64_t>*>(static_cast<std::byte*>(map_) + offset);
+}
+
+std::byte* LocalChannel::data(int direction) const noexcept {
+  return static_cast<std::byte*>(map_) + kHeader + static_cast<std::size_t>(direction) * capacity_;
+}
+
+SendStatus LocalChannel::send(std::span<const std::span<const std::byte>> parts, std::size_t len,
+                              std::chrono::steady_clock::time_point deadline) noexcept {
+  const std::size_t base = direction_base(out_);
+  const std::size_t at = tail_ % capacity_;
+  const std::size_t need = kFrame + padded(len);
+  const bool wrap = capacity_ - at < need;
+  const std::size_t total = wrap ? capacity_ - at + need : need;
+  for (auto nap = kFirstNap;; nap = std::min(2 * nap, kLongestNap)) {
+    const std::uint64_t head = word(base + kHead).load(std::memory_order_acquire);
+    // A consumer that moved its head past our tail is broken: treat it as gone.
+    if (head > tail_) return SendStatus::peer_failed;
+    if (capacity_ - (tail_ - head) >= total) break;
+    if (std::chrono::steady_clock::now() >= deadline) return SendStatus::again;
+    std::this_thread::sleep_for(nap);
+  }
+  std::byte* ring = data(out_);
+  std::size_t pos = at;
+  if (wrap) {
+    std::memcpy(ring + pos, &kWrap, kFrame);
+    pos = 0;
+  }
+  const std::uint64_t length = len;
+  std::memcpy(ring + pos, &length, kFrame);
+  std::byte* dst = ring + pos + kFrame;
+  for (auto p : parts) dst = std::copy(p.begin(), p.end(), dst);
+  tail_ += total;
+  word(base + kTail).store(tail_, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);   // against the consumer's flag
+  if (word(base + kSleeping).load(std::memory_order_relaxed) != 0) {
+    const char one = 1;
+    [[maybe_unused]] auto r = write(peer_bell_.get(), &one, 1);   // EAGAIN: one is pending
+  }
+  return SendStatus::ok;
+}
+
+LocalChannel::Received LocalChannel::receive(std::vector<std::byte>& out) noexcept {
+  const std::size_t base = direction_base(1 - out_);
+  for (;;) {
+    const std::uint64_t tail = word(base + kTail).load(std::memory_order_acquire);
+    if (tail == head_) return Received::none;
+    if (tail < head_ || tail - head_ > capacity_) return Received::corrupt;
+    const std::size_t at = head_ % capacity_;
+    const std::size_t contiguous = capacity_ - at;
+    const std::uint64_t available = tail - head_;
+    if (available < kFrame) return Received::corrupt;
+    std::uint64_t length = 0;
+    std::memcpy(&length, data(1 - out_) + at, kFrame);
+    if (length == kWrap) {
+      if (available < contiguous + kFrame) return Received::corrupt;
+      head_ += contiguous;
+      continue;
+    }
+    if (length > max_message_ || kFrame + padded(length) > std::min<std::uint64_t>(contiguous, available)) {
+      return Received::corrupt;
+    }
+    try {
+      out.resize(length);
+    } catch (...) {
+      return Received::corrupt;   // cannot happen below max_message; never throw from here
+    }
+    std::memcpy(out.data(), data(1 - out_) + at + kFrame, length);
+    head_ += kFrame + padded(length);
+    word(base + kHead).store(head_, std::memory_order_release);   // after the copy: room for the producer
+    return Received::message;
+  }
+}
+
+bool LocalChannel::sleep_unless_pending() noexcept {
+  const std::size_t base = direction_base(1 - out_);
+  word(base + kSleeping).store(1, std::memory_order_relaxed);
+  asleep_ = true;
+  std::atomic_thread_fence(std::memory_order_seq_cst);   // against the producer's tail
+  return word(base + kTail).load(std::memory_order_acquire) != head_;
+}
+
+// Only after sleep_unless_pending: senders write into the pipe only while the flag is
+// set, so a channel that never slept has nothing to drain (and no read(2) per poll).
+void LocalChannel::awake() noexcept {
+  if (!std::exchange(asleep_, false)) return;
+  word(direction_base(1 - out_) + kSleeping).store(0, std::memory_order_relaxed);
+  char buf[64];
+  while (read(own_bell_.get(), buf, sizeof buf) > 0) {
+  }
+}
+
+}  // namespace calypso::net
