@@ -76,14 +76,15 @@ std::vector<std::string> example_args(const std::string& name) {
   return {kExamples + "/mandelbrot", "256", "300", "24"};
 }
 
-// With 3 workers pages and results go through the network (RMA and messages), as across
-// hosts; with 1 and 2 through shared memory (local reads and result rings, the default
-// on one host).
+// With 3 workers pages, results and messages go through the network (RMA and messages),
+// as across hosts; with 1 and 2 through shared memory (local reads, result rings and
+// message channels, the default on one host).
 TEST_P(Examples, ResultIsBitIdenticalToSequential) {
   auto [name, workers, provider] = GetParam();
   const bool local = workers != 3;
   auto r = run(job(workers, provider, example_args(name)),
-               {{"CALYPSO_LOCAL_READS", local ? "1" : "0"}, {"CALYPSO_LOCAL_RESULTS", local ? "16M" : "0"}}, 120s);
+               {{"CALYPSO_LOCAL_READS", local ? "1" : "0"}, {"CALYPSO_LOCAL_RESULTS", local ? "16M" : "0"},
+                {"CALYPSO_LOCAL_MESSAGES", local ? "1" : "0"}}, 120s);
   EXPECT_FALSE(r.timed_out) << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, name + ": verified")) << r.output;
@@ -355,7 +356,7 @@ TEST_P(Providers, WorkersOnTheManagersHostHandResultsOverInMemory) {
       auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_RESULTS", ring}, {"CALYPSO_STATS", "text"}}, 120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
-      const auto at = r.output.find(" results through shared memory");
+      const auto at = r.output.find(" results and ");
       ASSERT_NE(at, std::string::npos) << r.output;
       const auto from = r.output.rfind(", ", at);
       const unsigned long taken = std::stoul(r.output.substr(from + 2, at - from - 2));
@@ -369,6 +370,32 @@ TEST_P(Providers, WorkersOnTheManagersHostHandResultsOverInMemory) {
       } else if (std::string(ring) == "16M" && program == jacobi) {
         EXPECT_GT(from_ring, 0u) << r.output;
       }
+      EXPECT_FALSE(contains(r.output, "protocol violation")) << r.output;
+    }
+  }
+}
+
+// Workers on the manager's host exchange every message with it through a channel in
+// shared memory (CALYPSO_LOCAL_MESSAGES); with 0, through the provider. Same answers.
+TEST_P(Providers, WorkersOnTheManagersHostExchangeMessagesInMemory) {
+  const std::vector<std::string> jacobi{kExamples + "/jacobi", "512", "20", "8"};
+  const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};
+  for (const char* channel : {"1", "0"}) {
+    for (const auto& program : {jacobi, matmul}) {
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_MESSAGES", channel}, {"CALYPSO_STATS", "text"}, {"CALYPSO_LOG", "info"}},
+                   120s);
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
+      const auto at = r.output.find(" messages through shared memory");
+      ASSERT_NE(at, std::string::npos) << r.output;
+      const auto from = r.output.rfind(" and ", at);
+      const unsigned long taken = std::stoul(r.output.substr(from + 5, at - from - 5));
+      // At least a message with results from each worker at each step (results may
+      // share one): 20 steps of jacobi, 1 of matmul.
+      if (std::string(channel) == "1") EXPECT_GE(taken, program == jacobi ? 40u : 2u) << r.output;
+      else EXPECT_EQ(taken, 0u) << r.output;
+      EXPECT_EQ(contains(r.output, "exchanging messages with the manager through shared memory"),
+                std::string(channel) == "1") << r.output;
       EXPECT_FALSE(contains(r.output, "protocol violation")) << r.output;
     }
   }
@@ -578,14 +605,16 @@ INSTANTIATE_TEST_SUITE_P(Failures, DeathPoints,
                            return n;
                          });
 
-// On tcp pages and results go through the network (RMA and messages), as across hosts;
-// on shm through shared memory (local reads and result rings, the default on one host:
-// mid-result is then a death between writing the result into the ring and naming it).
+// On tcp pages, results and messages go through the network (RMA and messages), as
+// across hosts; on shm through shared memory (local reads, result rings and message
+// channels, the default on one host: mid-result is then a death between writing the
+// result into the ring and naming it).
 TEST_P(DeathPoints, AnswerIsExactAndMemoryNeverHalfUpdated) {
   const auto& [point, provider] = GetParam();
   const bool local = provider != "tcp";
   auto r = run_with_one_death(job(2, provider, {kProbe, "big"}), point + "@1",
-                              {{"CALYPSO_LOCAL_READS", local ? "1" : "0"}, {"CALYPSO_LOCAL_RESULTS", local ? "16M" : "0"}});
+                              {{"CALYPSO_LOCAL_READS", local ? "1" : "0"}, {"CALYPSO_LOCAL_RESULTS", local ? "16M" : "0"},
+                {"CALYPSO_LOCAL_MESSAGES", local ? "1" : "0"}});
   EXPECT_TRUE(contains(r.output, "probe big: ok")) << r.output;
 }
 
