@@ -113,8 +113,10 @@ TEST(LocalChannel, TheBellRingsOnlyForASleepingReceiver) {
 // What a broken or hostile producer can write into the shared file: the receiver says
 // `corrupt` and reads nothing outside the ring.
 TEST(LocalChannel, GarbageFromTheProducerIsCorruptNotARead) {
-  constexpr std::size_t kHeader = 4096, kFirstTail = 512;   // local_channel.hpp's layout
-  for (int kind = 0; kind < 3; ++kind) {
+  // local_channel.hpp's layout: the creator's ring's tail at 512, the opener's head at
+  // 1024 + 128 (the opener's ring is the second direction).
+  constexpr std::size_t kHeader = 4096, kFirstTail = 512, kSecondHead = 1024 + 128;
+  for (int kind = 0; kind < 6; ++kind) {
     LocalChannel worker = LocalChannel::create(kMax);
     const auto offer = offer_of(worker);
     LocalChannel manager = open_side(worker);
@@ -123,18 +125,26 @@ TEST(LocalChannel, GarbageFromTheProducerIsCorruptNotARead) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, offer.fd, 0);
     ASSERT_NE(p, MAP_FAILED);
     auto* file = static_cast<std::byte*>(p);
-    std::uint64_t v = 0;
-    if (kind == 0) {
-      v = kMax + 1;   // a length above the largest message
-      std::memcpy(file + kHeader, &v, sizeof v);
-    } else if (kind == 1) {
-      v = 1000;       // a length past the tail
-      std::memcpy(file + kHeader, &v, sizeof v);
-    } else {
-      v = 3 * offer.capacity;   // a tail more than a ring ahead
-      std::memcpy(file + kFirstTail, &v, sizeof v);
-    }
+    auto put = [&](std::size_t at, std::uint64_t v) { std::memcpy(file + at, &v, sizeof v); };
     std::vector<std::byte> got;
+    if (kind == 0) {
+      put(kHeader, kMax + 1);             // a length above the largest message
+    } else if (kind == 1) {
+      put(kHeader, 1000);                 // a length past the tail
+    } else if (kind == 2) {
+      put(kFirstTail, 3 * offer.capacity);   // a tail more than a ring ahead
+    } else if (kind == 3) {
+      put(kHeader, ~std::uint64_t{0});    // a wrap marker with less than the ring's rest
+    } else if (kind == 4) {
+      ASSERT_EQ(manager.receive(got), LocalChannel::Received::message);
+      put(kFirstTail, 8);                 // a tail behind the head
+    } else {
+      // The consumer side: a head moved past what was sent makes the sender give up.
+      put(kSecondHead, 4096);
+      EXPECT_EQ(send(manager, pattern(8, 1)), net::SendStatus::peer_failed);
+      munmap(p, bytes);
+      continue;
+    }
     EXPECT_EQ(manager.receive(got), LocalChannel::Received::corrupt) << kind;
     munmap(p, bytes);
   }
@@ -189,7 +199,11 @@ TEST(LocalChannel, AnotherProcessEchoesAndAKilledOneOnlyFillsTheRing) {
       }
       c->awake();
     }
-    pause();   // until killed
+    // Asleep on the bell, flag set, when killed: the parent's next send writes the pipe.
+    c->sleep_unless_pending();
+    pollfd p{c->bell_fd(), POLLIN, 0};
+    ::poll(&p, 1, -1);
+    pause();
     _exit(0);
   }
   std::vector<std::byte> got;
@@ -236,9 +250,10 @@ TEST(LocalChannel, AnEndpointUsesTheAttachedChannelForItsPeer) {
     std::this_thread::sleep_for(50ms);   // b is asleep in wait() by then
     for (int i = 0; i < 50; ++i) ASSERT_EQ(a.send(b_at_a, pattern(100 + i, i)), net::SendStatus::ok);
   });
-  const auto deadline = Clock::now() + 10s;
-  while (at_b.size() < 50 && Clock::now() < deadline) {
-    if (b.wait(1000ms)) b.poll([&](const net::Event& e) {
+  // Each wait ends with a message, never on its timeout: a lost wake-up would sleep 5 s.
+  for (int rounds = 0; at_b.size() < 50 && rounds < 100; ++rounds) {
+    ASSERT_TRUE(b.wait(5000ms)) << "slept through a message, after " << at_b.size();
+    b.poll([&](const net::Event& e) {
       if (e.kind == net::Event::Kind::message) at_b.emplace_back(e.data.begin(), e.data.end());
     });
   }

@@ -279,6 +279,7 @@ struct Endpoint::Impl {
   std::map<PeerId, LocalChannel> channels;
   std::vector<PeerId> channel_ids;
   std::vector<std::byte> local_rx;                   // the message being delivered
+  std::vector<PeerId> broken_channels;               // dropped for garbage (attach_local)
   std::uint64_t local_received = 0;
   void poll_channels(const std::function<void(const Event&)>& fn, std::size_t& delivered);
   void drop_channel(PeerId p) noexcept;
@@ -564,8 +565,15 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
   poll_interval = kMinPollInterval;   // a reply may follow soon
   if (auto it = channels.find(to); it != channels.end()) {
     const SendStatus status = it->second.send(parts, len, deadline);
-    if (status == SendStatus::peer_failed) peer_errors.emplace_back(to, FI_EIO);
+    if (status == SendStatus::peer_failed) {
+      drop_channel(to);
+      broken_channels.push_back(to);
+      peer_errors.emplace_back(to, Endpoint::kBrokenChannel);
+    }
     return status;
+  }
+  if (std::find(broken_channels.begin(), broken_channels.end(), to) != broken_channels.end()) {
+    return SendStatus::peer_failed;
   }
   if (fragment_payload > 0) return send_fragments(to, parts, len, deadline);
   auto gather = [&](std::byte* dst) {
@@ -756,6 +764,9 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
     ++delivered;
     fn(Event{Event::Kind::peer_error, peer, {}, err});
   }
+  // Channels first: a local peer's messages are all there except what it sends from
+  // another endpoint (a worker's `leave`), which it sent after them.
+  poll_channels(fn, delivered);
   fi_cq_msg_entry e{};
   for (std::size_t n = 0; n < rx_count && next_rx(e); ++n) {
     struct Repost {   // the buffer goes back even if fn throws
@@ -766,12 +777,12 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
     ++delivered;
     deliver({rx_pool.at(repost.slot), e.len}, fn);
   }
-  poll_channels(fn, delivered);
   if (delivered > 0) poll_interval = kMinPollInterval;   // a reply may follow soon
   return delivered;
 }
 
-// At most rx_count messages from each channel, as from the CQ.
+// At most rx_count messages from each channel, as from the CQ. (If fn removes a peer,
+// the next channel in line may wait for the next poll: ready_to_sleep() looks at all.)
 void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, std::size_t& delivered) {
   for (std::size_t i = 0; i < channel_ids.size(); ++i) {
     const PeerId p = channel_ids[i];
@@ -785,7 +796,8 @@ void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, 
       if (r == LocalChannel::Received::corrupt) {
         std::fprintf(stderr, "calypso net: a local channel delivered a malformed message; dropped the channel\n");
         drop_channel(p);
-        fn(Event{Event::Kind::peer_error, p, {}, FI_EIO});
+        broken_channels.push_back(p);
+        fn(Event{Event::Kind::peer_error, p, {}, Endpoint::kBrokenChannel});
         break;
       }
       ++local_received;
@@ -882,6 +894,7 @@ void Endpoint::Impl::remove_peer(PeerId p) noexcept {
   std::erase_if(peer_errors, [p](const auto& e) { return e.first == p; });
   peer_bells.erase(p);
   drop_channel(p);
+  std::erase(broken_channels, p);
   fi_addr_t addr = p;
   if (outstanding) return;
   if (int rc = fi_av_remove(av.get(), &addr, 1, 0); rc != 0) log_error("fi_av_remove", rc);

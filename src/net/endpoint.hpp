@@ -88,7 +88,8 @@ struct Event {
   PeerId peer = kNoPeer;                 // for peer_error: the peer a send to failed; for
                                          // message: kNoPeer (messages carry their sender)
   std::span<const std::byte> data;       // message bytes, valid only during the callback
-  int error = 0;                         // for peer_error: positive FI_E* code
+  int error = 0;                         // for peer_error: positive FI_E* code, or
+                                         // Endpoint::kBrokenChannel
 };
 
 class LocalChannel;   // local_channel.hpp
@@ -168,8 +169,11 @@ class Endpoint {
   // switch where no message is on its way through the provider, or order is lost: the
   // opener attaches just after its last message through the provider (which tells the
   // creator to attach), the creator once that message arrived. A channel that delivers
-  // garbage is dropped and reported as a peer_error for p (error FI_EIO).
+  // garbage is dropped and reported as a peer_error for p with error kBrokenChannel;
+  // sends to p then fail (peer_failed) until remove_peer(p): the peer does not fall back
+  // to the provider, where the other side would not look for it.
   void attach_local(PeerId p, LocalChannel&& channel);
+  static constexpr int kBrokenChannel = -1;   // Event::error: a local channel broke
   // Messages received through local channels so far.
   std::uint64_t local_messages() const;
 

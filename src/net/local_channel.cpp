@@ -29,10 +29,18 @@ constexpr std::chrono::microseconds kFirstNap{20}, kLongestNap{1000};
 
 std::size_t padded(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
+// Room for kMessagesInRing of the largest messages: the manager may queue several
+// assignments that carry pushed pages to a busy worker, and a full ring makes its
+// single event loop wait (as exhausted send buffers would). Pages are allocated as the
+// ring first reaches them.
+constexpr std::size_t kMessagesInRing = 8;
 std::size_t capacity_for(std::size_t max_message) {
   const std::size_t page = 4096;
-  return (2 * (padded(max_message) + kFrame) + page - 1) / page * page;
+  return (kMessagesInRing * (padded(max_message) + kFrame) + page - 1) / page * page;
 }
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "the positions are shared with another process: plain loads and stores");
 
 bool describe(int fd, std::uint64_t& dev, std::uint64_t& ino) {
   struct stat st{};
@@ -211,8 +219,8 @@ SendStatus LocalChannel::send(std::span<const std::span<const std::byte>> parts,
   const std::size_t total = wrap ? capacity_ - at + need : need;
   for (auto nap = kFirstNap;; nap = std::min(2 * nap, kLongestNap)) {
     const std::uint64_t head = word(base + kHead).load(std::memory_order_acquire);
-    // A consumer that moved its head past our tail is broken: treat it as gone.
-    if (head > tail_) return SendStatus::peer_failed;
+    // A consumer whose head is past our tail, or a ring behind it, is broken: gone.
+    if (head > tail_ || tail_ - head > capacity_) return SendStatus::peer_failed;
     if (capacity_ - (tail_ - head) >= total) break;
     if (std::chrono::steady_clock::now() >= deadline) return SendStatus::again;
     std::this_thread::sleep_for(nap);

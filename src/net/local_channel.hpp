@@ -56,9 +56,9 @@ class LocalChannel {
     std::uint64_t capacity = 0;
   };
 
-  // The creator's side: a fresh file and pipes, rings of `capacity` bytes each (rounded
-  // up to pages; at least twice the largest message plus framing, so that any message
-  // fits an empty ring). Throws net::Error.
+  // The creator's side: a fresh file and pipes, and two rings with room for 8 of the
+  // largest messages each (with framing, rounded up to pages; any message fits an empty
+  // ring). Throws net::Error.
   static LocalChannel create(std::size_t max_message);
   Description describe() const;
   // The opener's side, from descriptors it opened itself (the file read-write, each pipe

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <utility>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 
@@ -117,11 +118,13 @@ void ManagerLoop::loop() {
       if (stopped_) return;
     }
     if (!ep_.ready_to_sleep()) continue;
-    epoll_event evs[4];
-    int n = epoll_wait(epoll_.get(), evs, 4, ep_.wait_fd() < 0 ? 10 : -1);
+    epoll_event evs[16];
+    int n = epoll_wait(epoll_.get(), evs, 16, ep_.wait_fd() < 0 ? 10 : -1);
     for (int i = 0; i < n; ++i) {
       std::uint64_t count;
-      if (evs[i].data.fd == timer_.get()) {
+      if ((evs[i].data.u64 & kExitTag) != 0) {
+        on_exit(static_cast<WorkerId>(evs[i].data.u64 & ~kExitTag));
+      } else if (evs[i].data.fd == timer_.get()) {
         if (read(timer_.get(), &count, sizeof count) > 0) on_tick();
       } else if (evs[i].data.fd == late_timer_.get()) {
         if (read(late_timer_.get(), &count, sizeof count) > 0) dispatch();   // a segment got late
@@ -159,8 +162,12 @@ void ManagerLoop::drain_endpoint() {
 
 void ManagerLoop::on_event(const net::Event& e) {
   if (e.kind == net::Event::Kind::peer_error) {
+    // A broken channel is not a network's hiccup: the worker cannot come back.
+    const bool broken = e.error == net::Endpoint::kBrokenChannel;
     for (auto& [id, w] : workers_) {
-      if (w.peer == e.peer && w.state != WorkerState::gone) lose(id, w, "its connection failed", true);
+      if (w.peer != e.peer || w.state == WorkerState::gone) continue;
+      if (broken) lose(id, w, "its message channel broke", false);
+      else lose(id, w, "its connection failed", true);
     }
     return;
   }
@@ -263,8 +270,12 @@ void ManagerLoop::on_hello(const Message& m) {
   }
   wel.local_results = w.ring ? 1 : 0;
   // The same proof of one host as for the ring: the worker's own files, opened by pid.
+  // The pidfd first: the files then prove it is the worker's process (a pid reused in
+  // between would not hold them).
   std::optional<net::LocalChannel> channel;
+  UniqueFd exit_watch;
   if (config_.local_messages && same_host && h->fixed.messages.nonce != 0) {
+    exit_watch = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, h->fixed.pid, 0)));
     std::string why;
     channel = open_offered_channel(h->fixed.pid, h->fixed.messages, ep_.max_message(), why);
     if (!channel) LOG_INFO("worker %u's messages go through the network: %s", id, why.c_str());
@@ -296,7 +307,16 @@ void ManagerLoop::on_hello(const Message& m) {
   Encoder e(MsgType::welcome, id, wel);
   e.append(runs.data(), runs.size() * sizeof(std::uint32_t));
   if (!send(id, w, e)) return;
-  if (channel) ep_.attach_local(w.peer, std::move(*channel));   // after the welcome: see Welcome
+  if (channel) {
+    ep_.attach_local(w.peer, std::move(*channel));   // after the welcome: see Welcome
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kExitTag | id;
+    // Without a pidfd (a kernel before 5.3), missing heartbeats still find it.
+    if (exit_watch.get() >= 0 && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, exit_watch.get(), &ev) == 0) {
+      w.exit_watch = std::move(exit_watch);
+    }
+  }
   LOG_INFO("worker %u joined (%s pid %u)", id, w.host.c_str(), w.pid);
   {
     std::lock_guard lock(mutex_);
@@ -614,7 +634,22 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
 
 // Forgets a departed worker's addresses, and with them any send still waiting for it
 // (a dead peer never completes them, and they hold send buffers).
+// Messages it sent before it died are taken first (they may hold results); it is then
+// lost as a worker that stops answering is, and its pidfd closed (it stays readable).
+void ManagerLoop::on_exit(WorkerId id) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return;
+  if (shutting_down_) {   // workers exit when the job ends: nothing lost
+    it->second.exit_watch.reset();
+    return;
+  }
+  drain_endpoint();
+  if (it->second.state != WorkerState::gone) lose(id, it->second, "its process exited", true);
+  it->second.exit_watch.reset();
+}
+
 void ManagerLoop::release(Worker& w) {
+  w.exit_watch.reset();   // closing it takes it out of epoll_
   for (net::PeerId* p : {&w.peer, &w.heartbeat_peer}) {
     if (*p != net::kNoPeer) ep_.remove_peer(*p);
     *p = net::kNoPeer;

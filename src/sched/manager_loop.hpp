@@ -96,6 +96,10 @@ class ManagerLoop {
   struct Worker {
     net::PeerId peer = net::kNoPeer;
     net::PeerId heartbeat_peer = net::kNoPeer;   // its heartbeat endpoint: we ping it
+    // A worker on this host with a message channel: a pidfd of its process in epoll_,
+    // readable once it has exited. Its channel takes messages until its ring is full, so
+    // without this a killed worker would be found only by missing heartbeats.
+    UniqueFd exit_watch;
     WorkerState state = WorkerState::alive;
     Clock::time_point last_seen;
     bool parked = false;                    // asked for work and holds none
@@ -177,6 +181,8 @@ class ManagerLoop {
   // inner: a message of a bundle (on_bundle), taken without the checks done for the bundle.
   void on_message(const Message& m, bool inner = false);
   void on_hello(const Message& m);
+  void on_exit(WorkerId id);   // its exit_watch fired
+  static constexpr std::uint64_t kExitTag = std::uint64_t{1} << 40;   // epoll data: exit_watch
   void on_request_work(const Message& m, WorkerId id, Worker& w);
   void on_prepared(const Message& m, WorkerId id, Worker& w);
   void prepare_if_behind(WorkerId id, Worker& w);   // sends a prepare of prepare_target_
