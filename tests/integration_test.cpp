@@ -432,9 +432,19 @@ TEST_P(Providers, WorkerKilledWhileHoldingResultsChangesNothingButTime) {
 
 // ---- failures --------------------------------------------------------------------------------
 
+// On shm the worker's heartbeat thread may be inside libfabric's shm provider, holding a
+// queue's lock, when the worker kills itself: the known limitation of libfabric 1.17 in
+// the README, which the stall watch then reports (seen once in ~100 runs). Such a run is
+// repeated once, saying so; a second one fails the test.
 TEST_P(Providers, WorkerKilledInTheMiddleOfASegmentChangesNothingButTime) {
   std::string dir = temp_dir();
   auto r = run(job(2, GetParam(), {kProbe, "kill-once", dir}), {{"CALYPSO_SUSPECT_MS", "1000"}});
+  if (GetParam() == std::string("shm") && contains(r.output, "call into libfabric's shm provider and gives up")) {
+    std::printf("the shm provider's lock was held by the killed worker (known limitation); once more:\n%s\n",
+                r.output.c_str());
+    std::remove((dir + "/killed").c_str());
+    r = run(job(2, GetParam(), {kProbe, "kill-once", dir}), {{"CALYPSO_SUSPECT_MS", "1000"}});
+  }
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe kill-once: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
