@@ -274,10 +274,8 @@ struct Endpoint::Impl {
   std::array<OpContext, Endpoint::kMaxReadsTogether> read_ctx;   // reads in flight
   std::optional<Doorbell> bell;                      // when the CQs have no wait fd
   std::map<PeerId, Doorbell::Peer> peer_bells;
-  // Peers on this host that take messages through shared memory (attach_local); the ids
-  // again in a vector that poll() walks by index, since fn may remove a peer.
+  // Peers on this host that take messages through shared memory (attach_local).
   std::map<PeerId, LocalChannel> channels;
-  std::vector<PeerId> channel_ids;
   std::vector<std::byte> local_rx;                   // the message being delivered
   std::vector<PeerId> broken_channels;               // dropped for garbage (attach_local)
   std::uint64_t local_received = 0;
@@ -781,15 +779,13 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
   return delivered;
 }
 
-// At most rx_count messages from each channel, as from the CQ. (If fn removes a peer,
-// the next channel in line may wait for the next poll: ready_to_sleep() looks at all.)
+// At most rx_count messages from each channel, as from the CQ. Channels are looked up by
+// key after every callback: fn may remove a peer.
 void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, std::size_t& delivered) {
-  for (std::size_t i = 0; i < channel_ids.size(); ++i) {
-    const PeerId p = channel_ids[i];
-    for (std::size_t n = 0; n < rx_count; ++n) {
-      auto it = channels.find(p);   // again each time: fn may have removed p
-      if (it == channels.end()) break;
-      if (n == 0) it->second.awake();
+  for (auto it = channels.begin(); it != channels.end();) {
+    const PeerId p = it->first;
+    it->second.awake();
+    for (std::size_t n = 0; n < rx_count && it != channels.end(); ++n, it = channels.find(p)) {
       const LocalChannel::Received r = it->second.receive(local_rx);
       if (r == LocalChannel::Received::none) break;
       ++delivered;
@@ -803,6 +799,7 @@ void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, 
       ++local_received;
       fn(Event{Event::Kind::message, kNoPeer, local_rx, 0});
     }
+    it = channels.upper_bound(p);
   }
 }
 
@@ -811,7 +808,6 @@ void Endpoint::Impl::drop_channel(PeerId p) noexcept {
   if (it == channels.end()) return;
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, it->second.bell_fd(), nullptr);
   channels.erase(it);
-  std::erase(channel_ids, p);
 }
 
 // Sleeping on the CQ fds is safe when fi_trywait says so. Otherwise the CQs are
@@ -1023,7 +1019,6 @@ void Endpoint::attach_local(PeerId p, LocalChannel&& channel) {
   ev.data.fd = channel.bell_fd();
   if (::epoll_ctl(m.epoll.get(), EPOLL_CTL_ADD, channel.bell_fd(), &ev) != 0) fail("epoll_ctl", -errno);
   m.channels.emplace(p, std::move(channel));
-  m.channel_ids.push_back(p);
   if (m.local_rx.capacity() < m.cfg.max_message) m.local_rx.reserve(m.cfg.max_message);
 }
 

@@ -42,14 +42,6 @@ std::size_t capacity_for(std::size_t max_message) {
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "the positions are shared with another process: plain loads and stores");
 
-bool describe(int fd, std::uint64_t& dev, std::uint64_t& ino) {
-  struct stat st{};
-  if (fstat(fd, &st) != 0) return false;
-  dev = static_cast<std::uint64_t>(st.st_dev);
-  ino = static_cast<std::uint64_t>(st.st_ino);
-  return true;
-}
-
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 // Both ends non-blocking: a full pipe means a wake-up is pending anyway.
@@ -62,55 +54,14 @@ void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
 
 }  // namespace
 
-LocalChannel::LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell, UniqueFd spare_bell,
-                           std::size_t capacity, std::size_t max_message, bool creator)
+LocalChannel::LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell, std::size_t capacity,
+                           std::size_t max_message, bool creator)
     : file_(std::move(file)),
       own_bell_(std::move(own_bell)),
       peer_bell_(std::move(peer_bell)),
-      spare_bell_(std::move(spare_bell)),
       capacity_(capacity),
       max_message_(max_message),
       out_(creator ? 0 : 1) {}
-
-LocalChannel::LocalChannel(LocalChannel&& o) noexcept
-    : file_(std::move(o.file_)),
-      own_bell_(std::move(o.own_bell_)),
-      peer_bell_(std::move(o.peer_bell_)),
-      spare_bell_(std::move(o.spare_bell_)),
-      spare_bell2_(std::move(o.spare_bell2_)),
-      map_(std::exchange(o.map_, nullptr)),
-      map_bytes_(std::exchange(o.map_bytes_, 0)),
-      capacity_(o.capacity_),
-      max_message_(o.max_message_),
-      out_(o.out_),
-      nonce_(o.nonce_),
-      tail_(o.tail_),
-      head_(o.head_),
-      asleep_(o.asleep_) {}
-
-LocalChannel& LocalChannel::operator=(LocalChannel&& o) noexcept {
-  if (this == &o) return *this;
-  if (map_ != nullptr) munmap(map_, map_bytes_);
-  file_ = std::move(o.file_);
-  own_bell_ = std::move(o.own_bell_);
-  peer_bell_ = std::move(o.peer_bell_);
-  spare_bell_ = std::move(o.spare_bell_);
-  spare_bell2_ = std::move(o.spare_bell2_);
-  map_ = std::exchange(o.map_, nullptr);
-  map_bytes_ = std::exchange(o.map_bytes_, 0);
-  capacity_ = o.capacity_;
-  max_message_ = o.max_message_;
-  out_ = o.out_;
-  nonce_ = o.nonce_;
-  tail_ = o.tail_;
-  head_ = o.head_;
-  asleep_ = o.asleep_;
-  return *this;
-}
-
-LocalChannel::~LocalChannel() {
-  if (map_ != nullptr) munmap(map_, map_bytes_);
-}
 
 LocalChannel LocalChannel::create(std::size_t max_message) {
   const std::size_t capacity = capacity_for(max_message);
@@ -126,35 +77,22 @@ LocalChannel LocalChannel::create(std::size_t max_message) {
   UniqueFd creator_read, creator_write, opener_read, opener_write;
   make_pipe(creator_read, creator_write);   // wakes the creator
   make_pipe(opener_read, opener_write);     // wakes the opener
-  // Kept: the ends the opener opens, and the opener's read end keeps our writes from
-  // ever raising SIGPIPE.
-  LocalChannel c(std::move(file), std::move(creator_read), std::move(opener_write), std::move(creator_write),
-                 capacity, max_message, true);
-  c.spare_bell2_ = std::move(opener_read);
+  LocalChannel c(std::move(file), std::move(creator_read), std::move(opener_write), capacity, max_message, true);
+  c.creator_bell_write_ = std::move(creator_write);
+  c.opener_bell_read_ = std::move(opener_read);
   std::string why;
   if (!c.map(why)) throw Error("calypso net: " + why);
   std::random_device random;
   c.nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;
-  std::memcpy(static_cast<std::byte*>(c.map_) + kNonceAt, &c.nonce_, sizeof c.nonce_);
+  auto* header = static_cast<std::byte*>(c.map_.get());
+  std::memcpy(header + kNonceAt, &c.nonce_, sizeof c.nonce_);
   const std::uint64_t cap = capacity;
-  std::memcpy(static_cast<std::byte*>(c.map_) + kCapacityAt, &cap, sizeof cap);
+  std::memcpy(header + kCapacityAt, &cap, sizeof cap);
   return c;
 }
 
 LocalChannel::Description LocalChannel::describe() const {
-  Description d;
-  d.pid = static_cast<std::uint32_t>(getpid());
-  d.file_fd = file_.get();
-  d.creator_bell_fd = spare_bell_.get();
-  d.opener_bell_fd = spare_bell2_.get();
-  if (!net::describe(d.file_fd, d.file_dev, d.file_ino) ||
-      !net::describe(d.creator_bell_fd, d.creator_bell_dev, d.creator_bell_ino) ||
-      !net::describe(d.opener_bell_fd, d.opener_bell_dev, d.opener_bell_ino)) {
-    return {};
-  }
-  d.nonce = nonce_;
-  d.capacity = capacity_;
-  return d;
+  return Description{file_.get(), creator_bell_write_.get(), opener_bell_read_.get(), nonce_, capacity_};
 }
 
 std::optional<LocalChannel> LocalChannel::open(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell,
@@ -174,12 +112,12 @@ std::optional<LocalChannel> LocalChannel::open(UniqueFd file, UniqueFd own_bell,
     why = "the local channel's file is not sealed at its size";
     return std::nullopt;
   }
-  LocalChannel c(std::move(file), std::move(own_bell), std::move(peer_bell), UniqueFd{}, d.capacity, max_message,
-                 false);
+  LocalChannel c(std::move(file), std::move(own_bell), std::move(peer_bell), d.capacity, max_message, false);
   if (!c.map(why)) return std::nullopt;
   std::uint64_t nonce = 0, cap = 0;
-  std::memcpy(&nonce, static_cast<const std::byte*>(c.map_) + kNonceAt, sizeof nonce);
-  std::memcpy(&cap, static_cast<const std::byte*>(c.map_) + kCapacityAt, sizeof cap);
+  const auto* header = static_cast<const std::byte*>(c.map_.get());
+  std::memcpy(&nonce, header + kNonceAt, sizeof nonce);
+  std::memcpy(&cap, header + kCapacityAt, sizeof cap);
   if (nonce != d.nonce || nonce == 0 || cap != d.capacity) {
     why = "the local channel's file is another one (nonce or capacity differ)";
     return std::nullopt;
@@ -189,25 +127,24 @@ std::optional<LocalChannel> LocalChannel::open(UniqueFd file, UniqueFd own_bell,
 }
 
 bool LocalChannel::map(std::string& why) noexcept {
-  map_bytes_ = kHeader + 2 * capacity_;
-  void* p = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, file_.get(), 0);
+  const std::size_t bytes = kHeader + 2 * capacity_;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, file_.get(), 0);
   if (p == MAP_FAILED) {
     why = errno_text("mmap of a local channel");
-    map_bytes_ = 0;
     return false;
   }
-  map_ = p;
+  map_ = Mapping(p, bytes);
   return true;
 }
 
 std::atomic<std::uint64_t>& LocalChannel::word(std::size_t offset) const noexcept {
   // A u64 in shared memory, 8-byte aligned; lock-free atomics on it are plain loads and
   // stores, which is what the other process does too.
-  return *reinterpret_cast<std::atomic<std::uint64_t>*>(static_cast<std::byte*>(map_) + offset);
+  return *reinterpret_cast<std::atomic<std::uint64_t>*>(static_cast<std::byte*>(map_.get()) + offset);
 }
 
 std::byte* LocalChannel::data(int direction) const noexcept {
-  return static_cast<std::byte*>(map_) + kHeader + static_cast<std::size_t>(direction) * capacity_;
+  return static_cast<std::byte*>(map_.get()) + kHeader + static_cast<std::size_t>(direction) * capacity_;
 }
 
 SendStatus LocalChannel::send(std::span<const std::span<const std::byte>> parts, std::size_t len,

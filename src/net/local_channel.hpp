@@ -29,6 +29,7 @@
 #pragma once
 
 #include "net/endpoint.hpp"
+#include "mapping.hpp"
 #include "unique_fd.hpp"
 
 #include <atomic>
@@ -44,14 +45,10 @@ namespace calypso::net {
 
 class LocalChannel {
  public:
-  // What the opener needs: the creator's pid and the descriptors, devices and inodes of
-  // the file and of both pipes, the nonce and the capacity of each ring.
+  // What the opener needs besides the creator's pid: the creator's descriptors of the
+  // file and of the pipe ends the opener opens, the nonce and the capacity of each ring.
   struct Description {
-    std::uint32_t pid = 0;
     int file_fd = -1, creator_bell_fd = -1, opener_bell_fd = -1;
-    std::uint64_t file_dev = 0, file_ino = 0;
-    std::uint64_t creator_bell_dev = 0, creator_bell_ino = 0;
-    std::uint64_t opener_bell_dev = 0, opener_bell_ino = 0;
     std::uint64_t nonce = 0;
     std::uint64_t capacity = 0;
   };
@@ -67,11 +64,8 @@ class LocalChannel {
   static std::optional<LocalChannel> open(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell,
                                           const Description& d, std::size_t max_message, std::string& why);
 
-  LocalChannel(LocalChannel&& o) noexcept;
-  LocalChannel& operator=(LocalChannel&& o) noexcept;
-  LocalChannel(const LocalChannel&) = delete;
-  LocalChannel& operator=(const LocalChannel&) = delete;
-  ~LocalChannel();
+  LocalChannel(LocalChannel&&) noexcept = default;
+  LocalChannel& operator=(LocalChannel&&) noexcept = default;
 
   // Copies the message (gathered parts, at most max_message bytes) into the outgoing
   // ring, waiting until `deadline` for room (naps, no spinning); `again` if none came.
@@ -90,8 +84,8 @@ class LocalChannel {
   void awake() noexcept;
 
  private:
-  LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell, UniqueFd spare_bell, std::size_t capacity,
-               std::size_t max_message, bool creator);
+  LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell, std::size_t capacity, std::size_t max_message,
+               bool creator);
   bool map(std::string& why) noexcept;
   std::atomic<std::uint64_t>& word(std::size_t offset) const noexcept;
   std::byte* data(int direction) const noexcept;
@@ -99,10 +93,10 @@ class LocalChannel {
   UniqueFd file_;
   UniqueFd own_bell_;     // read end of the pipe that wakes this side
   UniqueFd peer_bell_;    // write end of the pipe that wakes the peer
-  UniqueFd spare_bell_;   // creator: the ends it keeps for the opener to open
-  UniqueFd spare_bell2_;
-  void* map_ = nullptr;
-  std::size_t map_bytes_ = 0;
+  // The creator's: the pipe ends the opener opens (the creator's write end, the opener's
+  // read end; holding the latter, our writes never raise SIGPIPE).
+  UniqueFd creator_bell_write_, opener_bell_read_;
+  Mapping map_;           // the whole file
   std::size_t capacity_ = 0;
   std::size_t max_message_ = 0;
   int out_ = 0;   // direction this side produces: 0 creator -> opener, 1 opener -> creator

@@ -10,16 +10,13 @@ namespace calypso::sched {
 ChannelOffer offer_of(const net::LocalChannel& channel) {
   const net::LocalChannel::Description d = channel.describe();
   ChannelOffer o{};
-  if (d.nonce == 0) return o;   // not describable: no offer
   o.fd = d.file_fd;
   o.worker_bell_fd = d.creator_bell_fd;
   o.manager_bell_fd = d.opener_bell_fd;
-  o.dev = d.file_dev;
-  o.ino = d.file_ino;
-  o.worker_bell_dev = d.creator_bell_dev;
-  o.worker_bell_ino = d.creator_bell_ino;
-  o.manager_bell_dev = d.opener_bell_dev;
-  o.manager_bell_ino = d.opener_bell_ino;
+  if (!describe_file(o.fd, o.dev, o.ino) || !describe_file(o.worker_bell_fd, o.worker_bell_dev, o.worker_bell_ino) ||
+      !describe_file(o.manager_bell_fd, o.manager_bell_dev, o.manager_bell_ino)) {
+    return ChannelOffer{};   // not describable: no offer
+  }
   o.nonce = d.nonce;
   o.capacity = d.capacity;
   return o;
@@ -38,7 +35,6 @@ std::optional<net::LocalChannel> open_offered_channel(std::uint32_t pid, const C
   UniqueFd worker_bell = open_peer_pipe(pid, offer.worker_bell_fd, offer.worker_bell_dev, offer.worker_bell_ino, why);
   if (worker_bell.get() < 0) return std::nullopt;
   net::LocalChannel::Description d;
-  d.pid = pid;
   d.nonce = offer.nonce;
   d.capacity = offer.capacity;
   return net::LocalChannel::open(std::move(file), std::move(own_bell), std::move(worker_bell), d, max_message, why);

@@ -12,25 +12,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include <utility>
 
 namespace calypso::sched {
-
-Mapping::Mapping(Mapping&& o) noexcept
-    : address_(std::exchange(o.address_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-
-Mapping& Mapping::operator=(Mapping&& o) noexcept {
-  if (this != &o) {
-    if (address_ != nullptr) munmap(address_, size_);
-    address_ = std::exchange(o.address_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-  }
-  return *this;
-}
-
-Mapping::~Mapping() {
-  if (address_ != nullptr) munmap(address_, size_);
-}
 
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 

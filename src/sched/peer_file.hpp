@@ -5,6 +5,7 @@
 // ptrace_scope does not restrict).
 #pragma once
 
+#include "mapping.hpp"
 #include "unique_fd.hpp"
 
 #include <cstddef>
@@ -13,21 +14,6 @@
 #include <string>
 
 namespace calypso::sched {
-
-// A shared mapping, unmapped when destroyed.
-class Mapping {
- public:
-  Mapping() = default;
-  Mapping(void* address, std::size_t size) noexcept : address_(address), size_(size) {}
-  Mapping(Mapping&& o) noexcept;
-  Mapping& operator=(Mapping&& o) noexcept;
-  ~Mapping();
-  void* get() const noexcept { return address_; }
-
- private:
-  void* address_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 // Opens /proc/PID/fd/FD (read-only, or read-write) if it is the regular file with the
 // device and inode offered; else an empty UniqueFd and the reason in `why`. Checked
