@@ -39,6 +39,10 @@ int main(int argc, char** argv) try {
     double* b = m.alloc<double>(nn);
     double* c = m.alloc<double>(nn);
     example::fill_operands(a, b, nn);
+    // A and B are inputs: frozen, workers on this host read the manager's copy of them
+    // instead of one copy each (B is streamed once per row of C).
+    m.freeze(a, nn);
+    m.freeze(b, nn);
     // The sequential run's memory is allocated untimed too, as the workers' is on joining.
     std::vector<double> ref(nn);
     m.wait_for_workers();   // time the computation, not the workers' start-up

@@ -212,6 +212,10 @@ Config Config::from_environment() {
   read_uint("CALYPSO_LOCAL_READS", local_reads, 0, 1);
   c.local_reads = local_reads != 0;
   read_size("CALYPSO_LOCAL_RESULTS", c.local_results);
+  std::uint32_t share_frozen = 1;
+  read_uint("CALYPSO_SHARE_FROZEN", share_frozen, 0, 1);
+  c.share_frozen = share_frozen != 0;
+
   std::uint32_t local_messages = 1;
   read_uint("CALYPSO_LOCAL_MESSAGES", local_messages, 0, 1);
   c.local_messages = local_messages != 0;

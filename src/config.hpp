@@ -34,6 +34,7 @@ struct Config {
   std::string rma_fetch = "auto";                    // CALYPSO_RMA_FETCH: auto|on|off
   bool local_reads = true;                           // CALYPSO_LOCAL_READS: workers on the manager's host
   std::size_t local_results = std::size_t{16} << 20; // CALYPSO_LOCAL_RESULTS: result ring per local worker, 0 off
+  bool share_frozen = true;                          // CALYPSO_SHARE_FROZEN: local workers map frozen pages
   bool local_messages = true;                        // CALYPSO_LOCAL_MESSAGES: messages through shared memory on one host
   // Whether endpoints on this provider ask for RMA page reads. They beat a page_data
   // round trip on shm (one cross-memory copy) and on tcp;ofi_rxm (no copies through

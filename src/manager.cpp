@@ -66,9 +66,46 @@ void ManagerImpl::prefault(std::size_t from, std::size_t to) {
 
 void ManagerImpl::deallocate(void* p) noexcept {
   if (p == nullptr) return;
-  if (!region_.contains(p) || !heap_.release(static_cast<std::size_t>(static_cast<std::byte*>(p) - region_.base()))) {
+  const auto offset = static_cast<std::size_t>(static_cast<std::byte*>(p) - region_.base());
+  if (!region_.contains(p) || !heap_.block_bytes(offset)) {
     LOG_ERROR("deallocate(%p): not a block of the shared heap (ignored)", p);
+    return;
   }
+  // Handed out again, the block would be cleared and written: frozen pages never change.
+  const std::size_t page = config_.page_size, end = offset + *heap_.block_bytes(offset);
+  for (std::size_t q = offset / page; q < frozen_.size() && q * page < end; ++q) {
+    if (frozen_[q] != 0) {
+      LOG_WARN("deallocate(%p): the block holds frozen memory, so it stays allocated", p);
+      return;
+    }
+  }
+  heap_.release(offset);
+}
+
+std::size_t ManagerImpl::freeze(const void* p, std::size_t bytes) {
+  if (bytes == 0) return 0;
+  const auto* b = static_cast<const std::byte*>(p);
+  if (!region_.contains(p) || !region_.contains(b + (bytes - 1)) || b + (bytes - 1) < b) {
+    throw Error("calypso: freeze() was given memory that is not inside shared memory");
+  }
+  const std::size_t page = config_.page_size, offset = static_cast<std::size_t>(b - region_.base());
+  const std::size_t first = (offset + page - 1) / page, end = (offset + bytes) / page;
+  if (frozen_.empty()) frozen_.assign(region_.pages(), 0);
+  for (std::size_t q = first; q < end;) {
+    if (frozen_[q] != 0) {
+      ++q;
+      continue;
+    }
+    std::size_t r = q + 1;
+    while (r < end && frozen_[r] == 0) ++r;
+    std::fill(frozen_.begin() + static_cast<std::ptrdiff_t>(q), frozen_.begin() + static_cast<std::ptrdiff_t>(r),
+              std::uint8_t{1});
+    home_.freeze(static_cast<dsm::PageNumber>(q), static_cast<dsm::PageNumber>(r - q));
+    frozen_pending_.push_back(static_cast<std::uint32_t>(q));
+    frozen_pending_.push_back(static_cast<std::uint32_t>(r - q));
+    q = r;
+  }
+  return first < end ? (end - first) * page : 0;
 }
 
 void ManagerImpl::run_step(std::vector<Task> tasks) {
@@ -88,6 +125,8 @@ void ManagerImpl::run_step(std::vector<Task> tasks) {
     spec.routines.push_back({*id, t.count(), t.args()});
   }
   spec.sequential_writes = home_.take_written();
+  spec.frozen = std::move(frozen_pending_);
+  frozen_pending_.clear();
   loop_.run_step(std::move(spec));
 }
 
@@ -95,6 +134,7 @@ void ManagerImpl::run_step(std::vector<Task> tasks) {
 
 void* Manager::allocate(std::size_t bytes, std::size_t align) { return impl_.allocate(bytes, align); }
 void Manager::deallocate(void* p) noexcept { impl_.deallocate(p); }
+std::size_t Manager::freeze(const void* p, std::size_t bytes) { return impl_.freeze(p, bytes); }
 void Manager::run_step(std::vector<Task> tasks) { impl_.run_step(std::move(tasks)); }
 std::size_t Manager::workers() const { return impl_.workers(); }
 std::size_t Manager::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {

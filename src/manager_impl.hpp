@@ -19,6 +19,7 @@ class ManagerImpl {
 
   void* allocate(std::size_t bytes, std::size_t align);
   void deallocate(void* p) noexcept;
+  std::size_t freeze(const void* p, std::size_t bytes);
   void run_step(std::vector<Task> tasks);
   std::size_t workers() const { return loop_.live_workers(); }
   std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
@@ -36,6 +37,8 @@ class ManagerImpl {
   dsm::HomeMemory home_;
   dsm::Heap heap_;
   std::size_t never_used_from_;   // heap offsets at or above this were never handed out
+  std::vector<std::uint8_t> frozen_;            // per page: frozen (Manager::freeze)
+  std::vector<std::uint32_t> frozen_pending_;   // (first, count) runs frozen since the last step
   sched::ManagerLoop loop_;
   // Installed after the loop's endpoint is open: libfabric's shm provider installs a
   // SIGSEGV handler of its own (it unlinks its queues, then chains) when an endpoint

@@ -849,5 +849,62 @@ TEST(PageCache, StaleAnswerAbortsFailedAnswerIsFatal) {
   EXPECT_EQ(cache.stats().fetches, 1u);
 }
 
+// Frozen pages on the manager's host: a read fault maps the manager's own memory (the
+// memfd stands in for it here) instead of copying it; a write takes a private copy
+// first and never reaches the manager's memory; a notice or a drop puts the worker's own
+// memory back. Pages that are not frozen are fetched as before.
+TEST(PageCache, FrozenPagesAreMappedFromHomeAndWrittenPrivately) {
+  Worker w(31);
+  const int home_fd = memfd_create("test-home", MFD_CLOEXEC);
+  ASSERT_GE(home_fd, 0);
+  ASSERT_EQ(pwrite(home_fd, w.source.home.data(), kSize, 0), static_cast<ssize_t>(kSize));
+  w.cache.freeze(8, 8);   // pages 8..15
+  w.cache.share_home(home_fd);
+  auto home_byte = [&](PageNumber p, std::size_t off) {
+    std::byte b{};
+    EXPECT_EQ(pread(home_fd, &b, 1, static_cast<off_t>(p * kPage + off)), 1);
+    return b;
+  };
+  EXPECT_EQ(w.read(9, 5), w.source.home_page(9)[5]);
+  EXPECT_EQ(w.source.calls, 0) << "a frozen page was fetched";
+  EXPECT_EQ(w.cache.stats().pages_mapped, 7u);   // 9..15: the frozen run from the fault on
+  EXPECT_TRUE(w.page_is_home(15));
+  // A mapping, not a copy: the memfd's bytes show through (the manager never changes
+  // frozen pages; the test does, to tell a mapping from a copy).
+  const std::byte changed = ~w.source.home_page(10)[77];
+  ASSERT_EQ(pwrite(home_fd, &changed, 1, static_cast<off_t>(10 * kPage + 77)), 1);
+  EXPECT_EQ(w.read(10, 77), changed);
+  ASSERT_EQ(pwrite(home_fd, w.source.home_page(10) + 77, 1, static_cast<off_t>(10 * kPage + 77)), 1);
+  // Prepared writes leave mapped pages alone; a write to one copies it privately (one
+  // fetch), ships that byte alone, and the manager's memory does not change.
+  const PageNumber prepare[] = {12};
+  w.cache.prepare_writes(prepare);
+  const std::byte v = ~w.source.home_page(12)[40];
+  w.write(12, 40, v);
+  EXPECT_EQ(w.source.calls, 1);
+  EXPECT_EQ(home_byte(12, 40), w.source.home_page(12)[40]) << "a write went to the manager's memory";
+  EXPECT_EQ(w.read(13, 40), w.source.home_page(13)[40]);   // its neighbours stay mapped
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body, 0), 1u);
+  std::vector<std::byte> after = w.source.home;
+  EXPECT_EQ(apply_body(body, after), (std::vector<PageNumber>{12}));
+  EXPECT_EQ(after[12 * kPage + 40], v);
+  EXPECT_EQ(w.read(12, 40), w.source.home_page(12)[40]);   // back to the snapshot
+  // A notice for a mapped page puts the worker's memory back; the next read maps again.
+  const PageNumber notice[] = {14};
+  w.cache.invalidate(notice);
+  EXPECT_EQ(w.read(14, 1), w.source.home_page(14)[1]);
+  EXPECT_EQ(w.cache.stats().pages_mapped, 8u);   // 14 alone: 15 is still mapped
+  // Dropping everything, then reading: mapped again, nothing fetched; a page that is
+  // not frozen is fetched as before.
+  w.cache.invalidate_all();
+  EXPECT_EQ(w.read(11, 3), w.source.home_page(11)[3]);
+  EXPECT_EQ(w.source.calls, 1);
+  EXPECT_EQ(w.cache.stats().pages_mapped, 13u);   // 11..15
+  EXPECT_EQ(w.read(20, 3), w.source.home_page(20)[3]);
+  EXPECT_EQ(w.source.calls, 2);
+  close(home_fd);
+}
+
 }  // namespace
 }  // namespace calypso::dsm

@@ -397,6 +397,40 @@ TEST_P(Providers, WorkersOnTheManagersHostExchangeMessagesInMemory) {
   }
 }
 
+// Manager::freeze: workers on the manager's host map frozen input instead of copying it
+// (CALYPSO_SHARE_FROZEN; with 0 they copy it); either way a routine that changes it
+// fails its step and changes nothing, and the next step runs. matmul freezes A and B.
+TEST_P(Providers, FrozenInputIsSharedOnTheManagersHostAndNeverChanges) {
+  const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};
+  for (const char* share : {"1", "0"}) {
+    for (const auto& program : {std::vector<std::string>{kProbe, "frozen"}, matmul}) {
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_SHARE_FROZEN", share}, {"CALYPSO_STATS", "text"}}, 120s);
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      ASSERT_TRUE(contains(r.output, " frozen pages mapped from the manager's memory")) << r.output;
+      const auto mapped = sum_before(r.output, " frozen pages mapped from the manager's memory");
+      if (program == matmul) {
+        EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
+        // 384 x 384 doubles: A and B are 72 pages of 16 KiB, 18 at least (4 KiB pages).
+        if (std::string(share) == "1") {
+          EXPECT_GE(mapped, 18u) << r.output;
+        }
+      } else {
+        EXPECT_TRUE(contains(r.output, "probe frozen: ok")) << r.output;
+        EXPECT_TRUE(contains(r.output, "segment 1 of routine 'write_frozen' changed shared memory that the "
+                                       "program had frozen")) << r.output;
+        // Every segment reads all 4 MiB of the input.
+        if (std::string(share) == "1") {
+          EXPECT_GE(mapped, (4u << 20) / 16384) << r.output;
+        }
+      }
+      if (std::string(share) == "0") {
+        EXPECT_EQ(mapped, 0u) << r.output;
+      }
+      EXPECT_FALSE(contains(r.output, "protocol violation")) << r.output;
+    }
+  }
+}
+
 // Assignments of 600 KB each: never two in one message of more than 1 MiB.
 TEST_P(Providers, LargeAssignmentsAreNeverBundledPastTheMessageSize) {
   auto r = run(job(2, GetParam(), {kProbe, "bigargs"}), {}, 120s);
@@ -589,6 +623,14 @@ TEST(Failures, SegmentThatKillsEveryWorkerFailsTheRunAfterBoundedAttempts) {
   EXPECT_FALSE(r.timed_out) << r.output;
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "segment 2 of routine 'crash_always' failed")) << r.output;
+}
+
+TEST(Failures, AProgramThatWritesFrozenMemoryEndsWithAMessage) {
+  auto r = run(job(1, "tcp", {kProbe, "frozen-write"}), {}, 60s);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "the program wrote shared memory that it had frozen with Manager::freeze"))
+      << r.output;
+  EXPECT_FALSE(contains(r.output, "went on")) << r.output;
 }
 
 TEST(Failures, NullDereferenceInARoutineCrashesTheWorkerWithSigsegv) {

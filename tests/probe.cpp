@@ -20,6 +20,10 @@
 //                             worker that runs it (results bunched)
 //   probe bigargs             8 short segments whose arguments are 600 KB each; then
 //                             arguments too large for a message must be refused
+//   probe frozen              segments read frozen input; then a segment that changes
+//                             it must fail its step (and change nothing); then the
+//                             input is read again
+//   probe frozen-write        the program writes frozen memory itself: the run must end
 //   probe long MS             one segment that runs for MS ms (sleeping in small steps)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
@@ -320,6 +324,60 @@ struct HugeArgs {
 void never_runs(const calypso::Segment&, const HugeArgs&) { std::abort(); }
 CALYPSO_ROUTINE(never_runs);
 
+struct Frozen { const long* in; long* out; std::size_t n; };
+void sum_frozen(const calypso::Segment& seg, const Frozen& x) {
+  long sum = 0;
+  for (std::size_t j = seg.index; j < x.n; j += seg.count) sum += x.in[j];
+  x.out[seg.index * 512] = sum;
+}
+CALYPSO_ROUTINE(sum_frozen);
+void write_frozen(const calypso::Segment& seg, const Frozen& x) {
+  x.out[seg.index * 512] = -1;
+  if (seg.index == 1) const_cast<long*>(x.in)[100] = -1;
+}
+CALYPSO_ROUTINE(write_frozen);
+
+// Manager::freeze: frozen input is read by every segment (mapped on this host), and a
+// routine that changes it fails its step without changing anything.
+int frozen(calypso::Manager& m) {
+  const std::size_t n = (std::size_t{4} << 20) / sizeof(long);
+  long* in = m.alloc<long>(n);
+  long* out = m.alloc<long>(8 * 512);
+  for (std::size_t j = 0; j < n; ++j) in[j] = static_cast<long>(j * 2654435761u % 1000003);
+  if (m.freeze(in, n) != n * sizeof(long)) return fail("freeze did not cover the whole page-aligned block");
+  if (m.freeze(in + 1, 10) != 0) return fail("freeze covered a page it only partly holds");
+  long local = 0;
+  try {
+    m.freeze(&local, 1);
+    return fail("freeze accepted memory outside the region");
+  } catch (const calypso::Error&) {
+  }
+  auto check = [&] {
+    for (std::uint32_t i = 0; i < 8; ++i) {
+      long want = 0;
+      for (std::size_t j = i; j < n; j += 8) want += in[j];
+      if (out[i * 512] != want) return false;
+    }
+    return true;
+  };
+  m.parallel(sum_frozen, 8, Frozen{in, out, n});
+  if (!check()) return fail("a segment read frozen memory wrong");
+  try {
+    m.parallel(write_frozen, 8, Frozen{in, out, n});
+    return fail("a step that changed frozen memory succeeded");
+  } catch (const calypso::Error& e) {
+    std::printf("probe frozen: refused: %s\n", e.what());
+  }
+  if (in[100] != static_cast<long>(std::size_t{100} * 2654435761u % 1000003)) return fail("frozen memory changed");
+  for (std::uint32_t i = 0; i < 8; ++i) {
+    if (out[i * 512] == -1) return fail("the failed step's writes reached shared memory");
+  }
+  m.parallel(sum_frozen, 8, Frozen{in, out, n});
+  if (!check()) return fail("a segment read frozen memory wrong after the failed step");
+  std::puts("probe frozen: ok");
+  return 0;
+}
+
 int bigargs(calypso::Manager& m) {
   auto args = std::make_unique<BigArgs>();
   long want = 0;
@@ -436,6 +494,13 @@ int main(int argc, char** argv) {
     }
     if (mode == "multi") return multi(m);
     if (mode == "bigargs") return bigargs(m);
+    if (mode == "frozen") return frozen(m);
+    if (mode == "frozen-write") {
+      long* x = m.alloc<long>(std::size_t{1} << 16);
+      m.freeze(x, std::size_t{1} << 16);
+      x[5] = 1;   // must end the run
+      return fail("the program wrote frozen memory and went on");
+    }
     if (mode == "tiny") return tiny(m, argc > 2 ? static_cast<std::uint32_t>(std::atoi(argv[2])) : 4000);
     if (mode == "shared") return shared(m);
     if (mode == "conflict") {

@@ -411,6 +411,35 @@ TEST(Protocol, AssignCarriesPushedPages) {
   }
 }
 
+TEST(Protocol, AssignCarriesFrozenRunsBeforeThePushedData) {
+  const std::vector<std::uint32_t> notices = {3}, pushed = {4}, frozen = {10, 6, 40, 2};
+  Bytes data(64, std::byte{7});
+  Assign a = make_assign(0, 1);
+  a.pushed = 1;
+  a.pushed_bytes = 64;
+  a.frozen_runs = 2;
+  Encoder e(MsgType::assign, 11, a);
+  e.append(notices.data(), 4).append(pushed.data(), 4).append(frozen.data(), 16).append(data);
+  Bytes wire = to_bytes(e.bytes());
+  auto m = must_decode(wire);
+  ASSERT_TRUE(m);
+  std::string why;
+  auto v = parse_assign(*m, why);
+  ASSERT_TRUE(v) << why;
+  EXPECT_EQ(v->frozen, frozen);
+  EXPECT_EQ(v->pushed, pushed);
+  EXPECT_EQ(to_bytes(v->pushed_data), data);
+  // One run more than the body holds.
+  Assign b = a;
+  b.frozen_runs = 3;
+  Encoder be(MsgType::assign, 11, b);
+  be.append(notices.data(), 4).append(pushed.data(), 4).append(frozen.data(), 16).append(data);
+  Bytes w = to_bytes(be.bytes());
+  auto bm = must_decode(w);
+  ASSERT_TRUE(bm);
+  EXPECT_FALSE(parse_assign(*bm, why));
+}
+
 TEST(Protocol, ReadSetRoundTripAndLengthCheck) {
   const std::vector<std::uint32_t> pages = {7, 8, 1000};
   Encoder e(MsgType::read_set, 4, ReadSet{12, 3, 0});

@@ -70,6 +70,22 @@ class Manager {
     return static_cast<T*>(allocate(n * sizeof(T), alignof(T) < 64 ? 64 : alignof(T)));
   }
 
+  // Promises that shared memory in [p, p+bytes) never changes again in this run (input
+  // data: matrices, meshes, tables), and returns how many bytes that covers: the pages
+  // wholly inside the range (a page it shares with other data at either end is not
+  // frozen). Workers then keep their copies of these pages for good, and workers on this
+  // host map the manager's own memory instead of copying it (CALYPSO_SHARE_FROZEN): one
+  // physical copy for every process. A write to frozen memory is an error: from the
+  // program's own code it ends the run with a message, from a routine it fails the step
+  // (calypso::Error from parallel()). Freezing twice is harmless; there is no thaw, and
+  // a heap block holding frozen pages is never handed out again. Throws calypso::Error
+  // if the range is not inside shared memory.
+  std::size_t freeze(const void* p, std::size_t bytes);
+  template <class T>
+  std::size_t freeze(const T* p, std::size_t n) {
+    return freeze(static_cast<const void*>(p), n * sizeof(T));
+  }
+
   // A parallel step of one routine with `count` segments. Returns when every segment's
   // writes are merged into shared memory. Throws calypso::Error if the step fails.
   template <class A>

@@ -34,6 +34,11 @@ class Heap {
   static constexpr std::size_t stagger_gap(std::size_t n) noexcept { return kStaggerStep * (1 + n * 3 % 7); }
   // Returns false if offset is not the start of a live block.
   bool release(std::size_t offset);
+  // The bytes of the live block at offset (alignment slack included), or nullopt.
+  std::optional<std::size_t> block_bytes(std::size_t offset) const {
+    auto it = live_.find(offset);
+    return it == live_.end() ? std::nullopt : std::optional<std::size_t>(it->second);
+  }
   std::size_t bytes_in_use() const noexcept { return in_use_; }
 
  private:

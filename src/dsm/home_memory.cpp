@@ -18,11 +18,23 @@ bool all_zero(const std::byte* p, std::size_t n) {
 }
 }  // namespace
 
-HomeMemory::HomeMemory(const Region& region) : region_(region), table_(region, PageState::clean) {}
+HomeMemory::HomeMemory(const Region& region)
+    : region_(region), table_(region, PageState::clean), frozen_(region.pages(), 0) {}
+
+void HomeMemory::freeze(PageNumber first, PageNumber count) noexcept {
+  if (first >= region_.pages()) return;
+  count = std::min<PageNumber>(count, region_.pages() - first);
+  std::fill_n(frozen_.begin() + first, count, std::uint8_t{1});
+}
 
 FaultOutcome HomeMemory::on_fault(void* address, bool) noexcept {
   PageNumber p = region_.page_of(address);
   if (table_.state(p) == PageState::dirty) return FaultOutcome::resolved;
+  if (frozen_[p] != 0) {
+    log::raw("calypso: the program wrote shared memory that it had frozen with Manager::freeze, "
+             "which promises it never changes again; exiting\n");
+    return FaultOutcome::fatal;
+  }
   if (table_.set(p, 1, PageState::dirty) != 0) {
     log::raw("calypso: mprotect failed on the manager\n");
     return FaultOutcome::fatal;

@@ -19,6 +19,11 @@ class HomeMemory final : public FaultTarget {
 
   FaultOutcome on_fault(void* address, bool is_write) noexcept override;
 
+  // Frozen pages (Manager::freeze) stay read-only: a write to one ends the program with
+  // a message (it broke its promise; the workers may share the page's memory).
+  void freeze(PageNumber first, PageNumber count) noexcept;
+  bool frozen(PageNumber p) const noexcept { return frozen_[p] != 0; }
+
   // Pages the program wrote since the last call (sorted); they become read-only again.
   std::vector<PageNumber> take_written();
 
@@ -30,6 +35,7 @@ class HomeMemory final : public FaultTarget {
  private:
   const Region& region_;
   PageTable table_;
+  std::vector<std::uint8_t> frozen_;
 };
 
 }  // namespace calypso::dsm

@@ -41,6 +41,8 @@ PageCache::PageCache(const Region& region, PageSource& source, PageNumber fetch_
   prepared_.assign(region.pages(), 0);
   written_at_home_.assign(region.pages(), 0);
   pushed_.assign(region.pages(), 0);
+  frozen_.assign(region.pages(), 0);
+  mapped_.assign(region.pages(), 0);
   reads_.reserve(kMaxReads);
   kept_.reserve(region.pages());
 }
@@ -52,6 +54,9 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
   switch (table_.state(p)) {
     case PageState::invalid: {
       ++stats_.read_faults;
+      if (!is_write && home_fd_ >= 0 && frozen_[p] != 0 && pushed_[p] == 0 && written_at_home_[p] != 0) {
+        if (FaultOutcome r = map_frozen(p); r != FaultOutcome::abort) return r;   // abort: copy instead
+      }
       FaultOutcome r = pushed_[p] != 0         ? take_pushed(p)
                        : written_at_home_[p] != 0 ? fetch_group(p)
                                                   : install_zero(p);
@@ -61,6 +66,13 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
     case PageState::clean:
       // A fault on a readable page can only be a write (also where the CPU does not say).
       ++stats_.write_faults;
+      if (mapped_[p] != 0) {   // frozen, yet written: a private copy first, as for any page
+        if (unmap_home(p, 1) != 0) {
+          log::raw("calypso: mmap failed while un-mapping a frozen page\n");
+          return FaultOutcome::fatal;
+        }
+        if (FaultOutcome r = fetch_group(p); r != FaultOutcome::resolved) return r;
+      }
       return make_twins(p);
     case PageState::dirty:
       return FaultOutcome::resolved;   // raced with our own protection change: retry
@@ -135,6 +147,7 @@ void PageCache::accept_pushed(std::span<const PageNumber> pages, std::span<const
     if (p >= region_.pages()) throw Error("calypso: pushed page outside the region");
     if (table_.state(p) == PageState::dirty) throw Error("calypso: page pushed while a segment writes it");
   }
+  if (mapped_count_ != 0 && unmap_home(pages) != 0) throw Error("calypso: mmap failed (pushed pages)");
   for (std::size_t i = 0; i < pages.size(); ++i) {
     const PageNumber p = pages[i];
     std::memcpy(region_.runtime_page(p), data.data() + i * ps, ps);
@@ -169,6 +182,67 @@ FaultOutcome PageCache::install_zero(PageNumber p) noexcept {
     return FaultOutcome::fatal;
   }
   return FaultOutcome::resolved;
+}
+
+void PageCache::freeze(PageNumber first, PageNumber count) noexcept {
+  if (first >= region_.pages()) return;
+  count = std::min<PageNumber>(count, region_.pages() - first);
+  std::fill_n(frozen_.begin() + first, count, std::uint8_t{1});
+}
+
+// The frozen, non-zero, invalid pages from p on (up to kMapRun), mapped read-only from
+// the manager's memory. No snapshot check is needed: frozen pages have one version for
+// the rest of the run. abort if the kernel refuses the mapping (the caller copies).
+FaultOutcome PageCache::map_frozen(PageNumber p) noexcept {
+  PageNumber n = 1;
+  while (n < kMapRun && p + n < region_.pages() && frozen_[p + n] != 0 && pushed_[p + n] == 0 &&
+         written_at_home_[p + n] != 0 && table_.state(p + n) == PageState::invalid) {
+    ++n;
+  }
+  const std::size_t ps = region_.page_size();
+  if (mmap(region_.user_page(p), std::size_t{n} * ps, PROT_READ, MAP_SHARED | MAP_FIXED | MAP_POPULATE, home_fd_,
+           static_cast<off_t>(std::size_t{p} * ps)) == MAP_FAILED) {
+    return FaultOutcome::abort;
+  }
+  std::fill_n(mapped_.begin() + p, n, std::uint8_t{1});
+  std::fill_n(twin_state_.begin() + p, n, Twin::stale);
+  mapped_count_ += n;
+  stats_.pages_mapped += n;
+  if (table_.set(p, n, PageState::clean) != 0) {
+    log::raw("calypso: mprotect failed while installing mapped pages\n");
+    return FaultOutcome::fatal;
+  }
+  return FaultOutcome::resolved;
+}
+
+int PageCache::unmap_home(PageNumber first, PageNumber count) noexcept {
+  const std::size_t ps = region_.page_size();
+  for (PageNumber i = first; i < first + count;) {
+    if (mapped_[i] == 0) {
+      ++i;
+      continue;
+    }
+    PageNumber j = i + 1;
+    while (j < first + count && mapped_[j] != 0) ++j;
+    if (mmap(region_.user_page(i), std::size_t{j - i} * ps, PROT_NONE, MAP_SHARED | MAP_FIXED, region_.fd(),
+             static_cast<off_t>(std::size_t{i} * ps)) == MAP_FAILED) {
+      return errno;
+    }
+    std::fill_n(mapped_.begin() + i, j - i, std::uint8_t{0});
+    mapped_count_ -= j - i;
+    if (const int err = table_.set(i, j - i, PageState::invalid); err != 0) return err;
+    i = j;
+  }
+  return 0;
+}
+
+int PageCache::unmap_home(std::span<const PageNumber> pages) noexcept {
+  for (PageNumber p : pages) {
+    if (p < region_.pages() && mapped_[p] != 0) {
+      if (const int err = unmap_home(p, 1); err != 0) return err;
+    }
+  }
+  return 0;
 }
 
 void PageCache::mark_written(PageNumber first, PageNumber count) noexcept {
@@ -209,7 +283,7 @@ void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
   streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : 1;
   PageNumber n = 1;
-  while (n < streak_ && p + n < region_.pages() && table_.state(p + n) == PageState::clean) ++n;
+  while (n < streak_ && p + n < region_.pages() && table_.state(p + n) == PageState::clean && mapped_[p + n] == 0) ++n;
   copy_twins(p, n);
   if (table_.set(p, n, PageState::dirty) != 0) {
     log::raw("calypso: mprotect failed while un-protecting a written page\n");
@@ -223,7 +297,7 @@ void PageCache::prepare_writes(std::span<const PageNumber> pages) {
   std::vector<PageNumber> take;
   take.reserve(pages.size());
   for (PageNumber p : pages) {
-    if (p < region_.pages() && table_.state(p) == PageState::clean) take.push_back(p);
+    if (p < region_.pages() && table_.state(p) == PageState::clean && mapped_[p] == 0) take.push_back(p);
   }
   std::sort(take.begin(), take.end());
   take.erase(std::unique(take.begin(), take.end()), take.end());
@@ -240,6 +314,7 @@ void PageCache::prepare_writes(std::span<const PageNumber> pages) {
 void PageCache::invalidate(std::span<const PageNumber> pages) {
   std::vector<PageNumber> drop;
   drop.reserve(pages.size());
+  if (mapped_count_ != 0 && unmap_home(pages) != 0) throw Error("calypso: mmap failed (invalidate)");
   for (PageNumber p : pages) {
     if (p >= region_.pages()) continue;
     const PageState s = table_.state(p);
@@ -253,6 +328,7 @@ void PageCache::invalidate(std::span<const PageNumber> pages) {
 }
 
 void PageCache::invalidate_all() {
+  if (mapped_count_ != 0 && unmap_home(0, region_.pages()) != 0) throw Error("calypso: mmap failed (invalidate all)");
   std::fill(twin_state_.begin(), twin_state_.end(), Twin::stale);
   std::fill(written_at_home_.begin(), written_at_home_.end(), std::uint8_t{1});
   std::fill(pushed_.begin(), pushed_.end(), std::uint8_t{0});

@@ -42,6 +42,7 @@ struct CacheStats {
   std::uint64_t zero_twins = 0;   // pages made writable from an all-zero snapshot: no twin
   std::uint64_t pushed_pages = 0; // pages the manager pushed
   std::uint64_t pushed_used = 0;  // pushed pages a segment then read (no round trip)
+  std::uint64_t pages_mapped = 0; // frozen pages mapped from the manager's memory (share_home)
 };
 
 class PageCache final : public FaultTarget {
@@ -62,6 +63,18 @@ class PageCache final : public FaultTarget {
   // until it is marked written: by the manager's list at joining (Welcome), and by
   // every write notice (invalidate, invalidate_all, replay).
   void mark_written(PageNumber first, PageNumber count) noexcept;
+
+  // Frozen pages (Manager::freeze): the program promised they never change again, so a
+  // copy of one is never invalidated by anything the manager does from now on.
+  void freeze(PageNumber first, PageNumber count) noexcept;
+  // On the manager's host: home_fd is the manager's region memfd (read-only). A read
+  // fault on frozen pages then maps them from it instead of copying them: one physical
+  // copy serves every process on the host (matmul's B: two private 8 MiB copies compete
+  // for the L3, one does not). Safe only because frozen pages never change: a late
+  // attempt of a closed step reads through such a mapping too, and must never see
+  // another version. A write to a mapped page takes a private copy first, as a write
+  // to any page does (the manager then refuses a result that changes frozen memory).
+  void share_home(int home_fd) noexcept { home_fd_ = home_fd; }
 
   // Brings copies of `pages` (sorted) to the next memory version by applying, in order,
   // the diffs that the given result bodies (this worker's own accepted results, by
@@ -125,6 +138,11 @@ class PageCache final : public FaultTarget {
   FaultOutcome install_zero(PageNumber p) noexcept;
   FaultOutcome take_pushed(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
+  FaultOutcome map_frozen(PageNumber p) noexcept;
+  // Puts the region's own memory back under mapped pages in [first, first+count), which
+  // become invalid. Returns 0 or errno.
+  int unmap_home(PageNumber first, PageNumber count) noexcept;
+  int unmap_home(std::span<const PageNumber> pages) noexcept;
   std::byte* twin(PageNumber p) const noexcept { return twins_ + std::size_t{p} * region_.page_size(); }
   void restore(std::span<const PageNumber> written);
 
@@ -167,6 +185,13 @@ class PageCache final : public FaultTarget {
   std::vector<std::uint8_t> prepared_;   // per page: made writable by prepare_writes
   std::vector<std::uint8_t> written_at_home_;   // per page: may be non-zero at the manager
   std::vector<std::uint8_t> pushed_;   // per page: invalid, but holds a pushed current copy
+  std::vector<std::uint8_t> frozen_;   // per page: frozen by the program (never changes)
+  std::vector<std::uint8_t> mapped_;   // per page: the user view maps the manager's page
+  std::size_t mapped_count_ = 0;
+  int home_fd_ = -1;                   // see share_home
+  // Most pages one read fault maps: the whole run is mapped at once (no copy), but
+  // MAP_POPULATE fills its page tables up front.
+  static constexpr PageNumber kMapRun = 4096;
   std::vector<PageNumber> reads_;      // see take_reads; capacity reserved (fault handler)
   void note_read(PageNumber p) noexcept {
     if (reads_.size() < reads_.capacity()) reads_.push_back(p);

@@ -72,6 +72,8 @@ class LocalHome {
   // Copies dst.size() bytes of home memory at `offset` into dst; false if out of the
   // region or the read fails. Async-signal-safe (the fault handler calls it).
   bool read(std::size_t offset, std::span<std::byte> dst) const noexcept;
+  // The manager's region memfd (read-only), for mapping frozen pages (PageCache::share_home).
+  int region_fd() const noexcept { return region_.get(); }
   // The control word, read after the pages: seqlock reader (the fence keeps the copies
   // before the load).
   StepId open_step() const noexcept {

@@ -12,6 +12,7 @@
 #include <calypso/error.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <sys/epoll.h>
@@ -527,6 +528,14 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
     // see it): another worker may start it at once.
     step_->sched.abandon(key.segment, id, false);
     return lose(id, w, "it sent a malformed result", false);
+  }
+  // The program's error, not the worker's: its routine changed memory that it had frozen.
+  // Every run of the segment would, so the step fails at once, and nothing is applied.
+  if (const auto page = collation_.frozen_change(bytes)) {
+    char at[32];
+    std::snprintf(at, sizeof at, "%p", static_cast<void*>(region_.user_page(*page)));
+    return fail_step(segment_name(key.segment) + " changed shared memory that the program had frozen with "
+                     "Manager::freeze (the page at " + at + ")");
   }
   step_->sched.complete(key.segment, id);
   step_->results[key.segment] = std::move(bytes);

@@ -47,6 +47,7 @@ struct StepSpec {
   };
   std::vector<Routine> routines;
   std::vector<dsm::PageNumber> sequential_writes;   // pages the program wrote since last step
+  std::vector<std::uint32_t> frozen;   // (first, count) runs the program froze since last step
 };
 
 class ManagerLoop {
@@ -137,6 +138,7 @@ class ManagerLoop {
     // results back (see lose()).
     bool bunches = false;
     std::uint64_t synced_version = 0;       // memory version its cache reflects
+    std::size_t frozen_sent = 0;            // words of frozen_runs_ its assignments carried
     std::map<ResultKey, Assembly> assemblies;
     // Pages it reported reading (read_set), and in which step: a noticed page read in
     // the last kPushWindow steps is pushed with its next assignment instead.
@@ -276,6 +278,9 @@ class ManagerLoop {
   std::map<RunKey, LastRun> last_run_;
   std::vector<bool> ever_written_;   // per page: written by anyone since the start (Welcome)
   std::deque<Version> log_;
+  // Every page run the program froze, in order, as (first, count) u32 pairs: each worker
+  // learns them with its assignments (Worker::frozen_sent), all of them from its first.
+  std::vector<std::uint32_t> frozen_runs_;
   std::uint64_t log_base_ = 0;
   std::vector<std::byte> scratch_;
   // While a bundle's messages are taken, dispatch() waits for the last of them, so that

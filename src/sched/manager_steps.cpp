@@ -50,6 +50,11 @@ void ManagerLoop::take_commands() {
 }
 
 void ManagerLoop::open_step(StepSpec spec) {
+  for (std::size_t i = 0; i + 1 < spec.frozen.size(); i += 2) {
+    collation_.freeze(spec.frozen[i], spec.frozen[i + 1]);
+    frozen_runs_.push_back(spec.frozen[i]);
+    frozen_runs_.push_back(spec.frozen[i + 1]);
+  }
   if (!spec.sequential_writes.empty()) {
     Version v;
     v.pages = std::move(spec.sequential_writes);
@@ -234,8 +239,13 @@ void ManagerLoop::arm_late_timer() {
 ManagerLoop::Outgoing ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p) {
   const auto& routine = step_->spec.routines[step_->routine_of[p.segment]];
   Notices n = notices_for(id, w, routine.args.size());
+  // Frozen runs it has not had, as many as leave room for the notices (the rest come
+  // with its next assignment; until then it copies those pages, as before the freeze).
   const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
-  const std::size_t used = sizeof(Assign) + routine.args.size() + words * sizeof(std::uint32_t);
+  const std::size_t room = ep_.max_message() - std::min(ep_.max_message(), sizeof(Header) + sizeof(Assign) +
+                                                                                routine.args.size() + words * 4);
+  const std::size_t frozen = std::min(frozen_runs_.size() - w.frozen_sent, room / 8 * 2);
+  const std::size_t used = sizeof(Assign) + routine.args.size() + (words + frozen) * sizeof(std::uint32_t);
   if (!n.invalidate_all && sizeof(Header) + used < ep_.max_message()) {
     choose_pushes(w, n, ep_.max_message() - sizeof(Header) - used);
   }
@@ -243,13 +253,16 @@ ManagerLoop::Outgoing ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p)
            static_cast<std::uint32_t>(routine.args.size()), static_cast<std::uint32_t>(n.invalidate.size()),
            n.invalidate_all ? 1u : 0u, static_cast<std::uint32_t>(n.own_segments.size()),
            static_cast<std::uint32_t>(n.own_pages.size()), static_cast<std::uint32_t>(n.pushed.size()),
-           static_cast<std::uint32_t>(n.pushed.size() * region_.page_size()), n.own_step, w.next_seq};
+           static_cast<std::uint32_t>(n.pushed.size() * region_.page_size()), n.own_step, w.next_seq,
+           static_cast<std::uint32_t>(frozen / 2), 0};
   Encoder e(MsgType::assign, id, a);
   e.reserve(used + n.pushed.size() * region_.page_size());   // pushed numbers came out of `words`
   e.append(routine.args);
   for (const auto* list : {&n.invalidate, &n.own_segments, &n.own_pages, &n.pushed}) {
     e.append(list->data(), list->size() * sizeof(std::uint32_t));
   }
+  e.append(frozen_runs_.data() + w.frozen_sent, frozen * sizeof(std::uint32_t));
+  w.frozen_sent += frozen;
   // Home memory holds this step's snapshot while the step is open: the version that
   // this assignment's notices bring the worker to.
   for (dsm::PageNumber page : n.pushed) e.append(region_.runtime_page(page), region_.page_size());

@@ -77,18 +77,19 @@ std::optional<AssignView> parse_assign(const Message& m, std::string& why) {
   auto fixed = fixed_part<Assign>(m, why);
   if (!fixed) return std::nullopt;
   auto rest = tail<Assign>(m);
-  const std::uint64_t words =
-      std::uint64_t{fixed->notices} + fixed->own_segments + fixed->own_pages + fixed->pushed;
+  const std::uint64_t words = std::uint64_t{fixed->notices} + fixed->own_segments + fixed->own_pages +
+                              fixed->pushed + 2 * std::uint64_t{fixed->frozen_runs};
   if (std::uint64_t{fixed->args_bytes} + words * 4 + fixed->pushed_bytes != rest.size() ||
       fixed->count == 0 || fixed->index >= fixed->count || (fixed->pushed == 0) != (fixed->pushed_bytes == 0) ||
       (fixed->pushed != 0 && fixed->pushed_bytes % fixed->pushed != 0)) {
     why = "assign: malformed (lengths or segment index)";
     return std::nullopt;
   }
-  AssignView v{*fixed, rest.first(fixed->args_bytes), {}, {}, {}, {}, {}};
+  AssignView v{*fixed, rest.first(fixed->args_bytes), {}, {}, {}, {}, {}, {}};
   const std::byte* at = rest.data() + fixed->args_bytes;
   for (auto [out, n] : {std::pair{&v.notices, fixed->notices}, std::pair{&v.own_segments, fixed->own_segments},
-                        std::pair{&v.own_pages, fixed->own_pages}, std::pair{&v.pushed, fixed->pushed}}) {
+                        std::pair{&v.own_pages, fixed->own_pages}, std::pair{&v.pushed, fixed->pushed},
+                        std::pair{&v.frozen, 2 * fixed->frozen_runs}}) {
     out->resize(n);
     std::memcpy(out->data(), at, std::size_t{n} * 4);
     at += std::size_t{n} * 4;

@@ -18,7 +18,7 @@
 namespace calypso::sched {
 
 inline constexpr std::uint32_t kMagic = 0x53504c43;   // "CLPS"
-inline constexpr std::uint16_t kVersion = 8;
+inline constexpr std::uint16_t kVersion = 9;
 
 using WorkerId = std::uint32_t;
 using StepId = std::uint64_t;
@@ -159,8 +159,12 @@ struct Assign {
   // Per worker, from 1: the worker takes assignments in this order (their notices build
   // on each other; see assign_queue.hpp).
   std::uint64_t seq;
+  // Pages frozen (Manager::freeze) since the worker's last assignment: this many
+  // (first, count) u32 pairs, after the pushed page numbers and before their data.
+  std::uint32_t frozen_runs;
+  std::uint32_t reserved;
 };
-static_assert(sizeof(Assign) == 72, "no padding on the wire");
+static_assert(sizeof(Assign) == 80, "no padding on the wire");
 struct RequestWork {
   std::uint64_t consumed;         // every assignment up to this seq was run or dropped
 };
@@ -256,6 +260,7 @@ struct AssignView {
   std::vector<std::uint32_t> own_segments;
   std::vector<std::uint32_t> own_pages;
   std::vector<std::uint32_t> pushed;
+  std::vector<std::uint32_t> frozen;        // (first, count) pairs
   std::span<const std::byte> pushed_data;   // pushed_bytes; the worker checks the page size
 };
 std::optional<AssignView> parse_assign(const Message& m, std::string& why);

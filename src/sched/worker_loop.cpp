@@ -222,6 +222,7 @@ void WorkerLoop::join(const std::string& identity) {
       if (local_) {
         if (staging_.empty()) staging_.resize(std::size_t{fetch_ahead_} * w->page_size);
         LOG_INFO("reading pages from the manager's memory on this host");
+        if (config_.share_frozen) cache_->share_home(local_->region_fd());
       } else {
         LOG_INFO("reading pages through the network: %s", local_why.c_str());
       }
@@ -514,6 +515,7 @@ void WorkerLoop::keep_result(std::uint32_t segment, std::span<const std::byte> b
 }
 
 void WorkerLoop::apply_notices(const AssignView& a) {
+  for (std::size_t i = 0; i + 1 < a.frozen.size(); i += 2) cache_->freeze(a.frozen[i], a.frozen[i + 1]);
   if (a.fixed.invalidate_all != 0) {
     cache_->invalidate_all();
   } else {
@@ -805,7 +807,8 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "calypso[worker %u]: %llu segments: %.3f s in segments (%.3f s on the CPU; "
                  "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory, "
                  "%llu with RMA (%llu of these with the control word in the same round trip); "
-                 "%llu pages pushed, %llu of them read), %.3f s twinning "
+                 "%llu pages pushed, %llu of them read; %llu frozen pages mapped from the manager's "
+                 "memory), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
                  "write notices (%llu own results replayed, %llu of them read back from the result "
                  "ring; %llu times refetched instead), %.3f s waiting for work, %.3f s allocating "
@@ -815,7 +818,8 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  static_cast<unsigned long long>(t.fetches), static_cast<unsigned long long>(t.local_fetches),
                  static_cast<unsigned long long>(t.rma_fetches), static_cast<unsigned long long>(t.rma_together),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
-                 static_cast<unsigned long long>(cache_->stats().pushed_used), t.prepare, t.finish, t.send,
+                 static_cast<unsigned long long>(cache_->stats().pushed_used),
+                 static_cast<unsigned long long>(cache_->stats().pages_mapped), t.prepare, t.finish, t.send,
                  t.notices, static_cast<unsigned long long>(t.replays), static_cast<unsigned long long>(t.ring_replays),
                  static_cast<unsigned long long>(t.refetches), t.wait, t.prefault,
                  static_cast<double>(t.prefault_bytes) / (1 << 20),
