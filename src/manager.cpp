@@ -84,12 +84,19 @@ void ManagerImpl::deallocate(void* p) noexcept {
 
 std::size_t ManagerImpl::freeze(const void* p, std::size_t bytes) {
   if (bytes == 0) return 0;
-  const auto* b = static_cast<const std::byte*>(p);
-  if (!region_.contains(p) || !region_.contains(b + (bytes - 1)) || b + (bytes - 1) < b) {
+  if (!region_.contains(p) ||
+      bytes > region_.size() - static_cast<std::size_t>(static_cast<const std::byte*>(p) - region_.base())) {
     throw Error("calypso: freeze() was given memory that is not inside shared memory");
   }
-  const std::size_t page = config_.page_size, offset = static_cast<std::size_t>(b - region_.base());
+  const std::size_t page = config_.page_size;
+  const auto offset = static_cast<std::size_t>(static_cast<const std::byte*>(p) - region_.base());
   const std::size_t first = (offset + page - 1) / page, end = (offset + bytes) / page;
+  // Free heap memory would be cleared when handed out: only memory in use may be frozen.
+  const std::size_t vars_end = round_up(shared_vars_size(), page);
+  if (first < end && !(end * page <= vars_end || heap_.covers(std::max(first * page, vars_end), end * page))) {
+    throw Error("calypso: freeze() was given memory that is not allocated (it must lie in heap blocks or "
+                "shared variables)");
+  }
   if (frozen_.empty()) frozen_.assign(region_.pages(), 0);
   for (std::size_t q = first; q < end;) {
     if (frozen_[q] != 0) {
@@ -100,7 +107,9 @@ std::size_t ManagerImpl::freeze(const void* p, std::size_t bytes) {
     while (r < end && frozen_[r] == 0) ++r;
     std::fill(frozen_.begin() + static_cast<std::ptrdiff_t>(q), frozen_.begin() + static_cast<std::ptrdiff_t>(r),
               std::uint8_t{1});
-    home_.freeze(static_cast<dsm::PageNumber>(q), static_cast<dsm::PageNumber>(r - q));
+    if (const int err = home_.freeze(static_cast<dsm::PageNumber>(q), static_cast<dsm::PageNumber>(r - q)); err != 0) {
+      throw Error(std::string("calypso: mprotect failed while freezing memory: ") + std::strerror(err));
+    }
     frozen_pending_.push_back(static_cast<std::uint32_t>(q));
     frozen_pending_.push_back(static_cast<std::uint32_t>(r - q));
     q = r;

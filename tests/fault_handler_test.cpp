@@ -858,8 +858,12 @@ TEST(PageCache, FrozenPagesAreMappedFromHomeAndWrittenPrivately) {
   const int home_fd = memfd_create("test-home", MFD_CLOEXEC);
   ASSERT_GE(home_fd, 0);
   ASSERT_EQ(pwrite(home_fd, w.source.home.data(), kSize, 0), static_cast<ssize_t>(kSize));
+  // Read-only, as a worker opens the manager's memfd: making a mapped page writable
+  // would fail (and end the process) instead of writing the manager's memory.
+  const int home_ro = open(("/proc/self/fd/" + std::to_string(home_fd)).c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(home_ro, 0);
   w.cache.freeze(8, 8);   // pages 8..15
-  w.cache.share_home(home_fd);
+  w.cache.share_home(home_ro);
   auto home_byte = [&](PageNumber p, std::size_t off) {
     std::byte b{};
     EXPECT_EQ(pread(home_fd, &b, 1, static_cast<off_t>(p * kPage + off)), 1);
@@ -888,8 +892,28 @@ TEST(PageCache, FrozenPagesAreMappedFromHomeAndWrittenPrivately) {
   EXPECT_EQ(w.cache.finish_segment(body, 0), 1u);
   std::vector<std::byte> after = w.source.home;
   EXPECT_EQ(apply_body(body, after), (std::vector<PageNumber>{12}));
-  EXPECT_EQ(after[12 * kPage + 40], v);
+  EXPECT_EQ(after, [&] { auto a = w.source.home; a[12 * kPage + 40] = v; return a; }()) << "more than one byte";
   EXPECT_EQ(w.read(12, 40), w.source.home_page(12)[40]);   // back to the snapshot
+  // Sequential writes un-protect the pages after the faulting one (write-ahead), but
+  // never a mapped one: 7, then 8 (frozen, not yet mapped: written, so copied), and
+  // 9, mapped, stays read-only (made writable it would be the manager's memory).
+  const std::byte v7 = ~w.source.home_page(7)[1], v8 = ~w.source.home_page(8)[2];
+  w.write(7, 1, v7);
+  w.write(8, 2, v8);
+  EXPECT_EQ(home_byte(8, 2), w.source.home_page(8)[2]);
+  body.clear();
+  EXPECT_EQ(w.cache.finish_segment(body, 1), 2u);
+  after = w.source.home;
+  EXPECT_EQ(apply_body(body, after), (std::vector<PageNumber>{7, 8}));
+  EXPECT_EQ(w.read(9, 5), w.source.home_page(9)[5]);
+  // A pushed copy of a mapped page replaces the mapping (the manager never pushes
+  // frozen pages; a push must still win over a mapping).
+  std::vector<std::byte> pushed_bytes(kPage, std::byte{0x5a});
+  const PageNumber push[] = {13};
+  w.cache.accept_pushed(push, pushed_bytes);
+  EXPECT_EQ(w.read(13, 100), std::byte{0x5a});
+  EXPECT_EQ(home_byte(13, 100), w.source.home_page(13)[100]);
+  std::memcpy(w.source.home_page(13), pushed_bytes.data(), kPage);   // as the manager's now
   // A notice for a mapped page puts the worker's memory back; the next read maps again.
   const PageNumber notice[] = {14};
   w.cache.invalidate(notice);
@@ -897,12 +921,14 @@ TEST(PageCache, FrozenPagesAreMappedFromHomeAndWrittenPrivately) {
   EXPECT_EQ(w.cache.stats().pages_mapped, 8u);   // 14 alone: 15 is still mapped
   // Dropping everything, then reading: mapped again, nothing fetched; a page that is
   // not frozen is fetched as before.
+  const int calls = w.source.calls;
   w.cache.invalidate_all();
   EXPECT_EQ(w.read(11, 3), w.source.home_page(11)[3]);
-  EXPECT_EQ(w.source.calls, 1);
+  EXPECT_EQ(w.source.calls, calls);
   EXPECT_EQ(w.cache.stats().pages_mapped, 13u);   // 11..15
   EXPECT_EQ(w.read(20, 3), w.source.home_page(20)[3]);
-  EXPECT_EQ(w.source.calls, 2);
+  EXPECT_EQ(w.source.calls, calls + 1);
+  close(home_ro);
   close(home_fd);
 }
 

@@ -55,6 +55,24 @@ class Reference {
   std::map<std::size_t, std::size_t> live_;
 };
 
+// What Manager::freeze may freeze: memory that live blocks cover without a gap.
+TEST(Heap, CoversOnlyLiveBlocksWithoutGaps) {
+  Heap h(0, 1 << 20);
+  const auto a = h.allocate(4096, 4096), b = h.allocate(4096, 4096), c = h.allocate(100, 64);
+  ASSERT_TRUE(a && b && c);
+  ASSERT_EQ(*b, *a + 4096) << "small blocks are not staggered";
+  EXPECT_TRUE(h.covers(*a, *a + 8192));
+  EXPECT_TRUE(h.covers(*a + 100, *a + 200));
+  EXPECT_TRUE(h.covers(*a, *a));   // empty
+  EXPECT_FALSE(h.covers(*c, *c + 113)) << "past the last block (100 bytes, rounded to 112)";
+  EXPECT_FALSE(h.covers(*c + 120, *c + 200)) << "free memory after a block";
+  EXPECT_EQ(h.block_bytes(*b), std::optional<std::size_t>(4096));
+  EXPECT_EQ(h.block_bytes(*b + 1), std::nullopt);
+  ASSERT_TRUE(h.release(*b));
+  EXPECT_FALSE(h.covers(*a, *a + 8192)) << "a released block in the middle";
+  EXPECT_TRUE(h.covers(*a, *a + 4096));
+}
+
 TEST(Heap, HonoursAlignment) {
   // An odd start makes every alignment above 1 do some work.
   const std::size_t begin = 4096 + 8, end = begin + (1 << 20);

@@ -352,6 +352,11 @@ int frozen(calypso::Manager& m) {
     return fail("freeze accepted memory outside the region");
   } catch (const calypso::Error&) {
   }
+  try {   // inside the region, but not handed out: it would be cleared when it is
+    m.freeze(reinterpret_cast<const char*>(out) + (std::size_t{64} << 20), std::size_t{1} << 20);
+    return fail("freeze accepted memory that is not allocated");
+  } catch (const calypso::Error&) {
+  }
   auto check = [&] {
     for (std::uint32_t i = 0; i < 8; ++i) {
       long want = 0;
@@ -495,8 +500,11 @@ int main(int argc, char** argv) {
     if (mode == "multi") return multi(m);
     if (mode == "bigargs") return bigargs(m);
     if (mode == "frozen") return frozen(m);
-    if (mode == "frozen-write") {
+    if (mode == "frozen-write") {   // [filled]: written just before it is frozen
       long* x = m.alloc<long>(std::size_t{1} << 16);
+      if (argc > 2 && std::string(argv[2]) == "filled") {
+        for (std::size_t i = 0; i < (std::size_t{1} << 16); ++i) x[i] = static_cast<long>(i);
+      }
       m.freeze(x, std::size_t{1} << 16);
       x[5] = 1;   // must end the run
       return fail("the program wrote frozen memory and went on");

@@ -83,7 +83,8 @@ class Manager {
   std::size_t freeze(const void* p, std::size_t bytes);
   template <class T>
   std::size_t freeze(const T* p, std::size_t n) {
-    return freeze(static_cast<const void*>(p), n * sizeof(T));
+    // n beyond what memory can hold: the byte version refuses it (not a wrapped product).
+    return freeze(static_cast<const void*>(p), n > SIZE_MAX / sizeof(T) ? SIZE_MAX : n * sizeof(T));
   }
 
   // A parallel step of one routine with `count` segments. Returns when every segment's

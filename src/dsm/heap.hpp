@@ -34,6 +34,16 @@ class Heap {
   static constexpr std::size_t stagger_gap(std::size_t n) noexcept { return kStaggerStep * (1 + n * 3 % 7); }
   // Returns false if offset is not the start of a live block.
   bool release(std::size_t offset);
+  // True if live blocks (with their alignment slack) cover [begin, end) without a gap.
+  bool covers(std::size_t begin, std::size_t end) const {
+    auto it = live_.upper_bound(begin);
+    if (it == live_.begin()) return begin >= end;
+    for (--it; begin < end; ++it) {
+      if (it == live_.end() || it->first > begin || it->first + it->second <= begin) return false;
+      begin = it->first + it->second;
+    }
+    return true;
+  }
   // The bytes of the live block at offset (alignment slack included), or nullopt.
   std::optional<std::size_t> block_bytes(std::size_t offset) const {
     auto it = live_.find(offset);

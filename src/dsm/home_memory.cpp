@@ -21,10 +21,15 @@ bool all_zero(const std::byte* p, std::size_t n) {
 HomeMemory::HomeMemory(const Region& region)
     : region_(region), table_(region, PageState::clean), frozen_(region.pages(), 0) {}
 
-void HomeMemory::freeze(PageNumber first, PageNumber count) noexcept {
-  if (first >= region_.pages()) return;
+int HomeMemory::freeze(PageNumber first, PageNumber count) noexcept {
+  if (first >= region_.pages()) return 0;
   count = std::min<PageNumber>(count, region_.pages() - first);
   std::fill_n(frozen_.begin() + first, count, std::uint8_t{1});
+  for (PageNumber p = first; p < first + count; ++p) {
+    if (table_.state(p) != PageState::dirty) continue;
+    if (const int err = table_.set(p, 1, PageState::clean); err != 0) return err;
+  }
+  return 0;
 }
 
 FaultOutcome HomeMemory::on_fault(void* address, bool) noexcept {

@@ -21,7 +21,9 @@ class HomeMemory final : public FaultTarget {
 
   // Frozen pages (Manager::freeze) stay read-only: a write to one ends the program with
   // a message (it broke its promise; the workers may share the page's memory).
-  void freeze(PageNumber first, PageNumber count) noexcept;
+  // Pages the program wrote since the last step are made read-only again at once (they
+  // stay on the written list for the step's notices). Returns 0 or errno.
+  int freeze(PageNumber first, PageNumber count) noexcept;
   bool frozen(PageNumber p) const noexcept { return frozen_[p] != 0; }
 
   // Pages the program wrote since the last call (sorted); they become read-only again.

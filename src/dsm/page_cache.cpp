@@ -202,6 +202,13 @@ FaultOutcome PageCache::map_frozen(PageNumber p) noexcept {
   const std::size_t ps = region_.page_size();
   if (mmap(region_.user_page(p), std::size_t{n} * ps, PROT_READ, MAP_SHARED | MAP_FIXED | MAP_POPULATE, home_fd_,
            static_cast<off_t>(std::size_t{p} * ps)) == MAP_FAILED) {
+    // A failed MAP_FIXED may have removed the old mapping: put our own memory back, then
+    // the caller copies the pages.
+    if (mmap(region_.user_page(p), std::size_t{n} * ps, PROT_NONE, MAP_SHARED | MAP_FIXED, region_.fd(),
+             static_cast<off_t>(std::size_t{p} * ps)) == MAP_FAILED) {
+      log::raw("calypso: mmap failed while mapping frozen pages from the manager's memory\n");
+      return FaultOutcome::fatal;
+    }
     return FaultOutcome::abort;
   }
   std::fill_n(mapped_.begin() + p, n, std::uint8_t{1});
@@ -342,6 +349,7 @@ void PageCache::invalidate_all() {
 // segment's finish_segment, and nothing else wrote the page) then equals its twin.
 void PageCache::replay(std::span<const PageNumber> pages, std::span<const std::uint32_t> segments,
                        std::span<const std::span<const std::byte>> bodies) {
+  if (mapped_count_ != 0 && unmap_home(pages) != 0) throw Error("calypso: mmap failed (replay)");
   for (PageNumber p : pages) mark_written(p, 1);
   // By position in pages (a vector, not a map: Jacobi replays ~1000 pages a step):
   // untouched, its twin will equal it, or not.

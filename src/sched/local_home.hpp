@@ -3,8 +3,9 @@
 // copies pages from it with pread, and maps its control word; neither libfabric nor the
 // manager's CPU takes part, which on a host with as many processes as cores is what the
 // workers lack (a tcp page fetch needs the manager's progress). pread rather than a
-// mapping: mapped pages would count in the worker's resident memory as well as the
-// manager's.
+// mapping: home memory changes at every step's collation, while a late attempt of the
+// closed step may still read its pages. Frozen pages (Manager::freeze) never change, and
+// those the page cache maps from region_fd() instead (PageCache::share_home).
 //
 // The snapshot rule is the RMA reads' (docs/PROTOCOL.md): copy the pages, then read the
 // control word; they were the open step's snapshot if it still holds that step's id,

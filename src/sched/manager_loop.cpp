@@ -206,6 +206,7 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
       if (step_ && step == step_->id) step_->sched.forgive(segment);
     }
     w.counted_failures.clear();
+    w.frozen_sent = 0;   // assignments taken back may have held frozen runs (twice is harmless)
     // A wait_for_workers() while it was suspected sent it no prepare.
     prepare_if_behind(id, w);
     dispatch();
