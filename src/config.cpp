@@ -51,6 +51,13 @@ void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
   out = static_cast<T>(n);
 }
 
+// A 0/1 switch; out keeps its default when the variable is unset.
+void read_flag(const char* name, bool& out) {
+  std::uint32_t v = out ? 1 : 0;
+  read_uint(name, v, 0, 1);
+  out = v != 0;
+}
+
 void read_ms(const char* name, std::chrono::milliseconds& out, std::uint64_t lo) {
   std::uint64_t ms = static_cast<std::uint64_t>(out.count());
   read_uint(name, ms, lo, 86'400'000);
@@ -205,23 +212,12 @@ Config Config::from_environment() {
   read_uint("CALYPSO_POLL_US", poll_us, 0, 10000);
   c.poll_window = std::chrono::microseconds(poll_us);
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);
-  std::uint32_t conflicts = 0;
-  read_uint("CALYPSO_CHECK_CONFLICTS", conflicts, 0, 1);
-  c.check_conflicts = conflicts != 0;
-  std::uint32_t local_reads = 1;
-  read_uint("CALYPSO_LOCAL_READS", local_reads, 0, 1);
-  c.local_reads = local_reads != 0;
+  read_flag("CALYPSO_CHECK_CONFLICTS", c.check_conflicts);
+  read_flag("CALYPSO_LOCAL_READS", c.local_reads);
   read_size("CALYPSO_LOCAL_RESULTS", c.local_results);
-  std::uint32_t share_frozen = 1;
-  read_uint("CALYPSO_SHARE_FROZEN", share_frozen, 0, 1);
-  c.share_frozen = share_frozen != 0;
-
-  std::uint32_t local_messages = 1;
-  read_uint("CALYPSO_LOCAL_MESSAGES", local_messages, 0, 1);
-  c.local_messages = local_messages != 0;
-  std::uint32_t bundle = 1;
-  read_uint("CALYPSO_BUNDLE", bundle, 0, 1);
-  c.bundle = bundle != 0;
+  read_flag("CALYPSO_SHARE_FROZEN", c.share_frozen);
+  read_flag("CALYPSO_LOCAL_MESSAGES", c.local_messages);
+  read_flag("CALYPSO_BUNDLE", c.bundle);
   read_stats(c);
   read_schedule(c);
   read_string("CALYPSO_STATS_FILE", c.stats_file);

@@ -73,8 +73,8 @@ void ManagerImpl::deallocate(void* p) noexcept {
   }
   // Handed out again, the block would be cleared and written: frozen pages never change.
   const std::size_t page = config_.page_size, end = offset + *heap_.block_bytes(offset);
-  for (std::size_t q = offset / page; q < frozen_.size() && q * page < end; ++q) {
-    if (frozen_[q] != 0) {
+  for (std::size_t q = offset / page; q < region_.pages() && q * page < end; ++q) {
+    if (home_.frozen(static_cast<dsm::PageNumber>(q))) {
       LOG_WARN("deallocate(%p): the block holds frozen memory, so it stays allocated", p);
       return;
     }
@@ -97,16 +97,15 @@ std::size_t ManagerImpl::freeze(const void* p, std::size_t bytes) {
     throw Error("calypso: freeze() was given memory that is not allocated (it must lie in heap blocks or "
                 "shared variables)");
   }
-  if (frozen_.empty()) frozen_.assign(region_.pages(), 0);
+  // Runs of pages not frozen yet (freezing twice is harmless, and sends nothing again).
+  auto frozen = [&](std::size_t q) { return home_.frozen(static_cast<dsm::PageNumber>(q)); };
   for (std::size_t q = first; q < end;) {
-    if (frozen_[q] != 0) {
+    if (frozen(q)) {
       ++q;
       continue;
     }
     std::size_t r = q + 1;
-    while (r < end && frozen_[r] == 0) ++r;
-    std::fill(frozen_.begin() + static_cast<std::ptrdiff_t>(q), frozen_.begin() + static_cast<std::ptrdiff_t>(r),
-              std::uint8_t{1});
+    while (r < end && !frozen(r)) ++r;
     if (const int err = home_.freeze(static_cast<dsm::PageNumber>(q), static_cast<dsm::PageNumber>(r - q)); err != 0) {
       throw Error(std::string("calypso: mprotect failed while freezing memory: ") + std::strerror(err));
     }

@@ -37,7 +37,6 @@ class ManagerImpl {
   dsm::HomeMemory home_;
   dsm::Heap heap_;
   std::size_t never_used_from_;   // heap offsets at or above this were never handed out
-  std::vector<std::uint8_t> frozen_;            // per page: frozen (Manager::freeze)
   std::vector<std::uint32_t> frozen_pending_;   // (first, count) runs frozen since the last step
   sched::ManagerLoop loop_;
   // Installed after the loop's endpoint is open: libfabric's shm provider installs a

@@ -366,10 +366,10 @@ TEST(Protocol, ParseHelloRejectsInconsistentTails) {
   EXPECT_FALSE(parse_hello(*m, why));
 }
 
-std::optional<AssignView> assign_with(const Assign& a, std::size_t tail_bytes, std::string& why) {
-  static Bytes wire;
+std::optional<AssignView> assign_with(const Assign& a, const Bytes& tail, std::string& why) {
+  static Bytes wire;   // the view points into it
   Encoder e(MsgType::assign, 1, a);
-  e.append(Bytes(tail_bytes, std::byte{1}));
+  e.append(tail);
   wire = to_bytes(e.bytes());
   auto m = decode(wire, why);
   if (!m) {
@@ -377,6 +377,9 @@ std::optional<AssignView> assign_with(const Assign& a, std::size_t tail_bytes, s
     return std::nullopt;
   }
   return parse_assign(*m, why);
+}
+std::optional<AssignView> assign_with(const Assign& a, std::size_t tail_bytes, std::string& why) {
+  return assign_with(a, Bytes(tail_bytes, std::byte{1}), why);
 }
 
 TEST(Protocol, AssignCarriesPushedPages) {
@@ -413,31 +416,24 @@ TEST(Protocol, AssignCarriesPushedPages) {
 
 TEST(Protocol, AssignCarriesFrozenRunsBeforeThePushedData) {
   const std::vector<std::uint32_t> notices = {3}, pushed = {4}, frozen = {10, 6, 40, 2};
-  Bytes data(64, std::byte{7});
+  Bytes data(64, std::byte{7}), tail;
+  for (const auto* list : {&notices, &pushed, &frozen}) {
+    const auto* b = reinterpret_cast<const std::byte*>(list->data());
+    tail.insert(tail.end(), b, b + list->size() * 4);
+  }
+  tail.insert(tail.end(), data.begin(), data.end());
   Assign a = make_assign(0, 1);
   a.pushed = 1;
   a.pushed_bytes = 64;
   a.frozen_runs = 2;
-  Encoder e(MsgType::assign, 11, a);
-  e.append(notices.data(), 4).append(pushed.data(), 4).append(frozen.data(), 16).append(data);
-  Bytes wire = to_bytes(e.bytes());
-  auto m = must_decode(wire);
-  ASSERT_TRUE(m);
   std::string why;
-  auto v = parse_assign(*m, why);
+  auto v = assign_with(a, tail, why);
   ASSERT_TRUE(v) << why;
   EXPECT_EQ(v->frozen, frozen);
   EXPECT_EQ(v->pushed, pushed);
   EXPECT_EQ(to_bytes(v->pushed_data), data);
-  // One run more than the body holds.
-  Assign b = a;
-  b.frozen_runs = 3;
-  Encoder be(MsgType::assign, 11, b);
-  be.append(notices.data(), 4).append(pushed.data(), 4).append(frozen.data(), 16).append(data);
-  Bytes w = to_bytes(be.bytes());
-  auto bm = must_decode(w);
-  ASSERT_TRUE(bm);
-  EXPECT_FALSE(parse_assign(*bm, why));
+  a.frozen_runs = 3;   // one run more than the body holds
+  EXPECT_FALSE(assign_with(a, tail, why));
 }
 
 TEST(Protocol, ReadSetRoundTripAndLengthCheck) {

@@ -54,8 +54,8 @@ FaultOutcome PageCache::on_fault(void* address, bool is_write) noexcept {
   switch (table_.state(p)) {
     case PageState::invalid: {
       ++stats_.read_faults;
-      if (!is_write && home_fd_ >= 0 && frozen_[p] != 0 && pushed_[p] == 0 && written_at_home_[p] != 0) {
-        if (FaultOutcome r = map_frozen(p); r != FaultOutcome::abort) return r;   // abort: copy instead
+      if (!is_write && home_fd_ >= 0 && mappable(p)) {
+        if (auto r = map_frozen(p)) return *r;   // else copy it
       }
       FaultOutcome r = pushed_[p] != 0         ? take_pushed(p)
                        : written_at_home_[p] != 0 ? fetch_group(p)
@@ -184,21 +184,20 @@ FaultOutcome PageCache::install_zero(PageNumber p) noexcept {
   return FaultOutcome::resolved;
 }
 
-void PageCache::freeze(PageNumber first, PageNumber count) noexcept {
+void PageCache::freeze(PageNumber first, PageNumber count) noexcept { set_flags(frozen_, first, count); }
+
+void PageCache::set_flags(std::vector<std::uint8_t>& flags, PageNumber first, PageNumber count) const noexcept {
   if (first >= region_.pages()) return;
   count = std::min<PageNumber>(count, region_.pages() - first);
-  std::fill_n(frozen_.begin() + first, count, std::uint8_t{1});
+  std::fill_n(flags.begin() + first, count, std::uint8_t{1});
 }
 
 // The frozen, non-zero, invalid pages from p on (up to kMapRun), mapped read-only from
 // the manager's memory. No snapshot check is needed: frozen pages have one version for
-// the rest of the run. abort if the kernel refuses the mapping (the caller copies).
-FaultOutcome PageCache::map_frozen(PageNumber p) noexcept {
+// the rest of the run. nullopt if the kernel refuses the mapping (the caller copies).
+std::optional<FaultOutcome> PageCache::map_frozen(PageNumber p) noexcept {
   PageNumber n = 1;
-  while (n < kMapRun && p + n < region_.pages() && frozen_[p + n] != 0 && pushed_[p + n] == 0 &&
-         written_at_home_[p + n] != 0 && table_.state(p + n) == PageState::invalid) {
-    ++n;
-  }
+  while (n < kMapRun && p + n < region_.pages() && mappable(p + n)) ++n;
   const std::size_t ps = region_.page_size();
   if (mmap(region_.user_page(p), std::size_t{n} * ps, PROT_READ, MAP_SHARED | MAP_FIXED | MAP_POPULATE, home_fd_,
            static_cast<off_t>(std::size_t{p} * ps)) == MAP_FAILED) {
@@ -209,7 +208,7 @@ FaultOutcome PageCache::map_frozen(PageNumber p) noexcept {
       log::raw("calypso: mmap failed while mapping frozen pages from the manager's memory\n");
       return FaultOutcome::fatal;
     }
-    return FaultOutcome::abort;
+    return std::nullopt;
   }
   std::fill_n(mapped_.begin() + p, n, std::uint8_t{1});
   std::fill_n(twin_state_.begin() + p, n, Twin::stale);
@@ -252,11 +251,7 @@ int PageCache::unmap_home(std::span<const PageNumber> pages) noexcept {
   return 0;
 }
 
-void PageCache::mark_written(PageNumber first, PageNumber count) noexcept {
-  if (first >= region_.pages()) return;
-  count = std::min<PageNumber>(count, region_.pages() - first);
-  std::fill_n(written_at_home_.begin() + first, count, std::uint8_t{1});
-}
+void PageCache::mark_written(PageNumber first, PageNumber count) noexcept { set_flags(written_at_home_, first, count); }
 
 // Twins pages [first, first+count), copying only those whose twin is not a copy already
 // and whose snapshot is not all zeros; runs of pages are copied at once (twins are laid

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -138,7 +139,12 @@ class PageCache final : public FaultTarget {
   FaultOutcome install_zero(PageNumber p) noexcept;
   FaultOutcome take_pushed(PageNumber p) noexcept;
   FaultOutcome make_twins(PageNumber p) noexcept;
-  FaultOutcome map_frozen(PageNumber p) noexcept;
+  std::optional<FaultOutcome> map_frozen(PageNumber p) noexcept;
+  // A page map_frozen may map: frozen, invalid, not pushed, and not known-zero.
+  bool mappable(PageNumber p) const noexcept {
+    return frozen_[p] != 0 && pushed_[p] == 0 && written_at_home_[p] != 0 && table_.state(p) == PageState::invalid;
+  }
+  void set_flags(std::vector<std::uint8_t>& flags, PageNumber first, PageNumber count) const noexcept;
   // Puts the region's own memory back under mapped pages in [first, first+count), which
   // become invalid. Returns 0 or errno.
   int unmap_home(PageNumber first, PageNumber count) noexcept;

@@ -242,10 +242,10 @@ ManagerLoop::Outgoing ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p)
   // Frozen runs it has not had, as many as leave room for the notices (the rest come
   // with its next assignment; until then it copies those pages, as before the freeze).
   const std::size_t words = n.invalidate.size() + n.own_segments.size() + n.own_pages.size();
-  const std::size_t room = ep_.max_message() - std::min(ep_.max_message(), sizeof(Header) + sizeof(Assign) +
-                                                                                routine.args.size() + words * 4);
-  const std::size_t frozen = std::min(frozen_runs_.size() - w.frozen_sent, room / 8 * 2);
-  const std::size_t used = sizeof(Assign) + routine.args.size() + (words + frozen) * sizeof(std::uint32_t);
+  const std::size_t notices_end = sizeof(Header) + sizeof(Assign) + routine.args.size() + words * sizeof(std::uint32_t);
+  const std::size_t frozen = std::min(frozen_runs_.size() - w.frozen_sent,
+                                      (ep_.max_message() - std::min(ep_.max_message(), notices_end)) / 8 * 2);
+  const std::size_t used = notices_end - sizeof(Header) + frozen * sizeof(std::uint32_t);
   if (!n.invalidate_all && sizeof(Header) + used < ep_.max_message()) {
     choose_pushes(w, n, ep_.max_message() - sizeof(Header) - used);
   }
