@@ -67,12 +67,13 @@ void ManagerImpl::prefault(std::size_t from, std::size_t to) {
 void ManagerImpl::deallocate(void* p) noexcept {
   if (p == nullptr) return;
   const auto offset = static_cast<std::size_t>(static_cast<std::byte*>(p) - region_.base());
-  if (!region_.contains(p) || !heap_.block_bytes(offset)) {
+  const std::optional<std::size_t> bytes = region_.contains(p) ? heap_.block_bytes(offset) : std::nullopt;
+  if (!bytes) {
     LOG_ERROR("deallocate(%p): not a block of the shared heap (ignored)", p);
     return;
   }
   // Handed out again, the block would be cleared and written: frozen pages never change.
-  const std::size_t page = config_.page_size, end = offset + *heap_.block_bytes(offset);
+  const std::size_t page = config_.page_size, end = offset + *bytes;
   for (std::size_t q = offset / page; q < region_.pages() && q * page < end; ++q) {
     if (home_.frozen(static_cast<dsm::PageNumber>(q))) {
       LOG_WARN("deallocate(%p): the block holds frozen memory, so it stays allocated", p);

@@ -129,18 +129,19 @@ TEST(Collation, ValidateAcceptsWellFormedBodies) {
 // diff for one (a page twinned but left unchanged) changes nothing and passes.
 TEST(Collation, FrozenChangeNamesTheFirstFrozenPageADiffChanges) {
   Step s(22);
-  Collation c(s.region, false);
   Writes seg(s.snapshot);
   seg.write(2, 5, flip(s.snapshot[2 * kPage + 5])).write(6, 7, flip(s.snapshot[6 * kPage + 7]));
   Bytes body = seg.body();
-  EXPECT_EQ(c.frozen_change(body), std::nullopt) << "nothing frozen yet";
+  std::vector<std::uint8_t> frozen(s.region.pages(), 0);   // as HomeMemory::frozen_flags
+  auto freeze = [&](PageNumber first, PageNumber count) { std::fill_n(frozen.begin() + first, count, 1); };
+  EXPECT_EQ(Collation::frozen_change(body, frozen), std::nullopt) << "nothing frozen yet";
   Writes::append_entry(body, 4, {});
-  c.freeze(4, 1);
-  EXPECT_EQ(c.frozen_change(body), std::nullopt) << "an empty diff changes nothing";
-  c.freeze(6, 3);
-  EXPECT_EQ(c.frozen_change(body), std::optional<PageNumber>(6));
-  c.freeze(1, 2);
-  EXPECT_EQ(c.frozen_change(body), std::optional<PageNumber>(2));
+  freeze(4, 1);
+  EXPECT_EQ(Collation::frozen_change(body, frozen), std::nullopt) << "an empty diff changes nothing";
+  freeze(6, 3);
+  EXPECT_EQ(Collation::frozen_change(body, frozen), std::optional<PageNumber>(6));
+  freeze(1, 2);
+  EXPECT_EQ(Collation::frozen_change(body, frozen), std::optional<PageNumber>(2));
   EXPECT_TRUE(s.memory_is(s.snapshot)) << "frozen_change must not write";
 }
 

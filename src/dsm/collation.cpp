@@ -108,18 +108,11 @@ std::size_t Collation::prefault(std::span<const std::byte> body) {
   return mapped;
 }
 
-void Collation::freeze(PageNumber first, PageNumber count) {
-  if (first >= region_.pages()) return;
-  if (frozen_.empty()) frozen_.assign(region_.pages(), 0);
-  count = std::min<PageNumber>(count, region_.pages() - first);
-  std::fill_n(frozen_.begin() + first, count, std::uint8_t{1});
-}
-
-std::optional<PageNumber> Collation::frozen_change(std::span<const std::byte> body) const {
-  if (frozen_.empty()) return std::nullopt;
+std::optional<PageNumber> Collation::frozen_change(std::span<const std::byte> body,
+                                                   std::span<const std::uint8_t> frozen) {
   std::optional<PageNumber> found;
   for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte>) {
-    if (e.diff_bytes != 0 && e.page < frozen_.size() && frozen_[e.page] != 0) found = e.page;
+    if (e.diff_bytes != 0 && e.page < frozen.size() && frozen[e.page] != 0) found = e.page;
     return !found;
   });
   return found;

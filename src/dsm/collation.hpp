@@ -58,10 +58,10 @@ class Collation {
   std::size_t prefault(std::span<const std::byte> body);
 
   // Frozen pages (Manager::freeze): a result that changes one is refused by the
-  // scheduler as the program's error (frozen_change), not applied.
-  void freeze(PageNumber first, PageNumber count);
-  // The first frozen page that a validated body changes (a non-empty diff), if any.
-  std::optional<PageNumber> frozen_change(std::span<const std::byte> body) const;
+  // scheduler as the program's error, not applied. The first page flagged in `frozen`
+  // (HomeMemory::frozen_flags) that a validated body changes (a non-empty diff), if any.
+  static std::optional<PageNumber> frozen_change(std::span<const std::byte> body,
+                                                 std::span<const std::uint8_t> frozen);
 
   // Forgets the byte owners of the previous step (checking mode).
   void begin_step();
@@ -76,7 +76,6 @@ class Collation {
   std::vector<SegmentTag> tags_;                                       // writer slot -> tag
   std::unordered_map<PageNumber, std::vector<std::uint32_t>> owners_;  // byte -> slot + 1
   std::vector<std::uint8_t> mapped_;   // page -> prefault() mapped it (home pages stay)
-  std::vector<std::uint8_t> frozen_;   // page -> frozen; empty until something is
   bool can_prefault_ = true;
 };
 

@@ -25,11 +25,8 @@ int HomeMemory::freeze(PageNumber first, PageNumber count) noexcept {
   if (first >= region_.pages()) return 0;
   count = std::min<PageNumber>(count, region_.pages() - first);
   std::fill_n(frozen_.begin() + first, count, std::uint8_t{1});
-  for (PageNumber p = first; p < first + count; ++p) {
-    if (table_.state(p) != PageState::dirty) continue;
-    if (const int err = table_.set(p, 1, PageState::clean); err != 0) return err;
-  }
-  return 0;
+  // Home pages are only clean or dirty; a dirty one stays listed for take_written.
+  return table_.set(first, count, PageState::clean);
 }
 
 FaultOutcome HomeMemory::on_fault(void* address, bool) noexcept {

@@ -9,6 +9,7 @@
 #include "dsm/region.hpp"
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace calypso::dsm {
@@ -25,6 +26,7 @@ class HomeMemory final : public FaultTarget {
   // stay on the written list for the step's notices). Returns 0 or errno.
   int freeze(PageNumber first, PageNumber count) noexcept;
   bool frozen(PageNumber p) const noexcept { return frozen_[p] != 0; }
+  std::span<const std::uint8_t> frozen_flags() const noexcept { return frozen_; }
 
   // Pages the program wrote since the last call (sorted); they become read-only again.
   std::vector<PageNumber> take_written();

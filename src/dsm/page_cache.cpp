@@ -203,8 +203,7 @@ std::optional<FaultOutcome> PageCache::map_frozen(PageNumber p) noexcept {
            static_cast<off_t>(std::size_t{p} * ps)) == MAP_FAILED) {
     // A failed MAP_FIXED may have removed the old mapping: put our own memory back, then
     // the caller copies the pages.
-    if (mmap(region_.user_page(p), std::size_t{n} * ps, PROT_NONE, MAP_SHARED | MAP_FIXED, region_.fd(),
-             static_cast<off_t>(std::size_t{p} * ps)) == MAP_FAILED) {
+    if (map_own(p, n) != 0) {
       log::raw("calypso: mmap failed while mapping frozen pages from the manager's memory\n");
       return FaultOutcome::fatal;
     }
@@ -221,8 +220,15 @@ std::optional<FaultOutcome> PageCache::map_frozen(PageNumber p) noexcept {
   return FaultOutcome::resolved;
 }
 
-int PageCache::unmap_home(PageNumber first, PageNumber count) noexcept {
+int PageCache::map_own(PageNumber first, PageNumber count) noexcept {
   const std::size_t ps = region_.page_size();
+  return mmap(region_.user_page(first), std::size_t{count} * ps, PROT_NONE, MAP_SHARED | MAP_FIXED, region_.fd(),
+              static_cast<off_t>(std::size_t{first} * ps)) == MAP_FAILED
+             ? errno
+             : 0;
+}
+
+int PageCache::unmap_home(PageNumber first, PageNumber count) noexcept {
   for (PageNumber i = first; i < first + count;) {
     if (mapped_[i] == 0) {
       ++i;
@@ -230,10 +236,7 @@ int PageCache::unmap_home(PageNumber first, PageNumber count) noexcept {
     }
     PageNumber j = i + 1;
     while (j < first + count && mapped_[j] != 0) ++j;
-    if (mmap(region_.user_page(i), std::size_t{j - i} * ps, PROT_NONE, MAP_SHARED | MAP_FIXED, region_.fd(),
-             static_cast<off_t>(std::size_t{i} * ps)) == MAP_FAILED) {
-      return errno;
-    }
+    if (const int err = map_own(i, j - i); err != 0) return err;
     std::fill_n(mapped_.begin() + i, j - i, std::uint8_t{0});
     mapped_count_ -= j - i;
     if (const int err = table_.set(i, j - i, PageState::invalid); err != 0) return err;

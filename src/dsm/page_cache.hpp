@@ -145,6 +145,9 @@ class PageCache final : public FaultTarget {
     return frozen_[p] != 0 && pushed_[p] == 0 && written_at_home_[p] != 0 && table_.state(p) == PageState::invalid;
   }
   void set_flags(std::vector<std::uint8_t>& flags, PageNumber first, PageNumber count) const noexcept;
+  // Maps the region's own memory (the worker's memfd) at [first, first+count), with no
+  // access. Returns 0 or errno.
+  int map_own(PageNumber first, PageNumber count) noexcept;
   // Puts the region's own memory back under mapped pages in [first, first+count), which
   // become invalid. Returns 0 or errno.
   int unmap_home(PageNumber first, PageNumber count) noexcept;

@@ -281,6 +281,12 @@ struct Endpoint::Impl {
   std::uint64_t local_received = 0;
   void poll_channels(const std::function<void(const Event&)>& fn, std::size_t& delivered);
   void drop_channel(PeerId p) noexcept;
+  // A channel that failed (garbage, or a broken consumer) is dropped for good: its peer
+  // is not sent to through the provider either (see attach_local).
+  void break_channel(PeerId p) {
+    drop_channel(p);
+    broken_channels.push_back(p);
+  }
   void ring(PeerId to) noexcept {
     if (!bell) return;
     if (auto it = peer_bells.find(to); it != peer_bells.end()) bell->ring(it->second);
@@ -564,8 +570,7 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
   if (auto it = channels.find(to); it != channels.end()) {
     const SendStatus status = it->second.send(parts, len, deadline);
     if (status == SendStatus::peer_failed) {
-      drop_channel(to);
-      broken_channels.push_back(to);
+      break_channel(to);
       peer_errors.emplace_back(to, Endpoint::kBrokenChannel);
     }
     return status;
@@ -791,8 +796,7 @@ void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, 
       ++delivered;
       if (r == LocalChannel::Received::corrupt) {
         std::fprintf(stderr, "calypso net: a local channel delivered a malformed message; dropped the channel\n");
-        drop_channel(p);
-        broken_channels.push_back(p);
+        break_channel(p);
         fn(Event{Event::Kind::peer_error, p, {}, Endpoint::kBrokenChannel});
         break;
       }

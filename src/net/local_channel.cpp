@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <random>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <thread>
@@ -17,7 +16,6 @@ namespace calypso::net {
 namespace {
 
 constexpr std::size_t kHeader = 4096;
-constexpr std::size_t kNonceAt = 64;      // sched/peer_file.hpp's kNonceOffset
 constexpr std::size_t kCapacityAt = 128;
 // Per direction d: tail, head and the consumer's flag, 128 bytes apart (a cache line and
 // its neighbour, which the hardware may fetch with it).
@@ -42,12 +40,10 @@ std::size_t capacity_for(std::size_t max_message) {
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "the positions are shared with another process: plain loads and stores");
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
 // Both ends non-blocking: a full pipe means a wake-up is pending anyway.
 void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw Error("calypso net: " + errno_text("pipe2 for a local channel"));
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw Error("calypso net: " + sys_error("pipe2 for a local channel"));
   read_end = UniqueFd(fds[0]);
   write_end = UniqueFd(fds[1]);
 }
@@ -66,13 +62,13 @@ LocalChannel::LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell,
 LocalChannel LocalChannel::create(std::size_t max_message) {
   const std::size_t capacity = capacity_for(max_message);
   UniqueFd file(memfd_create("calypso-messages", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (file.get() < 0) throw Error("calypso net: " + errno_text("memfd_create for a local channel"));
+  if (file.get() < 0) throw Error("calypso net: " + sys_error("memfd_create for a local channel"));
   if (ftruncate(file.get(), static_cast<off_t>(kHeader + 2 * capacity)) != 0) {
-    throw Error("calypso net: " + errno_text("ftruncate of a local channel"));
+    throw Error("calypso net: " + sys_error("ftruncate of a local channel"));
   }
   // The opener maps the whole file: a shrunk file would fault it.
   if (fcntl(file.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    throw Error("calypso net: " + errno_text("sealing a local channel"));
+    throw Error("calypso net: " + sys_error("sealing a local channel"));
   }
   UniqueFd creator_read, creator_write, opener_read, opener_write;
   make_pipe(creator_read, creator_write);   // wakes the creator
@@ -80,14 +76,9 @@ LocalChannel LocalChannel::create(std::size_t max_message) {
   LocalChannel c(std::move(file), std::move(creator_read), std::move(opener_write), capacity, max_message, true);
   c.creator_bell_write_ = std::move(creator_write);
   c.opener_bell_read_ = std::move(opener_read);
-  std::string why;
-  if (!c.map(why)) throw Error("calypso net: " + why);
-  std::random_device random;
-  c.nonce_ = (std::uint64_t{random()} << 32 | random()) | 1;
-  auto* header = static_cast<std::byte*>(c.map_.get());
-  std::memcpy(header + kNonceAt, &c.nonce_, sizeof c.nonce_);
+  c.map_ = map_own_file(c.file_.get(), kHeader + 2 * capacity, "a local channel", c.nonce_);
   const std::uint64_t cap = capacity;
-  std::memcpy(header + kCapacityAt, &cap, sizeof cap);
+  std::memcpy(static_cast<std::byte*>(c.map_.get()) + kCapacityAt, &cap, sizeof cap);
   return c;
 }
 
@@ -98,6 +89,10 @@ LocalChannel::Description LocalChannel::describe() const {
 std::optional<LocalChannel> LocalChannel::open(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell,
                                                const Description& d, std::size_t max_message,
                                                std::string& why) {
+  if (d.nonce == 0) {   // never a channel's: 0 means no offer
+    why = "the local channel's offer has no nonce";
+    return std::nullopt;
+  }
   if (d.capacity != capacity_for(max_message)) {
     why = "the local channel's rings are sized for another largest message";
     return std::nullopt;
@@ -112,29 +107,18 @@ std::optional<LocalChannel> LocalChannel::open(UniqueFd file, UniqueFd own_bell,
     why = "the local channel's file is not sealed at its size";
     return std::nullopt;
   }
-  LocalChannel c(std::move(file), std::move(own_bell), std::move(peer_bell), d.capacity, max_message, false);
-  if (!c.map(why)) return std::nullopt;
-  std::uint64_t nonce = 0, cap = 0;
-  const auto* header = static_cast<const std::byte*>(c.map_.get());
-  std::memcpy(&nonce, header + kNonceAt, sizeof nonce);
-  std::memcpy(&cap, header + kCapacityAt, sizeof cap);
-  if (nonce != d.nonce || nonce == 0 || cap != d.capacity) {
-    why = "the local channel's file is another one (nonce or capacity differ)";
+  constexpr const char* kAnother = "the local channel's file is another one (nonce or capacity differ)";
+  auto map = map_peer_file(file.get(), kHeader + 2 * d.capacity, true, d.nonce, "a local channel", kAnother, why);
+  if (!map) return std::nullopt;
+  std::uint64_t cap = 0;
+  std::memcpy(&cap, static_cast<const std::byte*>(map->get()) + kCapacityAt, sizeof cap);
+  if (cap != d.capacity) {
+    why = kAnother;
     return std::nullopt;
   }
-  c.nonce_ = nonce;
+  LocalChannel c(std::move(file), std::move(own_bell), std::move(peer_bell), d.capacity, max_message, false);
+  c.map_ = std::move(*map);
   return c;
-}
-
-bool LocalChannel::map(std::string& why) noexcept {
-  const std::size_t bytes = kHeader + 2 * capacity_;
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, file_.get(), 0);
-  if (p == MAP_FAILED) {
-    why = errno_text("mmap of a local channel");
-    return false;
-  }
-  map_ = Mapping(p, bytes);
-  return true;
 }
 
 std::atomic<std::uint64_t>& LocalChannel::word(std::size_t offset) const noexcept {

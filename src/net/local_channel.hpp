@@ -11,8 +11,8 @@
 // nothing behind, and a dead consumer only lets its ring fill up (the sender's patience
 // runs out, as on a dead connection).
 //
-// The file: a header page (a zero word, the nonce at kNonceOffset as in
-// sched/peer_file.hpp, the capacity, then for each direction the producer's tail, the
+// The file: a header page (a zero word, the nonce at kNonceOffset as mapping.hpp's
+// map_own_file writes it, the capacity, then for each direction the producer's tail, the
 // consumer's head and the consumer's "sleeping" flag, each on its own cache lines),
 // then `capacity` bytes for the creator's messages and as many for the opener's. A
 // message is a u64 length, then its bytes padded to 8; one that does not fit before the
@@ -86,7 +86,6 @@ class LocalChannel {
  private:
   LocalChannel(UniqueFd file, UniqueFd own_bell, UniqueFd peer_bell, std::size_t capacity, std::size_t max_message,
                bool creator);
-  bool map(std::string& why) noexcept;
   std::atomic<std::uint64_t>& word(std::size_t offset) const noexcept;
   std::byte* data(int direction) const noexcept;
 
@@ -100,7 +99,7 @@ class LocalChannel {
   std::size_t capacity_ = 0;
   std::size_t max_message_ = 0;
   int out_ = 0;   // direction this side produces: 0 creator -> opener, 1 opener -> creator
-  std::uint64_t nonce_ = 0;
+  std::uint64_t nonce_ = 0;   // the creator's (describe)
   std::uint64_t tail_ = 0;   // ours, of the outgoing ring
   std::uint64_t head_ = 0;   // ours, of the incoming ring
   bool asleep_ = false;      // our flag is set (sleep_unless_pending, until awake)

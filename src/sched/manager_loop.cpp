@@ -532,7 +532,9 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
   }
   // The program's error, not the worker's: its routine changed memory that it had frozen.
   // Every run of the segment would, so the step fails at once, and nothing is applied.
-  if (const auto page = collation_.frozen_change(bytes)) {
+  // (The program, the only one to freeze, waits in run_step while a step is open.)
+  const auto page = frozen_runs_.empty() ? std::nullopt : dsm::Collation::frozen_change(bytes, home_.frozen_flags());
+  if (page) {
     char at[32];
     std::snprintf(at, sizeof at, "%p", static_cast<void*>(region_.user_page(*page)));
     return fail_step(segment_name(key.segment) + " changed shared memory that the program had frozen with "
@@ -642,22 +644,21 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   dispatch();
 }
 
-// Forgets a departed worker's addresses, and with them any send still waiting for it
-// (a dead peer never completes them, and they hold send buffers).
 // Messages it sent before it died are taken first (they may hold results); it is then
-// lost as a worker that stops answering is, and its pidfd closed (it stays readable).
+// lost as a worker that stops answering is (unless the job is ending: workers exit
+// then), and its pidfd closed (it stays readable).
 void ManagerLoop::on_exit(WorkerId id) {
   auto it = workers_.find(id);
   if (it == workers_.end()) return;
-  if (shutting_down_) {   // workers exit when the job ends: nothing lost
-    it->second.exit_watch.reset();
-    return;
+  if (!shutting_down_) {
+    drain_endpoint();
+    if (it->second.state != WorkerState::gone) lose(id, it->second, "its process exited", true);
   }
-  drain_endpoint();
-  if (it->second.state != WorkerState::gone) lose(id, it->second, "its process exited", true);
   it->second.exit_watch.reset();
 }
 
+// Forgets a departed worker's addresses, and with them any send still waiting for it
+// (a dead peer never completes them, and they hold send buffers).
 void ManagerLoop::release(Worker& w) {
   w.exit_watch.reset();   // closing it takes it out of epoll_
   for (net::PeerId* p : {&w.peer, &w.heartbeat_peer}) {

@@ -50,11 +50,7 @@ void ManagerLoop::take_commands() {
 }
 
 void ManagerLoop::open_step(StepSpec spec) {
-  for (std::size_t i = 0; i + 1 < spec.frozen.size(); i += 2) {
-    collation_.freeze(spec.frozen[i], spec.frozen[i + 1]);
-    frozen_runs_.push_back(spec.frozen[i]);
-    frozen_runs_.push_back(spec.frozen[i + 1]);
-  }
+  frozen_runs_.insert(frozen_runs_.end(), spec.frozen.begin(), spec.frozen.end());
   if (!spec.sequential_writes.empty()) {
     Version v;
     v.pages = std::move(spec.sequential_writes);

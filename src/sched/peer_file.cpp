@@ -3,47 +3,13 @@
 
 #include <calypso/error.hpp>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <new>
-#include <random>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 
 namespace calypso::sched {
-
-std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-Mapping map_own_file(int fd, std::size_t bytes, const std::string& what, std::uint64_t& nonce) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) throw Error("calypso: " + sys_error("mmap of " + what));
-  Mapping m(p, bytes);
-  new (p) std::atomic<std::uint64_t>(0);
-  std::random_device random;
-  nonce = (std::uint64_t{random()} << 32 | random()) | 1;
-  std::memcpy(static_cast<std::byte*>(p) + kNonceOffset, &nonce, sizeof nonce);
-  return m;
-}
-
-std::optional<Mapping> map_peer_file(int fd, std::size_t bytes, bool writable, std::uint64_t nonce,
-                                     const std::string& what, const char* wrong_file, std::string& why) {
-  void* p = mmap(nullptr, bytes, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    why = sys_error("mmap of " + what);
-    return std::nullopt;
-  }
-  Mapping m(p, bytes);
-  std::uint64_t found = 0;
-  std::memcpy(&found, static_cast<const std::byte*>(p) + kNonceOffset, sizeof found);
-  if (found != nonce) {
-    why = wrong_file;
-    return std::nullopt;
-  }
-  return m;
-}
 
 bool describe_file(int fd, std::uint64_t& dev, std::uint64_t& ino) {
   struct stat st{};

@@ -151,11 +151,13 @@ void WorkerLoop::join(const std::string& identity) {
     }
   }
   if (ring_) h.results = ring_->offer();
-  channel_.reset();
-  if (config_.local_messages) {   // the manager takes it if it runs on this host
+  // Our message channel (CALYPSO_LOCAL_MESSAGES), handed to ep_ if the manager takes it
+  // (Welcome::local_messages: it runs on this host).
+  std::optional<net::LocalChannel> channel;
+  if (config_.local_messages) {
     try {
-      channel_.emplace(net::LocalChannel::create(ep_.max_message()));
-      h.messages = offer_of(*channel_);
+      channel.emplace(net::LocalChannel::create(ep_.max_message()));
+      h.messages = offer_of(*channel);
     } catch (const std::exception& e) {
       LOG_INFO("messages go through the network: %s", e.what());
     }
@@ -197,11 +199,10 @@ void WorkerLoop::join(const std::string& identity) {
     if (ring_) LOG_INFO("sending results through shared memory on this host");
     // Everything the manager sent after the welcome is in the channel, and it takes
     // everything we send from now on from there (see Endpoint::attach_local).
-    if (channel_ && w->local_messages == 1) {
-      ep_.attach_local(manager_, std::move(*channel_));
+    if (channel && w->local_messages == 1) {
+      ep_.attach_local(manager_, std::move(*channel));
       LOG_INFO("exchanging messages with the manager through shared memory on this host");
     }
-    channel_.reset();
     heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
     manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
     region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));

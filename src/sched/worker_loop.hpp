@@ -132,9 +132,6 @@ class WorkerLoop final : public dsm::PageSource {
   // Its result ring (CALYPSO_LOCAL_RESULTS), offered in hello and kept only if the
   // manager took it (Welcome::local_results): for results of at least kRingMinBytes.
   std::optional<ResultRing> ring_;
-  // Its message channel (CALYPSO_LOCAL_MESSAGES), offered in hello and handed to ep_ if
-  // the manager took it (Welcome::local_messages).
-  std::optional<net::LocalChannel> channel_;
   static constexpr std::size_t kRingMinBytes = 16 << 10;
   std::uint32_t pages_read_ = 0;          // in the running segment, for the result
   std::vector<std::byte> result_;
