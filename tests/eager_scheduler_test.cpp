@@ -499,6 +499,85 @@ TEST(EagerScheduler, AColdRunIsLateLater) {
   EXPECT_EQ(*s.next_rerun_at(3), t0 + 80ms) << "segment 1, cold: 1.5 x 2 x 20 ms from its start";
 }
 
+// A worker's own segments run in index order, except those expected to take over twice
+// the queue's typical time, which go first, longest first; with any time unknown, and
+// under the fixed policy, the order is the index order.
+TEST(EagerScheduler, LongSegmentsOfAQueueGoFirst) {
+  using namespace std::chrono_literals;
+  const auto order = [](EagerScheduler s, WorkerId w) {
+    std::vector<std::uint32_t> got;
+    while (auto p = s.next_ahead_for(w)) got.push_back(p->segment);
+    return got;
+  };
+  EXPECT_EQ(order(timed({1, 1, 1, 1, 1}, {1ms, 1ms, 5ms, 1ms, 9ms}), 1),
+            (std::vector<std::uint32_t>{4, 2, 0, 1, 3}));
+  EXPECT_EQ(order(timed({1, 1, 1}, {1ms, 1500us, 1ms}), 1), (std::vector<std::uint32_t>{0, 1, 2}))
+      << "1.5x the typical time is not long";
+  EXPECT_EQ(order(timed({1, 1, 1}, {1ms, 0ms, 9ms}), 1), (std::vector<std::uint32_t>{0, 1, 2}));
+  EagerScheduler fixed(3, 3, EagerScheduler::Policy::fixed, {1, 1, 1});
+  fixed.set_expected({1ms, 1ms, 9ms});
+  EXPECT_EQ(order(std::move(fixed), 1), (std::vector<std::uint32_t>{0, 1, 2}));
+}
+
+// Worker 1 runs segments in `fast`, worker 2 in `slow` (no expected times: one step, as
+// matmul); worker 2 starts the last one, segment 6, at t0 + 2 slow. With 5 and 10 ms,
+// worker 1 has run out of work by then and the step's mean is 6.7 ms, so segment 6 is
+// late only at t0 + 31.7 ms.
+EagerScheduler paced(EagerScheduler::Clock::time_point t0, std::chrono::milliseconds fast,
+                     std::chrono::milliseconds slow) {
+  EagerScheduler s(7, 3);
+  s.set_rerun_delay(1.5, std::chrono::milliseconds(50));
+  const auto step = [&](std::uint32_t seg, WorkerId w, auto at) {
+    EXPECT_EQ(s.next_for(w, t0 + at)->segment, seg);
+  };
+  step(0, 1, 0 * fast);
+  step(1, 2, 0 * slow);
+  EXPECT_TRUE(s.complete(0, 1, t0 + fast));
+  step(2, 1, fast);
+  EXPECT_TRUE(s.complete(2, 1, t0 + 2 * fast));
+  step(3, 1, 2 * fast);
+  EXPECT_TRUE(s.complete(1, 2, t0 + slow));
+  step(4, 2, slow);
+  EXPECT_TRUE(s.complete(3, 1, t0 + 3 * fast));
+  step(5, 1, 3 * fast);
+  EXPECT_TRUE(s.complete(5, 1, t0 + 4 * fast));
+  EXPECT_TRUE(s.complete(4, 2, t0 + 2 * slow));
+  step(6, 2, 2 * slow);
+  return s;
+}
+
+// A worker whose pace says its copy would end well before a slower worker's run (by a
+// quarter of the copy's time and 1 ms) re-runs it before it is late; a slower worker
+// never copies a faster one's run early, and equal paces never do.
+TEST(EagerScheduler, AFasterWorkerOvertakesASlowerOnesRun) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  {
+    EagerScheduler s = paced(t0, 5ms, 10ms);
+    auto p = s.next_for(1, t0 + 20ms);
+    ASSERT_TRUE(p) << "its copy ends at 27.25 ms, the original at 30";
+    EXPECT_EQ(p->segment, 6u);
+    EXPECT_EQ(p->attempt, 2u);
+  }
+  {
+    EagerScheduler s = paced(t0, 5ms, 10ms);
+    EXPECT_FALSE(s.next_for(1, t0 + 23ms)) << "its copy would end at 30.25 ms";
+    EXPECT_FALSE(s.next_for(1, t0 + 31ms)) << "not late yet";
+    EXPECT_TRUE(s.next_for(1, t0 + 32ms)) << "late";
+  }
+  {
+    EagerScheduler s = paced(t0, 5ms, 5ms);
+    EXPECT_FALSE(s.next_for(1, t0 + 10ms)) << "equal paces";
+  }
+  {
+    // Worker 1 is the slow one: its copy of worker 2's run (5 ms, started at t0 + 10 ms)
+    // would end at 23.5 ms, the run at 15; the run is late at 23.3 ms.
+    EagerScheduler s = paced(t0, 10ms, 5ms);
+    EXPECT_FALSE(s.next_for(1, t0 + 10ms));
+    EXPECT_FALSE(s.next_for(1, t0 + 23ms));
+  }
+}
+
 // Once a result is arriving its run is over: a re-run could not finish first.
 TEST(EagerScheduler, ASegmentWhoseResultIsArrivingIsNeverLate) {
   using namespace std::chrono_literals;

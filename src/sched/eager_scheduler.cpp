@@ -24,6 +24,30 @@ void EagerScheduler::set_rerun_delay(double factor, Clock::duration before_any) 
 
 void EagerScheduler::set_expected(std::vector<Clock::duration> expected) {
   for (std::size_t i = 0; i < segs_.size() && i < expected.size(); ++i) segs_[i].expected = expected[i];
+  if (policy_ == Policy::eager) {
+    for (auto& [owner, q] : queues_) heavy_first(q);
+  }
+}
+
+// A worker's own segments run in index order (neighbours share boundary rows in the
+// caches), except that those expected to take well over the queue's typical time go
+// first, longest first. Why: the step ends when its last segment does, and a long one
+// at the end of a queue cannot be shared out, while short ones at the end are what an
+// idle worker can steal (Jacobi, 2 workers: the last block ends with the bottom rows,
+// whose diff is 10x the others'; the other worker waited ~3 ms for it every sweep).
+void EagerScheduler::heavy_first(std::deque<std::uint32_t>& queue) const {
+  std::vector<Clock::duration> times;
+  for (std::uint32_t s : queue) {
+    if (segs_[s].expected.count() <= 0) return;   // nothing known: keep the order
+    times.push_back(segs_[s].expected);
+  }
+  if (times.size() < 2) return;
+  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+  const Clock::duration typical = times[times.size() / 2];
+  const auto heavy = [&](std::uint32_t s) { return segs_[s].expected > kHeavyFactor * typical; };
+  auto rest = std::stable_partition(queue.begin(), queue.end(), heavy);
+  std::stable_sort(queue.begin(), rest,
+                   [&](std::uint32_t a, std::uint32_t b) { return segs_[a].expected > segs_[b].expected; });
 }
 
 std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clock::time_point now) {
@@ -137,6 +161,43 @@ EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   return s.first_start + late;
 }
 
+std::optional<EagerScheduler::Clock::duration> EagerScheduler::predicted(const Seg& s, WorkerId w) const {
+  const auto it = pace_.find(w);
+  if (it == pace_.end()) return std::nullopt;
+  const Pace& p = it->second;
+  if (s.expected.count() > 0) {
+    if (p.runs < kPaceRuns || p.expected.count() <= 0) return std::nullopt;
+    return std::chrono::duration_cast<Clock::duration>(s.expected * (static_cast<double>(p.took.count()) /
+                                                                    static_cast<double>(p.expected.count())));
+  }
+  if (p.plain_runs < kPaceRuns) return std::nullopt;
+  return p.plain_took / p.plain_runs;
+}
+
+// An idle worker w may re-run a segment that is not late yet if, at the two workers'
+// paces in this step, w's copy (twice as long on a cold cache) would end before the
+// original by a quarter of the copy's time plus 1 ms. Why: a worker slowed down as a
+// whole (a shared or older machine, one stopped half of the time) runs every segment
+// late by the same factor; at the end of a step the fast worker would otherwise wait
+// until the slow one's last segment looks late (1.5x the typical time plus 5 ms)
+// before starting on it (matmul 1024, one worker at half speed: ~15 ms of ~250). At
+// equal paces no copy ever ends sooner, so none is started; and a slower worker never
+// copies a faster one's segment. Only a segment run by one worker qualifies: a second
+// copy of a re-run would race it, not the slow original.
+bool EagerScheduler::overtakes(std::uint32_t segment, WorkerId w, Clock::time_point now) const {
+  const Seg& s = segs_[segment];
+  if (s.runners.size() != 1) return false;
+  const std::optional<Clock::duration> theirs = predicted(s, s.runners.front());
+  const std::optional<Clock::duration> ours = predicted(s, w);
+  if (!theirs || !ours) return false;
+  const bool cold = preferred_[segment] != kNoWorker && preferred_[segment] != w;
+  const Clock::duration copy = cold ? kColdRunFactor * *ours : *ours;
+  // A queued segment starts after the one its worker runs: counting from now is the
+  // earliest it could end.
+  const Clock::time_point original = (s.queued ? now : s.first_start) + *theirs;
+  return now + copy + copy / 4 + std::chrono::milliseconds(1) < original;
+}
+
 std::optional<EagerScheduler::Clock::time_point> EagerScheduler::next_rerun_at(WorkerId w) const {
   if (policy_ == Policy::fixed) return std::nullopt;
   std::optional<Clock::time_point> first;
@@ -152,7 +213,7 @@ std::optional<std::uint32_t> EagerScheduler::rerun_for(WorkerId w, Clock::time_p
   std::optional<std::uint32_t> best;
   for (std::uint32_t i = 0; i < segs_.size(); ++i) {
     const Seg& s = segs_[i];
-    if (!rerun_candidate(s, w) || now < late_at(s)) continue;
+    if (!rerun_candidate(s, w) || (now < late_at(s) && !overtakes(i, w, now))) continue;
     if (!best) { best = i; continue; }
     // Fewest runners first; then one still waiting in a slow worker's queue, which ends
     // after the segment that worker runs (mandelbrot's slow worker: re-running the
@@ -210,6 +271,17 @@ bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_poi
   std::erase(s.runners, w);
   if (s.done) return false;
   s.took = now - s.first_start;
+  if (s.attempts == 1 && !s.cold) {   // w's own warm first run: its pace
+    Pace& p = pace_[w];
+    if (s.expected.count() > 0) {
+      p.took += s.took;
+      p.expected += s.expected;
+      ++p.runs;
+    } else {
+      p.plain_took += s.took;
+      ++p.plain_runs;
+    }
+  }
   completed_time_ += s.took;
   ++completed_;
   s.done = true;

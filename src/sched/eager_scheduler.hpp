@@ -2,7 +2,8 @@
 //
 // Any idle worker may run any unfinished segment, in this order:
 //   1. an unstarted segment it is *preferred* for (it ran it in the last step, so its
-//      cache holds what the segment touches), lowest index first;
+//      cache holds what the segment touches), lowest index first, except that those
+//      expected to take much longer than the others go first (see set_expected);
 //   2. an unstarted segment nobody is preferred for, in order;
 //   3. an unstarted segment preferred for another worker, taken from the back of the
 //      longest such queue (stealing keeps fast workers busy and slow ones' caches warm),
@@ -11,8 +12,9 @@
 //   4. a re-run of a started, unfinished segment running elsewhere (fewest copies
 //      running, then one still waiting in its worker's queue behind another, which
 //      will end last, then the oldest), never one it is running itself; with a re-run delay
-//      (see set_rerun_delay) only once that segment is *late*. A segment whose runner
-//      died or left has no runner and is re-run at once.
+//      (see set_rerun_delay) only once that segment is *late*, or while this worker's
+//      pace says its copy would end well before the original (see overtakes). A
+//      segment whose runner died or left has no runner and is re-run at once.
 // The first completion of a segment wins. A segment whose runs keep ending with the
 // death of their worker fails the step after max_attempts such deaths.
 //
@@ -57,7 +59,11 @@ class EagerScheduler {
   // and count) in earlier steps (zero: unknown). A segment with a known duration is late at `factor`
   // times that rather than times this step's mean: in iterative codes segments differ
   // (Jacobi's first and last ship 10x the data of the others) but repeat step to step.
+  // With Policy::eager, a worker's preferred segments that are expected to take more
+  // than kHeavyFactor times the typical (median) one of its queue move to its front,
+  // longest first (see heavy_first).
   void set_expected(std::vector<Clock::duration> expected);
+  static constexpr int kHeavyFactor = 2;
   // How long segment's completed run took, from the start of its first run (so a
   // re-run's includes the wait before it; zero while not done).
   Clock::duration took(std::uint32_t segment) const { return segs_[segment].took; }
@@ -95,6 +101,10 @@ class EagerScheduler {
   // (Jacobi's segments: ~1 ms warm, 2-4 ms fetching their rows; judged by the warm
   // time, every stolen one became late and was run a third time, cold again).
   static constexpr int kColdRunFactor = 2;
+  // A worker's pace: how long its segments take, from its own completed first runs on a
+  // warm cache in this step (as a multiple of their expected times where those are
+  // known, else their mean). Judged only once both workers have kPaceRuns such runs.
+  static constexpr std::uint32_t kPaceRuns = 2;
   // A worker whose run was counted as a failure turned out to be alive (it was only
   // suspected): the failure is taken back. Suspicion is a hint, not a verdict.
   void forgive(std::uint32_t segment);
@@ -121,9 +131,19 @@ class EagerScheduler {
   static bool runs(const Seg& s, WorkerId w) {
     return std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end();
   }
+  // Completed first runs of one worker in this step (see kPaceRuns).
+  struct Pace {
+    Clock::duration took{}, expected{};   // runs of segments with an expected time
+    std::uint32_t runs = 0;
+    Clock::duration plain_took{};         // runs of segments without one
+    std::uint32_t plain_runs = 0;
+  };
+  std::optional<Clock::duration> predicted(const Seg& s, WorkerId w) const;
+  bool overtakes(std::uint32_t segment, WorkerId w, Clock::time_point now) const;
   Clock::time_point late_at(const Seg& s) const;
   static bool rerun_candidate(const Seg& s, WorkerId w);
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
+  void heavy_first(std::deque<std::uint32_t>& queue) const;
   std::optional<std::uint32_t> own_unstarted(WorkerId w);
   std::optional<std::uint32_t> unowned_unstarted();
   std::optional<std::uint32_t> unstarted_for(WorkerId w);   // rules 1 and 2
@@ -137,6 +157,7 @@ class EagerScheduler {
   std::vector<bool> owned_;                             // segment has a preferred worker
   std::vector<WorkerId> preferred_;                     // as given (kNoWorker: none)
   std::map<WorkerId, std::deque<std::uint32_t>> queues_;   // preferred unstarted segments
+  std::map<WorkerId, Pace> pace_;
   std::uint32_t next_unstarted_ = 0;
   std::uint32_t remaining_;
   std::uint64_t clock_ = 0;
