@@ -54,7 +54,7 @@ std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clo
   Seg& s = segs_[segment];
   if (s.runners.empty()) {   // a fresh run (first, or after deaths)
     s.first_start = now;
-    s.cold = preferred_[segment] != kNoWorker && preferred_[segment] != w;
+    s.cold = cold_on(segment, w);
     s.queued = false;
   }
   s.runners.push_back(w);
@@ -190,8 +190,7 @@ bool EagerScheduler::overtakes(std::uint32_t segment, WorkerId w, Clock::time_po
   const std::optional<Clock::duration> theirs = predicted(s, s.runners.front());
   const std::optional<Clock::duration> ours = predicted(s, w);
   if (!theirs || !ours) return false;
-  const bool cold = preferred_[segment] != kNoWorker && preferred_[segment] != w;
-  const Clock::duration copy = cold ? kColdRunFactor * *ours : *ours;
+  const Clock::duration copy = cold_on(segment, w) ? kColdRunFactor * *ours : *ours;
   // A queued segment starts after the one its worker runs: counting from now is the
   // earliest it could end.
   const Clock::time_point original = (s.queued ? now : s.first_start) + *theirs;

@@ -128,6 +128,10 @@ class EagerScheduler {
     bool queued = false;     // its first run waits behind another in its worker's queue
     std::vector<WorkerId> runners;
   };
+  // A run of segment on w is on a cold cache: another worker ran it last.
+  bool cold_on(std::uint32_t segment, WorkerId w) const {
+    return preferred_[segment] != kNoWorker && preferred_[segment] != w;
+  }
   static bool runs(const Seg& s, WorkerId w) {
     return std::find(s.runners.begin(), s.runners.end(), w) != s.runners.end();
   }
