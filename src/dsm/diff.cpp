@@ -3,8 +3,8 @@
 //
 // Encoding is on the critical path of every segment end, so it is built to cost about
 // one memcmp of the page when little changed. A vectorised OR-of-xors pass marks the
-// changed 512-byte spans; a changed span gets one bit per word, runs come from bit
-// scans, and only the words of a run pay for byte masks. There is deliberately no
+// changed 512-byte spans and gives a changed span one bit per word (span_scan.hpp); runs
+// come from bit scans, and only the words of a run pay for byte masks. There is deliberately no
 // whole-page memcmp first: the pass answers "unchanged" faster than glibc's memcmp here
 // (about 1.6x hot), and on a changed page a memcmp would be a second pass (measured with
 // one changed word, cold: 0.48 of memcmp throughput with it, 0.8-1.0 without).
@@ -12,6 +12,7 @@
 #include "dsm/diff.hpp"
 
 #include "dsm/byte_masks.hpp"
+#include "dsm/span_scan.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -25,8 +26,7 @@ static_assert(std::endian::native == std::endian::little,
               "the wire format is little-endian and read with memcpy");
 
 constexpr std::size_t kWordBytes = 8;
-// Unit of the vector scans: 512 bytes, one bit per word in a uint64.
-constexpr std::size_t kSpanWords = 64;
+using detail::kSpanWords;   // unit of the scans: 512 bytes, one bit per word
 // Spans whose changed/unchanged bits are worked out in one pass: 32 KiB of page.
 constexpr std::size_t kChunkWords = 64 * kSpanWords;
 constexpr std::size_t kMaxRunWords = 0xffff;
@@ -42,49 +42,9 @@ inline std::uint64_t load_word(const std::byte* p) noexcept {
 
 inline void store_word(std::byte* p, std::uint64_t w) noexcept { std::memcpy(p, &w, sizeof w); }
 
-// The scans below carry the bulk of the reading. GCC vectorises their fixed-size inner
-// loops; on x86-64 it also builds AVX2 and AVX-512 copies picked at load time, because
-// the baseline SSE2 code reads at only half the speed of glibc's memcmp.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CALYPSO_VECTOR_CLONES [[gnu::target_clones("arch=x86-64-v4", "avx2", "default")]]
-#else
-#define CALYPSO_VECTOR_CLONES
-#endif
-
 // XOR of word i of two pages.
 inline std::uint64_t xor_at(const std::byte* cur, const std::byte* twin, std::size_t i) noexcept {
   return load_word(cur + i * kWordBytes) ^ load_word(twin + i * kWordBytes);
-}
-
-// Bit i set iff word first + i changed, for the kSpanWords words from first.
-[[gnu::always_inline]] inline std::uint64_t changed_word_bits(const std::byte* cur, const std::byte* twin,
-                                                             std::size_t first) noexcept {
-  std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < kSpanWords; ++i)
-    bits |= std::uint64_t{xor_at(cur, twin, first + i) != 0} << i;
-  return bits;
-}
-
-// Bit s set iff some word of span s changed, for the spans of kSpanWords words from
-// first; word_bits[s] gets span s's changed_word_bits where bit s is set. An OR of xors
-// per span and no early exit: the loads stream like memcmp's and never wait on what
-// earlier spans held, which keeps a cold page's reads in parallel. A changed span's
-// words are compared again at once, from L1, in the same call (a page with one changed
-// word spent a third of its time beyond the scan on a second call for them).
-CALYPSO_VECTOR_CLONES
-std::uint64_t changed_span_bits(const std::byte* cur, const std::byte* twin, std::size_t first,
-                                std::size_t spans, std::uint64_t* word_bits) noexcept {
-  std::uint64_t bits = 0;
-  for (std::size_t s = 0; s < spans; ++s) {
-    std::uint64_t acc = 0;
-    for (std::size_t i = 0; i < kSpanWords; ++i)
-      acc |= xor_at(cur, twin, first + s * kSpanWords + i);
-    if (acc != 0) {
-      bits |= std::uint64_t{1} << s;
-      word_bits[s] = changed_word_bits(cur, twin, first + s * kSpanWords);
-    }
-  }
-  return bits;
 }
 
 struct PagePair {
@@ -155,7 +115,7 @@ class ChangedWords {
     if (chunk != chunk_first_) {
       chunk_first_ = chunk;
       const std::size_t spans = std::min(kChunkWords, full_spans_end_ - chunk) / kSpanWords;
-      chunk_bits_ = changed_span_bits(p_.cur, p_.twin, chunk, spans, word_bits_);
+      chunk_bits_ = detail::changed_span_bits(p_.cur, p_.twin, chunk, spans, word_bits_);
     }
     return chunk;
   }
