@@ -547,8 +547,9 @@ EagerScheduler paced(EagerScheduler::Clock::time_point t0, std::chrono::millisec
 }
 
 // A worker whose pace says its copy would end well before a slower worker's run (by a
-// quarter of the copy's time and 1 ms) re-runs it before it is late; a slower worker
-// never copies a faster one's run early, and equal paces never do.
+// quarter of the copy's time and 1 ms) re-runs it before it is late, and so does one
+// whose copy takes that much less than a run that has gone past its pace; a slower
+// worker never copies a faster one's run early, and equal paces never do.
 TEST(EagerScheduler, AFasterWorkerOvertakesASlowerOnesRun) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
@@ -562,8 +563,16 @@ TEST(EagerScheduler, AFasterWorkerOvertakesASlowerOnesRun) {
   {
     EagerScheduler s = paced(t0, 5ms, 10ms);
     EXPECT_FALSE(s.next_for(1, t0 + 23ms)) << "its copy would end at 30.25 ms";
-    EXPECT_FALSE(s.next_for(1, t0 + 31ms)) << "not late yet";
-    EXPECT_TRUE(s.next_for(1, t0 + 32ms)) << "late";
+    EXPECT_FALSE(s.next_for(1, t0 + 29ms)) << "its copy would end at 36.25 ms";
+    auto p = s.next_for(1, t0 + 30ms);
+    ASSERT_TRUE(p) << "the original runs past its pace (10 ms), the copy takes 7.25 ms";
+    EXPECT_EQ(p->segment, 6u);
+  }
+  {
+    // Paces 8 and 10 ms: a copy takes 11 ms with its margin, more than the runner's run,
+    // so it waits for the original until it is late.
+    EagerScheduler s = paced(t0, 8ms, 10ms);
+    EXPECT_FALSE(s.next_for(1, t0 + 31ms)) << "past its pace, but a copy takes 11 ms with its margin";
   }
   {
     EagerScheduler s = paced(t0, 5ms, 5ms);

@@ -176,7 +176,8 @@ std::optional<EagerScheduler::Clock::duration> EagerScheduler::predicted(const S
 
 // An idle worker w may re-run a segment that is not late yet if, at the two workers'
 // paces in this step, w's copy (twice as long on a cold cache) would end before the
-// original by a quarter of the copy's time plus 1 ms. Why: a worker slowed down as a
+// original by a quarter of the copy's time plus 1 ms, or, once the original runs past
+// its pace, if the copy takes that much less than the runner's typical run. Why: a worker slowed down as a
 // whole (a shared or older machine, one stopped half of the time) runs every segment
 // late by the same factor; at the end of a step the fast worker would otherwise wait
 // until the slow one's last segment looks late (1.5x the typical time plus 5 ms)
@@ -194,7 +195,13 @@ bool EagerScheduler::overtakes(std::uint32_t segment, WorkerId w, Clock::time_po
   // A queued segment starts after the one its worker runs: counting from now is the
   // earliest it could end.
   const Clock::time_point original = (s.queued ? now : s.first_start) + *theirs;
-  return now + copy + copy / 4 + std::chrono::milliseconds(1) < original;
+  const Clock::duration margin = copy / 4 + std::chrono::milliseconds(1);
+  if (now + copy + margin < original) return true;
+  // Running past its pace: when it ends is unknown, and a worker whose whole copy takes
+  // clearly less than the runner's typical run has nothing better to do than race it.
+  // (matmul 1024, one worker held to half a CPU: its runs took 10-30 ms against the
+  // other's 5-7, and the other sat idle at the end of the step for an overdue one.)
+  return !s.queued && now >= original && copy + margin < *theirs;
 }
 
 std::optional<EagerScheduler::Clock::time_point> EagerScheduler::next_rerun_at(WorkerId w) const {
