@@ -12,7 +12,6 @@
 #include "dsm/span_scan.hpp"
 
 #include <array>
-#include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -24,13 +23,6 @@ namespace {
 
 constexpr std::size_t kWordBytes = 8;
 constexpr std::size_t kSpanBytes = kSpanWords * kWordBytes;
-
-std::uint64_t xor_at(const std::byte* cur, const std::byte* twin, std::size_t i) noexcept {
-  std::uint64_t a, b;
-  std::memcpy(&a, cur + i * kWordBytes, sizeof a);
-  std::memcpy(&b, twin + i * kWordBytes, sizeof b);
-  return a ^ b;
-}
 
 std::uint64_t scan_portable(const std::byte* cur, const std::byte* twin, std::size_t first,
                             std::size_t spans, std::uint64_t* word_bits) noexcept {

@@ -7,12 +7,21 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace calypso::dsm::detail {
 
 // Words per span: one bit per word in a uint64.
 inline constexpr std::size_t kSpanWords = 64;
+
+// XOR of 8-byte word i of two pages (unaligned reads; the wire format is little-endian).
+inline std::uint64_t xor_at(const std::byte* cur, const std::byte* twin, std::size_t i) noexcept {
+  std::uint64_t a, b;
+  std::memcpy(&a, cur + i * 8, sizeof a);
+  std::memcpy(&b, twin + i * 8, sizeof b);
+  return a ^ b;
+}
 
 // For the `spans` spans (at most 64) of kSpanWords 8-byte words from word `first` of
 // cur and twin: bit s of the result is set iff some word of span s differs, and then

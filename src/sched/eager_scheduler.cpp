@@ -177,8 +177,9 @@ std::optional<EagerScheduler::Clock::duration> EagerScheduler::predicted(const S
 // An idle worker w may re-run a segment that is not late yet if, at the two workers'
 // paces in this step, w's copy (twice as long on a cold cache) would end before the
 // original by a quarter of the copy's time plus 1 ms, or, once the original runs past
-// its pace, if the copy takes that much less than the runner's typical run. Why: a worker slowed down as a
-// whole (a shared or older machine, one stopped half of the time) runs every segment
+// its pace, if the copy takes that much less than the runner's typical run. Why: a
+// worker slowed down as a whole (a shared or older machine, one stopped half of the
+// time, one held to half a CPU) runs every segment
 // late by the same factor; at the end of a step the fast worker would otherwise wait
 // until the slow one's last segment looks late (1.5x the typical time plus 5 ms)
 // before starting on it (matmul 1024, one worker at half speed: ~15 ms of ~250). At
