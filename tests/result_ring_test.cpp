@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -54,6 +55,26 @@ TEST(ResultRing, TheManagerTakesWhatTheWorkerPut) {
     EXPECT_EQ(out, body) << i;
     EXPECT_LE(*at % kCapacity + body.size(), kCapacity) << "a result never wraps";
   }
+}
+
+// populate() allocates the whole ring up front (the memfd's blocks), and the ring
+// works as before afterwards.
+TEST(ResultRing, PopulateAllocatesTheRingAhead) {
+  ResultRing ring(kCapacity);
+  const RingOffer offer = ring.offer();
+  struct stat st {};
+  ASSERT_EQ(fstat(offer.fd, &st), 0);
+  EXPECT_LT(static_cast<std::size_t>(st.st_blocks) * 512, kCapacity);   // header only, if that
+  ASSERT_EQ(ring.populate(), 0);
+  ASSERT_EQ(fstat(offer.fd, &st), 0);
+  EXPECT_GE(static_cast<std::size_t>(st.st_blocks) * 512, kCapacity);
+  RingReader reader = open_reader(offer);
+  const auto body = pattern(5000, 3);
+  const auto at = ring.put(body);
+  ASSERT_TRUE(at);
+  std::vector<std::byte> out(body.size());
+  ASSERT_TRUE(reader.take(*at, out));
+  EXPECT_EQ(out, body);
 }
 
 TEST(ResultRing, AFullRingRefusesUntilTheManagerTakes) {

@@ -13,6 +13,10 @@
 #include <algorithm>
 #include <utility>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name
+#endif
+
 namespace calypso::sched {
 namespace {
 
@@ -35,6 +39,10 @@ ResultRing::ResultRing(std::size_t capacity)
   if (ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw Error("calypso: " + sys_error("ftruncate of the result ring"));
   if (fcntl(fd_.get(), F_ADD_SEALS, kSizeSeals | F_SEAL_SEAL) != 0) throw Error("calypso: " + sys_error("sealing the result ring"));
   map_ = map_own_file(fd_.get(), size, "the result ring", nonce_);
+}
+
+int ResultRing::populate() noexcept {
+  return madvise(data(), capacity_, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
 }
 
 RingOffer ResultRing::offer() const {
