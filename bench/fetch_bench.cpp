@@ -30,6 +30,13 @@
 // rtt_after_gap/<provider> (information): round trips with 10 us of the client's own work
 // before each, untimed (see kGap).
 //
+// local_read and local_fault (no provider): on the manager's host the runtime reads pages
+// from the manager's memory itself by default (CALYPSO_LOCAL_READS, sched/local_home.hpp),
+// and no provider takes part: a bare copy of 4 KiB out of a region memfd and the read of
+// its control word, against a read fault that does that through the page cache, as the
+// worker does. Information beside the shm rows: it is the read fault that shm users on
+// one host get.
+//
 // fault_after_idle/<provider> (information, no target) leaves the server idle for 5 ms
 // before each fault, as a worker that computes between faults does: the server then has
 // to notice a request after a quiet spell, which the back-to-back runs never ask of it.
@@ -43,6 +50,11 @@
 #include "dsm/page_cache.hpp"
 #include "dsm/region.hpp"
 #include "net/endpoint.hpp"
+#include "sched/local_home.hpp"
+#include "unique_fd.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -305,6 +317,45 @@ class RmaSource final : public PageSource {
   std::vector<std::byte> page_ = std::vector<std::byte>(kPage);
 };
 
+// The manager's side of local reads, within this process: a region memfd of
+// kBatchPages pages of Server::page_byte() and a control word naming step kLocalStep,
+// opened through /proc/self as a worker opens the manager's.
+constexpr std::uint64_t kLocalStep = 7;
+
+class LocalHomeSource final : public PageSource {
+ public:
+  LocalHomeSource() : fd_(memfd_create("fetch-bench-home", MFD_CLOEXEC)) {
+    const std::size_t size = kBatchPages * kPage;
+    if (fd_.get() < 0 || ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw std::runtime_error("memfd");
+    const std::vector<std::byte> bytes(size, Server::page_byte());
+    if (pwrite(fd_.get(), bytes.data(), size, 0) != static_cast<ssize_t>(size)) throw std::runtime_error("pwrite");
+    control_.set(kLocalStep);
+    std::string why;
+    auto home = calypso::sched::LocalHome::open(calypso::sched::make_local_offer(fd_.get(), control_), size, why);
+    if (!home) throw std::runtime_error(why);
+    home_.emplace(std::move(*home));
+  }
+  // The copy and the control word after it, as WorkerLoop::read_local.
+  bool read(PageNumber page, std::span<std::byte> dst) const noexcept {
+    return home_->read(std::size_t{page} * kPage, dst) && home_->open_step() == kLocalStep;
+  }
+  FetchResult fetch(PageNumber first, PageNumber count) noexcept override {
+    FetchResult r;
+    static constexpr std::uint8_t kData = 1;
+    if (count != 1 || !read(first, staging_)) return r;
+    r.status = FetchStatus::ok;
+    r.kinds = {&kData, 1};
+    r.data = staging_;
+    return r;
+  }
+
+ private:
+  calypso::UniqueFd fd_;
+  calypso::sched::ControlWord control_;
+  std::optional<calypso::sched::LocalHome> home_;
+  std::vector<std::byte> staging_ = std::vector<std::byte>(kPage);
+};
+
 bool warm_up(Client& c) {
   for (int i = 0; i < kWarmupCalls; ++i)
     if (c.call(Op::raw, 0, false) != kPage) return false;
@@ -403,6 +454,33 @@ void bm_rma_fault_together(benchmark::State& state, Client& c) {
   fault_loop(state, source, {});
 }
 
+void bm_local_read(benchmark::State& state) {
+  try {
+    LocalHomeSource home;
+    std::vector<std::byte> dst(kPage);
+    PageNumber p = 0;
+    for (auto _ : state) {
+      if (!home.read(p, dst) || dst[kPage / 2] != Server::page_byte()) {
+        state.SkipWithError("local read failed");
+        break;
+      }
+      p = (p + 1) % kBatchPages;
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kPage));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+void bm_local_fault(benchmark::State& state) {
+  try {
+    LocalHomeSource home;
+    fault_loop(state, home, {});
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 // Every run gets its own server and client, so no thread outlives the benchmark that
 // needs it; setup failures skip the benchmark.
 void with_client(benchmark::State& state, void (*fn)(benchmark::State&, Client&),
@@ -449,6 +527,19 @@ void print_table(const RecordingReporter& r, const std::vector<std::string>& pro
       std::printf("%-4s: fault after the server idled %lld ms: %7.2f us, %5.2fx the round trip  (info)\n",
                   p.c_str(), static_cast<long long>(kIdle.count() / 1000), idle / 1e3, idle / rtt);
   }
+  const double local = r.time("local_read"), local_fault = r.time("local_fault");
+  if (local > 0 && local_fault > 0) {
+    std::printf("one host, reading the manager's memory (CALYPSO_LOCAL_READS, the default there): fault %7.2f us"
+                " (sd %5.2f), bare copy and control word %7.2f us: %4.2fx  (info)\n",
+                local_fault / 1e3, r.spread("local_fault") / 1e3, local / 1e3, local_fault / local);
+    for (const std::string& p : providers) {
+      if (const double rtt = r.time("rtt/" + p); rtt > 0)
+        std::printf("      the same fault against a %s 4 KiB round trip: %4.2fx", p.c_str(), local_fault / rtt);
+      if (const double read = r.time("rma_read/" + p); read > 0)
+        std::printf(", against a bare %s fi_read: %4.2fx", p.c_str(), local_fault / read);
+      std::printf("\n");
+    }
+  }
 }
 
 }  // namespace
@@ -470,6 +561,8 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->Iterations(kIdleFaults);
   }
+  benchmark::RegisterBenchmark("local_read", bm_local_read)->UseRealTime();
+  benchmark::RegisterBenchmark("local_fault", bm_local_fault)->UseRealTime();
   return run_benchmarks(RecordingReporter::Metric::real_time,
                         [&](const RecordingReporter& r) { print_table(r, providers); });
 }
