@@ -9,7 +9,15 @@
 #include <new>
 #include <random>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name
+#endif
+
 namespace calypso {
+
+int populate_write(void* address, std::size_t bytes) noexcept {
+  return madvise(address, bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+}
 
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 

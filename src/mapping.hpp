@@ -56,6 +56,12 @@ Mapping map_own_file(int fd, std::size_t bytes, const std::string& what, std::ui
 std::optional<Mapping> map_peer_file(int fd, std::size_t bytes, bool writable, std::uint64_t nonce,
                                      const std::string& what, const char* wrong_file, std::string& why);
 
+// Allocates the memory behind [address, address + bytes) now, in one call
+// (MADV_POPULATE_WRITE), rather than by a page fault and a zero fill per 4 KiB as it is
+// first written. Returns 0, or errno (EINVAL: a kernel before 5.14, which leaves the
+// memory to those faults; nothing else changes).
+int populate_write(void* address, std::size_t bytes) noexcept;
+
 // "what: strerror(errno)".
 std::string sys_error(const std::string& what);
 

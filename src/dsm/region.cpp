@@ -1,6 +1,8 @@
 // Mapping of the shared region; see region.hpp for why there are two views.
 #include "dsm/region.hpp"
 
+#include "mapping.hpp"
+
 #include <calypso/error.hpp>
 
 #include <cerrno>
@@ -10,10 +12,6 @@
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name, older kernels say EINVAL
-#endif
 
 namespace calypso::dsm {
 namespace {
@@ -92,8 +90,7 @@ int Region::protect(PageNumber first, PageNumber count, Access a) const noexcept
 
 int Region::populate(PageNumber first, PageNumber count) const noexcept {
   if (count == 0) return 0;
-  if (madvise(runtime_page(first), std::size_t{count} * page_size_, MADV_POPULATE_WRITE) != 0) return errno;
-  return 0;
+  return populate_write(runtime_page(first), std::size_t{count} * page_size_);
 }
 
 std::size_t safe_page_size(std::size_t region_size, std::size_t wanted) {

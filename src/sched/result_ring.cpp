@@ -1,6 +1,8 @@
 // See result_ring.hpp.
 #include "sched/result_ring.hpp"
 
+#include "mapping.hpp"
+
 #include <calypso/error.hpp>
 
 #include <cerrno>
@@ -12,10 +14,6 @@
 
 #include <algorithm>
 #include <utility>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   // Linux 5.14; older C libraries lack the name
-#endif
 
 namespace calypso::sched {
 namespace {
@@ -42,7 +40,7 @@ ResultRing::ResultRing(std::size_t capacity)
 }
 
 int ResultRing::populate() noexcept {
-  return madvise(data(), capacity_, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+  return populate_write(data(), capacity_);
 }
 
 RingOffer ResultRing::offer() const {

@@ -63,11 +63,11 @@ class ResultRing {
   // the manager's pushed pages.
   std::optional<std::span<const std::byte>> written(std::uint64_t position, std::uint64_t bytes) const noexcept;
   std::size_t capacity() const noexcept { return capacity_; }
-  // Allocates the ring's memory now (MADV_POPULATE_WRITE) rather than page by page as
-  // results first reach it: that first lap costs a page fault and a zero fill per
-  // 4 KiB inside the segments it finishes (matmul 1024, 1 worker, whose 9 MB of results
-  // never lap the ring: 9-10 ms of its 0.31 s finishing diffs, 2-3 ms after). Returns
-  // errno (EINVAL: a kernel before 5.14), 0 if done; the ring works either way.
+  // Allocates the ring's memory now (populate_write) rather than page by page as results
+  // first reach it: that first lap costs a page fault and a zero fill per 4 KiB inside
+  // the segments it finishes (matmul 1024, 1 worker, whose 9 MB of results never lap
+  // the ring: 9-10 ms of its 0.31 s finishing diffs, 2-3 ms after). Returns 0 or errno;
+  // the ring works either way.
   int populate() noexcept;
 
  private:

@@ -196,14 +196,10 @@ void WorkerLoop::join(const std::string& identity) {
     fetch_ahead_ = std::min<std::uint32_t>(fetch_ahead_, 64);
     if ((w->rma & kRmaReads) != 0 && ep_.supports_read()) setup_rma(*w);
     if (w->local_results == 0) ring_.reset();   // not taken (another host, or off there)
-    if (ring_) {
-      LOG_INFO("sending results through shared memory on this host");
-      // Memory allocated ahead, as for the region (CALYPSO_PREFAULT, prepare()).
-      if (config_.prefault > 0) {
-        if (const int err = ring_->populate(); err != 0) {
-          LOG_INFO("result ring allocated as results reach it: %s", std::strerror(err));
-        }
-      }
+    if (ring_) LOG_INFO("sending results through shared memory on this host");
+    // Memory allocated ahead, as for the region (CALYPSO_PREFAULT, prepare()).
+    if (const int err = ring_ && config_.prefault > 0 ? ring_->populate() : 0; err != 0) {
+      LOG_INFO("result ring allocated as results reach it: %s", std::strerror(err));
     }
     // Everything the manager sent after the welcome is in the channel, and it takes
     // everything we send from now on from there (see Endpoint::attach_local).
