@@ -16,6 +16,8 @@
 #include <cstring>
 #include <ostream>
 #include <random>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <vector>
 
 namespace calypso::dsm {
@@ -82,6 +84,9 @@ void check_round_trip(const Bytes& cur, const Bytes& twin, std::mt19937_64& rng)
   Bytes page = twin;
   diff_apply(diff, page.data());
   ASSERT_EQ(page, cur);
+  Bytes bounded = twin;
+  ASSERT_TRUE(diff_apply_bounded(diff, bounded.data(), bounded.size()));
+  ASSERT_EQ(bounded, cur);
 
   Bytes other = random_bytes(cur.size(), rng);
   Bytes want = other;
@@ -579,6 +584,58 @@ TEST(DiffValidate, FuzzedDiffsNeverWriteOutsideThePage) {
   // Both branches must be exercised for the test to mean anything.
   EXPECT_GT(accepted, 100);
   EXPECT_GT(rejected, 100);
+}
+
+// diff_apply_bounded takes diffs nobody validated (a result read where a worker wrote
+// it, which may change underneath): whatever they hold, it writes nothing outside the
+// page and reads nothing past the diff, which here ends right before an inaccessible
+// page (a read past it would crash the test). A diff that validates is applied in full,
+// as diff_apply does.
+TEST(DiffApplyBounded, UncheckedDiffsStayInsideThePageAndTheDiff) {
+  constexpr std::size_t kGuard = 256;
+  constexpr std::byte kGuardByte{0xa5};
+  const std::size_t sys_page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t room = 4 * kPage;   // more than any diff below
+  const std::size_t span = (room + sys_page - 1) / sys_page * sys_page;
+  void* m = mmap(nullptr, span + sys_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  auto* base = static_cast<std::byte*>(m);
+  ASSERT_EQ(mprotect(base + span, sys_page, PROT_NONE), 0);
+  std::mt19937_64 rng(11);
+  int valid = 0, refused = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    const Bytes twin = random_bytes(kPage, rng);
+    Bytes diff = encode(scatter_changes(twin, 1 + rng() % 200, rng), twin);
+    for (int n = static_cast<int>(rng() % 4); n > 0 && !diff.empty(); --n) {
+      switch (rng() % 4) {
+        case 0: diff[rng() % diff.size()] ^= std::byte(1u << (rng() % 8)); break;
+        case 1: diff[rng() % diff.size()] = std::byte(rng() & 0xff); break;
+        case 2: diff.resize(rng() % diff.size()); break;
+        default: diff.resize(diff.size() + 1 + rng() % 16, std::byte(rng() & 0xff)); break;
+      }
+    }
+    ASSERT_LE(diff.size(), room);
+    std::byte* at = base + span - diff.size();   // the diff ends at the inaccessible page
+    if (!diff.empty()) std::memcpy(at, diff.data(), diff.size());
+    const std::span<const std::byte> in_place(at, diff.size());
+    Bytes buffer(kGuard + kPage + kGuard, kGuardByte);
+    std::copy(twin.begin(), twin.end(), buffer.begin() + kGuard);
+    const bool applied = diff_apply_bounded(in_place, buffer.data() + kGuard, kPage);
+    ASSERT_TRUE(std::all_of(buffer.begin(), buffer.begin() + kGuard, [&](std::byte b) { return b == kGuardByte; }));
+    ASSERT_TRUE(std::all_of(buffer.end() - kGuard, buffer.end(), [&](std::byte b) { return b == kGuardByte; }));
+    if (diff_validate(diff, kPage) == DiffStatus::ok) {
+      ++valid;
+      ASSERT_TRUE(applied);
+      Bytes want = twin;
+      diff_apply(diff, want.data());
+      ASSERT_TRUE(std::equal(want.begin(), want.end(), buffer.begin() + kGuard));
+    } else if (!applied) {
+      ++refused;
+    }
+  }
+  munmap(m, span + sys_page);
+  EXPECT_GT(valid, 100);
+  EXPECT_GT(refused, 100);
 }
 
 }  // namespace

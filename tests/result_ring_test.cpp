@@ -33,10 +33,20 @@ RingReader open_reader(const RingOffer& offer) {
   return std::move(*r);
 }
 
+// What the manager did before it read results in place: borrow the result at `at`,
+// copy it out, end the loan (which frees its room).
+bool take_into(RingReader& reader, std::uint64_t at, std::span<std::byte> dst) {
+  auto loan = reader.borrow(at, dst.size());
+  if (!loan) return false;
+  EXPECT_EQ(loan->bytes().size(), dst.size());
+  std::memcpy(dst.data(), loan->bytes().data(), dst.size());
+  return true;
+}
+
 // The manager takes the result at `at` and finds body there.
 void expect_taken(RingReader& reader, std::uint64_t at, const std::vector<std::byte>& body) {
   std::vector<std::byte> out(body.size());
-  ASSERT_TRUE(reader.take(at, out)) << at;
+  ASSERT_TRUE(take_into(reader, at, out)) << at;
   EXPECT_EQ(out, body) << at;
 }
 
@@ -51,7 +61,7 @@ TEST(ResultRing, TheManagerTakesWhatTheWorkerPut) {
     const auto at = ring.put(body);
     ASSERT_TRUE(at) << i;
     std::vector<std::byte> out(body.size());
-    ASSERT_TRUE(reader.take(*at, out)) << i;
+    ASSERT_TRUE(take_into(reader, *at, out)) << i;
     EXPECT_EQ(out, body) << i;
     EXPECT_LE(*at % kCapacity + body.size(), kCapacity) << "a result never wraps";
   }
@@ -73,7 +83,7 @@ TEST(ResultRing, PopulateAllocatesTheRingAhead) {
   const auto at = ring.put(body);
   ASSERT_TRUE(at);
   std::vector<std::byte> out(body.size());
-  ASSERT_TRUE(reader.take(*at, out));
+  ASSERT_TRUE(take_into(reader, *at, out));
   EXPECT_EQ(out, body);
 }
 
@@ -90,7 +100,7 @@ TEST(ResultRing, AFullRingRefusesUntilTheManagerTakes) {
   EXPECT_FALSE(ring.put(pattern(kCapacity + 1, 3)));   // larger than the ring
   EXPECT_FALSE(ring.put({}));
   std::vector<std::byte> out(40 << 10);
-  ASSERT_TRUE(reader.take(*a, out));
+  ASSERT_TRUE(take_into(reader, *a, out));
   const auto c_body = pattern(8 << 10, 3);
   const auto c = ring.put(c_body);   // now it fits, at the start
   ASSERT_TRUE(c);
@@ -146,13 +156,13 @@ TEST(ResultRing, AWorkerReadsItsResultsBackUntilTheirRoomIsGivenOutAgain) {
   EXPECT_FALSE(ring.written(*a, a_body.size() + 8)) << "past what was committed";
   EXPECT_FALSE(ring.written(*a, 0));
   std::vector<std::byte> out(a_body.size());
-  ASSERT_TRUE(reader.take(*a, out));
+  ASSERT_TRUE(take_into(reader, *a, out));
   ASSERT_TRUE(ring.written(*a, a_body.size())) << "taken, not written over";
   const auto b = ring.put(pattern(40 << 10, 2));   // 20-60 KiB
   ASSERT_TRUE(b);
   EXPECT_TRUE(ring.written(*a, a_body.size()));
   out.resize(40 << 10);
-  ASSERT_TRUE(reader.take(*b, out));
+  ASSERT_TRUE(take_into(reader, *b, out));
   // 4 KiB left at the end: room for 8 KiB starts over at 0, a's room.
   ASSERT_FALSE(ring.reserve(8 << 10).empty());
   EXPECT_FALSE(ring.written(*a, a_body.size())) << "its room was given out again";
@@ -165,19 +175,19 @@ TEST(ResultRing, TheManagerRefusesPositionsTheWorkerCouldNotHaveWritten) {
   const auto a = ring.put(pattern(8192, 1));
   ASSERT_TRUE(a);
   std::vector<std::byte> out(8192);
-  ASSERT_TRUE(reader.take(*a, out));
-  EXPECT_FALSE(reader.take(*a, out)) << "already taken";
+  ASSERT_TRUE(take_into(reader, *a, out));
+  EXPECT_FALSE(take_into(reader, *a, out)) << "already taken";
   std::vector<std::byte> big(kCapacity + 1);
-  EXPECT_FALSE(reader.take(8192, big)) << "larger than the ring";
-  EXPECT_FALSE(reader.take(kCapacity - 4096, out)) << "across the end";
-  EXPECT_FALSE(reader.take(8192 + kCapacity, out)) << "beyond what was free";
-  EXPECT_FALSE(reader.take(8192, std::span(out).first(0))) << "empty";
+  EXPECT_FALSE(take_into(reader, 8192, big)) << "larger than the ring";
+  EXPECT_FALSE(take_into(reader, kCapacity - 4096, out)) << "across the end";
+  EXPECT_FALSE(take_into(reader, 8192 + kCapacity, out)) << "beyond what was free";
+  EXPECT_FALSE(take_into(reader, 8192, std::span(out).first(0))) << "empty";
   const auto b_body = pattern(4096, 2);
   const auto b = ring.put(b_body);   // refusals freed nothing and moved nothing
   ASSERT_TRUE(b);
   EXPECT_EQ(*b, 8192u);
   std::vector<std::byte> out_b(4096);
-  ASSERT_TRUE(reader.take(*b, out_b));
+  ASSERT_TRUE(take_into(reader, *b, out_b));
   EXPECT_EQ(out_b, b_body);
 }
 
@@ -198,14 +208,14 @@ TEST(ResultRing, PositionsNearTheEndOfTheCounterDoNotWrap) {
   ResultRing ring(kCapacity);
   RingReader reader = open_reader(ring.offer());
   std::vector<std::byte> out(4096);
-  EXPECT_FALSE(reader.take(~std::uint64_t{0} - 100, out));
-  EXPECT_FALSE(reader.take(~std::uint64_t{0} - (~std::uint64_t{0} % kCapacity), out));
+  EXPECT_FALSE(take_into(reader, ~std::uint64_t{0} - 100, out));
+  EXPECT_FALSE(take_into(reader, ~std::uint64_t{0} - (~std::uint64_t{0} % kCapacity), out));
   EXPECT_FALSE(reader.skip(~std::uint64_t{0} - 4095, 4096));
   const auto body = pattern(4096, 9);
   const auto at = ring.put(body);   // nothing was consumed by the refusals
   ASSERT_TRUE(at);
   EXPECT_EQ(*at, 0u);
-  ASSERT_TRUE(reader.take(*at, out));
+  ASSERT_TRUE(take_into(reader, *at, out));
   EXPECT_EQ(out, body);
 }
 
@@ -214,7 +224,7 @@ TEST(ResultRing, AManagerTakesOnlyAFreshRing) {
   const RingOffer offer = ring.offer();
   RingReader first = open_reader(offer);
   std::vector<std::byte> out(4096);
-  ASSERT_TRUE(first.take(*ring.put(pattern(4096, 1)), out));
+  ASSERT_TRUE(take_into(first, *ring.put(pattern(4096, 1)), out));
   std::string why;
   EXPECT_FALSE(RingReader::open(offer, why)) << "a second reader would start from 0 where the worker does not";
   EXPECT_NE(why.find("not fresh"), std::string::npos) << why;
@@ -228,7 +238,7 @@ TEST(ResultRing, AResultOutlivesItsWorkersRing) {
   ASSERT_TRUE(at);
   ring.reset();   // the worker dies: the manager holds the file
   std::vector<std::byte> out(body.size());
-  ASSERT_TRUE(reader.take(*at, out));
+  ASSERT_TRUE(take_into(reader, *at, out));
   EXPECT_EQ(out, body);
 }
 
@@ -285,6 +295,79 @@ TEST(ResultRing, RefusesBadOffers) {
 TEST(ResultRing, RefusesAnUnalignedCapacity) {
   EXPECT_THROW(ResultRing(0), calypso::Error);
   EXPECT_THROW(ResultRing(5000), calypso::Error);
+}
+
+
+// A lent result is read where the worker wrote it, and its room stays taken until the
+// loan ends: the worker cannot write there meanwhile.
+TEST(ResultRing, ALentResultKeepsItsRoomUntilTheLoanEnds) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a_body = pattern(40 << 10, 1);
+  const auto a = ring.put(a_body);
+  ASSERT_TRUE(a);
+  std::optional<RingReader::Loan> loan = reader.borrow(*a, a_body.size());
+  ASSERT_TRUE(loan);
+  EXPECT_TRUE(std::equal(loan->bytes().begin(), loan->bytes().end(), a_body.begin(), a_body.end()));
+  EXPECT_FALSE(ring.put(pattern(30 << 10, 2))) << "a's room is lent";
+  EXPECT_FALSE(reader.borrow(*a, a_body.size())) << "taken once only";
+  EXPECT_FALSE(reader.skip(*a, a_body.size())) << "taken once only";
+  RingReader::Loan moved = std::move(*loan);   // a moved-from loan frees nothing
+  loan.reset();
+  EXPECT_FALSE(ring.put(pattern(30 << 10, 2))) << "still lent after the move";
+  EXPECT_EQ(moved.bytes().size(), a_body.size());
+  moved = RingReader::Loan(std::move(moved));
+  { RingReader::Loan gone = std::move(moved); }
+  EXPECT_TRUE(ring.put(pattern(30 << 10, 2))) << "the loan ended: the room is free";
+}
+
+// Loans that end out of order free the ring in order: room is freed only up to the
+// oldest result still lent (the worker's one `consumed` position).
+TEST(ResultRing, LoansEndingOutOfOrderFreeRoomInOrder) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a = ring.put(pattern(20 << 10, 1));
+  const auto b = ring.put(pattern(20 << 10, 2));
+  const auto c = ring.put(pattern(16 << 10, 3));
+  ASSERT_TRUE(a && b && c);
+  auto la = reader.borrow(*a, 20 << 10);
+  auto lb = reader.borrow(*b, 20 << 10);
+  ASSERT_TRUE(la && lb);
+  ASSERT_TRUE(reader.skip(*c, 16 << 10)) << "unwanted: freed once a and b are";
+  lb.reset();
+  EXPECT_FALSE(ring.put(pattern(12 << 10, 4))) << "a, the oldest, is still lent";
+  la.reset();
+  const auto d = ring.put(pattern(40 << 10, 4));
+  ASSERT_TRUE(d) << "a, b and c freed together";
+  EXPECT_EQ(*d % kCapacity, 0u);
+}
+
+// A result that would overlap one already taken is refused, lent or not.
+TEST(ResultRing, APositionBehindTheLastTakenResultIsRefused) {
+  ResultRing ring(kCapacity);
+  RingReader reader = open_reader(ring.offer());
+  const auto a = ring.put(pattern(20 << 10, 1));
+  ASSERT_TRUE(a);
+  auto la = reader.borrow(*a, 20 << 10);
+  ASSERT_TRUE(la);
+  EXPECT_FALSE(reader.borrow(*a + 4096, 4096)) << "inside a";
+  EXPECT_FALSE(reader.skip(*a + 4096, 4096)) << "inside a";
+}
+
+// The worker dies and the manager gives it up (the reader goes) while a result of it
+// waits for collation: the loan still reads it, and ends without the reader.
+TEST(ResultRing, ALoanOutlivesItsReaderAndItsWorker) {
+  std::optional<ResultRing> ring(std::in_place, kCapacity);
+  std::optional<RingReader> reader(open_reader(ring->offer()));
+  const auto body = pattern(30000, 7);
+  const auto at = ring->put(body);
+  ASSERT_TRUE(at);
+  auto loan = reader->borrow(*at, body.size());
+  ASSERT_TRUE(loan);
+  ring.reset();
+  reader.reset();
+  EXPECT_TRUE(std::equal(loan->bytes().begin(), loan->bytes().end(), body.begin(), body.end()));
+  loan.reset();
 }
 
 }  // namespace

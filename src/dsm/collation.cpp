@@ -34,10 +34,10 @@ std::optional<Conflict> Collation::apply(std::span<const std::byte> body, Segmen
                                          std::vector<PageNumber>& written) {
   std::optional<Conflict> conflict;
   for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
+    if (e.page >= region_.pages()) return false;   // changed since validate(): see the header
     if (check_conflicts_ && !conflict) conflict = check(d, e.page, tag);
-    diff_apply(d, region_.runtime_page(e.page));
     written.push_back(e.page);
-    return true;
+    return diff_apply_bounded(d, region_.runtime_page(e.page), region_.page_size());
   });
   return conflict;
 }
@@ -57,6 +57,7 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
   }
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte>) {
+      if (e.page >= region_.pages()) return false;
       written[i].push_back(e.page);
       return true;
     });
@@ -64,8 +65,8 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
   auto stripe = [&](PageNumber parity) {
     for (const auto& body : bodies) {
       for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
-        if (e.page % 2 == parity) diff_apply(d, region_.runtime_page(e.page));
-        return true;
+        if (e.page >= region_.pages()) return false;
+        return e.page % 2 != parity || diff_apply_bounded(d, region_.runtime_page(e.page), region_.page_size());
       });
     }
   };
@@ -96,8 +97,8 @@ std::size_t Collation::prefault(std::span<const std::byte> body) {
   };
   for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte>) {
     if (!can_prefault_) return false;
-    // validate() has passed: the page is in the region. Runs are usually long: a
-    // worker lists its pages in order.
+    // Runs are usually long: a worker lists its pages in order.
+    if (e.page >= region_.pages()) return false;   // changed since validate(): see the header
     if (count != 0 && e.page != first + count) flush();
     if (mapped_[e.page] != 0) return true;   // after the flush: a page listed twice
     if (count == 0) first = e.page;

@@ -4,6 +4,12 @@
 // segment order. Memory therefore never holds half a result, and the outcome does not
 // depend on which worker finished first. The optional checking mode records which
 // segment wrote each byte and reports two segments writing different values to one byte.
+//
+// A body may be read where a worker on this host wrote it (its result ring, see
+// result_ring.hpp), which a buggy worker could write again after validate(). So
+// everything after validate() reads each entry and run header once and checks it before
+// use (diff_apply_bounded): such a body can change what is applied, never where outside
+// the region's pages the manager writes.
 #pragma once
 
 #include "dsm/region.hpp"

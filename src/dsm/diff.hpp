@@ -64,6 +64,15 @@ DiffStatus diff_validate(std::span<const std::byte> diff, std::size_t page_bytes
 // Applies a diff that diff_validate accepted. Touches only the written bytes.
 void diff_apply(std::span<const std::byte> diff, std::byte* page) noexcept;
 
+// diff_apply for a diff that may change while it is read (a result read where a worker
+// wrote it, in its result ring, which a buggy worker could write again): each run's
+// header is read once and checked against the page and the rest of the diff before it
+// is used, so that whatever the bytes are, nothing outside page[0, page_bytes) is
+// written and nothing outside diff is read. For a diff that diff_validate accepted and
+// that does not change, the same as diff_apply; else stops at the first run that does
+// not fit and returns false (the runs before it applied).
+bool diff_apply_bounded(std::span<const std::byte> diff, std::byte* page, std::size_t page_bytes) noexcept;
+
 // Exchanges, word by word, the contents of a and b over the words the diff writes (one
 // that diff_encode(a, b) made, so bytes outside its masks are equal in both anyway).
 // The worker uses it to put the snapshot back into a page and its writes into the twin

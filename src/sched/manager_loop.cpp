@@ -452,10 +452,21 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   ResultKey key{c->step, c->segment, c->attempt};
   const bool unwanted = !step_ || key.step != step_->id || key.segment >= step_->sched.size() ||
                         step_->sched.done(key.segment);
-  if (in_ring) {   // the whole result: copy it out now (unless unwanted), which frees its room
-    ResultBuffers::Bytes bytes;
-    if (!unwanted) bytes = result_buffers_.take(c->total_bytes);
-    if (unwanted ? !w.ring->skip(c->offset, c->total_bytes) : !w.ring->take(c->offset, bytes)) {
+  if (in_ring) {   // the whole result, read where it lies (an unwanted one: its room freed)
+    StepResult r;
+    bool named = false;
+    if (unwanted) {
+      named = w.ring->skip(c->offset, c->total_bytes);
+    } else if (auto loan = w.ring->borrow(c->offset, c->total_bytes)) {
+      named = true;
+      if (config_.check_conflicts) {   // the checker walks diffs as validated: a copy of its own
+        r.bytes = result_buffers_.take(c->total_bytes);
+        std::memcpy(r.bytes.data(), loan->bytes().data(), r.bytes.size());
+      } else {
+        r.loan = std::move(*loan);
+      }
+    }
+    if (!named) {
       // Its run is over, and the worker is not to be trusted (lose() re-runs the segment).
       LOG_WARN("worker %u named a result its ring cannot hold, or that was taken", id);
       return lose(id, w, "it named a result its ring cannot hold", false);
@@ -464,7 +475,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
       std::lock_guard lock(mutex_);
       ++stats_.ring_results;
     }
-    return on_result(id, w, key, std::move(bytes));   // discards an unwanted one
+    return on_result(id, w, key, std::move(r));   // discards an unwanted one
   }
   bool began_arriving = false;
   auto [it, fresh] = w.assemblies.try_emplace(key);
@@ -493,14 +504,14 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     if (began_arriving) dispatch();   // last: it may lose workers and their assemblies
     return;
   }
-  ResultBuffers::Bytes bytes = std::move(a.bytes);
+  StepResult r{std::move(a.bytes), std::nullopt};
   w.assemblies.erase(it);
-  on_result(id, w, key, std::move(bytes));
+  on_result(id, w, key, std::move(r));
 }
 
 // A complete result also means the worker is idle again: it sends no separate request,
 // whether or not the result is still wanted (its step may be over).
-void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, ResultBuffers::Bytes bytes) {
+void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, StepResult result) {
   // The worker is idle once it holds no other assignment (one queued behind this
   // result, or sent after it asked again, keeps it busy).
   if (step_ && key.step == step_->id) {
@@ -523,7 +534,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
     }
     return dispatch();
   }
-  if (std::string why = collation_.validate(bytes); !why.empty()) {
+  if (std::string why = collation_.validate(result.body()); !why.empty()) {
     violation(id, "malformed result for " + segment_name(key.segment) + ": " + why);
     // Its run of the segment is over (w.running was cleared above, so lose() would not
     // see it): another worker may start it at once.
@@ -533,7 +544,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
   // The program's error, not the worker's: its routine changed memory that it had frozen.
   // Every run of the segment would, so the step fails at once, and nothing is applied.
   // (The program, the only one to freeze, waits in run_step while a step is open.)
-  const auto page = frozen_runs_.empty() ? std::nullopt : dsm::Collation::frozen_change(bytes, home_.frozen_flags());
+  const auto page = frozen_runs_.empty() ? std::nullopt : dsm::Collation::frozen_change(result.body(), home_.frozen_flags());
   if (page) {
     char at[32];
     std::snprintf(at, sizeof at, "%p", static_cast<void*>(region_.user_page(*page)));
@@ -541,7 +552,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
                      "Manager::freeze (the page at " + at + ")");
   }
   step_->sched.complete(key.segment, id);
-  step_->results[key.segment] = std::move(bytes);
+  step_->results[key.segment] = std::move(result);
   step_->accepted_from[key.segment] = id;
   {
     std::lock_guard lock(mutex_);
@@ -553,7 +564,7 @@ void ManagerLoop::on_result(WorkerId id, Worker& w, const ResultKey& key, Result
   // bundle, after its one dispatch). A failed assignment may have ended the step there.
   if (!step_) return;
   if (in_bundle_) prefault_due_.push_back({step_->id, key.segment});
-  else collation_.prefault(step_->results[key.segment]);
+  else collation_.prefault(step_->results[key.segment].body());
 }
 
 void ManagerLoop::on_tick() {
@@ -706,7 +717,7 @@ void ManagerLoop::on_bundle(const Message& m, WorkerId id) {
   in_bundle_ = false;
   if (std::exchange(dispatch_due_, false)) dispatch();
   for (auto [step, segment] : prefault_due_) {
-    if (step_ && step_->id == step) collation_.prefault(step_->results[segment]);
+    if (step_ && step_->id == step) collation_.prefault(step_->results[segment].body());
   }
   prefault_due_.clear();
 }

@@ -148,12 +148,22 @@ class ManagerLoop {
     // On this host (CALYPSO_LOCAL_RESULTS): its result ring, opened when it joined.
     std::optional<RingReader> ring;
   };
+  // A complete result: in a buffer of its own (it came in messages), or lent from the
+  // worker's result ring, read where the worker wrote it (its room is freed when the
+  // result is dropped: for a kept one, when its step ends).
+  struct StepResult {
+    ResultBuffers::Bytes bytes;
+    std::optional<RingReader::Loan> loan;
+    std::span<const std::byte> body() const noexcept {
+      return loan ? loan->bytes() : std::span<const std::byte>(bytes);
+    }
+  };
   struct OpenStep {
     StepId id = 0;
     StepSpec spec;
     EagerScheduler sched{0, 1};
     std::vector<std::uint32_t> routine_of, index_of;   // global segment -> routine, index
-    std::vector<ResultBuffers::Bytes> results;
+    std::vector<StepResult> results;
     std::vector<WorkerId> accepted_from;               // who produced each kept result
     Clock::time_point started;
     std::optional<Clock::time_point> no_workers_since;
@@ -191,7 +201,7 @@ class ManagerLoop {
   void on_page_request(const Message& m, WorkerId id, Worker& w);
   void on_read_set(const Message& m, WorkerId id, Worker& w);
   void on_result_chunk(const Message& m, WorkerId id, Worker& w);
-  void on_result(WorkerId id, Worker& w, const ResultKey& key, ResultBuffers::Bytes bytes);
+  void on_result(WorkerId id, Worker& w, const ResultKey& key, StepResult result);
   void on_bundle(const Message& m, WorkerId id);
   bool ran(WorkerId id, Worker& w, std::uint32_t segment);
   void on_tick();

@@ -346,7 +346,9 @@ ManagerLoop::Version ManagerLoop::collate_step() {
   Version v;
   v.step = step_->id;
   const std::size_t n = step_->results.size();
-  std::vector<std::span<const std::byte>> bodies(step_->results.begin(), step_->results.end());
+  std::vector<std::span<const std::byte>> bodies;
+  bodies.reserve(n);
+  for (const StepResult& r : step_->results) bodies.push_back(r.body());
   std::vector<dsm::SegmentTag> tags(n);
   for (std::uint32_t s = 0; s < n; ++s) tags[s] = {step_->routine_of[s], step_->index_of[s]};
   std::vector<std::vector<dsm::PageNumber>> written_by;
@@ -372,7 +374,7 @@ ManagerLoop::Version ManagerLoop::collate_step() {
 void ManagerLoop::finish_step() {
   set_control(0);   // before collation changes home memory (see control_)
   std::uint64_t bytes = 0;
-  for (const auto& r : step_->results) bytes += r.size();
+  for (const auto& r : step_->results) bytes += r.body().size();
   conflict_.reset();
   const auto collation_start = Clock::now();
   record_version(collate_step());
@@ -415,7 +417,13 @@ void ManagerLoop::fail_step(const std::string& why) { end_step(why); }
 void ManagerLoop::end_step(std::optional<std::string> error) {
   const double seconds = std::chrono::duration<double>(Clock::now() - step_->started).count();
   set_control(0);
-  result_buffers_.keep(std::move(step_->results));
+  // Buffers to the next step; results lent from rings end here, which frees their room.
+  std::vector<ResultBuffers::Bytes> buffers;
+  buffers.reserve(step_->results.size());
+  for (StepResult& r : step_->results) {
+    if (!r.loan) buffers.push_back(std::move(r.bytes));
+  }
+  result_buffers_.keep(std::move(buffers));
   step_.reset();
   for (auto& [id, w] : workers_) {
     w.running.clear();

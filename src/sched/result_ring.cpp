@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <new>
 #include <utility>
 
 namespace calypso::sched {
@@ -93,6 +94,35 @@ std::optional<std::span<const std::byte>> ResultRing::written(std::uint64_t posi
   return std::span<const std::byte>(data() + position % capacity_, bytes);
 }
 
+// What the reader and its loans share: the mappings, and which taken results are still
+// lent (oldest first), so that `consumed` moves only past results nobody reads.
+struct RingReader::Shared {
+  Mapping header;   // read-write: the consumed word
+  Mapping data;     // read-only: the ring's bytes
+  std::size_t capacity = 0;
+  std::uint64_t consumed = 0;   // as published to the worker
+  std::uint64_t taken = 0;      // end of the last result borrowed or skipped
+  struct Taken {
+    std::uint64_t position, end;
+    bool done;
+  };
+  std::deque<Taken> out;
+
+  void done(std::uint64_t position) noexcept {
+    for (Taken& t : out) {
+      if (t.position == position) t.done = true;
+    }
+    bool moved = false;
+    while (!out.empty() && out.front().done) {
+      consumed = out.front().end;
+      out.pop_front();
+      moved = true;
+    }
+    // Release: every read of the freed results happens before the worker may write there.
+    if (moved) consumed_word(header)->store(consumed, std::memory_order_release);
+  }
+};
+
 std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& why) {
   if (offer.pid == 0 || offer.nonce == 0 || offer.capacity == 0) {
     why = "the worker offered no result ring (CALYPSO_LOCAL_RESULTS=0 there)";
@@ -104,7 +134,7 @@ std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& 
   }
   UniqueFd fd = open_peer_file(offer.pid, offer.fd, offer.dev, offer.ino, true, why);
   if (fd.get() < 0) return std::nullopt;
-  // Sealed at its size first: the mapping below cannot fault past a shrunk file.
+  // Sealed at its size first: the mappings below cannot fault past a shrunk file.
   const int seals = fcntl(fd.get(), F_GET_SEALS);
   struct stat st{};
   if (seals < 0 || (seals & kSizeSeals) != kSizeSeals || fstat(fd.get(), &st) != 0 ||
@@ -120,42 +150,78 @@ std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& 
     why = "the worker's result ring is not fresh";
     return std::nullopt;
   }
-  return RingReader(std::move(fd), std::move(*header), offer.capacity);
+  // The mappings hold the file from here on: the descriptor closes on return.
+  void* data = mmap(nullptr, offer.capacity, PROT_READ, MAP_SHARED, fd.get(), static_cast<off_t>(kHeader));
+  if (data == MAP_FAILED) {
+    why = sys_error("mmap of the worker's result ring");
+    return std::nullopt;
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->header = std::move(*header);
+  shared->data = Mapping(data, offer.capacity);
+  shared->capacity = offer.capacity;
+  return RingReader(std::move(shared));
 }
 
-RingReader::RingReader(UniqueFd fd, Mapping header, std::size_t capacity)
-    : fd_(std::move(fd)), header_(std::move(header)), capacity_(capacity) {}
+std::size_t RingReader::capacity() const noexcept { return shared_->capacity; }
 
 bool RingReader::fits(std::uint64_t position, std::uint64_t bytes) const noexcept {
   // The worker writes at or after `consumed` as it last saw it, which is at most ours.
   // (Differences, not sums: a hostile position near 2^64 must not wrap.)
-  return bytes != 0 && bytes <= capacity_ && position % capacity_ <= capacity_ - bytes &&
-         position >= consumed_ && position - consumed_ <= capacity_ - bytes;
+  const Shared& s = *shared_;
+  return bytes != 0 && bytes <= s.capacity && position % s.capacity <= s.capacity - bytes &&
+         position >= s.taken && position - s.consumed <= s.capacity - bytes;
 }
 
-void RingReader::consume(std::uint64_t end) noexcept {
-  consumed_ = end;
-  consumed_word(header_)->store(consumed_, std::memory_order_release);   // after the copy
-}
-
-bool RingReader::take(std::uint64_t position, std::span<std::byte> dst) noexcept {
-  const std::uint64_t n = dst.size();
-  if (!fits(position, n)) return false;
-  const off_t at = static_cast<off_t>(kHeader + position % capacity_);
-  for (std::size_t done = 0; done < n;) {
-    const ssize_t r = pread(fd_.get(), dst.data() + done, n - done, at + static_cast<off_t>(done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    done += static_cast<std::size_t>(r);
+std::optional<RingReader::Loan> RingReader::borrow(std::uint64_t position, std::uint64_t bytes) noexcept {
+  if (!fits(position, bytes)) return std::nullopt;
+  Shared& s = *shared_;
+  try {
+    s.out.push_back({position, position + bytes, false});
+  } catch (const std::bad_alloc&) {
+    return std::nullopt;
   }
-  consume(position + n);
-  return true;
+  s.taken = position + bytes;
+  const auto* at = static_cast<const std::byte*>(s.data.get()) + position % s.capacity;
+  return Loan(shared_, position, {at, static_cast<std::size_t>(bytes)});
 }
 
 bool RingReader::skip(std::uint64_t position, std::uint64_t bytes) noexcept {
   if (!fits(position, bytes)) return false;
-  consume(position + bytes);
+  Shared& s = *shared_;
+  try {
+    s.out.push_back({position, position + bytes, true});
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  s.taken = position + bytes;
+  s.done(position);
   return true;
+}
+
+RingReader::Loan::Loan(std::shared_ptr<Shared> shared, std::uint64_t position,
+                       std::span<const std::byte> bytes) noexcept
+    : shared_(std::move(shared)), position_(position), bytes_(bytes) {}
+
+RingReader::Loan::Loan(Loan&& o) noexcept
+    : shared_(std::move(o.shared_)), position_(o.position_), bytes_(std::exchange(o.bytes_, {})) {}
+
+RingReader::Loan& RingReader::Loan::operator=(Loan&& o) noexcept {
+  if (this != &o) {
+    end();
+    shared_ = std::move(o.shared_);
+    position_ = o.position_;
+    bytes_ = std::exchange(o.bytes_, {});
+  }
+  return *this;
+}
+
+RingReader::Loan::~Loan() { end(); }
+
+void RingReader::Loan::end() noexcept {
+  if (shared_) shared_->done(position_);
+  shared_.reset();
+  bytes_ = {};
 }
 
 }  // namespace calypso::sched

@@ -1,21 +1,22 @@
 // Results through shared memory on the manager's host. A worker on the manager's host
 // writes each large result into a ring in a memfd of its own, and sends the manager only
-// where it is (a result_chunk flagged kResultInRing); the manager, which opened the
-// ring's file when the worker joined, copies the result out with pread and frees its room.
+// where it is (a result_chunk flagged kResultInRing); the manager, which opened and
+// mapped the ring's file when the worker joined, reads the result there, and frees its
+// room when it is done with it.
 // Why: with as many processes as cores, the manager's CPU time per result byte is taken
 // from a worker. Through tcp a result is copied into the socket, out of it into the
 // provider's receive buffer, and into the result buffer, by system calls and the
-// provider's progress in the manager's event loop; through the ring it is copied in and
-// out once each (Jacobi: 1 GB of results per run; 2.73 -> 2.16 s on tcp, README).
+// provider's progress in the manager's event loop; through the ring it is written once
+// and read where it lies (Jacobi: 1 GB of results per run; 2.73 -> 2.16 s on tcp, README).
 //
 // The ring: a header page (the manager's `consumed` position, then a random nonce),
 // then `capacity` bytes. Positions count bytes from the start and only grow; a result
 // never wraps (the writer skips the ring's tail instead). The worker writes a result
 // only where the manager has consumed what was there (an acquire load of `consumed`),
-// and else sends it in messages: a full ring never waits. The manager copies a result
-// out, then stores its end in `consumed` (release: the copy is done before the worker
-// may write there again). The message that names a position is sent after the result
-// is written, so the manager's copy sees it.
+// and else sends it in messages: a full ring never waits. The manager stores a result's
+// end in `consumed` once it is done with it and with every result before it (release:
+// its reads are done before the worker may write there again). The message that names
+// a position is sent after the result is written, so the manager's reads see it.
 //
 // The manager opens /proc/PID/fd/N (peer_file.hpp) and checks the file's device and
 // inode, the nonce, and the seals the worker put on the file's size (a shrunk file
@@ -29,6 +30,8 @@
 #include "unique_fd.hpp"
 
 #include <atomic>
+#include <deque>
+#include <memory>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -58,7 +61,7 @@ class ResultRing {
   std::optional<std::uint64_t> commit(std::size_t n) noexcept;
   // The result committed at position (bytes long), if the worker has not written over
   // it since: the manager may have consumed it, but it never writes the ring's data (it
-  // maps only the header, and copies results out with pread). A worker replays its own
+  // writes only the header). A worker replays its own
   // accepted diffs from there (WorkerLoop::apply_notices), trusting them as it trusts
   // the manager's pushed pages.
   std::optional<std::span<const std::byte>> written(std::uint64_t position, std::uint64_t bytes) const noexcept;
@@ -82,34 +85,67 @@ class ResultRing {
   std::uint64_t touched_ = 0;    // end of all room ever given out: written or maybe
 };
 
-// The manager's side: the consumer.
+// The manager's side: the consumer. It reads each result where the worker wrote it,
+// through a read-only mapping of the ring, instead of copying it out (pread): Jacobi's
+// 5 MB of results a step cost the manager ~5% of both cores' time in that copy alone.
+// A result it keeps stays lent (RingLoan) until its step is collated, and its room
+// stays taken until then: the worker writes only where the manager has consumed.
+//
+// Trust: an honest worker never writes lent room, but nothing stops a buggy one from
+// writing over a result after the manager checked it. So the manager applies results
+// from a ring with diff_apply_bounded (every header read once and checked before use):
+// whatever the bytes become, the manager writes nothing outside the region's pages and
+// reads nothing outside the ring. Such a worker can change what is applied, as one that
+// computed wrong values could.
 class RingReader {
+  struct Shared;
+
  public:
-  // nullopt, with the reason in `why`, if the offered file cannot be opened or is not
-  // the offered ring.
+  // nullopt, with the reason in `why`, if the offered file cannot be opened, mapped, or
+  // is not the offered ring.
   static std::optional<RingReader> open(const RingOffer& offer, std::string& why);
-  // Copies the result at `position` into dst and frees its room; false (nothing freed)
-  // if it is not where the worker may have written it (see fits) or cannot be read.
-  // Results must be taken in the order the worker wrote them: the worker names each in
-  // a small message sent alone, and those arrive in the order sent (one connection, or
-  // one shm queue; ofi_rxm can deliver a large message after a later small one).
-  bool take(std::uint64_t position, std::span<std::byte> dst) noexcept;
+
+  // The result at `position`, `bytes` long, where the worker wrote it; nullopt (nothing
+  // taken) if it is not where the worker may have written it (see fits). Its room is
+  // freed when the loan ends. Results must be taken (borrowed or skipped) in the order
+  // the worker wrote them: the worker names each in a small message sent alone, and
+  // those arrive in the order sent (one connection, or one shm queue; ofi_rxm can
+  // deliver a large message after a later small one).
+  class Loan;
+  std::optional<Loan> borrow(std::uint64_t position, std::uint64_t bytes) noexcept;
   // Frees the room of a result that is not wanted (its step is over, or another run's
-  // result came first) without copying it; false (nothing freed) as for take.
+  // result came first) once the results before it are freed; false (nothing taken) as
+  // for borrow.
   bool skip(std::uint64_t position, std::uint64_t bytes) noexcept;
-  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t capacity() const noexcept;
 
  private:
-  RingReader(UniqueFd fd, Mapping header, std::size_t capacity);
+  explicit RingReader(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
   // Whether bytes at position can be a result the worker wrote: not empty, within the
-  // ring and not across its end, not behind what was consumed, and within the room the
-  // worker could have seen free.
+  // ring and not across its end, after every result taken before, and within the room
+  // the worker could have seen free.
   bool fits(std::uint64_t position, std::uint64_t bytes) const noexcept;
-  void consume(std::uint64_t end) noexcept;
-  UniqueFd fd_;
-  Mapping header_;
-  std::size_t capacity_;
-  std::uint64_t consumed_ = 0;
+  // Shared with the loans: they keep the mappings (and so the file) alive after the
+  // reader is gone (a worker given up while its kept results wait for collation).
+  std::shared_ptr<Shared> shared_;
+};
+
+// A result lent out of a worker's ring: readable until the loan ends, which frees its
+// room once the results before it are free too.
+class RingReader::Loan {
+ public:
+  Loan(Loan&& o) noexcept;
+  Loan& operator=(Loan&& o) noexcept;
+  ~Loan();
+  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+
+ private:
+  friend class RingReader;
+  Loan(std::shared_ptr<Shared> shared, std::uint64_t position, std::span<const std::byte> bytes) noexcept;
+  void end() noexcept;
+  std::shared_ptr<Shared> shared_;
+  std::uint64_t position_ = 0;
+  std::span<const std::byte> bytes_;
 };
 
 }  // namespace calypso::sched
