@@ -11,8 +11,16 @@
 #include <thread>
 
 namespace calypso::dsm {
-Collation::Collation(const Region& region, bool check_conflicts)
-    : region_(region), check_conflicts_(check_conflicts), mapped_(region.pages(), 0) {}
+Collation::Collation(const Region& region, bool check_conflicts, std::span<const std::uint8_t> frozen)
+    : region_(region), check_conflicts_(check_conflicts), mapped_(region.pages(), 0), frozen_(frozen) {}
+
+// One entry of a body that validate() accepted, read again (see the header); false, with
+// the body counted as cut short, where it no longer reads as it did.
+bool Collation::apply_entry(PageNumber page, std::span<const std::byte> diff) noexcept {
+  if (applicable(page, diff) && diff_apply_bounded(diff, region_.runtime_page(page), region_.page_size())) return true;
+  cut_short_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
 
 std::string Collation::validate(std::span<const std::byte> body) const {
   std::string why;
@@ -34,10 +42,10 @@ std::optional<Conflict> Collation::apply(std::span<const std::byte> body, Segmen
                                          std::vector<PageNumber>& written) {
   std::optional<Conflict> conflict;
   for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
-    if (e.page >= region_.pages()) return false;   // changed since validate(): see the header
+    if (!applicable(e.page, d)) return apply_entry(e.page, d);   // counted, stops
     if (check_conflicts_ && !conflict) conflict = check(d, e.page, tag);
     written.push_back(e.page);
-    return diff_apply_bounded(d, region_.runtime_page(e.page), region_.page_size());
+    return apply_entry(e.page, d);
   });
   return conflict;
 }
@@ -56,17 +64,23 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
     return conflict;
   }
   for (std::size_t i = 0; i < bodies.size(); ++i) {
-    for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte>) {
-      if (e.page >= region_.pages()) return false;
+    for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
+      if (!applicable(e.page, d)) return false;   // applied up to here; the stripes count it
       written[i].push_back(e.page);
       return true;
     });
   }
+  // Each body is read again here: only its entries that still name the pages listed in
+  // written[i], in that order, are applied (see the header).
   auto stripe = [&](PageNumber parity) {
-    for (const auto& body : bodies) {
-      for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
-        if (e.page >= region_.pages()) return false;
-        return e.page % 2 != parity || diff_apply_bounded(d, region_.runtime_page(e.page), region_.page_size());
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+      std::size_t k = 0;
+      for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
+        if (k >= written[i].size() || written[i][k++] != e.page) {
+          if (parity == 0) cut_short_.fetch_add(1, std::memory_order_relaxed);
+          return false;
+        }
+        return e.page % 2 != parity || apply_entry(e.page, d);
       });
     }
   };

@@ -8,12 +8,17 @@
 // A body may be read where a worker on this host wrote it (its result ring, see
 // result_ring.hpp), which a buggy worker could write again after validate(). So
 // everything after validate() reads each entry and run header once and checks it before
-// use (diff_apply_bounded): such a body can change what is applied, never where outside
-// the region's pages the manager writes.
+// use (diff_apply_bounded), applies nothing to a frozen page, and in apply_all applies
+// only the pages listed in `written` (which the write notices are made from). Such a
+// body can change the values applied to the pages it listed, nothing else: not where
+// the manager writes outside the region's pages, not a frozen page, not a page other
+// workers are not told about. What it cut short is counted (cut_short). The conflict
+// checker (checking mode) walks diffs as validated: the manager gives it private copies.
 #pragma once
 
 #include "dsm/region.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -35,7 +40,9 @@ struct Conflict {
 
 class Collation {
  public:
-  Collation(const Region& region, bool check_conflicts);
+  // frozen: a flag per page, as HomeMemory::frozen_flags (it must outlive this): no diff
+  // is applied to a page flagged there. Empty: no page is frozen.
+  Collation(const Region& region, bool check_conflicts, std::span<const std::uint8_t> frozen = {});
 
   // Empty when the result body is well formed for this region, else the reason.
   std::string validate(std::span<const std::byte> body) const;
@@ -72,8 +79,17 @@ class Collation {
   // Forgets the byte owners of the previous step (checking mode).
   void begin_step();
 
+  // Times a body's application stopped early because it no longer read as validate()
+  // found it (a worker wrote over its result in its ring), since construction.
+  std::uint64_t cut_short() const noexcept { return cut_short_.load(std::memory_order_relaxed); }
+
  private:
   std::optional<Conflict> check(std::span<const std::byte> diff, PageNumber page, SegmentTag tag);
+  // Whether the entry may be applied: in the region, and not a frozen page with a change.
+  bool applicable(PageNumber page, std::span<const std::byte> diff) const noexcept {
+    return page < region_.pages() && (diff.empty() || frozen_.empty() || frozen_[page] == 0);
+  }
+  bool apply_entry(PageNumber page, std::span<const std::byte> diff) noexcept;
   // Below this many diff bytes in a step, one thread (starting one costs ~50 us).
   static constexpr std::size_t kParallelFrom = std::size_t{1} << 20;
 
@@ -83,6 +99,8 @@ class Collation {
   std::unordered_map<PageNumber, std::vector<std::uint32_t>> owners_;  // byte -> slot + 1
   std::vector<std::uint8_t> mapped_;   // page -> prefault() mapped it (home pages stay)
   bool can_prefault_ = true;
+  std::span<const std::uint8_t> frozen_;
+  std::atomic<std::uint64_t> cut_short_{0};
 };
 
 }  // namespace calypso::dsm

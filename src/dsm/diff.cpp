@@ -231,12 +231,11 @@ bool bitmap_valid(std::uint64_t bits, std::size_t covered) noexcept {
   return (bits >> (covered - 1)) == 1;
 }
 
-// A sparse run's words, one at a time (few per span when a sparse run is chosen);
-// returns where the next run starts. It walks the run itself rather than through
-// read_run: an unmasked run needs no word count, and counting (popcount, a library call
-// in the baseline ISA) made 10%-scattered pages 15-30% slower to apply (collation_bench).
-// The sparse run whose bitmap is `bits` and whose data follow at `data`; returns where
-// the next run starts.
+// A sparse run's words, one at a time (few per span when a sparse run is chosen), given
+// its bitmap and where its data start; returns where the next run starts. It walks the
+// run itself rather than through read_run: an unmasked run needs no word count, and
+// counting (popcount, a library call in the baseline ISA) made 10%-scattered pages
+// 15-30% slower to apply (collation_bench).
 const std::byte* apply_sparse(const RunHeader& h, std::uint64_t bits, const std::byte* data, std::byte* dst) noexcept {
   std::uint64_t b = bits;
   if ((h.flags & kRunMasked) == 0) {
@@ -368,22 +367,27 @@ bool diff_apply_bounded(std::span<const std::byte> diff, std::byte* page, std::s
     const std::byte* body = p + sizeof h;
     const bool sparse = (h.flags & kRunSparse) != 0;
     if (h.word_count == 0 || h.word_offset > page_words || h.word_count > page_words - h.word_offset) return false;
-    std::uint64_t bits = 0;
-    std::size_t count = h.word_count;
-    if (sparse) {
-      if (h.word_count > kSparseRunMaxWords || static_cast<std::size_t>(end - body) < 8) return false;
-      bits = detail::read_u64(body);
-      if (h.word_count < 64 && (bits >> h.word_count) != 0) return false;   // a word past the run
-      body += 8;
-      count = static_cast<std::size_t>(std::popcount(bits));
-    }
     const bool masked = (h.flags & kRunMasked) != 0;
-    const std::size_t need = count * kWordBytes + (masked ? detail::mask_bytes(count) : 0);
-    if (static_cast<std::size_t>(end - body) < need) return false;
     std::byte* dst = page + std::size_t{h.word_offset} * kWordBytes;
     if (sparse) {
-      apply_sparse(h, bits, body, dst);
-    } else if (!masked) {
+      if (h.word_count > kSparseRunMaxWords || static_cast<std::size_t>(end - body) < 8) return false;
+      const std::uint64_t bits = detail::read_u64(body);
+      if (h.word_count < 64 && (bits >> h.word_count) != 0) return false;   // a word past the run
+      body += 8;
+      // With room for the largest sparse run, its words need no counting (see apply_sparse).
+      constexpr std::size_t kLargest = kSparseRunMaxWords * kWordBytes + kSparseRunMaxWords;
+      const auto room = static_cast<std::size_t>(end - body);
+      if (room < kLargest) {
+        const auto n = static_cast<std::size_t>(std::popcount(bits));
+        if (room < n * kWordBytes + (masked ? detail::mask_bytes(n) : 0)) return false;
+      }
+      p = apply_sparse(h, bits, body, dst);
+      continue;
+    }
+    const std::size_t count = h.word_count;
+    const std::size_t need = count * kWordBytes + (masked ? detail::mask_bytes(count) : 0);
+    if (static_cast<std::size_t>(end - body) < need) return false;
+    if (!masked) {
       std::memcpy(dst, body, count * kWordBytes);
     } else {
       // The vector kernels take mask padding as zero (diff_validate's rule), and their

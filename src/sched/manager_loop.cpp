@@ -70,7 +70,7 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
     : config_(config),
       region_(region),
       home_(home),
-      collation_(region, config.check_conflicts),
+      collation_(region, config.check_conflicts, home.frozen_flags()),
       ep_(net::Endpoint::open(endpoint_config(config))),
       wakeup_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       timer_(make_timer(config.heartbeat)),
@@ -627,6 +627,15 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;
   if (w.state == WorkerState::gone) w.parked = false;
   w.assemblies.clear();
+  // Its kept results of the open step stay kept, but no longer in its ring, which it can
+  // write until the step ends: a worker given up may be one that misbehaves.
+  for (std::uint32_t s = 0; step_ && s < step_->results.size(); ++s) {
+    StepResult& r = step_->results[s];
+    if (!r.loan || step_->accepted_from[s] != id) continue;
+    r.bytes = result_buffers_.take(r.loan->bytes().size());
+    std::memcpy(r.bytes.data(), r.loan->bytes().data(), r.bytes.size());
+    r.loan.reset();
+  }
   const std::vector<Worker::Held> held = std::exchange(w.running, {});
   {
     std::lock_guard lock(mutex_);

@@ -377,7 +377,13 @@ void ManagerLoop::finish_step() {
   for (const auto& r : step_->results) bytes += r.body().size();
   conflict_.reset();
   const auto collation_start = Clock::now();
+  const std::uint64_t cut_before = collation_.cut_short();
   record_version(collate_step());
+  if (collation_.cut_short() != cut_before) {
+    LOG_WARN("step %llu: a result changed in its worker's ring after it was checked; the change was "
+             "applied only as far as it read as checked (a worker writing over its own results?)",
+             static_cast<unsigned long long>(step_->id));
+  }
   LOG_DEBUG("step %llu collated: %llu result bytes", static_cast<unsigned long long>(step_->id),
             static_cast<unsigned long long>(bytes));
   {

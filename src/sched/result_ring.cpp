@@ -109,9 +109,10 @@ struct RingReader::Shared {
   std::deque<Taken> out;
 
   void done(std::uint64_t position) noexcept {
-    for (Taken& t : out) {
-      if (t.position == position) t.done = true;
-    }
+    // Positions only grow: out is sorted by them.
+    const auto it = std::lower_bound(out.begin(), out.end(), position,
+                                     [](const Taken& t, std::uint64_t p) { return t.position < p; });
+    if (it != out.end() && it->position == position) it->done = true;
     bool moved = false;
     while (!out.empty() && out.front().done) {
       consumed = out.front().end;
@@ -151,14 +152,15 @@ std::optional<RingReader> RingReader::open(const RingOffer& offer, std::string& 
     return std::nullopt;
   }
   // The mappings hold the file from here on: the descriptor closes on return.
-  void* data = mmap(nullptr, offer.capacity, PROT_READ, MAP_SHARED, fd.get(), static_cast<off_t>(kHeader));
-  if (data == MAP_FAILED) {
+  void* at = mmap(nullptr, offer.capacity, PROT_READ, MAP_SHARED, fd.get(), static_cast<off_t>(kHeader));
+  if (at == MAP_FAILED) {
     why = sys_error("mmap of the worker's result ring");
     return std::nullopt;
   }
+  Mapping data(at, offer.capacity);
   auto shared = std::make_shared<Shared>();
   shared->header = std::move(*header);
-  shared->data = Mapping(data, offer.capacity);
+  shared->data = std::move(data);
   shared->capacity = offer.capacity;
   return RingReader(std::move(shared));
 }

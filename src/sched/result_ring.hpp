@@ -20,9 +20,9 @@
 //
 // The manager opens /proc/PID/fd/N (peer_file.hpp) and checks the file's device and
 // inode, the nonce, and the seals the worker put on the file's size (a shrunk file
-// would fault the manager's mapping of the header). If anything fails, the worker's
-// results come in messages. A worker that dies leaves its ring readable: the manager
-// holds the file open until it gives the worker up.
+// would fault the manager's mappings). If anything fails, the worker's results come in
+// messages. A worker that dies leaves its ring readable: the manager's mappings hold the
+// file until it gives the worker up and no result lent from the ring is left.
 #pragma once
 
 #include "sched/peer_file.hpp"
@@ -88,15 +88,18 @@ class ResultRing {
 // The manager's side: the consumer. It reads each result where the worker wrote it,
 // through a read-only mapping of the ring, instead of copying it out (pread): Jacobi's
 // 5 MB of results a step cost the manager ~5% of both cores' time in that copy alone.
-// A result it keeps stays lent (RingLoan) until its step is collated, and its room
-// stays taken until then: the worker writes only where the manager has consumed.
+// A result it keeps stays lent (RingReader::Loan) until its step ends (collated or
+// failed), and its room stays taken until then: the worker writes only where the
+// manager has consumed. A worker's results of one step therefore all stay in its ring
+// until the step ends (jacobi: ~2.7 MB a worker a step); when the ring is full, results
+// go in messages.
 //
 // Trust: an honest worker never writes lent room, but nothing stops a buggy one from
-// writing over a result after the manager checked it. So the manager applies results
-// from a ring with diff_apply_bounded (every header read once and checked before use):
-// whatever the bytes become, the manager writes nothing outside the region's pages and
-// reads nothing outside the ring. Such a worker can change what is applied, as one that
-// computed wrong values could.
+// writing over a result after the manager checked it. So the manager collates with
+// every entry and run header read once and checked before use (collation.hpp): such a
+// worker can change the values applied to the pages its result listed, as one that
+// computed wrong values could, and nothing else. A worker the manager gives up has its
+// lent results copied out first (ManagerLoop::lose).
 class RingReader {
   struct Shared;
 

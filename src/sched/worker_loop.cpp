@@ -632,7 +632,7 @@ std::optional<std::uint64_t> WorkerLoop::send_result(const AssignView& a, std::s
                     flags | kResultInRing};
       Encoder e(MsgType::result_chunk, id_, c);
       // Alone, not joined to the outbox's bundle: the manager must see ring results named
-      // in the order they were written (RingReader::take), and ofi_rxm delivers a small
+      // in the order they were written (RingReader::borrow), and ofi_rxm delivers a small
       // message sent after a large one (rendezvous) first. Joined, it broke that order
       // (Depths/Pipeline, tcp) and saved 8 of ~45 sends a Jacobi step, no measurable time.
       std::span<const std::byte> parts[] = {e.bytes()};
