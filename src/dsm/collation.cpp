@@ -17,9 +17,8 @@ Collation::Collation(const Region& region, bool check_conflicts, std::span<const
 // One entry of a body that validate() accepted, read again (see the header); false, with
 // the body counted as cut short, where it no longer reads as it did.
 bool Collation::apply_entry(PageNumber page, std::span<const std::byte> diff) noexcept {
-  if (applicable(page, diff) && diff_apply_bounded(diff, region_.runtime_page(page), region_.page_size())) return true;
-  cut_short_.fetch_add(1, std::memory_order_relaxed);
-  return false;
+  return (applicable(page, diff) && diff_apply_bounded(diff, region_.runtime_page(page), region_.page_size())) ||
+         cut();
 }
 
 std::string Collation::validate(std::span<const std::byte> body) const {
@@ -42,7 +41,7 @@ std::optional<Conflict> Collation::apply(std::span<const std::byte> body, Segmen
                                          std::vector<PageNumber>& written) {
   std::optional<Conflict> conflict;
   for_each_result_entry(body, [&](const ResultEntry& e, std::span<const std::byte> d) {
-    if (!applicable(e.page, d)) return apply_entry(e.page, d);   // counted, stops
+    if (!applicable(e.page, d)) return cut();
     if (check_conflicts_ && !conflict) conflict = check(d, e.page, tag);
     written.push_back(e.page);
     return apply_entry(e.page, d);
@@ -76,10 +75,7 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
     for (std::size_t i = 0; i < bodies.size(); ++i) {
       std::size_t k = 0;
       for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
-        if (k >= written[i].size() || written[i][k++] != e.page) {
-          if (parity == 0) cut_short_.fetch_add(1, std::memory_order_relaxed);
-          return false;
-        }
+        if (k >= written[i].size() || written[i][k++] != e.page) return parity == 0 ? cut() : false;
         return e.page % 2 != parity || apply_entry(e.page, d);
       });
     }

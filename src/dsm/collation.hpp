@@ -90,6 +90,11 @@ class Collation {
     return page < region_.pages() && (diff.empty() || frozen_.empty() || frozen_[page] == 0);
   }
   bool apply_entry(PageNumber page, std::span<const std::byte> diff) noexcept;
+  // Counts a body cut short; false, to stop its walk.
+  bool cut() noexcept {
+    cut_short_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
   // Below this many diff bytes in a step, one thread (starting one costs ~50 us).
   static constexpr std::size_t kParallelFrom = std::size_t{1} << 20;
 

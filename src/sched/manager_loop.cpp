@@ -454,19 +454,8 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
                         step_->sched.done(key.segment);
   if (in_ring) {   // the whole result, read where it lies (an unwanted one: its room freed)
     StepResult r;
-    bool named = false;
-    if (unwanted) {
-      named = w.ring->skip(c->offset, c->total_bytes);
-    } else if (auto loan = w.ring->borrow(c->offset, c->total_bytes)) {
-      named = true;
-      if (config_.check_conflicts) {   // the checker walks diffs as validated: a copy of its own
-        r.bytes = result_buffers_.take(c->total_bytes);
-        std::memcpy(r.bytes.data(), loan->bytes().data(), r.bytes.size());
-      } else {
-        r.loan = std::move(*loan);
-      }
-    }
-    if (!named) {
+    if (!unwanted) r.loan = w.ring->borrow(c->offset, c->total_bytes);
+    if (unwanted ? !w.ring->skip(c->offset, c->total_bytes) : !r.loan) {
       // Its run is over, and the worker is not to be trusted (lose() re-runs the segment).
       LOG_WARN("worker %u named a result its ring cannot hold, or that was taken", id);
       return lose(id, w, "it named a result its ring cannot hold", false);
@@ -475,6 +464,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
       std::lock_guard lock(mutex_);
       ++stats_.ring_results;
     }
+    if (config_.check_conflicts) r.own_copy(result_buffers_);   // the checker walks diffs as validated
     return on_result(id, w, key, std::move(r));   // discards an unwanted one
   }
   bool began_arriving = false;
@@ -507,6 +497,13 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   StepResult r{std::move(a.bytes), std::nullopt};
   w.assemblies.erase(it);
   on_result(id, w, key, std::move(r));
+}
+
+void ManagerLoop::StepResult::own_copy(ResultBuffers& buffers) {
+  if (!loan) return;
+  bytes = buffers.take(loan->bytes().size());
+  std::memcpy(bytes.data(), loan->bytes().data(), bytes.size());
+  loan.reset();
 }
 
 // A complete result also means the worker is idle again: it sends no separate request,
@@ -630,11 +627,7 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   // Its kept results of the open step stay kept, but no longer in its ring, which it can
   // write until the step ends: a worker given up may be one that misbehaves.
   for (std::uint32_t s = 0; step_ && s < step_->results.size(); ++s) {
-    StepResult& r = step_->results[s];
-    if (!r.loan || step_->accepted_from[s] != id) continue;
-    r.bytes = result_buffers_.take(r.loan->bytes().size());
-    std::memcpy(r.bytes.data(), r.loan->bytes().data(), r.bytes.size());
-    r.loan.reset();
+    if (step_->accepted_from[s] == id) step_->results[s].own_copy(result_buffers_);
   }
   const std::vector<Worker::Held> held = std::exchange(w.running, {});
   {

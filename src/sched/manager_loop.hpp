@@ -157,6 +157,9 @@ class ManagerLoop {
     std::span<const std::byte> body() const noexcept {
       return loan ? loan->bytes() : std::span<const std::byte>(bytes);
     }
+    // A lent result becomes a copy in a buffer of its own (from `buffers`), and its loan
+    // ends; one in a buffer already stays as it is.
+    void own_copy(ResultBuffers& buffers);
   };
   struct OpenStep {
     StepId id = 0;

@@ -108,6 +108,18 @@ struct RingReader::Shared {
   };
   std::deque<Taken> out;
 
+  // Records a result taken at position, lent (done false) or skipped; false (nothing
+  // recorded) without the memory to.
+  bool take(std::uint64_t position, std::uint64_t bytes, bool is_done) noexcept {
+    try {
+      out.push_back({position, position + bytes, is_done});
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    taken = position + bytes;
+    return true;
+  }
+
   void done(std::uint64_t position) noexcept {
     // Positions only grow: out is sorted by them.
     const auto it = std::lower_bound(out.begin(), out.end(), position,
@@ -176,27 +188,15 @@ bool RingReader::fits(std::uint64_t position, std::uint64_t bytes) const noexcep
 }
 
 std::optional<RingReader::Loan> RingReader::borrow(std::uint64_t position, std::uint64_t bytes) noexcept {
-  if (!fits(position, bytes)) return std::nullopt;
   Shared& s = *shared_;
-  try {
-    s.out.push_back({position, position + bytes, false});
-  } catch (const std::bad_alloc&) {
-    return std::nullopt;
-  }
-  s.taken = position + bytes;
+  if (!fits(position, bytes) || !s.take(position, bytes, false)) return std::nullopt;
   const auto* at = static_cast<const std::byte*>(s.data.get()) + position % s.capacity;
   return Loan(shared_, position, {at, static_cast<std::size_t>(bytes)});
 }
 
 bool RingReader::skip(std::uint64_t position, std::uint64_t bytes) noexcept {
-  if (!fits(position, bytes)) return false;
   Shared& s = *shared_;
-  try {
-    s.out.push_back({position, position + bytes, true});
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  s.taken = position + bytes;
+  if (!fits(position, bytes) || !s.take(position, bytes, true)) return false;
   s.done(position);
   return true;
 }
