@@ -32,11 +32,14 @@ TEST(StallWatch, ThreadSpinningInsideOneCallEndsTheProcessAndSaysWhy) {
   EXPECT_EXIT(
       {
         WatchedQueue q(kQueue);
-        const ProviderCall call(true);
+        const ProviderCall call(true, "a test's spin");
         spin_until(Clock::now() + 20s);
         _exit(0);
       },
-      ::testing::ExitedWithCode(3), "CPU time inside one call into libfabric's shm provider and gives up");
+      // Names the call and where the thread was (a file and an offset, sampled).
+      ::testing::ExitedWithCode(3),
+      "CPU time inside one call into libfabric's shm provider \\(a test's spin; at "
+      "[^ ?]+\\+0x[0-9a-f]+.*\\) and gives up");
 }
 
 TEST(StallWatch, WaitingInsideACallUsesNoCpuAndIsLeftAlone) {
@@ -44,7 +47,7 @@ TEST(StallWatch, WaitingInsideACallUsesNoCpuAndIsLeftAlone) {
   EXPECT_EXIT(
       {
         WatchedQueue q(kQueue);
-        const ProviderCall call(true);
+        const ProviderCall call(true, "test");
         std::this_thread::sleep_for(kStuckCpu + 2500ms);   // two looks of the watch and more
         _exit(0);
       },
@@ -58,7 +61,7 @@ TEST(StallWatch, SpinningAcrossManyShortCallsIsLeftAlone) {
         WatchedQueue q(kQueue);
         const auto until = Clock::now() + kStuckCpu + 2500ms;
         while (Clock::now() < until) {
-          const ProviderCall call(true);
+          const ProviderCall call(true, "test");
           spin_until(Clock::now() + 1ms);
         }
         _exit(0);
@@ -71,7 +74,7 @@ TEST(StallWatch, UnwatchedCallsAreNotTimed) {
   EXPECT_EXIT(
       {
         WatchedQueue q(kQueue);
-        const ProviderCall call(false);
+        const ProviderCall call(false, "test");
         spin_until(Clock::now() + kStuckCpu + 2500ms);
         _exit(0);
       },

@@ -462,7 +462,7 @@ void Endpoint::Impl::open_wait_set() {
 }
 
 bool Endpoint::Impl::try_post_recv(std::uint32_t i) noexcept {
-  const ProviderCall call(watched);
+  const ProviderCall call(watched, "fi_recv");
   const ssize_t rc = fi_recv(ep.get(), rx_pool.at(i), rx_pool.slot, nullptr, FI_ADDR_UNSPEC,
                              &rx_pool.ctx[i]);
   if (rc != 0 && rc != -FI_EAGAIN) log_error("fi_recv", rc);
@@ -486,7 +486,7 @@ bool Endpoint::Impl::release(OpContext& ctx) noexcept {
 void Endpoint::Impl::read_tx_error() noexcept {
   fi_cq_err_entry err{};
   const ssize_t rc = [&] {
-    const ProviderCall call(watched);
+    const ProviderCall call(watched, "fi_cq_readerr(tx)");
     return fi_cq_readerr(tx_cq.get(), &err, 0);
   }();
   if (rc < 0) {
@@ -509,7 +509,7 @@ void Endpoint::Impl::reap_tx() noexcept {
   fi_cq_msg_entry e[16];
   for (;;) {
     const ssize_t n = [&] {
-      const ProviderCall call(watched);
+      const ProviderCall call(watched, "fi_cq_read(tx)");
       return fi_cq_read(tx_cq.get(), e, 16);
     }();
     if (n == -FI_EAVAIL) {
@@ -535,7 +535,7 @@ void Endpoint::Impl::nap_on_tx(Clock::time_point deadline, microseconds nap) noe
   const timespec ts = to_timespec(std::clamp(left, microseconds(0), nap));
   fid* fids[] = {&tx_cq->fid};
   const bool can_wait = fd_wait && [&] {
-    const ProviderCall call(watched);
+    const ProviderCall call(watched, "fi_trywait(tx)");
     return fi_trywait(fabric.get(), fids, 1) == FI_SUCCESS;
   }();
   if (can_wait) {
@@ -594,7 +594,7 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
     }
     if (buf) {
       const ssize_t rc = [&] {
-        const ProviderCall call(watched);
+        const ProviderCall call(watched, "fi_inject/fi_send");
         return inject ? fi_inject(ep.get(), buf, len, to)
                       : fi_send(ep.get(), buf, len, nullptr, to, &tx_pool.ctx[*slot]);
       }();
@@ -631,7 +631,7 @@ SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<c
     std::memcpy(scratch.data(), &h, sizeof h);
     copy_range(parts, offset, n, scratch.data() + sizeof h);
     const ssize_t rc = post_with_retries(to, deadline, [&] {
-      const ProviderCall call(watched);
+      const ProviderCall call(watched, "fi_inject");
       return fi_inject(ep.get(), scratch.data(), sizeof h + n, to);
     });
     if (rc == -FI_EAGAIN) return SendStatus::again;
@@ -683,7 +683,7 @@ SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart>
     ctx.error = 0;
     void* desc = p.local ? p.local->descriptor() : nullptr;
     const ssize_t rc = post_with_retries(from, deadline, [&] {
-      const ProviderCall call(watched);
+      const ProviderCall call(watched, "fi_read");
       return fi_read(ep.get(), p.dst.data(), p.dst.size(), desc, from, p.remote.address + p.offset,
                      p.remote.key, &ctx);
     });
@@ -736,7 +736,7 @@ bool Endpoint::Impl::next_rx(fi_cq_msg_entry& e) {
   }
   for (;;) {
     const ssize_t n = [&] {
-      const ProviderCall call(watched);
+      const ProviderCall call(watched, "fi_cq_read(rx)");
       return fi_cq_read(rx_cq.get(), &e, 1);
     }();
     if (n == 1) return true;
@@ -746,7 +746,7 @@ bool Endpoint::Impl::next_rx(fi_cq_msg_entry& e) {
     }
     fi_cq_err_entry err{};
     const ssize_t got = [&] {
-      const ProviderCall call(watched);
+      const ProviderCall call(watched, "fi_cq_readerr(rx)");
       return fi_cq_readerr(rx_cq.get(), &err, 0);
     }();
     if (got < 0) return false;
@@ -825,7 +825,7 @@ bool Endpoint::Impl::ready_to_sleep() noexcept {
   if (bell) bell->drain();   // before the check: a ring after it still wakes us
   fid* fids[] = {&tx_cq->fid, &rx_cq->fid};
   const bool can_sleep = fd_wait && [&] {
-    const ProviderCall call(watched);
+    const ProviderCall call(watched, "fi_trywait");
     return fi_trywait(fabric.get(), fids, 2) == FI_SUCCESS;
   }();
   if (can_sleep) {

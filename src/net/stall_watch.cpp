@@ -1,14 +1,19 @@
 // The watch thread behind ProviderCall (see stall_watch.hpp for why it exists).
 #include "net/stall_watch.hpp"
 
+#include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <string>
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -20,12 +25,76 @@ namespace calypso::net {
 // rest belongs to the watch thread, under the watch's mutex.
 struct CallSlot {
   std::atomic<std::uint64_t> calls{0};
+  std::atomic<const char*> what{nullptr};   // the call it is in or was last in
   clockid_t cpu{};                // the thread's CPU-time clock
+  pthread_t thread{};
   std::uint64_t seen = 0;         // the odd `calls` seen at the last look, 0: none
   timespec cpu_when_seen{};
 };
 
 namespace {
+
+// Where the stuck thread is: each signal sent to it stores its instruction
+// pointer here. Installed only by a process that is giving up.
+constexpr int kSamples = 6;
+std::atomic<std::uintptr_t> sampled_ip[kSamples];
+std::atomic<int> samples_taken{0};
+
+void store_ip(int, siginfo_t*, void* context) {
+  const int i = samples_taken.load(std::memory_order_relaxed);
+  if (i >= kSamples) return;
+  std::uintptr_t ip = 0;
+#if defined(__x86_64__)
+  ip = static_cast<std::uintptr_t>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+  ip = static_cast<std::uintptr_t>(static_cast<ucontext_t*>(context)->uc_mcontext.pc);
+#else
+  (void)context;
+#endif
+  sampled_ip[i].store(ip, std::memory_order_relaxed);
+  samples_taken.store(i + 1, std::memory_order_release);
+}
+
+// "libfabric.so.1+0x2a3f0 (fi_x+0x10)" for each sample, so that a stall seen once (in
+// CI, say) names the provider's code it spins in. The stuck thread is interrupted a few
+// times, 20 ms apart; a thread that does not answer (it left the call) adds nothing.
+std::string where_thread_is(pthread_t thread) {
+  struct sigaction sa{};
+  sa.sa_sigaction = store_ip;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  const int sig = SIGRTMIN + 4;
+  if (sigaction(sig, &sa, nullptr) != 0) return "";
+  std::string out;
+  for (int k = 0; k < kSamples; ++k) {
+    if (pthread_kill(thread, sig) != 0) break;
+    for (int wait = 0; wait < 20 && samples_taken.load(std::memory_order_acquire) <= k; ++wait) {
+      ::usleep(1000);
+    }
+    ::usleep(20'000);
+  }
+  const int n = samples_taken.load(std::memory_order_acquire);
+  for (int k = 0; k < n; ++k) {
+    const std::uintptr_t ip = sampled_ip[k].load(std::memory_order_relaxed);
+    Dl_info info{};
+    char one[256];
+    if (ip != 0 && dladdr(reinterpret_cast<void*>(ip), &info) != 0 && info.dli_fname != nullptr) {
+      const char* file = std::strrchr(info.dli_fname, '/');
+      file = file ? file + 1 : info.dli_fname;
+      const auto off = ip - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+      if (info.dli_sname != nullptr) {
+        std::snprintf(one, sizeof one, " %s+0x%zx (%s+0x%zx)", file, static_cast<std::size_t>(off),
+                      info.dli_sname, static_cast<std::size_t>(ip - reinterpret_cast<std::uintptr_t>(info.dli_saddr)));
+      } else {
+        std::snprintf(one, sizeof one, " %s+0x%zx", file, static_cast<std::size_t>(off));
+      }
+    } else {
+      std::snprintf(one, sizeof one, " 0x%zx", static_cast<std::size_t>(ip));
+    }
+    out += one;
+  }
+  return out;
+}
 
 double seconds_between(const timespec& a, const timespec& b) {
   return static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec);
@@ -96,19 +165,21 @@ class Watch {
       return;
     }
     const double spent = seconds_between(s.cpu_when_seen, now);
-    if (spent >= static_cast<double>(kStuckCpu.count())) give_up(spent);
+    if (spent >= static_cast<double>(kStuckCpu.count())) give_up(s, spent);
   }
 
   // Under the mutex, from the watch thread: the stuck thread holds no lock of ours.
-  [[noreturn]] void give_up(double spent) {
-    char text[512];
+  [[noreturn]] void give_up(CallSlot& s, double spent) {
+    const char* what = s.what.load(std::memory_order_relaxed);
+    const std::string where = where_thread_is(s.thread);
+    char text[1536];
     const int n = std::snprintf(
         text, sizeof text,
         "calypso: process %d has spent %.1f s of CPU time inside one call into libfabric's shm "
-        "provider and gives up: a process killed while it held the lock of an shm queue leaves "
-        "that lock held for good (libfabric 1.17); choose --provider tcp where processes may be "
-        "killed\n",
-        static_cast<int>(getpid()), spent);
+        "provider (%s; at%s) and gives up: a process killed while it held the lock of an shm "
+        "queue leaves that lock held for good (libfabric 1.17); choose --provider tcp where "
+        "processes may be killed\n",
+        static_cast<int>(getpid()), spent, what ? what : "?", where.empty() ? " ?" : where.c_str());
     if (n > 0) [[maybe_unused]] auto w = ::write(STDERR_FILENO, text, std::min<std::size_t>(n, sizeof text - 1));
     for (const auto& q : queues_) ::shm_unlink(q.c_str());
     _exit(3);
@@ -135,7 +206,8 @@ struct ThreadSlot {
 CallSlot* this_thread_slot() noexcept {
   thread_local ThreadSlot t;
   if (!t.registered) {
-    if (pthread_getcpuclockid(pthread_self(), &t.slot.cpu) != 0) return nullptr;
+    t.slot.thread = pthread_self();
+    if (pthread_getcpuclockid(t.slot.thread, &t.slot.cpu) != 0) return nullptr;
     try {
       Watch::get().add(&t.slot);
     } catch (...) {   // out of memory: this thread goes unwatched
@@ -148,8 +220,11 @@ CallSlot* this_thread_slot() noexcept {
 
 }  // namespace
 
-ProviderCall::ProviderCall(bool watched) noexcept : slot_(watched ? this_thread_slot() : nullptr) {
-  if (slot_) slot_->calls.store(slot_->calls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+ProviderCall::ProviderCall(bool watched, const char* what) noexcept
+    : slot_(watched ? this_thread_slot() : nullptr) {
+  if (!slot_) return;
+  slot_->what.store(what, std::memory_order_relaxed);
+  slot_->calls.store(slot_->calls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 ProviderCall::~ProviderCall() {

@@ -24,12 +24,13 @@ inline constexpr std::chrono::seconds kStuckCpu{3};
 
 struct CallSlot;   // a thread's calls, read by the watch thread (stall_watch.cpp)
 
-// Brackets one provider call; on a watched endpoint it costs two plain stores to the
+// Brackets one provider call; on a watched endpoint it costs three plain stores to the
 // calling thread's slot (registered on the thread's first watched call, which is never
-// in a signal handler: the worker's first call is its hello).
+// in a signal handler: the worker's first call is its hello). `what` names the call in
+// the message of a process that gives up: a string literal.
 class ProviderCall {
  public:
-  explicit ProviderCall(bool watched) noexcept;
+  ProviderCall(bool watched, const char* what) noexcept;
   ~ProviderCall();
   ProviderCall(const ProviderCall&) = delete;
   ProviderCall& operator=(const ProviderCall&) = delete;
