@@ -2,6 +2,7 @@
 #include "net/stall_watch.hpp"
 
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -34,13 +35,23 @@ struct CallSlot {
 
 namespace {
 
-// Where the stuck thread is: each signal sent to it stores its instruction
-// pointer here. Installed only by a process that is giving up.
+// Where the stuck thread is: each signal sent to it stores its instruction pointer
+// here, and the first also its call stack (glibc's backtrace, loaded in advance by
+// prepare_sampling so that the handler does not load it). Installed only by a process
+// that is giving up.
 constexpr int kSamples = 6;
+constexpr int kFrames = 12;
 std::atomic<std::uintptr_t> sampled_ip[kSamples];
+void* stack[kFrames];
+int stack_depth = 0;
 std::atomic<int> samples_taken{0};
 
-void store_ip(int, siginfo_t*, void* context) {
+void prepare_sampling() {
+  void* frames[2];
+  [[maybe_unused]] const int n = backtrace(frames, 2);
+}
+
+void store_sample(int, siginfo_t*, void* context) {
   const int i = samples_taken.load(std::memory_order_relaxed);
   if (i >= kSamples) return;
   std::uintptr_t ip = 0;
@@ -51,21 +62,42 @@ void store_ip(int, siginfo_t*, void* context) {
 #else
   (void)context;
 #endif
+  if (i == 0) stack_depth = backtrace(stack, kFrames);
   sampled_ip[i].store(ip, std::memory_order_relaxed);
   samples_taken.store(i + 1, std::memory_order_release);
 }
 
-// "libfabric.so.1+0x2a3f0 (fi_x+0x10)" for each sample, so that a stall seen once (in
-// CI, say) names the provider's code it spins in. The stuck thread is interrupted a few
-// times, 20 ms apart; a thread that does not answer (it left the call) adds nothing.
+// " libfabric.so.1+0x2a3f0 (fi_x+0x10)": the file and offset, which name the code even
+// in a stripped library, and the nearest exported symbol.
+std::string describe(std::uintptr_t ip) {
+  Dl_info info{};
+  char one[256];
+  if (ip != 0 && dladdr(reinterpret_cast<void*>(ip), &info) != 0 && info.dli_fname != nullptr) {
+    const char* file = std::strrchr(info.dli_fname, '/');
+    file = file ? file + 1 : info.dli_fname;
+    const auto off = static_cast<std::size_t>(ip - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
+    if (info.dli_sname != nullptr) {
+      std::snprintf(one, sizeof one, " %s+0x%zx (%s+0x%zx)", file, off, info.dli_sname,
+                    static_cast<std::size_t>(ip - reinterpret_cast<std::uintptr_t>(info.dli_saddr)));
+    } else {
+      std::snprintf(one, sizeof one, " %s+0x%zx", file, off);
+    }
+  } else {
+    std::snprintf(one, sizeof one, " 0x%zx", static_cast<std::size_t>(ip));
+  }
+  return one;
+}
+
+// Where the stuck thread spins and how it got there, so that a stall seen once (in CI,
+// say) names the provider's code. The thread is interrupted a few times, 20 ms apart; a
+// thread that does not answer (it left the call) adds nothing.
 std::string where_thread_is(pthread_t thread) {
   struct sigaction sa{};
-  sa.sa_sigaction = store_ip;
+  sa.sa_sigaction = store_sample;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
   const int sig = SIGRTMIN + 4;
   if (sigaction(sig, &sa, nullptr) != 0) return "";
-  std::string out;
   for (int k = 0; k < kSamples; ++k) {
     if (pthread_kill(thread, sig) != 0) break;
     for (int wait = 0; wait < 20 && samples_taken.load(std::memory_order_acquire) <= k; ++wait) {
@@ -74,24 +106,14 @@ std::string where_thread_is(pthread_t thread) {
     ::usleep(20'000);
   }
   const int n = samples_taken.load(std::memory_order_acquire);
-  for (int k = 0; k < n; ++k) {
-    const std::uintptr_t ip = sampled_ip[k].load(std::memory_order_relaxed);
-    Dl_info info{};
-    char one[256];
-    if (ip != 0 && dladdr(reinterpret_cast<void*>(ip), &info) != 0 && info.dli_fname != nullptr) {
-      const char* file = std::strrchr(info.dli_fname, '/');
-      file = file ? file + 1 : info.dli_fname;
-      const auto off = ip - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
-      if (info.dli_sname != nullptr) {
-        std::snprintf(one, sizeof one, " %s+0x%zx (%s+0x%zx)", file, static_cast<std::size_t>(off),
-                      info.dli_sname, static_cast<std::size_t>(ip - reinterpret_cast<std::uintptr_t>(info.dli_saddr)));
-      } else {
-        std::snprintf(one, sizeof one, " %s+0x%zx", file, static_cast<std::size_t>(off));
-      }
-    } else {
-      std::snprintf(one, sizeof one, " 0x%zx", static_cast<std::size_t>(ip));
+  std::string out;
+  for (int k = 0; k < n; ++k) out += describe(sampled_ip[k].load(std::memory_order_relaxed));
+  if (n > 0 && stack_depth > 1) {
+    out += "; called from";
+    // Frame 0 is the handler, 1 the signal trampoline, 2 the sampled function itself.
+    for (int f = 3; f < stack_depth; ++f) {
+      out += describe(reinterpret_cast<std::uintptr_t>(stack[f]) - 1);   // inside the call
     }
-    out += one;
   }
   return out;
 }
@@ -131,7 +153,10 @@ class Watch {
   void add_queue(const std::string& name) {
     std::lock_guard lock(mu_);
     queues_.push_back(name);
-    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    if (!thread_.joinable()) {
+      prepare_sampling();
+      thread_ = std::thread([this] { run(); });
+    }
   }
   void remove_queue(const std::string& name) {
     std::lock_guard lock(mu_);
@@ -172,7 +197,7 @@ class Watch {
   [[noreturn]] void give_up(CallSlot& s, double spent) {
     const char* what = s.what.load(std::memory_order_relaxed);
     const std::string where = where_thread_is(s.thread);
-    char text[1536];
+    char text[4096];
     const int n = std::snprintf(
         text, sizeof text,
         "calypso: process %d has spent %.1f s of CPU time inside one call into libfabric's shm "
