@@ -14,9 +14,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <string>
 #include <ctime>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -28,7 +28,7 @@ struct CallSlot {
   std::atomic<std::uint64_t> calls{0};
   std::atomic<const char*> what{nullptr};   // the call it is in or was last in
   clockid_t cpu{};                // the thread's CPU-time clock
-  pthread_t thread{};
+  pthread_t thread{};             // to sample where it is, if it gets stuck
   std::uint64_t seen = 0;         // the odd `calls` seen at the last look, 0: none
   timespec cpu_when_seen{};
 };
@@ -107,8 +107,15 @@ std::string where_thread_is(pthread_t thread) {
   }
   const int n = samples_taken.load(std::memory_order_acquire);
   std::string out;
-  for (int k = 0; k < n; ++k) out += describe(sampled_ip[k].load(std::memory_order_relaxed));
-  if (n > 0 && stack_depth > 1) {
+  for (int k = 0; k < n;) {   // a spinning thread is mostly at one place: each once, counted
+    const std::uintptr_t ip = sampled_ip[k].load(std::memory_order_relaxed);
+    int same = 1;
+    while (k + same < n && sampled_ip[k + same].load(std::memory_order_relaxed) == ip) ++same;
+    out += describe(ip);
+    if (same > 1) out += " x" + std::to_string(same);
+    k += same;
+  }
+  if (n > 0 && stack_depth > 3) {
     out += "; called from";
     // Frame 0 is the handler, 1 the signal trampoline, 2 the sampled function itself.
     for (int f = 3; f < stack_depth; ++f) {
