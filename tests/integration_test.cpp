@@ -861,6 +861,15 @@ TEST(Failures, ProcessesStuckOnAnShmLockHeldByTheDeadGiveUpAndSayWhy) {
   EXPECT_EQ(count(r.output, "of CPU time inside one call into libfabric's shm provider (fi_inject; at "), 2u)
       << r.output;
   EXPECT_EQ(count(r.output, "exited with status 3"), 2u) << r.output;
+  // Each names the queue whose lock it waits for, held while its creator lives, and asks
+  // that creator, the manager, where its threads are.
+  std::istringstream lines(r.output);
+  int naming_the_held_lock = 0;
+  for (std::string line; std::getline(lines, line);) {
+    naming_the_held_lock += contains(line, "has spent") && contains(line, " alive, lock held)");
+  }
+  EXPECT_EQ(naming_the_held_lock, 2) << r.output;
+  EXPECT_GE(count(r.output, ", asked by process "), 1u) << r.output;
   std::remove(address.c_str());
   rmdir(dir.c_str());
 }

@@ -6,6 +6,7 @@
 #include "net/stall_watch.hpp"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -40,6 +41,24 @@ TEST(StallWatch, ThreadSpinningInsideOneCallEndsTheProcessAndSaysWhy) {
       ::testing::ExitedWithCode(3),
       "CPU time inside one call into libfabric's shm provider \\(a test's spin; at "
       "[^ ?]+\\+0x[0-9a-f]+.*\\) and gives up");
+}
+
+// A process that gives up asks the processes whose shm queues it has mapped where their
+// threads are (the holder of the lock may be one of them); here the process asks itself,
+// as a peer would, while its thread waits inside a call.
+TEST(StallWatch, AskedByAStalledProcessItSaysWhereItsThreadsAre) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        const ProviderCall call(true, "a test's wait");
+        ::kill(getpid(), SIGRTMIN + 5);
+        std::this_thread::sleep_for(1500ms);   // the answer samples this thread
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0),
+      "process [0-9]+, asked by process [0-9]+, which gives up: a thread inside a test's wait "
+      "\\(at [^ ?]+\\+0x[0-9a-f]+");
 }
 
 TEST(StallWatch, WaitingInsideACallUsesNoCpuAndIsLeftAlone) {

@@ -3,19 +3,26 @@
 
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,6 +99,8 @@ std::string describe(std::uintptr_t ip) {
 // say) names the provider's code. The thread is interrupted a few times, 20 ms apart; a
 // thread that does not answer (it left the call) adds nothing.
 std::string where_thread_is(pthread_t thread) {
+  samples_taken.store(0, std::memory_order_relaxed);
+  stack_depth = 0;
   struct sigaction sa{};
   sa.sa_sigaction = store_sample;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -125,6 +134,108 @@ std::string where_thread_is(pthread_t thread) {
   return out;
 }
 
+// The shm queues this process has mapped, as libfabric 1.17 lays out their header
+// (struct smr_region: the creator's pid at byte 4, the queue's spinlock at byte 24), so
+// that a process that gives up says whose lock it waits for: a queue whose lock is held
+// while its creator is gone, or a mapped file that is no longer the one its name opens
+// (deleted or replaced), tells a stale queue from a live holder. Read from the mapping
+// itself, which is what the provider reads; nothing is written.
+struct MappedQueue {
+  std::string name;
+  int header_pid = 0;
+  std::uint32_t lock = 0;
+  ino_t inode = 0;
+  bool deleted = false;
+};
+
+constexpr std::size_t kHeaderPid = 4;
+constexpr std::size_t kHeaderLock = 24;
+
+std::vector<MappedQueue> mapped_queues() {
+  std::vector<MappedQueue> out;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  std::set<std::string> seen;
+  while (std::getline(maps, line)) {
+    // "start-end perms offset dev inode path"
+    std::istringstream in(line);
+    std::string range, perms, offset, dev, path, rest;
+    unsigned long inode = 0;
+    if (!(in >> range >> perms >> offset >> dev >> inode >> path)) continue;
+    if (path.rfind("/dev/shm/", 0) != 0 || perms[0] != 'r' || std::stoul(offset, nullptr, 16) != 0) continue;
+    const std::size_t dash = range.find('-');
+    const auto begin = std::stoul(range.substr(0, dash), nullptr, 16);
+    const auto end = std::stoul(range.substr(dash + 1), nullptr, 16);
+    if (end - begin < kHeaderLock + sizeof(std::uint32_t) || !seen.insert(path).second) continue;
+    MappedQueue q;
+    q.name = path.substr(9);
+    q.deleted = std::getline(in, rest) && rest.find("(deleted)") != std::string::npos;
+    std::memcpy(&q.header_pid, reinterpret_cast<const std::byte*>(begin) + kHeaderPid, sizeof q.header_pid);
+    std::memcpy(&q.lock, reinterpret_cast<const std::byte*>(begin) + kHeaderLock, sizeof q.lock);
+    q.inode = static_cast<ino_t>(inode);
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+bool process_alive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+// "; shm queues mapped: 812:0:0 (creator 812 alive, lock 0), ..."
+std::string describe_queues(const std::vector<MappedQueue>& queues) {
+  if (queues.empty()) return "";
+  std::string out = "; shm queues mapped:";
+  for (const auto& q : queues) {
+    struct stat now{};
+    const std::string path = "/dev/shm/" + q.name;
+    const bool replaced = !q.deleted && (::stat(path.c_str(), &now) != 0 || now.st_ino != q.inode);
+    char lock[32];
+#if defined(__x86_64__)
+    // glibc's x86-64 spinlock counts down from 1: free at 1, held at 0 and below.
+    std::snprintf(lock, sizeof lock, "%s", static_cast<std::int32_t>(q.lock) > 0 ? "free" : "held");
+#else
+    std::snprintf(lock, sizeof lock, "word %u", q.lock);
+#endif
+    char one[200];
+    std::snprintf(one, sizeof one, " %s (creator %d %s, lock %s%s)", q.name.c_str(), q.header_pid,
+                  process_alive(q.header_pid) ? "alive" : "gone", lock,
+                  q.deleted ? ", file deleted" : replaced ? ", file replaced" : "");
+    out += one;
+  }
+  return out;
+}
+
+// A process that gives up asks the other processes whose queues it has mapped to say
+// where their own threads are (the holder of the lock it spins on may be one of them).
+// The request is a real-time signal whose handler only wakes the watch thread; it is
+// sent only to a process whose /proc status shows the handler installed, so that a pid
+// reused by another program is never killed by it.
+int request_signal() { return SIGRTMIN + 5; }
+std::atomic<int> request_efd{-1};
+std::atomic<int> requested_by{0};
+
+void note_request(int, siginfo_t* info, void*) {
+  const int saved = errno;
+  requested_by.store(info->si_pid, std::memory_order_relaxed);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto w = ::write(request_efd.load(std::memory_order_relaxed), &one, sizeof one);
+  errno = saved;
+}
+
+bool catches_request_signal(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("SigCgt:", 0) != 0) continue;
+    const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+    return (mask >> (request_signal() - 1)) & 1;
+  }
+  return false;
+}
+
+void write_stderr(const std::string& text) {
+  [[maybe_unused]] auto w = ::write(STDERR_FILENO, text.data(), text.size());
+}
+
 double seconds_between(const timespec& a, const timespec& b) {
   return static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec);
 }
@@ -141,7 +252,7 @@ class Watch {
       std::lock_guard lock(mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    wake();
     if (thread_.joinable()) thread_.join();
     alive_.store(false);
   }
@@ -160,10 +271,7 @@ class Watch {
   void add_queue(const std::string& name) {
     std::lock_guard lock(mu_);
     queues_.push_back(name);
-    if (!thread_.joinable()) {
-      prepare_sampling();
-      thread_ = std::thread([this] { run(); });
-    }
+    if (!thread_.joinable()) start();
   }
   void remove_queue(const std::string& name) {
     std::lock_guard lock(mu_);
@@ -173,13 +281,49 @@ class Watch {
  private:
   Watch() { alive_.store(true); }
 
+  // Under the mutex. The eventfd wakes the thread early: to stop, or on another stalled
+  // process's request. Without one (out of descriptors) the watch still looks once a
+  // second and answers no requests.
+  void start() {
+    prepare_sampling();
+    efd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd_ >= 0) {
+      request_efd.store(efd_, std::memory_order_relaxed);
+      struct sigaction sa{};
+      sa.sa_sigaction = note_request;
+      sa.sa_flags = SA_SIGINFO | SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      sigaction(request_signal(), &sa, nullptr);
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+
+  void wake() {
+    const std::uint64_t one = 1;
+    if (efd_ >= 0) [[maybe_unused]] auto w = ::write(efd_, &one, sizeof one);
+  }
+
   // Wakes once a second: a thread seen inside the same call at two looks has its CPU
   // time inside that call measured between them.
   void run() {
     std::unique_lock lock(mu_);
+    auto next_look = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     while (!stop_) {
-      cv_.wait_for(lock, std::chrono::seconds(1));
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_look - std::chrono::steady_clock::now());
+      lock.unlock();
+      if (efd_ >= 0) {
+        pollfd p{efd_, POLLIN, 0};
+        ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0)));
+        std::uint64_t n = 0;
+        [[maybe_unused]] auto r = ::read(efd_, &n, sizeof n);
+      } else {
+        std::this_thread::sleep_for(left);
+      }
+      lock.lock();
       if (stop_) return;
+      if (const int by = requested_by.exchange(0, std::memory_order_relaxed); by != 0) answer(by);
+      if (std::chrono::steady_clock::now() < next_look) continue;
+      next_look = std::chrono::steady_clock::now() + std::chrono::seconds(1);
       for (CallSlot* s : slots_) look_at(*s);
     }
   }
@@ -200,25 +344,58 @@ class Watch {
     if (spent >= static_cast<double>(kStuckCpu.count())) give_up(s, spent);
   }
 
+  // Another process gave up and asks where this one's threads are: each thread that has
+  // made watched calls, whether it is inside one now, and where it is.
+  void answer(int by) {
+    std::string text = "calypso: process " + std::to_string(getpid()) + ", asked by process " +
+                       std::to_string(by) + ", which gives up:";
+    const char* sep = " ";
+    for (CallSlot* s : slots_) {
+      const std::uint64_t c = s->calls.load(std::memory_order_acquire);
+      const char* what = s->what.load(std::memory_order_relaxed);
+      text += sep;
+      text += c % 2 ? "a thread inside " : "a thread last in ";
+      text += what ? what : "?";
+      text += " (at" + where_thread_is(s->thread) + ")";
+      sep = "; ";
+    }
+    text += describe_queues(mapped_queues()) + "\n";
+    write_stderr(text);
+  }
+
   // Under the mutex, from the watch thread: the stuck thread holds no lock of ours.
   [[noreturn]] void give_up(CallSlot& s, double spent) {
     const char* what = s.what.load(std::memory_order_relaxed);
     const std::string where = where_thread_is(s.thread);
+    const auto queues = mapped_queues();
     char text[4096];
     const int n = std::snprintf(
         text, sizeof text,
         "calypso: process %d has spent %.1f s of CPU time inside one call into libfabric's shm "
-        "provider (%s; at%s) and gives up: a process killed while it held the lock of an shm "
+        "provider (%s; at%s%s) and gives up: a process killed while it held the lock of an shm "
         "queue leaves that lock held for good (libfabric 1.17); choose --provider tcp where "
         "processes may be killed\n",
-        static_cast<int>(getpid()), spent, what ? what : "?", where.empty() ? " ?" : where.c_str());
+        static_cast<int>(getpid()), spent, what ? what : "?", where.empty() ? " ?" : where.c_str(),
+        describe_queues(queues).c_str());
     if (n > 0) [[maybe_unused]] auto w = ::write(STDERR_FILENO, text, std::min<std::size_t>(n, sizeof text - 1));
+    if (ask_peers(queues)) ::usleep(1'500'000);   // their answers, before the launcher stops them
     for (const auto& q : queues_) ::shm_unlink(q.c_str());
     _exit(3);
   }
 
+  // True if any process was asked.
+  static bool ask_peers(const std::vector<MappedQueue>& queues) {
+    std::set<int> asked;
+    for (const auto& q : queues) {
+      const int pid = q.header_pid;
+      if (pid == getpid() || !process_alive(pid) || asked.contains(pid) || !catches_request_signal(pid)) continue;
+      if (::kill(pid, request_signal()) == 0) asked.insert(pid);
+    }
+    return !asked.empty();
+  }
+
   std::mutex mu_;
-  std::condition_variable cv_;
+  int efd_ = -1;   // never closed: a signal may still write to it as the process ends
   std::vector<CallSlot*> slots_;
   std::vector<std::string> queues_;
   std::thread thread_;

@@ -10,6 +10,12 @@
 // ends the process (exit code 3, its shm queue files removed) once a thread has spent
 // kStuckCpu of CPU time inside one call.
 //
+// The message says where: the call, samples of the stuck thread's place and stack, and
+// each shm queue the process has mapped with its creator and lock as the queue's header
+// shows them. Before it exits, the process asks those creators (SIGRTMIN+5, caught by
+// every process with a watched queue) to print where their own threads are, so that the
+// holder of the lock, if alive, names itself too.
+//
 // CPU time, not wall time: a thread that is stopped (SIGSTOP), preempted or asleep in
 // the kernel uses none, while a spinning one uses all it gets; no call that completes
 // uses more than milliseconds.
