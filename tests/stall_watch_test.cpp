@@ -61,6 +61,61 @@ TEST(StallWatch, AskedByAStalledProcessItSaysWhereItsThreadsAre) {
       "\\(at [^ ?]+\\+0x[0-9a-f]+");
 }
 
+// A process that ends while another of its threads is inside the shm provider may leave
+// its queue lock held (the provider's progress holds it). close_provider_calls waits for
+// such a thread to come out and keeps it out: here a thread spends nearly all its time
+// inside watched calls, so without the gate it would almost surely be inside one.
+TEST(StallWatch, ClosingTheCallsWaitsForTheThreadInsideAndKeepsItOut) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        std::atomic<bool> inside{false};
+        std::atomic<std::uint64_t> entered{0};
+        std::thread busy([&] {
+          for (;;) {
+            const ProviderCall call(true, "a test's call");
+            inside.store(true);
+            entered.fetch_add(1);
+            spin_until(Clock::now() + 2ms);
+            inside.store(false);
+          }
+        });
+        while (entered.load() < 10) std::this_thread::yield();
+        close_provider_calls(2000ms);
+        const bool was_inside = inside.load();
+        const std::uint64_t calls = entered.load();
+        std::this_thread::sleep_for(50ms);
+        const bool kept_out = !inside.load() && entered.load() == calls;
+        busy.detach();
+        _exit(!was_inside && kept_out ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// A thread stuck inside a call (a lock held by the dead) does not keep the process from
+// ending: the gate waits only as long as it is told.
+TEST(StallWatch, ClosingTheCallsGivesUpOnAThreadStuckInside) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        WatchedQueue q(kQueue);
+        std::atomic<bool> in{false};
+        std::thread stuck([&] {
+          const ProviderCall call(true, "a test's stuck call");
+          in.store(true);
+          std::this_thread::sleep_for(20s);
+        });
+        while (!in.load()) std::this_thread::yield();
+        const auto t0 = Clock::now();
+        close_provider_calls(200ms);
+        const bool bounded = Clock::now() - t0 < 2s;
+        stuck.detach();
+        _exit(bounded ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "still inside a call into the shm provider as the process ends");
+}
+
 TEST(StallWatch, WaitingInsideACallUsesNoCpuAndIsLeftAlone) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(

@@ -268,6 +268,23 @@ class Watch {
     std::erase(slots_, s);
   }
 
+  // See close_provider_calls. False if a thread stayed inside a call for `patience`.
+  bool wait_until_no_call(std::chrono::milliseconds patience, const CallSlot* own) {
+    const auto until = std::chrono::steady_clock::now() + patience;
+    for (;;) {
+      bool inside = false;
+      {
+        std::lock_guard lock(mu_);
+        for (const CallSlot* s : slots_) {
+          inside = inside || (s != own && s->calls.load(std::memory_order_seq_cst) % 2 == 1);
+        }
+      }
+      if (!inside) return true;
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+
   void add_queue(const std::string& name) {
     std::lock_guard lock(mu_);
     queues_.push_back(name);
@@ -412,8 +429,10 @@ struct ThreadSlot {
   }
 };
 
+thread_local ThreadSlot this_thread;
+
 CallSlot* this_thread_slot() noexcept {
-  thread_local ThreadSlot t;
+  ThreadSlot& t = this_thread;
   if (!t.registered) {
     t.slot.thread = pthread_self();
     if (pthread_getcpuclockid(t.slot.thread, &t.slot.cpu) != 0) return nullptr;
@@ -427,17 +446,54 @@ CallSlot* this_thread_slot() noexcept {
   return &t.slot;
 }
 
+// The calling thread's slot if it has one, without making one.
+const CallSlot* own_slot() noexcept { return this_thread.registered ? &this_thread.slot : nullptr; }
+
 }  // namespace
 
+namespace {
+
+// Set once by close_provider_calls: the process is about to end.
+std::atomic<bool> closing{false};
+
+// A thread that meets the closed gate never enters the provider again: it waits here
+// until the process ends (pause returns only after a signal handler, then waits again).
+[[noreturn]] void wait_for_the_end() noexcept {
+  for (;;) ::pause();
+}
+
+}  // namespace
+
+// Dekker's pattern with close_provider_calls: the slot turns odd, then the thread looks
+// at the gate, while the closer shuts the gate, then looks at the slots (both stores and
+// loads sequentially consistent). Either this thread sees the gate shut and backs out,
+// or the closer sees it inside and waits for it to come out.
 ProviderCall::ProviderCall(bool watched, const char* what) noexcept
     : slot_(watched ? this_thread_slot() : nullptr) {
   if (!slot_) return;
   slot_->what.store(what, std::memory_order_relaxed);
-  slot_->calls.store(slot_->calls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  const std::uint64_t c = slot_->calls.load(std::memory_order_relaxed);
+  slot_->calls.store(c + 1, std::memory_order_seq_cst);
+  if (closing.load(std::memory_order_seq_cst)) {
+    slot_->calls.store(c + 2, std::memory_order_seq_cst);
+    wait_for_the_end();
+  }
 }
 
 ProviderCall::~ProviderCall() {
   if (slot_) slot_->calls.store(slot_->calls.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+void close_provider_calls(std::chrono::milliseconds patience) noexcept {
+  closing.store(true, std::memory_order_seq_cst);
+  if (!Watch::alive()) return;
+  try {
+    if (!Watch::get().wait_until_no_call(patience, own_slot())) {
+      static const char msg[] = "calypso: a thread is still inside a call into the shm provider as the process ends\n";
+      [[maybe_unused]] auto w = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    }
+  } catch (...) {   // out of memory for the mutex's bookkeeping: end anyway
+  }
 }
 
 WatchedQueue::WatchedQueue(std::string queue_file) : queue_file_(std::move(queue_file)) {

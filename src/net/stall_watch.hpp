@@ -30,8 +30,8 @@ inline constexpr std::chrono::seconds kStuckCpu{3};
 
 struct CallSlot;   // a thread's calls, read by the watch thread (stall_watch.cpp)
 
-// Brackets one provider call; on a watched endpoint it costs three plain stores to the
-// calling thread's slot (registered on the thread's first watched call, which is never
+// Brackets one provider call; on a watched endpoint it costs two plain stores and one
+// sequentially consistent store (against close_provider_calls) to the calling thread's slot (registered on the thread's first watched call, which is never
 // in a signal handler: the worker's first call is its hello). `what` names the call in
 // the message of a process that gives up: a string literal.
 class ProviderCall {
@@ -44,6 +44,15 @@ class ProviderCall {
  private:
   CallSlot* slot_;
 };
+
+// Before a process with watched endpoints ends without closing them (_exit from one
+// thread while another may be inside the provider): from now on a thread about to enter
+// a watched call waits for the end instead, and this returns once no other thread is
+// inside one, or after `patience` if one is stuck there. The shm provider's progress
+// holds the process's own queue lock, and a process that ended inside it would leave
+// that lock held: the next sender to it, the manager, would spin for ever (CI caught a
+// worker ending so at the end of a job). Not for a signal handler (takes a mutex).
+void close_provider_calls(std::chrono::milliseconds patience) noexcept;
 
 // Held by a watched endpoint: starts the watch thread (once per process) and names the
 // endpoint's queue file, which the process removes if it has to give up.

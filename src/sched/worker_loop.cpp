@@ -4,6 +4,7 @@
 #include "build_id.hpp"
 #include "dsm/page_cache.hpp"
 #include "log.hpp"
+#include "net/stall_watch.hpp"
 #include "routine_registry.hpp"
 #include "sched/job_address.hpp"
 #include "sched/local_messages.hpp"
@@ -846,6 +847,9 @@ void WorkerLoop::leave_if_terminated() {
 // process (shm queue files; calypso-run would clean up only after its own children)
 // and leaves at once.
 void WorkerLoop::exit_now(int code) {
+  // No thread may end inside the shm provider: its progress holds our queue's lock, and
+  // the manager's next send to us would spin on it for ever (net/stall_watch.hpp).
+  net::close_provider_calls(std::chrono::milliseconds(500));
   release_queues_of_worker();
   std::fflush(nullptr);
   _exit(code);
