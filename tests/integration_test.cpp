@@ -120,32 +120,14 @@ TEST_P(Pipeline, AnyDepthWithImmediateReRunsGivesTheExactAnswer) {
 class Providers : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(AllProviders, Providers, ::testing::Values("tcp", "shm"));
 
-// Runs a job; on shm, a run that the stall watch ended (a process spent 3-4 s of CPU time
-// inside one call into libfabric's shm provider) is repeated once, saying so. Seen in
-// fresh-clone CI runs since session 25 (three of the last four), each time in one or two
-// of the first shm jobs of this suite after the example runs, which kill no process:
-// not explained yet, and not reproduced in isolation (docs/PERFORMANCE.md, session 31).
-// The suite's jobs that kill nothing use it; a second stall fails the test.
-calypso::test::JobResult run_once_more_on_shm_stall(const std::vector<std::string>& argv,
-                                                    const std::map<std::string, std::string>& env = {},
-                                                    std::chrono::seconds timeout = std::chrono::seconds(120)) {
-  auto r = run(argv, env, timeout);
-  if (std::find(argv.begin(), argv.end(), "shm") != argv.end() &&
-      contains(r.output, "call into libfabric's shm provider (")) {
-    std::printf("the shm provider stalled (see run_once_more_on_shm_stall); once more:\n%s\n", r.output.c_str());
-    r = run(argv, env, timeout);
-  }
-  return r;
-}
-
 TEST_P(Providers, AdjacentBytesOfOneWordBothSurvive) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "adjacent"}));
+  auto r = run(job(2, GetParam(), {kProbe, "adjacent"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe adjacent: ok")) << r.output;
 }
 
 TEST_P(Providers, SegmentsReadTheStepSnapshotAndSeeSequentialWrites) {
-  auto r = run_once_more_on_shm_stall(job(3, GetParam(), {kProbe, "snapshot", "6"}));
+  auto r = run(job(3, GetParam(), {kProbe, "snapshot", "6"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe snapshot: ok")) << r.output;
 }
@@ -177,7 +159,7 @@ std::vector<std::pair<double, double>> segment_times(const std::string& output) 
 // the step before: after a worker reported reading them, the manager pushes their new
 // bytes with its next assignment instead of a write notice.
 TEST_P(Providers, PagesAWorkerReadsArePushedWithItsNotices) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kExamples + "/jacobi", "512", "40", "8"}), {{"CALYPSO_STATS", "text"}});
+  auto r = run(job(2, GetParam(), {kExamples + "/jacobi", "512", "40", "8"}), {{"CALYPSO_STATS", "text"}});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "jacobi: verified")) << r.output;
   ASSERT_TRUE(pages_pushed(r.output)) << r.output;
@@ -191,7 +173,7 @@ TEST_P(Providers, PagesAWorkerReadsArePushedWithItsNotices) {
     EXPECT_LE(cpu, wall + 0.001) << r.output;
   }
   // CALYPSO_PUSH_PAGES=0: notices only, the same answer.
-  auto off = run_once_more_on_shm_stall(job(2, GetParam(), {kExamples + "/jacobi", "512", "40", "8"}),
+  auto off = run(job(2, GetParam(), {kExamples + "/jacobi", "512", "40", "8"}),
                  {{"CALYPSO_STATS", "text"}, {"CALYPSO_PUSH_PAGES", "0"}});
   EXPECT_EQ(off.exit_code, 0) << off.output;
   EXPECT_TRUE(contains(off.output, "jacobi: verified")) << off.output;
@@ -199,13 +181,13 @@ TEST_P(Providers, PagesAWorkerReadsArePushedWithItsNotices) {
 }
 
 TEST_P(Providers, OneStepHoldsSeveralRoutines) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "multi"}));
+  auto r = run(job(2, GetParam(), {kProbe, "multi"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe multi: ok")) << r.output;
 }
 
 TEST_P(Providers, DeclaredSharedVariablesLiveInTheRegion) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "shared"}));
+  auto r = run(job(2, GetParam(), {kProbe, "shared"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe shared: ok")) << r.output;
 }
@@ -283,7 +265,7 @@ std::optional<unsigned long> bundled_results(const std::string& output) {
 }
 
 TEST_P(Providers, TinySegmentsShareMessagesAndStayExact) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "tiny", "3000"}), {}, 120s);
+  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}), {}, 120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(contains(r.output, "probe tiny: ok (3000 segments, ")) << r.output;
   auto bundled = bundled_results(r.output);
@@ -295,7 +277,7 @@ TEST_P(Providers, TinySegmentsShareMessagesAndStayExact) {
 // The same with pages fetched by message (as on verbs): bundles of assignments that
 // come while a segment waits for its pages are kept, none is lost or skipped.
 TEST_P(Providers, TinySegmentsWithPagesInMessagesLoseNoAssignment) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "tiny", "3000"}),
+  auto r = run(job(2, GetParam(), {kProbe, "tiny", "3000"}),
                {{"CALYPSO_RMA_FETCH", "off"}, {"CALYPSO_LOCAL_READS", "0"}}, 120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe tiny: ok (3000 segments, ")) << r.output;
@@ -332,7 +314,7 @@ TEST_P(Providers, WorkersOnTheManagersHostReadItsMemory) {
   const bool tcp = GetParam() == "tcp";
   for (auto [local, rma] : {std::pair{"1", "auto"}, {"0", "auto"}, {"0", "off"}}) {
     for (const auto& program : {example_args("jacobi"), example_args("matmul")}) {
-      auto r = run_once_more_on_shm_stall(job(2, GetParam(), program),
+      auto r = run(job(2, GetParam(), program),
                    {{"CALYPSO_LOCAL_READS", local}, {"CALYPSO_RMA_FETCH", rma}, {"CALYPSO_STATS", "text"}}, 120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
@@ -371,7 +353,7 @@ TEST_P(Providers, WorkersOnTheManagersHostHandResultsOverInMemory) {
   const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};         // 72 KB results
   for (const char* ring : {"16M", "0", "256K"}) {
     for (const auto& program : {jacobi, matmul}) {
-      auto r = run_once_more_on_shm_stall(job(2, GetParam(), program), {{"CALYPSO_LOCAL_RESULTS", ring}, {"CALYPSO_STATS", "text"}}, 120s);
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_RESULTS", ring}, {"CALYPSO_STATS", "text"}}, 120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
       ASSERT_TRUE(contains(r.output, " results and ")) << r.output;
@@ -398,7 +380,7 @@ TEST_P(Providers, WorkersOnTheManagersHostExchangeMessagesInMemory) {
   const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};
   for (const char* channel : {"1", "0"}) {
     for (const auto& program : {jacobi, matmul}) {
-      auto r = run_once_more_on_shm_stall(job(2, GetParam(), program), {{"CALYPSO_LOCAL_MESSAGES", channel}, {"CALYPSO_STATS", "text"}, {"CALYPSO_LOG", "info"}},
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_MESSAGES", channel}, {"CALYPSO_STATS", "text"}, {"CALYPSO_LOG", "info"}},
                    120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
@@ -422,7 +404,7 @@ TEST_P(Providers, FrozenInputIsSharedOnTheManagersHostAndNeverChanges) {
   const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};
   for (const char* share : {"1", "0"}) {
     for (const auto& program : {std::vector<std::string>{kProbe, "frozen"}, matmul}) {
-      auto r = run_once_more_on_shm_stall(job(2, GetParam(), program), {{"CALYPSO_SHARE_FROZEN", share}, {"CALYPSO_STATS", "text"}}, 120s);
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_SHARE_FROZEN", share}, {"CALYPSO_STATS", "text"}}, 120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       ASSERT_TRUE(contains(r.output, " frozen pages mapped from the manager's memory")) << r.output;
       const auto mapped = sum_before(r.output, " frozen pages mapped from the manager's memory");
@@ -452,7 +434,7 @@ TEST_P(Providers, FrozenInputIsSharedOnTheManagersHostAndNeverChanges) {
 
 // Assignments of 600 KB each: never two in one message of more than 1 MiB.
 TEST_P(Providers, LargeAssignmentsAreNeverBundledPastTheMessageSize) {
-  auto r = run_once_more_on_shm_stall(job(2, GetParam(), {kProbe, "bigargs"}), {}, 120s);
+  auto r = run(job(2, GetParam(), {kProbe, "bigargs"}), {}, 120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe bigargs: ok")) << r.output;
 }
