@@ -46,6 +46,9 @@ namespace {
 // here, and the first also its call stack (glibc's backtrace, loaded in advance by
 // prepare_sampling so that the handler does not load it). Installed only by a process
 // that is giving up.
+// Set once by close_provider_calls (or a process giving up): the process is about to end.
+std::atomic<bool> closing{false};
+
 constexpr int kSamples = 6;
 constexpr int kFrames = 12;
 std::atomic<std::uintptr_t> sampled_ip[kSamples];
@@ -275,14 +278,20 @@ class Watch {
       bool inside = false;
       {
         std::lock_guard lock(mu_);
-        for (const CallSlot* s : slots_) {
-          inside = inside || (s != own && s->calls.load(std::memory_order_seq_cst) % 2 == 1);
-        }
+        inside = another_inside(own);
       }
       if (!inside) return true;
       if (std::chrono::steady_clock::now() >= until) return false;
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
+  }
+
+  // Under the mutex: a thread other than `skip` is inside a call.
+  bool another_inside(const CallSlot* skip) const {
+    for (const CallSlot* s : slots_) {
+      if (s != skip && s->calls.load(std::memory_order_seq_cst) % 2 == 1) return true;
+    }
+    return false;
   }
 
   void add_queue(const std::string& name) {
@@ -396,6 +405,10 @@ class Watch {
         describe_queues(queues).c_str());
     if (n > 0) [[maybe_unused]] auto w = ::write(STDERR_FILENO, text, std::min<std::size_t>(n, sizeof text - 1));
     if (ask_peers(queues)) ::usleep(1'500'000);   // their answers, before the launcher stops them
+    // The other threads must not end inside the provider either (close_provider_calls);
+    // the stuck one cannot be helped.
+    closing.store(true, std::memory_order_seq_cst);
+    for (int ms = 0; ms < 300 && another_inside(&s); ++ms) ::usleep(1000);
     for (const auto& q : queues_) ::shm_unlink(q.c_str());
     _exit(3);
   }
@@ -452,9 +465,6 @@ const CallSlot* own_slot() noexcept { return this_thread.registered ? &this_thre
 }  // namespace
 
 namespace {
-
-// Set once by close_provider_calls: the process is about to end.
-std::atomic<bool> closing{false};
 
 // A thread that meets the closed gate never enters the provider again: it waits here
 // until the process ends (pause returns only after a signal handler, then waits again).
