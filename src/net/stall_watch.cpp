@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -42,18 +43,20 @@ struct CallSlot {
 
 namespace {
 
-// Where the stuck thread is: each signal sent to it stores its instruction pointer
-// here, and the first also its call stack (glibc's backtrace, loaded in advance by
-// prepare_sampling so that the handler does not load it). Installed only by a process
-// that is giving up.
 // Set once by close_provider_calls (or a process giving up): the process is about to end.
 std::atomic<bool> closing{false};
 
+// Where a thread is: each signal sent to it stores its instruction pointer here, and the
+// first, if want_stack, also its call stack (glibc's backtrace, loaded in advance by
+// prepare_sampling so that the handler does not load it). Installed by a process that
+// is giving up, and by one that is asked; backtrace is not async-signal-safe, so only a
+// thread inside a provider call (where it runs no unwinder of its own) gives its stack.
 constexpr int kSamples = 6;
 constexpr int kFrames = 12;
 std::atomic<std::uintptr_t> sampled_ip[kSamples];
 void* stack[kFrames];
 int stack_depth = 0;
+std::atomic<bool> want_stack{false};
 std::atomic<int> samples_taken{0};
 
 void prepare_sampling() {
@@ -72,7 +75,7 @@ void store_sample(int, siginfo_t*, void* context) {
 #else
   (void)context;
 #endif
-  if (i == 0) stack_depth = backtrace(stack, kFrames);
+  if (i == 0 && want_stack.load(std::memory_order_relaxed)) stack_depth = backtrace(stack, kFrames);
   sampled_ip[i].store(ip, std::memory_order_relaxed);
   samples_taken.store(i + 1, std::memory_order_release);
 }
@@ -101,9 +104,10 @@ std::string describe(std::uintptr_t ip) {
 // Where the stuck thread spins and how it got there, so that a stall seen once (in CI,
 // say) names the provider's code. The thread is interrupted a few times, 20 ms apart; a
 // thread that does not answer (it left the call) adds nothing.
-std::string where_thread_is(pthread_t thread) {
+std::string where_thread_is(pthread_t thread, bool with_stack) {
   samples_taken.store(0, std::memory_order_relaxed);
   stack_depth = 0;
+  want_stack.store(with_stack, std::memory_order_relaxed);
   struct sigaction sa{};
   sa.sa_sigaction = store_sample;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -154,36 +158,69 @@ struct MappedQueue {
 constexpr std::size_t kHeaderPid = 4;
 constexpr std::size_t kHeaderLock = 24;
 
+// The creator's pid if `name` is an shm queue's ("<pid>:<n>:<m>"), else 0: other files
+// in /dev/shm (a program's own shm_open files, semaphores) are not read.
+int queue_creator(const std::string& name) {
+  int pid = 0, n = 0, m = 0, used = 0;
+  if (std::sscanf(name.c_str(), "%d:%d:%d%n", &pid, &n, &m, &used) != 3 ||
+      used != static_cast<int>(name.size()) || pid <= 0) {
+    return 0;
+  }
+  return pid;
+}
+
+// Copies from this process's own memory without touching it directly: a mapped file
+// truncated since would raise SIGBUS in a plain copy; this read fails instead.
+bool read_own(std::uintptr_t from, void* to, std::size_t bytes) {
+  iovec local{to, bytes};
+  iovec remote{reinterpret_cast<void*>(from), bytes};
+  return ::process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(bytes);
+}
+
 std::vector<MappedQueue> mapped_queues() {
   std::vector<MappedQueue> out;
   std::ifstream maps("/proc/self/maps");
   std::string line;
-  std::set<std::string> seen;
+  std::set<std::pair<std::string, unsigned long>> seen;
   while (std::getline(maps, line)) {
     // "start-end perms offset dev inode path"
     std::istringstream in(line);
-    std::string range, perms, offset, dev, path, rest;
+    std::string perms, dev, path, rest;
+    std::uintptr_t begin = 0, end = 0;
+    unsigned long long offset = 0;
     unsigned long inode = 0;
-    if (!(in >> range >> perms >> offset >> dev >> inode >> path)) continue;
-    if (path.rfind("/dev/shm/", 0) != 0 || perms[0] != 'r' || std::stoul(offset, nullptr, 16) != 0) continue;
-    const std::size_t dash = range.find('-');
-    const auto begin = std::stoul(range.substr(0, dash), nullptr, 16);
-    const auto end = std::stoul(range.substr(dash + 1), nullptr, 16);
-    if (end - begin < kHeaderLock + sizeof(std::uint32_t) || !seen.insert(path).second) continue;
+    char dash = 0;
+    in >> std::hex >> begin >> dash >> end >> perms >> offset >> dev >> std::dec >> inode >> path;
+    if (!in || path.rfind("/dev/shm/", 0) != 0 || perms.empty() || perms[0] != 'r' || offset != 0) continue;
     MappedQueue q;
     q.name = path.substr(9);
+    if (queue_creator(q.name) == 0 || end - begin < kHeaderLock + sizeof q.lock) continue;
+    if (!seen.insert({q.name, inode}).second) continue;
     q.deleted = std::getline(in, rest) && rest.find("(deleted)") != std::string::npos;
-    std::memcpy(&q.header_pid, reinterpret_cast<const std::byte*>(begin) + kHeaderPid, sizeof q.header_pid);
-    std::memcpy(&q.lock, reinterpret_cast<const std::byte*>(begin) + kHeaderLock, sizeof q.lock);
+    if (!read_own(begin + kHeaderPid, &q.header_pid, sizeof q.header_pid) ||
+        !read_own(begin + kHeaderLock, &q.lock, sizeof q.lock)) {
+      continue;
+    }
     q.inode = static_cast<ino_t>(inode);
     out.push_back(std::move(q));
   }
   return out;
 }
 
+// What a free spinlock's word holds here (glibc's x86-64 lock counts down from 1, its
+// generic one up from 0): a word that differs is held.
+std::uint32_t free_lock_word() {
+  static_assert(sizeof(pthread_spinlock_t) == sizeof(std::uint32_t));
+  pthread_spinlock_t lock;
+  pthread_spin_init(&lock, PTHREAD_PROCESS_SHARED);
+  const auto word = static_cast<std::uint32_t>(lock);
+  pthread_spin_destroy(&lock);
+  return word;
+}
+
 bool process_alive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
-// "; shm queues mapped: 812:0:0 (creator 812 alive, lock 0), ..."
+// "; shm queues mapped: 812:0:0 (creator 812 alive, lock free) ..."
 std::string describe_queues(const std::vector<MappedQueue>& queues) {
   if (queues.empty()) return "";
   std::string out = "; shm queues mapped:";
@@ -191,16 +228,9 @@ std::string describe_queues(const std::vector<MappedQueue>& queues) {
     struct stat now{};
     const std::string path = "/dev/shm/" + q.name;
     const bool replaced = !q.deleted && (::stat(path.c_str(), &now) != 0 || now.st_ino != q.inode);
-    char lock[32];
-#if defined(__x86_64__)
-    // glibc's x86-64 spinlock counts down from 1: free at 1, held at 0 and below.
-    std::snprintf(lock, sizeof lock, "%s", static_cast<std::int32_t>(q.lock) > 0 ? "free" : "held");
-#else
-    std::snprintf(lock, sizeof lock, "word %u", q.lock);
-#endif
     char one[200];
     std::snprintf(one, sizeof one, " %s (creator %d %s, lock %s%s)", q.name.c_str(), q.header_pid,
-                  process_alive(q.header_pid) ? "alive" : "gone", lock,
+                  process_alive(q.header_pid) ? "alive" : "gone", q.lock == free_lock_word() ? "free" : "held",
                   q.deleted ? ", file deleted" : replaced ? ", file replaced" : "");
     out += one;
   }
@@ -214,11 +244,13 @@ std::string describe_queues(const std::vector<MappedQueue>& queues) {
 // reused by another program is never killed by it.
 int request_signal() { return SIGRTMIN + 5; }
 std::atomic<int> request_efd{-1};
-std::atomic<int> requested_by{0};
+std::atomic<bool> requested{false};
+std::atomic<int> requested_by{0};   // the last asker (0: from another pid namespace)
 
 void note_request(int, siginfo_t* info, void*) {
   const int saved = errno;
   requested_by.store(info->si_pid, std::memory_order_relaxed);
+  requested.store(true, std::memory_order_release);
   const std::uint64_t one = 1;
   [[maybe_unused]] auto w = ::write(request_efd.load(std::memory_order_relaxed), &one, sizeof one);
   errno = saved;
@@ -229,8 +261,8 @@ bool catches_request_signal(int pid) {
   std::string line;
   while (std::getline(status, line)) {
     if (line.rfind("SigCgt:", 0) != 0) continue;
-    const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
-    return (mask >> (request_signal() - 1)) & 1;
+    unsigned long long mask = 0;
+    return std::sscanf(line.c_str() + 7, "%llx", &mask) == 1 && ((mask >> (request_signal() - 1)) & 1);
   }
   return false;
 }
@@ -347,7 +379,7 @@ class Watch {
       }
       lock.lock();
       if (stop_) return;
-      if (const int by = requested_by.exchange(0, std::memory_order_relaxed); by != 0) answer(by);
+      if (requested.exchange(false, std::memory_order_acquire)) answer(requested_by.load(std::memory_order_relaxed));
       if (std::chrono::steady_clock::now() < next_look) continue;
       next_look = std::chrono::steady_clock::now() + std::chrono::seconds(1);
       for (CallSlot* s : slots_) look_at(*s);
@@ -372,7 +404,13 @@ class Watch {
 
   // Another process gave up and asks where this one's threads are: each thread that has
   // made watched calls, whether it is inside one now, and where it is.
-  void answer(int by) {
+  void answer(int by) noexcept {
+    try {
+      answer_or_throw(by);
+    } catch (...) {   // out of memory: this process stays healthy, unanswered
+    }
+  }
+  void answer_or_throw(int by) {
     std::string text = "calypso: process " + std::to_string(getpid()) + ", asked by process " +
                        std::to_string(by) + ", which gives up:";
     const char* sep = " ";
@@ -382,7 +420,7 @@ class Watch {
       text += sep;
       text += c % 2 ? "a thread inside " : "a thread last in ";
       text += what ? what : "?";
-      text += " (at" + where_thread_is(s->thread) + ")";
+      text += " (at" + where_thread_is(s->thread, c % 2 == 1) + ")";
       sep = "; ";
     }
     text += describe_queues(mapped_queues()) + "\n";
@@ -391,23 +429,28 @@ class Watch {
 
   // Under the mutex, from the watch thread: the stuck thread holds no lock of ours.
   [[noreturn]] void give_up(CallSlot& s, double spent) {
-    const char* what = s.what.load(std::memory_order_relaxed);
-    const std::string where = where_thread_is(s.thread);
-    const auto queues = mapped_queues();
-    char text[4096];
-    const int n = std::snprintf(
-        text, sizeof text,
-        "calypso: process %d has spent %.1f s of CPU time inside one call into libfabric's shm "
-        "provider (%s; at%s%s) and gives up: a process killed while it held the lock of an shm "
-        "queue leaves that lock held for good (libfabric 1.17); choose --provider tcp where "
-        "processes may be killed\n",
-        static_cast<int>(getpid()), spent, what ? what : "?", where.empty() ? " ?" : where.c_str(),
-        describe_queues(queues).c_str());
-    if (n > 0) [[maybe_unused]] auto w = ::write(STDERR_FILENO, text, std::min<std::size_t>(n, sizeof text - 1));
-    if (ask_peers(queues)) ::usleep(1'500'000);   // their answers, before the launcher stops them
     // The other threads must not end inside the provider either (close_provider_calls);
-    // the stuck one cannot be helped.
+    // the stuck one cannot be helped. Shut first, so that none enters while we report.
     closing.store(true, std::memory_order_seq_cst);
+    try {
+      const char* what = s.what.load(std::memory_order_relaxed);
+      const std::string where = where_thread_is(s.thread, true);
+      const auto queues = mapped_queues();
+      char head[160];
+      std::snprintf(head, sizeof head,
+                    "calypso: process %d has spent %.1f s of CPU time inside one call into libfabric's shm "
+                    "provider (",
+                    static_cast<int>(getpid()), spent);
+      write_stderr(head + std::string(what ? what : "?") + "; at" + (where.empty() ? " ?" : where) +
+                   describe_queues(queues) +
+                   ") and gives up: a process killed while it held the lock of an shm queue leaves that "
+                   "lock held for good (libfabric 1.17); choose --provider tcp where processes may be "
+                   "killed\n");
+      if (ask_peers(queues)) ::usleep(1'500'000);   // their answers, before the launcher stops them
+    } catch (...) {   // out of memory: end without the details
+      static const char msg[] = "calypso: a thread is stuck inside a call into libfabric's shm provider; giving up\n";
+      [[maybe_unused]] auto w = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    }
     for (int ms = 0; ms < 300 && another_inside(&s); ++ms) ::usleep(1000);
     for (const auto& q : queues_) ::shm_unlink(q.c_str());
     _exit(3);
@@ -418,7 +461,7 @@ class Watch {
     std::set<int> asked;
     for (const auto& q : queues) {
       const int pid = q.header_pid;
-      if (pid == getpid() || !process_alive(pid) || asked.contains(pid) || !catches_request_signal(pid)) continue;
+      if (pid != queue_creator(q.name) || pid == getpid() || !process_alive(pid) || asked.contains(pid) || !catches_request_signal(pid)) continue;
       if (::kill(pid, request_signal()) == 0) asked.insert(pid);
     }
     return !asked.empty();
@@ -442,10 +485,10 @@ struct ThreadSlot {
   }
 };
 
-thread_local ThreadSlot this_thread;
+thread_local ThreadSlot own_thread_slot;
 
 CallSlot* this_thread_slot() noexcept {
-  ThreadSlot& t = this_thread;
+  ThreadSlot& t = own_thread_slot;
   if (!t.registered) {
     t.slot.thread = pthread_self();
     if (pthread_getcpuclockid(t.slot.thread, &t.slot.cpu) != 0) return nullptr;
@@ -460,11 +503,8 @@ CallSlot* this_thread_slot() noexcept {
 }
 
 // The calling thread's slot if it has one, without making one.
-const CallSlot* own_slot() noexcept { return this_thread.registered ? &this_thread.slot : nullptr; }
+const CallSlot* own_slot() noexcept { return own_thread_slot.registered ? &own_thread_slot.slot : nullptr; }
 
-}  // namespace
-
-namespace {
 
 // A thread that meets the closed gate never enters the provider again: it waits here
 // until the process ends (pause returns only after a signal handler, then waits again).

@@ -30,9 +30,10 @@ inline constexpr std::chrono::seconds kStuckCpu{3};
 
 struct CallSlot;   // a thread's calls, read by the watch thread (stall_watch.cpp)
 
-// Brackets one provider call; on a watched endpoint it costs two plain stores and one
-// sequentially consistent store (against close_provider_calls) to the calling thread's slot (registered on the thread's first watched call, which is never
-// in a signal handler: the worker's first call is its hello). `what` names the call in
+// Brackets one provider call (calls do not nest); on a watched endpoint it costs plain
+// stores to the calling thread's slot and one sequentially consistent store and load
+// (against close_provider_calls). The slot is registered on the thread's first watched
+// call, which is never in a signal handler: the worker's first call is its hello. `what` names the call in
 // the message of a process that gives up: a string literal.
 class ProviderCall {
  public:
@@ -51,7 +52,8 @@ class ProviderCall {
 // inside one, or after `patience` if one is stuck there. The shm provider's progress
 // holds the process's own queue lock, and a process that ended inside it would leave
 // that lock held: the next sender to it, the manager, would spin for ever (CI caught a
-// worker ending so at the end of a job). Not for a signal handler (takes a mutex).
+// worker ending so at the end of a job). It takes the watch's mutex: from a signal
+// handler only if the handler interrupted code that cannot hold it (a routine's).
 void close_provider_calls(std::chrono::milliseconds patience) noexcept;
 
 // Held by a watched endpoint: starts the watch thread (once per process) and names the

@@ -847,17 +847,25 @@ void WorkerLoop::leave_if_terminated() {
 // process (shm queue files; calypso-run would clean up only after its own children)
 // and leaves at once.
 void WorkerLoop::exit_now(int code) {
-  // No thread may end inside the shm provider: its progress holds our queue's lock, and
-  // the manager's next send to us would spin on it for ever (net/stall_watch.hpp).
-  net::close_provider_calls(std::chrono::milliseconds(500));
   release_queues_of_worker();
-  std::fflush(nullptr);
+  // Only streams whose lock is free: the other thread may have faulted inside a stdio
+  // call, holding its stream, and the closed gate now keeps it from ever going on.
+  for (FILE* f : {stdout, stderr}) {
+    if (ftrylockfile(f) != 0) continue;
+    fflush_unlocked(f);
+    funlockfile(f);
+  }
   _exit(code);
 }
 
-// Only unlinks names fixed when the endpoints opened: safe from a signal handler.
+// Also the fault handler's last act before a fatal exit (a bug in a routine): no thread
+// may end inside the shm provider, whose progress holds our queue's lock (the manager's
+// next send to us would spin on it for ever; net/stall_watch.hpp), and then the names
+// fixed when the endpoints opened are unlinked. Safe from that handler: it interrupted
+// a routine, which holds no lock of the watch.
 void WorkerLoop::release_queues_of_worker() noexcept {
   if (g_worker == nullptr) return;
+  net::close_provider_calls(std::chrono::milliseconds(500));
   g_worker->ep_.release_before_exit();
   g_worker->hb_ep_.release_before_exit();
 }
