@@ -25,6 +25,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -267,7 +268,8 @@ bool catches_request_signal(int pid) {
   return false;
 }
 
-void write_stderr(const std::string& text) {
+// One write(2), no allocation: also for the messages of a process out of memory.
+void write_stderr(std::string_view text) noexcept {
   [[maybe_unused]] auto w = ::write(STDERR_FILENO, text.data(), text.size());
 }
 
@@ -305,14 +307,18 @@ class Watch {
 
   // See close_provider_calls. False if a thread stayed inside a call for `patience`.
   bool wait_until_no_call(std::chrono::milliseconds patience, const CallSlot* own) {
+    return wait_until(patience, [&] {
+      std::lock_guard lock(mu_);
+      return !another_inside(own);
+    });
+  }
+
+  // Polls `done` (which may take the mutex) until it holds, for at most `patience`.
+  template <class Done>
+  static bool wait_until(std::chrono::milliseconds patience, Done done) {
     const auto until = std::chrono::steady_clock::now() + patience;
     for (;;) {
-      bool inside = false;
-      {
-        std::lock_guard lock(mu_);
-        inside = another_inside(own);
-      }
-      if (!inside) return true;
+      if (done()) return true;
       if (std::chrono::steady_clock::now() >= until) return false;
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -448,10 +454,9 @@ class Watch {
                    "killed\n");
       if (ask_peers(queues)) ::usleep(1'500'000);   // their answers, before the launcher stops them
     } catch (...) {   // out of memory: end without the details
-      static const char msg[] = "calypso: a thread is stuck inside a call into libfabric's shm provider; giving up\n";
-      [[maybe_unused]] auto w = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+      write_stderr("calypso: a thread is stuck inside a call into libfabric's shm provider; giving up\n");
     }
-    for (int ms = 0; ms < 300 && another_inside(&s); ++ms) ::usleep(1000);
+    wait_until(std::chrono::milliseconds(300), [&] { return !another_inside(&s); });   // mutex held
     for (const auto& q : queues_) ::shm_unlink(q.c_str());
     _exit(3);
   }
@@ -539,10 +544,9 @@ void close_provider_calls(std::chrono::milliseconds patience) noexcept {
   if (!Watch::alive()) return;
   try {
     if (!Watch::get().wait_until_no_call(patience, own_slot())) {
-      static const char msg[] = "calypso: a thread is still inside a call into the shm provider as the process ends\n";
-      [[maybe_unused]] auto w = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+      write_stderr("calypso: a thread is still inside a call into the shm provider as the process ends\n");
     }
-  } catch (...) {   // out of memory for the mutex's bookkeeping: end anyway
+  } catch (...) {   // the mutex failed to lock (std::system_error): end anyway
   }
 }
 
