@@ -769,6 +769,37 @@ TEST(PageCache, SegmentWithoutWritesShipsNothing) {
   EXPECT_TRUE(body.empty());
 }
 
+// Write-ahead: sequential write faults un-protect 1, 2, 4, 8 ... pages at a time, and a
+// segment's first write fault keeps the streak the last finished segment reached (one
+// fault for the next segment's 8 pages instead of four); the pages taken ahead but not
+// written ship nothing. An aborted segment starts the next one from 1 again.
+TEST(PageCache, WriteAheadCarriesOverToTheNextSegment) {
+  Worker w(32);
+  for (PageNumber p = 0; p < kPages; ++p) w.read(p);   // all clean
+  auto write_run = [&](PageNumber first, PageNumber count) {
+    const std::uint64_t before = w.cache.stats().write_faults;
+    for (PageNumber p = first; p < first + count; ++p) w.write(p, 7, ~w.source.home_page(p)[7]);
+    return w.cache.stats().write_faults - before;
+  };
+  EXPECT_EQ(write_run(8, 8), 4u);   // 8; 9-10; 11-14; 15-22
+  std::vector<std::byte> body;
+  EXPECT_EQ(w.cache.finish_segment(body, 0), 8u);
+  std::vector<std::byte> applied = w.source.home;
+  EXPECT_EQ(apply_body(body, applied).size(), 8u) << "pages taken ahead, not written, ship nothing";
+
+  EXPECT_EQ(write_run(24, 8), 1u) << "the next segment starts with the streak of 8";
+  body.clear();
+  EXPECT_EQ(w.cache.finish_segment(body, 1), 8u);
+  applied = w.source.home;
+  EXPECT_EQ(apply_body(body, applied), (std::vector<PageNumber>{24, 25, 26, 27, 28, 29, 30, 31}));
+
+  EXPECT_EQ(write_run(40, 2), 1u);
+  w.cache.abort_segment();
+  EXPECT_EQ(write_run(48, 8), 4u) << "after an abort the streak starts from 1";
+  body.clear();
+  EXPECT_EQ(w.cache.finish_segment(body, 2), 8u);
+}
+
 TEST(PageCache, AbortedSegmentRestoresTheSnapshot) {
   Worker w(14);
   w.write(33, 100, ~w.source.home_page(33)[100]);

@@ -285,8 +285,13 @@ void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
 // mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
 // (like file read-ahead). A page twinned but never written costs a twin copy and an
 // empty diff, no more: finish_segment sends nothing for it.
+// A segment's first write fault starts where the last segment's streak ended: the
+// segments of one routine write alike, and matmul's, 8 pages of C each, would
+// otherwise take 4 faults apiece (1, 2, 4, 8) instead of 1. A routine whose first
+// write is a lone page pays at most write_ahead twins for it, once a segment.
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
-  streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : 1;
+  streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : carry_streak_ ? streak_ : 1;
+  carry_streak_ = false;
   PageNumber n = 1;
   while (n < streak_ && p + n < region_.pages() && table_.state(p + n) == PageState::clean && mapped_[p + n] == 0) ++n;
   copy_twins(p, n);
@@ -415,8 +420,8 @@ std::size_t PageCache::finish_pages(std::uint32_t segment, Slot slot, Done done)
     std::memcpy(at, &e, sizeof e);
     done(sizeof e + n);
   }
-  streak_ = 1;   // the next segment's writes start a new streak
-  streak_end_ = 0;
+  streak_end_ = 0;   // the next segment's first write fault keeps streak_ (make_twins)
+  carry_streak_ = true;
   if (table_.set_each(written, PageState::clean) != 0) throw Error("calypso: mprotect failed (finish)");
   return changed;
 }
@@ -446,6 +451,7 @@ PageCache::Finished PageCache::finish_segment(std::span<std::byte> room, std::ui
 void PageCache::abort_segment() {
   streak_ = 1;
   streak_end_ = 0;
+  carry_streak_ = false;
   std::vector<PageNumber> dirty = table_.take_dirty();
   for (PageNumber p : dirty) prepared_[p] = 0;
   restore(dirty);

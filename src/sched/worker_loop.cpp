@@ -814,7 +814,7 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "%.3f s waiting for %llu page fetches, %llu of them read from the manager's memory, "
                  "%llu with RMA (%llu of these with the control word in the same round trip); "
                  "%llu pages pushed, %llu of them read; %llu frozen pages mapped from the manager's "
-                 "memory), %.3f s twinning "
+                 "memory; %llu read and %llu write faults), %.3f s twinning "
                  "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
                  "write notices (%llu own results replayed, %llu of them read back from the result "
                  "ring; %llu times refetched instead), %.3f s waiting for work, %.3f s allocating "
@@ -825,7 +825,9 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  static_cast<unsigned long long>(t.rma_fetches), static_cast<unsigned long long>(t.rma_together),
                  static_cast<unsigned long long>(cache_->stats().pushed_pages),
                  static_cast<unsigned long long>(cache_->stats().pushed_used),
-                 static_cast<unsigned long long>(cache_->stats().pages_mapped), t.prepare, t.finish, t.send,
+                 static_cast<unsigned long long>(cache_->stats().pages_mapped),
+                 static_cast<unsigned long long>(cache_->stats().read_faults),
+                 static_cast<unsigned long long>(cache_->stats().write_faults), t.prepare, t.finish, t.send,
                  t.notices, static_cast<unsigned long long>(t.replays), static_cast<unsigned long long>(t.ring_replays),
                  static_cast<unsigned long long>(t.refetches), t.wait, t.prefault,
                  static_cast<double>(t.prefault_bytes) / (1 << 20),
