@@ -285,10 +285,11 @@ void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
 // mprotect: 1, 2, 4, ... up to write_ahead pages while the faults stay sequential
 // (like file read-ahead). A page twinned but never written costs a twin copy and an
 // empty diff, no more: finish_segment sends nothing for it.
-// A segment's first write fault starts where the last segment's streak ended: the
-// segments of one routine write alike, and matmul's, 8 pages of C each, would
-// otherwise take 4 faults apiece (1, 2, 4, 8) instead of 1. A routine whose first
-// write is a lone page pays at most write_ahead twins for it, once a segment.
+// A segment's first write fault takes as many pages as the worker's last segment's
+// final streak, wherever it falls: the segments of one routine write alike, and
+// matmul's, 8 pages of C each, would otherwise take 4 faults apiece (1, 2, 4, 8)
+// instead of 1. A routine whose first write is a lone page pays at most write_ahead
+// twins for it, once a segment.
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
   streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : carry_streak_ ? streak_ : 1;
   carry_streak_ = false;
