@@ -450,9 +450,8 @@ PageCache::Finished PageCache::finish_segment(std::span<std::byte> room, std::ui
 }
 
 void PageCache::abort_segment() {
-  streak_ = 1;
+  streak_ = 1;   // what a carried streak then starts from too
   streak_end_ = 0;
-  carry_streak_ = false;
   std::vector<PageNumber> dirty = table_.take_dirty();
   for (PageNumber p : dirty) prepared_[p] = 0;
   restore(dirty);

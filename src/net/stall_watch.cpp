@@ -60,6 +60,16 @@ int stack_depth = 0;
 std::atomic<bool> want_stack{false};
 std::atomic<int> samples_taken{0};
 
+// Both of the watch's signals: a handler that gets the siginfo and the interrupted
+// context, restarting the calls it interrupts. False if the kernel refuses.
+bool install_handler(int sig, void (*handler)(int, siginfo_t*, void*)) {
+  struct sigaction sa{};
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(sig, &sa, nullptr) == 0;
+}
+
 void prepare_sampling() {
   void* frames[2];
   [[maybe_unused]] const int n = backtrace(frames, 2);
@@ -109,12 +119,8 @@ std::string where_thread_is(pthread_t thread, bool with_stack) {
   samples_taken.store(0, std::memory_order_relaxed);
   stack_depth = 0;
   want_stack.store(with_stack, std::memory_order_relaxed);
-  struct sigaction sa{};
-  sa.sa_sigaction = store_sample;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigemptyset(&sa.sa_mask);
   const int sig = SIGRTMIN + 4;
-  if (sigaction(sig, &sa, nullptr) != 0) return "";
+  if (!install_handler(sig, store_sample)) return "";
   for (int k = 0; k < kSamples; ++k) {
     if (pthread_kill(thread, sig) != 0) break;
     for (int wait = 0; wait < 20 && samples_taken.load(std::memory_order_acquire) <= k; ++wait) {
@@ -225,13 +231,14 @@ bool process_alive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno ==
 std::string describe_queues(const std::vector<MappedQueue>& queues) {
   if (queues.empty()) return "";
   std::string out = "; shm queues mapped:";
+  const std::uint32_t free_word = free_lock_word();
   for (const auto& q : queues) {
     struct stat now{};
     const std::string path = "/dev/shm/" + q.name;
     const bool replaced = !q.deleted && (::stat(path.c_str(), &now) != 0 || now.st_ino != q.inode);
     char one[200];
     std::snprintf(one, sizeof one, " %s (creator %d %s, lock %s%s)", q.name.c_str(), q.header_pid,
-                  process_alive(q.header_pid) ? "alive" : "gone", q.lock == free_lock_word() ? "free" : "held",
+                  process_alive(q.header_pid) ? "alive" : "gone", q.lock == free_word ? "free" : "held",
                   q.deleted ? ", file deleted" : replaced ? ", file replaced" : "");
     out += one;
   }
@@ -353,11 +360,7 @@ class Watch {
     efd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd_ >= 0) {
       request_efd.store(efd_, std::memory_order_relaxed);
-      struct sigaction sa{};
-      sa.sa_sigaction = note_request;
-      sa.sa_flags = SA_SIGINFO | SA_RESTART;
-      sigemptyset(&sa.sa_mask);
-      sigaction(request_signal(), &sa, nullptr);
+      install_handler(request_signal(), note_request);
     }
     thread_ = std::thread([this] { run(); });
   }
@@ -466,7 +469,10 @@ class Watch {
     std::set<int> asked;
     for (const auto& q : queues) {
       const int pid = q.header_pid;
-      if (pid != queue_creator(q.name) || pid == getpid() || !process_alive(pid) || asked.contains(pid) || !catches_request_signal(pid)) continue;
+      if (pid != queue_creator(q.name) || pid == getpid() || asked.contains(pid) || !process_alive(pid) ||
+          !catches_request_signal(pid)) {
+        continue;
+      }
       if (::kill(pid, request_signal()) == 0) asked.insert(pid);
     }
     return !asked.empty();
@@ -509,7 +515,6 @@ CallSlot* this_thread_slot() noexcept {
 
 // The calling thread's slot if it has one, without making one.
 const CallSlot* own_slot() noexcept { return own_thread_slot.registered ? &own_thread_slot.slot : nullptr; }
-
 
 // A thread that meets the closed gate never enters the provider again: it waits here
 // until the process ends (pause returns only after a signal handler, then waits again).

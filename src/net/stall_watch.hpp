@@ -33,8 +33,8 @@ struct CallSlot;   // a thread's calls, read by the watch thread (stall_watch.cp
 // Brackets one provider call (calls do not nest); on a watched endpoint it costs plain
 // stores to the calling thread's slot and one sequentially consistent store and load
 // (against close_provider_calls). The slot is registered on the thread's first watched
-// call, which is never in a signal handler: the worker's first call is its hello. `what` names the call in
-// the message of a process that gives up: a string literal.
+// call, which is never in a signal handler: the worker's first call is its hello.
+// `what` names the call in the message of a process that gives up: a string literal.
 class ProviderCall {
  public:
   ProviderCall(bool watched, const char* what) noexcept;
