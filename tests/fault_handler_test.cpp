@@ -463,8 +463,10 @@ TEST(PageCache, PreparedWritesTakeNoFaultAndShipOnlyChanges) {
   Worker w(18);
   for (PageNumber p = 20; p < 30; ++p) w.read(p);   // clean
   const std::uint64_t faults = w.cache.stats().write_faults;
+  const std::uint64_t copies = w.cache.stats().twin_copies;
   w.cache.prepare_writes(std::vector<PageNumber>{22, 21, 23, 24, 40, 22});   // 40: invalid
   EXPECT_EQ(w.cache.stats().write_faults, faults);
+  EXPECT_EQ(w.cache.stats().twin_copies, copies + 4) << "one twin each for 21-24, none for 40";
   const std::byte v21 = ~w.source.home_page(21)[5], v24 = ~w.source.home_page(24)[9];
   w.write(21, 5, v21);
   w.write(24, 9, v24);
@@ -472,6 +474,7 @@ TEST(PageCache, PreparedWritesTakeNoFaultAndShipOnlyChanges) {
   EXPECT_EQ(w.cache.stats().write_faults, faults) << "prepared pages must not fault";
   w.write(26, 1, ~w.source.home_page(26)[1]);   // not prepared: faults as usual
   EXPECT_EQ(w.cache.stats().write_faults, faults + 1);
+  EXPECT_EQ(w.cache.stats().twin_copies, copies + 5);
   std::vector<std::byte> body;
   EXPECT_EQ(w.cache.finish_segment(body, 0), 3u);
   std::vector<std::byte> applied = w.source.home;

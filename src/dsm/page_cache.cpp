@@ -274,6 +274,7 @@ void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
     PageNumber j = i + 1;
     while (j < count && needs_copy(j)) ++j;
     std::memcpy(twin(first + i), region_.runtime_page(first + i), (j - i) * ps);
+    stats_.twin_copies += j - i;
     std::fill_n(twin_state_.begin() + first + i, j - i, Twin::same);
     i = j;
   }

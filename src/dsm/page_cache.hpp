@@ -41,6 +41,7 @@ struct CacheStats {
   std::uint64_t pages_fetched = 0;
   std::uint64_t zero_pages = 0;   // known-zero pages cleared instead of fetched
   std::uint64_t zero_twins = 0;   // pages made writable from an all-zero snapshot: no twin
+  std::uint64_t twin_copies = 0;  // pages copied into their twins
   std::uint64_t pushed_pages = 0; // pages the manager pushed
   std::uint64_t pushed_used = 0;  // pushed pages a segment then read (no round trip)
   std::uint64_t pages_mapped = 0; // frozen pages mapped from the manager's memory (share_home)

@@ -815,7 +815,7 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "%llu with RMA (%llu of these with the control word in the same round trip); "
                  "%llu pages pushed, %llu of them read; %llu frozen pages mapped from the manager's "
                  "memory; %llu read and %llu write faults), %.3f s twinning "
-                 "expected writes, %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
+                 "expected writes (%llu pages copied into twins in all), %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
                  "write notices (%llu own results replayed, %llu of them read back from the result "
                  "ring; %llu times refetched instead), %.3f s waiting for work, %.3f s allocating "
                  "%.1f MiB ahead; "
@@ -827,7 +827,8 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  static_cast<unsigned long long>(cache_->stats().pushed_used),
                  static_cast<unsigned long long>(cache_->stats().pages_mapped),
                  static_cast<unsigned long long>(cache_->stats().read_faults),
-                 static_cast<unsigned long long>(cache_->stats().write_faults), t.prepare, t.finish, t.send,
+                 static_cast<unsigned long long>(cache_->stats().write_faults), t.prepare,
+                 static_cast<unsigned long long>(cache_->stats().twin_copies), t.finish, t.send,
                  t.notices, static_cast<unsigned long long>(t.replays), static_cast<unsigned long long>(t.ring_replays),
                  static_cast<unsigned long long>(t.refetches), t.wait, t.prefault,
                  static_cast<double>(t.prefault_bytes) / (1 << 20),
