@@ -474,7 +474,7 @@ TEST(PageCache, PreparedWritesTakeNoFaultAndShipOnlyChanges) {
   EXPECT_EQ(w.cache.stats().write_faults, faults) << "prepared pages must not fault";
   w.write(26, 1, ~w.source.home_page(26)[1]);   // not prepared: faults as usual
   EXPECT_EQ(w.cache.stats().write_faults, faults + 1);
-  EXPECT_EQ(w.cache.stats().twin_copies, copies + 5);
+  EXPECT_EQ(w.cache.stats().twin_copies, copies + 5) << "a segment's first write fault twins one page";
   std::vector<std::byte> body;
   EXPECT_EQ(w.cache.finish_segment(body, 0), 3u);
   std::vector<std::byte> applied = w.source.home;

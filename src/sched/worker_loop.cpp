@@ -815,11 +815,10 @@ void WorkerLoop::on_shutdown(const Message& m) {
                  "%llu with RMA (%llu of these with the control word in the same round trip); "
                  "%llu pages pushed, %llu of them read; %llu frozen pages mapped from the manager's "
                  "memory; %llu read and %llu write faults), %.3f s twinning "
-                 "expected writes (%llu pages copied into twins in all), %.3f s finishing (diffs), %.3f s sending results, %.3f s on "
-                 "write notices (%llu own results replayed, %llu of them read back from the result "
-                 "ring; %llu times refetched instead), %.3f s waiting for work, %.3f s allocating "
-                 "%.1f MiB ahead; "
-                 "peak RSS %ld KiB\n",
+                 "expected writes (%llu pages copied into twins in all), %.3f s finishing (diffs), "
+                 "%.3f s sending results, %.3f s on write notices (%llu own results replayed, "
+                 "%llu of them read back from the result ring; %llu times refetched instead), "
+                 "%.3f s waiting for work, %.3f s allocating %.1f MiB ahead; peak RSS %ld KiB\n",
                  id_, static_cast<unsigned long long>(t.segments), t.segment, t.segment_cpu, t.fetch,
                  static_cast<unsigned long long>(t.fetches), static_cast<unsigned long long>(t.local_fetches),
                  static_cast<unsigned long long>(t.rma_fetches), static_cast<unsigned long long>(t.rma_together),
