@@ -292,8 +292,7 @@ void PageCache::copy_twins(PageNumber first, PageNumber count) noexcept {
 // instead of 1. A routine whose first write is a lone page pays at most write_ahead
 // twins for it, once a segment.
 FaultOutcome PageCache::make_twins(PageNumber p) noexcept {
-  streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : carry_streak_ ? streak_ : 1;
-  carry_streak_ = false;
+  streak_ = p == streak_end_ ? std::min<PageNumber>(2 * streak_, write_ahead_) : streak_end_ == 0 ? streak_ : 1;
   PageNumber n = 1;
   while (n < streak_ && p + n < region_.pages() && table_.state(p + n) == PageState::clean && mapped_[p + n] == 0) ++n;
   copy_twins(p, n);
@@ -423,7 +422,6 @@ std::size_t PageCache::finish_pages(std::uint32_t segment, Slot slot, Done done)
     done(sizeof e + n);
   }
   streak_end_ = 0;   // the next segment's first write fault keeps streak_ (make_twins)
-  carry_streak_ = true;
   if (table_.set_each(written, PageState::clean) != 0) throw Error("calypso: mprotect failed (finish)");
   return changed;
 }

@@ -171,10 +171,9 @@ class PageCache final : public FaultTarget {
   std::array<Stream, 4> streams_{};
   std::uint64_t fetch_clock_ = 0;
   PageNumber streak_ = 1;       // pages the next sequential write fault un-protects
-  PageNumber streak_end_ = 0;   // one past the last page the previous write fault took
-  // The next write fault is a segment's first: it keeps the streak the last finished
-  // segment reached (see make_twins).
-  bool carry_streak_ = false;
+  // One past the last page the previous write fault took; 0 until the running segment's
+  // first write fault, which then keeps the streak the last segment reached (make_twins).
+  PageNumber streak_end_ = 0;
   PageTable table_;
   std::byte* twins_;          // private mapping, one slot per page, touched only when used
   // One page of zeros, never written: its reads map the kernel's shared zero page, so

@@ -156,6 +156,7 @@ std::string where_thread_is(pthread_t thread, bool with_stack) {
 // itself, which is what the provider reads; nothing is written.
 struct MappedQueue {
   std::string name;
+  int creator = 0;      // the pid in the file's name (queue_creator)
   int header_pid = 0;
   std::uint32_t lock = 0;
   ino_t inode = 0;
@@ -201,7 +202,8 @@ std::vector<MappedQueue> mapped_queues() {
     if (!in || path.rfind("/dev/shm/", 0) != 0 || perms.empty() || perms[0] != 'r' || offset != 0) continue;
     MappedQueue q;
     q.name = path.substr(9);
-    if (queue_creator(q.name) == 0 || end - begin < kHeaderLock + sizeof q.lock) continue;
+    q.creator = queue_creator(q.name);
+    if (q.creator == 0 || end - begin < kHeaderLock + sizeof q.lock) continue;
     if (!seen.insert({q.name, inode}).second) continue;
     q.deleted = std::getline(in, rest) && rest.find("(deleted)") != std::string::npos;
     if (!read_own(begin + kHeaderPid, &q.header_pid, sizeof q.header_pid) ||
@@ -469,7 +471,7 @@ class Watch {
     std::set<int> asked;
     for (const auto& q : queues) {
       const int pid = q.header_pid;
-      if (pid != queue_creator(q.name) || pid == getpid() || asked.contains(pid) || !process_alive(pid) ||
+      if (pid != q.creator || pid == getpid() || asked.contains(pid) || !process_alive(pid) ||
           !catches_request_signal(pid)) {
         continue;
       }
