@@ -353,7 +353,8 @@ TEST_P(Providers, WorkersOnTheManagersHostHandResultsOverInMemory) {
   const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};         // 72 KB results
   for (const char* ring : {"16M", "0", "256K"}) {
     for (const auto& program : {jacobi, matmul}) {
-      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_RESULTS", ring}, {"CALYPSO_STATS", "text"}}, 120s);
+      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_RESULTS", ring}, {"CALYPSO_STATS", "text"}},
+                   120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
       ASSERT_TRUE(contains(r.output, " results and ")) << r.output;
@@ -380,8 +381,8 @@ TEST_P(Providers, WorkersOnTheManagersHostExchangeMessagesInMemory) {
   const std::vector<std::string> matmul{kExamples + "/matmul", "384", "16"};
   for (const char* channel : {"1", "0"}) {
     for (const auto& program : {jacobi, matmul}) {
-      auto r = run(job(2, GetParam(), program), {{"CALYPSO_LOCAL_MESSAGES", channel}, {"CALYPSO_STATS", "text"}, {"CALYPSO_LOG", "info"}},
-                   120s);
+      auto r = run(job(2, GetParam(), program),
+                   {{"CALYPSO_LOCAL_MESSAGES", channel}, {"CALYPSO_STATS", "text"}, {"CALYPSO_LOG", "info"}}, 120s);
       EXPECT_EQ(r.exit_code, 0) << r.output;
       EXPECT_TRUE(contains(r.output, ": verified")) << r.output;
       ASSERT_TRUE(contains(r.output, " messages through shared memory")) << r.output;
