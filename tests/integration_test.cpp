@@ -516,13 +516,18 @@ std::vector<std::pair<std::string, int>> read_pids(const std::string& file, std:
 TEST(Failures, WorkerKilledDuringLargeTransfersChangesNothingButTime) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids";
+  // 1200 sweeps take ~3.9 s here (one worker after the kill). The kill is timed from
+  // both workers' joining, not from the launch: 400 sweeps killed 1 s after the launch
+  // once ended ~0.8 s after the kill.
   Job j({kRun, "-n", "2", "--provider", "tcp", "--pid-file", pids, kExamples + "/jacobi",
-         "1024", "400", "16"},
-        {{"CALYPSO_SUSPECT_MS", "800"}});
+         "1024", "1200", "16"},
+        {{"CALYPSO_SUSPECT_MS", "800"}, {"CALYPSO_LOG", "info"}});
   auto all = read_pids(pids, 3);
   ASSERT_EQ(all.size(), 3u);
   const int worker = all[1].second;
-  std::this_thread::sleep_for(1000ms);   // inside the sweeps (several seconds in all)
+  ASSERT_TRUE(wait_for_output(j, "worker 1 joined")) << j.output_so_far();
+  ASSERT_TRUE(wait_for_output(j, "worker 2 joined")) << j.output_so_far();
+  std::this_thread::sleep_for(300ms);   // inside the sweeps
   ASSERT_EQ(kill(worker, SIGKILL), 0);
   auto r = j.wait(120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -694,7 +699,9 @@ TEST(Startup, AWorkerStartedWithoutCalypsoRunLeavesNoShmFiles) {
     if (sigterm) program = {kProbe, "long", "20000"};
     std::vector<std::string> argv{kRun, "-n", "0", "--provider", "shm", "--address-file", address};
     argv.insert(argv.end(), program.begin(), program.end());
-    Job manager(argv, {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "2000"}, {"CALYPSO_LOG", "info"}});
+    // The no-worker clock starts with the step, before the worker has joined: 5 s leaves
+    // a slow host room to start it.
+    Job manager(argv, {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "5000"}, {"CALYPSO_LOG", "info"}});
     const std::string addr = calypso::test::wait_for_file(address, 30s);
     ASSERT_FALSE(addr.empty()) << manager.output_so_far();
     Job worker({program[0]}, {{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", addr}});
@@ -785,13 +792,17 @@ TEST(Failures, WorkersNoticeALostManagerAndExit) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids", address = dir + "/address", wpids = dir + "/wpids";
   Job manager({kRun, "-n", "0", "--pid-file", pids, "--address-file", address, kProbe, "pids", "200", "50"},
-              {{"CALYPSO_SUSPECT_MS", "1000"}, {"CALYPSO_MANAGER_TIMEOUT_MS", "2000"}});
+              {{"CALYPSO_SUSPECT_MS", "1000"}, {"CALYPSO_MANAGER_TIMEOUT_MS", "2000"},
+               {"CALYPSO_LOG", "info"}});
   std::string addr = calypso::test::wait_for_file(address, 30s);
   ASSERT_FALSE(addr.empty());
   Job workers({kRun, "--join", addr, "-n", "2", "--pid-file", wpids, kProbe}, {});
   auto w = read_pids(wpids, 2);
   ASSERT_EQ(w.size(), 2u);
-  std::this_thread::sleep_for(1500ms);
+  // Both welcomed (a worker still waiting for its welcome would time out instead).
+  ASSERT_TRUE(wait_for_output(manager, "worker 1 joined")) << manager.output_so_far();
+  ASSERT_TRUE(wait_for_output(manager, "worker 2 joined")) << manager.output_so_far();
+  std::this_thread::sleep_for(300ms);
   auto m = read_pids(pids, 1);
   ASSERT_EQ(m.size(), 1u);
   ASSERT_EQ(kill(m[0].second, SIGKILL), 0);
@@ -832,7 +843,8 @@ TEST(Failures, ProcessesStuckOnAnShmLockHeldByTheDeadGiveUpAndSayWhy) {
           {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "10000"}});
   std::string addr = calypso::test::wait_for_file(address, 30s);
   ASSERT_FALSE(addr.empty()) << job.output_so_far();
-  std::this_thread::sleep_for(1500ms);   // the workers have joined and are busy
+  ASSERT_TRUE(wait_for_output(job, "probe pids: started with 2 workers")) << job.output_so_far();
+  std::this_thread::sleep_for(300ms);   // the workers are busy
   auto held = run({kShmLockHolder, addr}, {}, 10s);
   if (held.exit_code == 77) GTEST_SKIP() << held.output;
   ASSERT_EQ(held.exit_code, 0) << held.output;
@@ -892,10 +904,11 @@ TEST(Membership, WorkerFromAnotherExecutableIsRefused) {
 
 // ---- resources -------------------------------------------------------------------------------
 
-// utime + stime of a process, in clock ticks.
+// utime + stime of a process, in clock ticks; -1 if it is gone.
 long cpu_ticks(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (stat.find(')') == std::string::npos) return -1;
   std::istringstream rest(stat.substr(stat.rfind(')') + 2));
   std::string field;
   long utime = 0, stime = 0;
@@ -909,7 +922,9 @@ long cpu_ticks(int pid) {
 TEST(Resources, IdleManagerAndWorkersUseNoCpuOnTcp) {
   std::string dir = temp_dir();
   const std::string pids = dir + "/pids", marker = dir + "/start";
-  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "idle", "3000", marker}, {});
+  // Idle for 6 s: the window measured below ends ~2.3 s after the marker, and a loaded
+  // host must not let the processes exit inside it.
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "idle", "6000", marker}, {});
   ASSERT_FALSE(calypso::test::wait_for_file(marker, 60s).empty()) << j.output_so_far();
   std::vector<int> all;
   {
@@ -925,6 +940,8 @@ TEST(Resources, IdleManagerAndWorkersUseNoCpuOnTcp) {
   std::this_thread::sleep_for(2000ms);
   const long hz = sysconf(_SC_CLK_TCK);
   for (std::size_t i = 0; i < all.size(); ++i) {
+    ASSERT_GE(before[i], 0) << "process " << all[i] << " exited before the idle window";
+    ASSERT_GE(cpu_ticks(all[i]), 0) << "process " << all[i] << " exited inside the idle window";
     // 2 s of idling: a spinning process would use ~200 ticks (at 100 Hz); allow 10%.
     EXPECT_LT(cpu_ticks(all[i]) - before[i], hz / 5) << "process " << all[i] << " is busy while idle";
   }
@@ -976,11 +993,12 @@ TEST(Launcher, ManagerThatCannotOpenItsEndpointSaysWhy) {
 }
 
 TEST(Launcher, SaysWhatTheManagerWaitsForOnceEveryLocalWorkerIsGone) {
-  auto r = run(job(1, "tcp", {kProbe, "crash-always"}), {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "2000"}},
+  // 4 s: the clock starts with the step, before the worker has joined (~0.4 s here).
+  auto r = run(job(1, "tcp", {kProbe, "crash-always"}), {{"CALYPSO_NO_WORKER_TIMEOUT_MS", "4000"}},
                60s);
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "every worker started here (1) has exited")) << r.output;
-  EXPECT_TRUE(contains(r.output, "no live worker for 2000 ms")) << r.output;
+  EXPECT_TRUE(contains(r.output, "no live worker for 4000 ms")) << r.output;
 }
 
 TEST(Launcher, InterruptStopsEveryProcess) {
