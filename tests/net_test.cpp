@@ -550,6 +550,23 @@ TEST_P(NetTest, ReadsTogetherCopyEveryPartAndRefuseAnyOutOfRange) {
     EXPECT_EQ(std::memcmp(pages.data(), home.data() + offset, pages.size()), 0) << offset;
     EXPECT_EQ(std::memcmp(flag.data(), word.data(), word.size()), 0) << offset;
   }
+  // As many parts as allowed, the two regions in turn (tcp: one fi_readmsg of four
+  // remote ranges), each landing in its own part of dst.
+  {
+    std::fill(dst.begin(), dst.end(), std::byte{0});
+    const auto d = std::span(dst);
+    const Endpoint::ReadPart four[Endpoint::kMaxReadsTogether] = {
+        {exposed.remote(), 4096, d.subspan(0, 8192), &local},
+        {exposed_word.remote(), 2, d.subspan(8192, 6), &local},
+        {exposed.remote(), 700001, d.subspan(8198, 999), &local},
+        {exposed_word.remote(), 0, d.subspan(9197, 8), &local}};
+    ASSERT_EQ(a.read_together(to_b, four, 10s), SendStatus::ok);
+    EXPECT_EQ(std::memcmp(d.data(), home.data() + 4096, 8192), 0);
+    EXPECT_EQ(std::memcmp(d.data() + 8192, word.data() + 2, 6), 0);
+    EXPECT_EQ(std::memcmp(d.data() + 8198, home.data() + 700001, 999), 0);
+    EXPECT_EQ(std::memcmp(d.data() + 9197, word.data(), 8), 0);
+    EXPECT_TRUE(std::all_of(d.begin() + 9205, d.end(), [](std::byte x) { return x == std::byte{0}; }));
+  }
   // One part out of range: refused before anything is posted, so nothing is written.
   std::fill(dst.begin(), dst.end(), std::byte{0});
   const Endpoint::ReadPart bad[] = {{exposed.remote(), 0, pages, &local},
