@@ -135,8 +135,13 @@ void check(const Config& c) {
     throw Error("CALYPSO_ROLE=worker needs CALYPSO_MANAGER (the job address) or "
                 "CALYPSO_MANAGER_FILE; start workers with calypso-run");
   }
-  if (c.role == Role::manager && c.static_schedule && c.workers == 0) {
-    throw Error("CALYPSO_SCHEDULE=static needs CALYPSO_WORKERS (calypso-run -n sets it)");
+  if (c.expect_workers != 0 && c.expect_workers < c.workers) {
+    throw Error("CALYPSO_EXPECT_WORKERS=" + std::to_string(c.expect_workers) + " is fewer than CALYPSO_WORKERS=" +
+                std::to_string(c.workers) + " (the workers started on this host)");
+  }
+  if (c.role == Role::manager && c.static_schedule && c.job_workers() == 0) {
+    throw Error("CALYPSO_SCHEDULE=static needs CALYPSO_WORKERS or CALYPSO_EXPECT_WORKERS "
+                "(calypso-run -n or --expect sets them)");
   }
   if (c.suspect_after <= c.heartbeat) {
     throw Error("CALYPSO_SUSPECT_MS must be larger than CALYPSO_HEARTBEAT_MS");
@@ -204,6 +209,7 @@ Config Config::from_environment() {
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
   read_ms("CALYPSO_MANAGER_TIMEOUT_MS", c.manager_timeout, 100);
   read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
+  read_uint("CALYPSO_EXPECT_WORKERS", c.expect_workers, 0, 1 << 20);
   // The manager shares this host with the workers calypso-run started beside it (their
   // address comes in a local file); workers joined with --join have it elsewhere.
   const bool manager_here = c.role == Role::manager || !c.manager_file.empty();

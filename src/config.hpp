@@ -51,6 +51,10 @@ struct Config {
   bool bundle = true;                                // CALYPSO_BUNDLE: short segments share messages
   bool static_schedule = false;                      // CALYPSO_SCHEDULE=static (baseline)
   std::uint32_t workers = 0;                         // CALYPSO_WORKERS: calypso-run -n (this host's)
+  std::uint32_t expect_workers = 0;                  // CALYPSO_EXPECT_WORKERS: calypso-run --expect
+  // The job's workers on every host: what the baseline's blocks and wait_for_workers()
+  // count on.
+  std::uint32_t job_workers() const noexcept { return expect_workers != 0 ? expect_workers : workers; }
   std::chrono::milliseconds manager_timeout{20000};  // CALYPSO_MANAGER_TIMEOUT_MS
   std::chrono::microseconds poll_window{50};         // CALYPSO_POLL_US, else default_poll_window()
   StatsFormat stats = StatsFormat::off;              // CALYPSO_STATS

@@ -23,7 +23,7 @@ class ManagerImpl {
   void run_step(std::vector<Task> tasks);
   std::size_t workers() const { return loop_.live_workers(); }
   std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
-    return loop_.wait_for_workers(n == 0 ? config_.workers : n, timeout);
+    return loop_.wait_for_workers(n == 0 ? config_.job_workers() : n, timeout);
   }
   Stats stats() const { return loop_.stats(); }
   std::string job_address() const { return loop_.job_address(); }

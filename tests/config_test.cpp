@@ -149,6 +149,19 @@ TEST_F(ConfigTest, BundlingIsOnUnlessTurnedOff) {
   EXPECT_FALSE(Config::from_environment().bundle);
 }
 
+TEST_F(ConfigTest, TheJobsWorkersAreTheExpectedOnesWhereGiven) {
+  EXPECT_EQ(Config::from_environment().job_workers(), 0u);
+  EnvVar here("CALYPSO_WORKERS", "2");
+  EXPECT_EQ(Config::from_environment().job_workers(), 2u);
+  {
+    EnvVar all("CALYPSO_EXPECT_WORKERS", "5");
+    EXPECT_EQ(Config::from_environment().job_workers(), 5u);
+    EXPECT_EQ(Config::from_environment().workers, 2u);
+  }
+  expect_refused("CALYPSO_EXPECT_WORKERS", "1");   // fewer than started here
+  expect_refused("CALYPSO_EXPECT_WORKERS", "many");
+}
+
 TEST_F(ConfigTest, NumbersAreDecimalOrHex) {
   {
     EnvVar v("CALYPSO_WORKERS", "010");   // not octal

@@ -961,6 +961,30 @@ TEST(Launcher, BadArgumentsGetAClearErrorAndStartNothing) {
   r = run({kRun});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.output, "usage")) << r.output;
+  r = run({kRun, "-n", "2", "--expect", "1", kProbe});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.output, "--expect 1 is fewer than the 2 workers")) << r.output;
+  r = run({kRun, "--join", "tcp/00/00", "--expect", "2", kProbe});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.output, "--expect is the manager's")) << r.output;
+}
+
+// -n 0 --expect 2: the program's wait_for_workers() waits for the two that join later
+// (without --expect it would return at once with none, and time their start-up).
+TEST(Launcher, ExpectedWorkersAreWaitedForWhenTheyJoinLater) {
+  std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  Job manager({kRun, "-n", "0", "--expect", "2", "--address-file", address, kProbe, "pids", "10", "20"}, {});
+  const std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << manager.output_so_far();
+  std::this_thread::sleep_for(500ms);
+  Job workers({kRun, "--join", addr, "-n", "2", kProbe}, {});
+  auto m = manager.wait(60s);
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_TRUE(contains(m.output, "probe pids: started with 2 workers")) << m.output;
+  EXPECT_FALSE(workers.wait(30s).timed_out);
+  std::remove(address.c_str());
+  rmdir(dir.c_str());
 }
 
 // CALYPSO_PROVIDER in the environment chooses the provider unless --provider is given.

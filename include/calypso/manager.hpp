@@ -99,7 +99,7 @@ class Manager {
   void parallel(std::initializer_list<Task> tasks) { run_step(std::vector<Task>(tasks)); }
 
   std::size_t workers() const;   // workers alive and done joining
-  // Waits until at least n workers (n = 0: as many as calypso-run -n started) are alive
+  // Waits until at least n workers (n = 0: calypso-run --expect, else -n) are alive
   // and have allocated the memory behind the shared data allocated so far (up to
   // CALYPSO_PREFAULT), or the timeout passes; returns how many are. Parallel steps never
   // need it (they run with whoever is there); it lets a program time its work without

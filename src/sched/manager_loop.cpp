@@ -324,7 +324,7 @@ void ManagerLoop::on_hello(const Message& m) {
     std::lock_guard lock(mutex_);
     ++stats_.workers_joined;
   }
-  if (pending_static_ && workers_.size() >= config_.workers) {
+  if (pending_static_ && workers_.size() >= config_.job_workers()) {
     OpenStep s = std::move(*pending_static_);
     pending_static_.reset();
     start_step(std::move(s));

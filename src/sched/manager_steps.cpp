@@ -66,8 +66,8 @@ void ManagerLoop::open_step(StepSpec spec) {
     }
   }
   s.spec = std::move(spec);
-  if (config_.static_schedule && workers_.size() < config_.workers) {
-    pending_static_ = std::move(s);   // opened when CALYPSO_WORKERS workers have joined
+  if (config_.static_schedule && workers_.size() < config_.job_workers()) {
+    pending_static_ = std::move(s);   // opened when the job's workers have joined (job_workers())
     return;
   }
   start_step(std::move(s));
@@ -106,13 +106,13 @@ std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
   std::vector<WorkerId> alive, first_joined;
   for (const auto& [id, w] : workers_) {
     if (w.state == WorkerState::alive) alive.push_back(id);
-    if (first_joined.size() < config_.workers) first_joined.push_back(id);
+    if (first_joined.size() < config_.job_workers()) first_joined.push_back(id);
   }
   const auto n = s.routine_of.size();
   std::vector<WorkerId> out(n, kNoWorker);
   for (std::size_t g = 0; g < n; ++g) {
     if (config_.static_schedule) {
-      // A fixed set of processes, as in a classic DSM: the first CALYPSO_WORKERS to join,
+      // A fixed set of processes, as in a classic DSM: the first job_workers() to join,
       // alive or not (a dead one's block is never done, and the step never ends).
       out[g] = first_joined[g * first_joined.size() / n];
       continue;

@@ -22,6 +22,7 @@ using calypso::tools::Launcher;
 struct Options {
   int workers = 2;
   bool workers_given = false;
+  int expect = -1;   // --expect: the job's workers on every host; -1: not given
   std::string provider = "tcp";
   std::string join;
   std::string bind;
@@ -32,11 +33,14 @@ struct Options {
 
 void usage(FILE* out) {
   std::fprintf(out,
-      "usage: calypso-run [-n N] [--provider tcp|shm|verbs] [--bind HOST[:PORT]] PROGRAM [ARGS...]\n"
+      "usage: calypso-run [-n N] [--expect M] [--provider tcp|shm|verbs] [--bind HOST[:PORT]] PROGRAM [ARGS...]\n"
       "       calypso-run --join ADDRESS [-n N] PROGRAM [ARGS...]\n"
       "\n"
       "Starts PROGRAM as the manager and N workers (default 2) on this host.\n"
       "  -n, --workers N      number of local workers (0 allowed: join them later)\n"
+      "      --expect M       the job's workers on all hosts, N and those that join (default\n"
+      "                       N): what the scheduling baseline (CALYPSO_SCHEDULE=static)\n"
+      "                       and the program's wait_for_workers() wait for\n"
       "  -p, --provider NAME  libfabric provider: tcp (default, or CALYPSO_PROVIDER if set),\n"
       "                       shm (one host), verbs\n"
       "  -b, --bind HOST[:PORT]  address the manager listens on (tcp/verbs)\n"
@@ -45,6 +49,16 @@ void usage(FILE* out) {
       "      --pid-file FILE  write 'manager PID' and 'worker PID' lines (for tools)\n"
       "      --address-file FILE  write the job address there once it is known\n"
       "  -h, --help           this text\n");
+}
+
+int worker_count(const char* option, const char* arg, long least) {
+  char* end = nullptr;
+  const long n = std::strtol(arg, &end, 10);
+  if (*end != '\0' || end == arg || n < least || n > 1024) {
+    std::fprintf(stderr, "calypso-run: %s %s: expected a number of workers in [%ld, 1024]\n", option, arg, least);
+    std::exit(2);
+  }
+  return static_cast<int>(n);
 }
 
 Options parse(int argc, char** argv) {
@@ -57,22 +71,16 @@ Options parse(int argc, char** argv) {
       {"workers", required_argument, nullptr, 'n'}, {"provider", required_argument, nullptr, 'p'},
       {"bind", required_argument, nullptr, 'b'},    {"join", required_argument, nullptr, 'j'},
       {"pid-file", required_argument, nullptr, 'P'}, {"help", no_argument, nullptr, 'h'},
-      {"address-file", required_argument, nullptr, 'A'},
+      {"address-file", required_argument, nullptr, 'A'}, {"expect", required_argument, nullptr, 'E'},
       {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "+n:p:b:j:h", longs, nullptr)) != -1) {
     switch (c) {
-      case 'n': {
-        char* end = nullptr;
-        long n = std::strtol(optarg, &end, 10);
-        if (*end != '\0' || n < 0 || n > 1024) {
-          std::fprintf(stderr, "calypso-run: -n %s: expected a number of workers in [0, 1024]\n", optarg);
-          std::exit(2);
-        }
-        o.workers = static_cast<int>(n);
+      case 'n':
+        o.workers = worker_count("-n", optarg, 0);
         o.workers_given = true;
         break;
-      }
+      case 'E': o.expect = worker_count("--expect", optarg, 1); break;
       case 'p': o.provider = optarg; break;
       case 'b': o.bind = optarg; break;
       case 'j': o.join = optarg; break;
@@ -88,6 +96,14 @@ Options parse(int argc, char** argv) {
     std::exit(2);
   }
   if (!o.join.empty() && !o.workers_given) o.workers = 1;
+  if (o.expect >= 0 && !o.join.empty()) {
+    std::fprintf(stderr, "calypso-run: --expect is the manager's: give it where the job starts, not with --join\n");
+    std::exit(2);
+  }
+  if (o.expect >= 0 && o.expect < o.workers) {
+    std::fprintf(stderr, "calypso-run: --expect %d is fewer than the %d workers -n starts here\n", o.expect, o.workers);
+    std::exit(2);
+  }
   return o;
 }
 
@@ -195,6 +211,7 @@ int run_job(const Options& o) {
                                          {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", job_key()}};
   if (!o.bind.empty()) env["CALYPSO_BIND"] = o.bind;
   env["CALYPSO_WORKERS"] = std::to_string(o.workers);
+  if (o.expect >= 0) env["CALYPSO_EXPECT_WORKERS"] = std::to_string(o.expect);
   pid_t manager = launcher.spawn(o.program, env);
   pids.add("manager", manager);
   // Workers start now and wait for the address file themselves, so that their start-up
