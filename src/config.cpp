@@ -135,7 +135,8 @@ void check(const Config& c) {
     throw Error("CALYPSO_ROLE=worker needs CALYPSO_MANAGER (the job address) or "
                 "CALYPSO_MANAGER_FILE; start workers with calypso-run");
   }
-  if (c.expect_workers != 0 && c.expect_workers < c.workers) {
+  // The manager's alone: a worker joining from elsewhere counts its own host's workers.
+  if (c.role == Role::manager && c.expect_workers != 0 && c.expect_workers < c.workers) {
     throw Error("CALYPSO_EXPECT_WORKERS=" + std::to_string(c.expect_workers) + " is fewer than CALYPSO_WORKERS=" +
                 std::to_string(c.workers) + " (the workers started on this host)");
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a short chaos run (scripts/chaos --seconds 25 --min-runs 2 --seed 1) and checks
 # that every answer was right and that something actually happened: at least 2 runs and
-# 3 events. --min-runs: on a slow host the baselines alone may take most of the 25 s.
+# 3 events. --min-runs: on a slow host the baselines alone may take most of the 25 s (so
+# the runs check guards against scripts/chaos itself; the events one against a quiet run).
 # Extra arguments go to scripts/chaos (e.g. --provider shm, --build DIR). Bounded to 300 s.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

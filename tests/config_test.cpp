@@ -160,6 +160,11 @@ TEST_F(ConfigTest, TheJobsWorkersAreTheExpectedOnesWhereGiven) {
   }
   expect_refused("CALYPSO_EXPECT_WORKERS", "1");   // fewer than started here
   expect_refused("CALYPSO_EXPECT_WORKERS", "many");
+  // A worker joining from another host counts that host's workers: not checked there.
+  EnvVar worker("CALYPSO_ROLE", "worker");
+  EnvVar manager("CALYPSO_MANAGER", "tcp/00/00");   // not contacted: only read
+  EnvVar fewer("CALYPSO_EXPECT_WORKERS", "1");
+  EXPECT_EQ(Config::from_environment().workers, 2u);
 }
 
 TEST_F(ConfigTest, NumbersAreDecimalOrHex) {

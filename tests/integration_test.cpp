@@ -940,10 +940,11 @@ TEST(Resources, IdleManagerAndWorkersUseNoCpuOnTcp) {
   std::this_thread::sleep_for(2000ms);
   const long hz = sysconf(_SC_CLK_TCK);
   for (std::size_t i = 0; i < all.size(); ++i) {
+    const long after = cpu_ticks(all[i]);
     ASSERT_GE(before[i], 0) << "process " << all[i] << " exited before the idle window";
-    ASSERT_GE(cpu_ticks(all[i]), 0) << "process " << all[i] << " exited inside the idle window";
+    ASSERT_GE(after, 0) << "process " << all[i] << " exited inside the idle window";
     // 2 s of idling: a spinning process would use ~200 ticks (at 100 Hz); allow 10%.
-    EXPECT_LT(cpu_ticks(all[i]) - before[i], hz / 5) << "process " << all[i] << " is busy while idle";
+    EXPECT_LT(after - before[i], hz / 5) << "process " << all[i] << " is busy while idle";
   }
   auto r = j.wait(60s);
   EXPECT_EQ(r.exit_code, 0) << r.output;

@@ -552,6 +552,7 @@ TEST_P(NetTest, ReadsTogetherCopyEveryPartAndRefuseAnyOutOfRange) {
   }
   // As many parts as allowed, the two regions in turn (tcp: one fi_readmsg of four
   // remote ranges), each landing in its own part of dst.
+  EXPECT_EQ(a.reads_as_one(), GetParam() == "tcp");
   {
     std::fill(dst.begin(), dst.end(), std::byte{0});
     const auto d = std::span(dst);

@@ -242,8 +242,8 @@ struct Endpoint::Impl {
   bool ready_to_sleep() noexcept;
   SendStatus read(PeerId from, std::span<const Endpoint::ReadPart> parts, std::chrono::milliseconds patience);
   template <class Finished>
-  SendStatus read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts, Clock::time_point deadline,
-                         Finished&& finished);
+  SendStatus read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts,
+                         Clock::time_point deadline, Finished&& finished);
   void arm_timer(microseconds after) noexcept;
   bool wait(std::chrono::milliseconds timeout);
   void remove_peer(PeerId p) noexcept;
@@ -273,6 +273,7 @@ struct Endpoint::Impl {
   std::optional<Reassembler> reassembler;
   std::size_t rx_count = 0;                          // receive slots kept posted
   bool rma = false;                                  // FI_RMA reads work (see expose)
+  bool reads_as_one = false;                         // see Endpoint::reads_as_one()
   std::uint64_t next_key = 1;                        // for providers without FI_MR_PROV_KEY
   std::array<OpContext, Endpoint::kMaxReadsTogether> read_ctx;   // reads in flight
   std::optional<Doorbell> bell;                      // when the CQs have no wait fd
@@ -313,6 +314,9 @@ Endpoint::Impl::Impl(const EndpointConfig& c)
     try {
       info = get_info(prov_name, cfg.node, cfg.service, true);
       rma = true;
+      const std::size_t most = Endpoint::kMaxReadsTogether;
+      reads_as_one = prov_name == "tcp;ofi_rxm" && info->tx_attr->rma_iov_limit >= most &&
+                     info->tx_attr->iov_limit >= most;
     } catch (const Error&) {   // no RMA here: messages only (supports_read() says so)
     }
   }
@@ -680,10 +684,7 @@ SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart>
     return std::none_of(read_ctx.begin(), read_ctx.end(), [](const OpContext& c) { return c.in_flight; });
   };
   if (!progress_until(deadline, finished)) return SendStatus::again;
-  if (parts.size() > 1 && parts.size() <= info->tx_attr->rma_iov_limit &&
-      parts.size() <= info->tx_attr->iov_limit) {
-    return read_as_one(from, parts, deadline, finished);
-  }
+  if (parts.size() > 1 && reads_as_one) return read_as_one(from, parts, deadline, finished);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const auto& p = parts[i];
     OpContext& ctx = read_ctx[i];
@@ -708,10 +709,11 @@ SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart>
   return SendStatus::ok;
 }
 
-// Several reads from one peer as one operation (fi_readmsg, one remote range per part)
-// where the provider takes that many ranges: the peer serves one request instead of one
-// per part (tcp: its response carries the ranges in order; ~5 us of a ~65 us read
-// fault here). Only read_ctx[0] is used, so `finished` still means every read is done.
+// Several reads from one peer as one operation (fi_readmsg, one remote range per part;
+// see reads_as_one()): the peer serves one request instead of one per part (tcp: its
+// response carries the ranges in order; ~5 us of a ~65 us read fault here). Only
+// read_ctx[0] is used, so `finished` still means every read is done. FI_COMPLETION is
+// the only flag, as fi_read() has none beyond the endpoint's (none are set).
 template <class Finished>
 SendStatus Endpoint::Impl::read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts,
                                        Clock::time_point deadline, Finished&& finished) {
@@ -1011,6 +1013,8 @@ SendStatus Endpoint::read_together(PeerId from, std::span<const ReadPart> parts,
                                    std::chrono::milliseconds patience) {
   return impl_->read(from, parts, patience);
 }
+
+bool Endpoint::reads_as_one() const { return impl_->reads_as_one; }
 
 bool Endpoint::serves_reads_in_order() const {
   const Impl& m = *impl_;

@@ -121,8 +121,9 @@ class Endpoint {
                   std::span<std::byte> dst, const Registration& local,
                   std::chrono::milliseconds patience);
   // Several reads from one peer posted at once, then waited for together: one round trip
-  // instead of one each. Where the provider takes that many remote ranges in one read
-  // (rma_iov_limit; tcp;ofi_rxm: 4), they go as one fi_readmsg, one request to serve. Same results as read(): ok when every read succeeded. Any other
+  // instead of one each. On tcp;ofi_rxm they go as one fi_readmsg of several remote
+  // ranges (reads_as_one()), one request for the peer to serve. Same results as read():
+  // ok when every read succeeded. Any other
   // result may leave some of the reads in flight (a failure to post one stops posting
   // but does not recall those posted), so every dst stays as read()'s does: valid until
   // the endpoint closes. 1 to kMaxReadsTogether parts; throws net::Error for 0 parts, for
@@ -144,13 +145,17 @@ class Endpoint {
   // tcp;ofi_rxm (libfabric's tcp provider): it advertises FI_ORDER_RAR, queues read
   // responses first-in first-out on the connection, and copies each one's bytes into the
   // socket as it sends it (one read of several ranges, as read_together posts it, is
-  // one response whose ranges follow each other in posting order); only zero-copy sends (FI_TCP_ZEROCOPY_SIZE) or io_uring
-  // (FI_TCP_IO_URING) would hand bytes to the kernel to read later, so either setting
-  // in this process's environment makes this false, as does a libfabric release whose
-  // tcp provider was not audited for this (audited_for_ordered_reads). False for every
-  // other provider: shm copies large reads in the background, and a NIC's DMA reads may
-  // complete out of order.
+  // one response whose ranges follow each other in posting order); only zero-copy sends
+  // (FI_TCP_ZEROCOPY_SIZE) or io_uring (FI_TCP_IO_URING) would hand bytes to the kernel
+  // to read later, so either setting in this process's environment makes this false, as
+  // does a libfabric release whose tcp provider was not audited for this
+  // (audited_for_ordered_reads). False for every other provider: shm copies large reads
+  // in the background, and a NIC's DMA reads may complete out of order.
   bool serves_reads_in_order() const;
+  // True where read_together() posts its parts as one read: tcp;ofi_rxm, which takes
+  // kMaxReadsTogether remote ranges in one. Not shm: it copies a read by itself only
+  // when it has one range, and leaves several to the peer's progress.
+  bool reads_as_one() const;
   // The part of serves_reads_in_order() that is not the endpoint's: an audited release
   // loaded, and neither environment setting above.
   static bool tcp_may_serve_reads_in_order() noexcept;

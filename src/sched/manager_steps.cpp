@@ -68,6 +68,10 @@ void ManagerLoop::open_step(StepSpec spec) {
   s.spec = std::move(spec);
   if (config_.static_schedule && workers_.size() < config_.job_workers()) {
     pending_static_ = std::move(s);   // opened when the job's workers have joined (job_workers())
+    // It waits for them however long: a classic DSM's fixed set of processes. Say so,
+    // since a host that never joins then holds the job.
+    LOG_INFO("step %llu waits for %u workers to join (static schedule; %zu have)",
+             static_cast<unsigned long long>(pending_static_->id), config_.job_workers(), workers_.size());
     return;
   }
   start_step(std::move(s));

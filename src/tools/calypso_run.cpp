@@ -101,7 +101,8 @@ Options parse(int argc, char** argv) {
     std::exit(2);
   }
   if (o.expect >= 0 && o.expect < o.workers) {
-    std::fprintf(stderr, "calypso-run: --expect %d is fewer than the %d workers -n starts here\n", o.expect, o.workers);
+    std::fprintf(stderr, "calypso-run: --expect %d is fewer than the %d workers -n starts here (-n, default 2)\n",
+                 o.expect, o.workers);
     std::exit(2);
   }
   return o;
@@ -211,7 +212,9 @@ int run_job(const Options& o) {
                                          {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", job_key()}};
   if (!o.bind.empty()) env["CALYPSO_BIND"] = o.bind;
   env["CALYPSO_WORKERS"] = std::to_string(o.workers);
-  if (o.expect >= 0) env["CALYPSO_EXPECT_WORKERS"] = std::to_string(o.expect);
+  // Always set, as CALYPSO_WORKERS is: a value left in the environment must not change
+  // what wait_for_workers() waits for in a job that did not ask.
+  env["CALYPSO_EXPECT_WORKERS"] = std::to_string(o.expect >= 0 ? o.expect : o.workers);
   pid_t manager = launcher.spawn(o.program, env);
   pids.add("manager", manager);
   // Workers start now and wait for the address file themselves, so that their start-up
