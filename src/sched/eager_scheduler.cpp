@@ -125,7 +125,7 @@ bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32
     running = true;
     backlog += std::max(Clock::duration{}, s.expected - (now - s.first_start));
   }
-  return !running || backlog - d >= kColdRunFactor * d;
+  return !running || backlog - d >= cold(d);
 }
 
 void EagerScheduler::disown(WorkerId w) {
@@ -149,7 +149,7 @@ EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
   Clock::duration d;
   if (s.expected.count() > 0) {
-    d = s.cold ? kColdRunFactor * s.expected : s.expected;
+    d = s.cold ? cold(s.expected) : s.expected;
   } else if (completed_ == 0) {
     return s.first_start + before_any_;
   } else {
@@ -192,7 +192,7 @@ bool EagerScheduler::overtakes(std::uint32_t segment, WorkerId w, Clock::time_po
   const std::optional<Clock::duration> theirs = predicted(s, s.runners.front());
   const std::optional<Clock::duration> ours = predicted(s, w);
   if (!theirs || !ours) return false;
-  const Clock::duration copy = cold_on(segment, w) ? kColdRunFactor * *ours : *ours;
+  const Clock::duration copy = cold_on(segment, w) ? cold(*ours) : *ours;
   // A queued segment starts after the one its worker runs: counting from now is the
   // earliest it could end.
   const Clock::time_point original = (s.queued ? now : s.first_start) + *theirs;
@@ -278,6 +278,10 @@ bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_poi
   std::erase(s.runners, w);
   if (s.done) return false;
   s.took = now - s.first_start;
+  if (s.attempts == 1 && s.cold && s.expected.count() > 0) {   // what a cold run costs
+    cold_took_ += s.took;
+    cold_expected_ += s.expected;
+  }
   if (s.attempts == 1 && !s.cold) {   // w's own warm first run: its pace
     Pace& p = pace_[w];
     if (s.expected.count() > 0) {
@@ -294,6 +298,11 @@ bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_poi
   s.done = true;
   --remaining_;
   return true;
+}
+
+std::optional<double> EagerScheduler::cold_factor_seen() const {
+  if (cold_expected_.count() <= 0) return std::nullopt;
+  return std::chrono::duration<double>(cold_took_) / std::chrono::duration<double>(cold_expected_);
 }
 
 void EagerScheduler::forgive(std::uint32_t segment) {

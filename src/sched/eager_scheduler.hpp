@@ -97,10 +97,19 @@ class EagerScheduler {
   // worker's block is never done, as in a classic DSM.)
   void disown(WorkerId w);
   // A segment run away from the worker that ran it last runs on a cold cache: its run
-  // is counted as this many times its expected time, for stealing and for being late
+  // is counted as cold_factor times its expected time, for stealing and for being late
   // (Jacobi's segments: ~1 ms warm, 2-4 ms fetching their rows; judged by the warm
-  // time, every stolen one became late and was run a third time, cold again).
-  static constexpr int kColdRunFactor = 2;
+  // time, every stolen one became late and was run a third time, cold again). At least
+  // kColdRunFactor; the manager raises it to what cold runs took in earlier steps
+  // (cold_factor_seen): with every page and result through the network (tcp-net),
+  // jacobi's took ~5-10x, and stealing by the factor 2 moved ~57 segments a run, each
+  // ending later than its owner would have, 1.44-1.51 s -> 1.54-1.66 s.
+  static constexpr double kColdRunFactor = 2;
+  static constexpr double kMaxColdRunFactor = 16;
+  void set_cold_factor(double factor) { cold_factor_ = std::clamp(factor, kColdRunFactor, kMaxColdRunFactor); }
+  // Completed cold first runs of this step: their time over their expected time, taken
+  // together (nullopt: none with an expected time).
+  std::optional<double> cold_factor_seen() const;
   // A worker's pace: how long its segments take, from its own completed first runs on a
   // warm cache in this step (as a multiple of their expected times where those are
   // known, else their mean). Judged only once both workers have kPaceRuns such runs.
@@ -154,6 +163,10 @@ class EagerScheduler {
   std::optional<std::uint32_t> steal_unstarted(WorkerId w, Clock::time_point now);
   bool worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue, Clock::time_point now) const;
   std::optional<std::uint32_t> rerun_for(WorkerId w, Clock::time_point now) const;
+  // d as long as a cold run of a segment that takes d warm.
+  Clock::duration cold(Clock::duration d) const {
+    return std::chrono::duration_cast<Clock::duration>(d * cold_factor_);
+  }
 
   std::vector<Seg> segs_;
   std::uint32_t max_attempts_;
@@ -169,6 +182,8 @@ class EagerScheduler {
   Clock::duration before_any_{};
   Clock::duration completed_time_{};   // sum over first completions
   std::uint32_t completed_ = 0;
+  double cold_factor_ = kColdRunFactor;
+  Clock::duration cold_took_{}, cold_expected_{};   // completed cold first runs
 };
 
 }  // namespace calypso::sched

@@ -88,6 +88,7 @@ void ManagerLoop::start_step(OpenStep s) {
     if (auto it = last_run_.find(run_key(s, g)); it != last_run_.end()) expected[g] = it->second.took;
   }
   s.sched.set_expected(std::move(expected));
+  s.sched.set_cold_factor(cold_factor_);
   s.results.resize(n);
   s.accepted_from.assign(n, kNoWorker);
   s.started = Clock::now();
@@ -404,6 +405,13 @@ void ManagerLoop::finish_step() {
     Clock::duration took = step_->sched.took(s);
     if (step_->sched.attempts(s) > 1 && last.took.count() > 0) took = std::min(took, last.took);
     last = {step_->accepted_from[s], std::max(took, last.took * 3 / 4)};
+  }
+  // Half way to what this step's cold runs took: one noisy run does not swing it.
+  if (auto seen = step_->sched.cold_factor_seen()) {
+    cold_factor_ = std::clamp((cold_factor_ + *seen) / 2, EagerScheduler::kColdRunFactor,
+                              EagerScheduler::kMaxColdRunFactor);
+    LOG_DEBUG("step %llu: cold runs took %.1fx their warm time; counted as %.1fx from now on",
+              static_cast<unsigned long long>(step_->id), *seen, cold_factor_);
   }
   {
     std::lock_guard lock(mutex_);
