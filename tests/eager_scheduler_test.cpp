@@ -473,6 +473,29 @@ TEST(EagerScheduler, ColdRunsAreMeasuredAndAHigherColdFactorStealsLess) {
   ASSERT_EQ(u.next_ahead_for(2, t0)->segment, 2u);
   EXPECT_TRUE(u.complete(0, 1, t0 + 1ms));
   EXPECT_FALSE(u.next_for(1, t0 + 1ms)) << "a factor below 2 was not taken as 2";
+  // A worker that owns nothing in the step (it joined) steals by the default factor.
+  EagerScheduler v = timed({1, 1, 1, 1}, {10ms, 10ms, 10ms, 10ms});
+  v.set_cold_factor(6);
+  ASSERT_EQ(v.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(v.next_ahead_for(1, t0)->segment, 1u);
+  auto newcomer = v.next_for(3, t0 + 1ms);
+  ASSERT_TRUE(newcomer) << "28 ms left without segment 3, more than 2 x 10 ms";
+  EXPECT_EQ(newcomer->segment, 3u);
+}
+
+// Only a cold run that completes as the segment's only attempt is a sample: a re-run's
+// time includes the wait before it.
+TEST(EagerScheduler, ReRunsAreNoSampleOfColdRuns) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  // Worker 2's segment, stolen at once by worker 1 (worker 2 runs nothing): a cold run.
+  EagerScheduler s = timed({2}, {10ms});
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  auto copy = s.next_for(2, t0 + 40ms);   // late at 1.5 x 2 x 10 ms
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(copy->attempt, 2u);
+  EXPECT_TRUE(s.complete(0, 2, t0 + 45ms));
+  EXPECT_FALSE(s.cold_factor_seen()) << "a re-run was taken for a cold first run";
 }
 
 // A lost worker's unstarted segments are anybody's at once, whatever their durations.

@@ -90,8 +90,12 @@ std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w, Clock::
   }
   std::stable_sort(owners.begin(), owners.end(),
                    [](const auto& a, const auto& b) { return a.second->size() > b.second->size(); });
+  // A worker that owns nothing in this step (it joined, or came back after being
+  // suspected) judges by the default factor: it has nothing else to do, and what it
+  // steals is its own, warm, in the next step.
+  const double factor = queues_.contains(w) ? cold_factor_ : kColdRunFactor;
   for (auto& [owner, q] : owners) {
-    if (!worth_stealing(owner, *q, now)) continue;
+    if (!worth_stealing(owner, *q, now, factor)) continue;
     std::uint32_t s = q->back();
     q->pop_back();
     return s;
@@ -109,7 +113,7 @@ std::optional<std::uint32_t> EagerScheduler::steal_unstarted(WorkerId w, Clock::
 // back: two cold runs instead of none. A refused thief is woken when the owner's
 // result arrives or its run gets late (next_rerun_at covers that run).
 bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue,
-                                    Clock::time_point now) const {
+                                    Clock::time_point now, double factor) const {
   const Clock::duration d = segs_[queue.back()].expected;
   if (d.count() <= 0) return true;
   Clock::duration backlog{};
@@ -125,7 +129,7 @@ bool EagerScheduler::worth_stealing(WorkerId owner, const std::deque<std::uint32
     running = true;
     backlog += std::max(Clock::duration{}, s.expected - (now - s.first_start));
   }
-  return !running || backlog - d >= cold(d);
+  return !running || backlog - d >= std::chrono::duration_cast<Clock::duration>(d * factor);
 }
 
 void EagerScheduler::disown(WorkerId w) {
@@ -175,7 +179,8 @@ std::optional<EagerScheduler::Clock::duration> EagerScheduler::predicted(const S
 }
 
 // An idle worker w may re-run a segment that is not late yet if, at the two workers'
-// paces in this step, w's copy (twice as long on a cold cache) would end before the
+// paces in this step, w's copy (cold_factor times as long on a cold cache, as is a cold
+// original) would end before the
 // original by a quarter of the copy's time plus 1 ms, or, once the original runs past
 // its pace, if the copy takes that much less than the runner's typical run. Why: a
 // worker slowed down as a whole (a shared or older machine, one stopped half of the
@@ -195,7 +200,7 @@ bool EagerScheduler::overtakes(std::uint32_t segment, WorkerId w, Clock::time_po
   const Clock::duration copy = cold_on(segment, w) ? cold(*ours) : *ours;
   // A queued segment starts after the one its worker runs: counting from now is the
   // earliest it could end.
-  const Clock::time_point original = (s.queued ? now : s.first_start) + *theirs;
+  const Clock::time_point original = (s.queued ? now : s.first_start) + (s.cold ? cold(*theirs) : *theirs);
   const Clock::duration margin = copy / 4 + std::chrono::milliseconds(1);
   if (now + copy + margin < original) return true;
   // Running past its pace: when it ends is unknown, and a worker whose whole copy takes

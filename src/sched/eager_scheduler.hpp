@@ -76,7 +76,7 @@ class EagerScheduler {
   std::optional<Pick> next_for(WorkerId w, Clock::time_point now = Clock::now());
   // Next segment for a worker that is busy but may queue one more (CALYPSO_PIPELINE):
   // rules 1 and 2 only. Stealing and re-runs are for a worker with nothing else to do:
-  // a stolen segment runs on a cold cache (Jacobi: 4x slower), worth it only when
+  // a stolen segment runs on a cold cache (Jacobi: 2-4x slower here, 9-18x over tcp), worth it only when
   // the thief would otherwise wait.
   std::optional<Pick> next_ahead_for(WorkerId w, Clock::time_point now = Clock::now());
   // When next_for(w) may offer w a re-run that is not late yet; nullopt if none will.
@@ -100,10 +100,11 @@ class EagerScheduler {
   // is counted as cold_factor times its expected time, for stealing and for being late
   // (Jacobi's segments: ~1 ms warm, 2-4 ms fetching their rows; judged by the warm
   // time, every stolen one became late and was run a third time, cold again). At least
-  // kColdRunFactor; the manager raises it to what cold runs took in earlier steps
+  // kColdRunFactor; the manager moves it towards what cold runs took in earlier steps
   // (cold_factor_seen): with every page and result through the network (tcp-net),
-  // jacobi's took ~5-10x, and stealing by the factor 2 moved ~57 segments a run, each
-  // ending later than its owner would have, 1.44-1.51 s -> 1.54-1.66 s.
+  // jacobi's took 9-18x, and stealing by the factor 2 moved ~57 segments a run, each
+  // ending later than its owner would have, 1.44-1.51 s -> 1.54-1.66 s. A thief that
+  // owns no segment in the step steals by kColdRunFactor (see steal_unstarted).
   static constexpr double kColdRunFactor = 2;
   static constexpr double kMaxColdRunFactor = 16;
   void set_cold_factor(double factor) { cold_factor_ = std::clamp(factor, kColdRunFactor, kMaxColdRunFactor); }
@@ -161,7 +162,8 @@ class EagerScheduler {
   std::optional<std::uint32_t> unowned_unstarted();
   std::optional<std::uint32_t> unstarted_for(WorkerId w);   // rules 1 and 2
   std::optional<std::uint32_t> steal_unstarted(WorkerId w, Clock::time_point now);
-  bool worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue, Clock::time_point now) const;
+  bool worth_stealing(WorkerId owner, const std::deque<std::uint32_t>& queue, Clock::time_point now,
+                      double factor) const;
   std::optional<std::uint32_t> rerun_for(WorkerId w, Clock::time_point now) const;
   // d as long as a cold run of a segment that takes d warm.
   Clock::duration cold(Clock::duration d) const {
