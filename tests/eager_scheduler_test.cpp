@@ -442,12 +442,16 @@ TEST(EagerScheduler, StealsOnlyWhatTheOwnerCouldNotFinishFirst) {
 TEST(EagerScheduler, ColdRunsAreMeasuredAndAHigherColdFactorStealsLess) {
   using namespace std::chrono_literals;
   const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  // Worker 1 runs and completes its segment 0 while worker 2 runs 1 and queues 2.
+  const auto owner_busy = [&](EagerScheduler& x) {
+    ASSERT_EQ(x.next_for(1, t0)->segment, 0u);
+    ASSERT_EQ(x.next_for(2, t0)->segment, 1u);
+    ASSERT_EQ(x.next_ahead_for(2, t0)->segment, 2u);
+    EXPECT_TRUE(x.complete(0, 1, t0 + 1ms));
+  };
   // Segment 0 is worker 1's; worker 2 owns 1 to 4: 38 ms of work left once 1 and 2 run.
   EagerScheduler s = timed({1, 2, 2, 2, 2}, {10ms, 10ms, 10ms, 10ms, 10ms});
-  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
-  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
-  ASSERT_EQ(s.next_ahead_for(2, t0)->segment, 2u);
-  EXPECT_TRUE(s.complete(0, 1, t0 + 1ms));
+  ASSERT_NO_FATAL_FAILURE(owner_busy(s));
   EXPECT_FALSE(s.cold_factor_seen()) << "a warm run says nothing about cold ones";
   auto p = s.next_for(1, t0 + 1ms);
   ASSERT_TRUE(p) << "28 ms left without segment 4, more than its cold 20 ms";
@@ -459,19 +463,13 @@ TEST(EagerScheduler, ColdRunsAreMeasuredAndAHigherColdFactorStealsLess) {
   // The same start, counting cold runs as 6x: 28 ms left is less than a cold 60 ms.
   EagerScheduler t = timed({1, 2, 2, 2, 2}, {10ms, 10ms, 10ms, 10ms, 10ms});
   t.set_cold_factor(6);
-  ASSERT_EQ(t.next_for(1, t0)->segment, 0u);
-  ASSERT_EQ(t.next_for(2, t0)->segment, 1u);
-  ASSERT_EQ(t.next_ahead_for(2, t0)->segment, 2u);
-  EXPECT_TRUE(t.complete(0, 1, t0 + 1ms));
+  ASSERT_NO_FATAL_FAILURE(owner_busy(t));
   EXPECT_FALSE(t.next_for(1, t0 + 1ms)) << "stole at a cold factor of 6";
   // Never below the default: with one queued segment, 18 ms left without it is more
   // than a cold run at 0.5x (5 ms) but less than at 2x (20 ms).
   EagerScheduler u = timed({1, 2, 2, 2}, {10ms, 10ms, 10ms, 10ms});
   u.set_cold_factor(0.5);
-  ASSERT_EQ(u.next_for(1, t0)->segment, 0u);
-  ASSERT_EQ(u.next_for(2, t0)->segment, 1u);
-  ASSERT_EQ(u.next_ahead_for(2, t0)->segment, 2u);
-  EXPECT_TRUE(u.complete(0, 1, t0 + 1ms));
+  ASSERT_NO_FATAL_FAILURE(owner_busy(u));
   EXPECT_FALSE(u.next_for(1, t0 + 1ms)) << "a factor below 2 was not taken as 2";
   // A worker that owns nothing in the step (it joined) steals by the default factor.
   EagerScheduler v = timed({1, 1, 1, 1}, {10ms, 10ms, 10ms, 10ms});

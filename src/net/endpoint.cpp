@@ -241,9 +241,8 @@ struct Endpoint::Impl {
   std::size_t poll(const std::function<void(const Event&)>& fn);
   bool ready_to_sleep() noexcept;
   SendStatus read(PeerId from, std::span<const Endpoint::ReadPart> parts, std::chrono::milliseconds patience);
-  template <class Finished>
-  SendStatus read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts,
-                         Clock::time_point deadline, Finished&& finished);
+  ssize_t post_read(PeerId from, const Endpoint::ReadPart& part, OpContext& ctx) noexcept;
+  ssize_t post_read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts, OpContext& ctx) noexcept;
   void arm_timer(microseconds after) noexcept;
   bool wait(std::chrono::milliseconds timeout);
   void remove_peer(PeerId p) noexcept;
@@ -684,16 +683,14 @@ SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart>
     return std::none_of(read_ctx.begin(), read_ctx.end(), [](const OpContext& c) { return c.in_flight; });
   };
   if (!progress_until(deadline, finished)) return SendStatus::again;
-  if (parts.size() > 1 && reads_as_one) return read_as_one(from, parts, deadline, finished);
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    const auto& p = parts[i];
+  // Several parts as one read where the provider serves them so (reads_as_one()): one
+  // post on read_ctx[0]; else one post per part.
+  const bool as_one = parts.size() > 1 && reads_as_one;
+  for (std::size_t i = 0; i < parts.size(); ++i) read_ctx[i].error = 0;
+  for (std::size_t i = 0; i < (as_one ? 1 : parts.size()); ++i) {
     OpContext& ctx = read_ctx[i];
-    ctx.error = 0;
-    void* desc = p.local ? p.local->descriptor() : nullptr;
     const ssize_t rc = post_with_retries(from, deadline, [&] {
-      const ProviderCall call(watched, "fi_read");
-      return fi_read(ep.get(), p.dst.data(), p.dst.size(), desc, from, p.remote.address + p.offset,
-                     p.remote.key, &ctx);
+      return as_one ? post_read_as_one(from, parts, ctx) : post_read(from, parts[i], ctx);
     });
     if (rc != 0) {
       ring(from);   // for the reads already posted
@@ -709,14 +706,19 @@ SendStatus Endpoint::Impl::read(PeerId from, std::span<const Endpoint::ReadPart>
   return SendStatus::ok;
 }
 
+ssize_t Endpoint::Impl::post_read(PeerId from, const Endpoint::ReadPart& p, OpContext& ctx) noexcept {
+  const ProviderCall call(watched, "fi_read");
+  return fi_read(ep.get(), p.dst.data(), p.dst.size(), p.local ? p.local->descriptor() : nullptr, from,
+                 p.remote.address + p.offset, p.remote.key, &ctx);
+}
+
 // Several reads from one peer as one operation (fi_readmsg, one remote range per part;
 // see reads_as_one()): the peer serves one request instead of one per part (tcp: its
-// response carries the ranges in order; ~5 us of a ~65 us read fault here). Only
-// read_ctx[0] is used, so `finished` still means every read is done. FI_COMPLETION is
-// the only flag, as fi_read() has none beyond the endpoint's (none are set).
-template <class Finished>
-SendStatus Endpoint::Impl::read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts,
-                                       Clock::time_point deadline, Finished&& finished) {
+// response carries the ranges in order; ~5 us of a ~65 us read fault here).
+// FI_COMPLETION is the only flag, as fi_read() has none beyond the endpoint's (none are
+// set).
+ssize_t Endpoint::Impl::post_read_as_one(PeerId from, std::span<const Endpoint::ReadPart> parts,
+                                         OpContext& ctx) noexcept {
   std::array<iovec, Endpoint::kMaxReadsTogether> iov{};
   std::array<void*, Endpoint::kMaxReadsTogether> desc{};
   std::array<fi_rma_iov, Endpoint::kMaxReadsTogether> rma_iov{};
@@ -726,8 +728,6 @@ SendStatus Endpoint::Impl::read_as_one(PeerId from, std::span<const Endpoint::Re
     desc[i] = p.local ? p.local->descriptor() : nullptr;
     rma_iov[i] = {p.remote.address + p.offset, p.dst.size(), p.remote.key};
   }
-  OpContext& ctx = read_ctx[0];
-  ctx.error = 0;
   fi_msg_rma msg{};
   msg.msg_iov = iov.data();
   msg.desc = desc.data();
@@ -736,15 +736,8 @@ SendStatus Endpoint::Impl::read_as_one(PeerId from, std::span<const Endpoint::Re
   msg.rma_iov = rma_iov.data();
   msg.rma_iov_count = parts.size();
   msg.context = &ctx;
-  const ssize_t rc = post_with_retries(from, deadline, [&] {
-    const ProviderCall call(watched, "fi_readmsg");
-    return fi_readmsg(ep.get(), &msg, FI_COMPLETION);
-  });
-  if (rc != 0) return rc == -FI_EAGAIN ? SendStatus::again : SendStatus::peer_failed;
-  ctx.in_flight = true;
-  ring(from);
-  if (!progress_until(deadline, finished)) return SendStatus::again;
-  return ctx.error != 0 ? SendStatus::peer_failed : SendStatus::ok;
+  const ProviderCall call(watched, "fi_readmsg");
+  return fi_readmsg(ep.get(), &msg, FI_COMPLETION);
 }
 
 // Calls post() until it returns anything but -FI_EAGAIN, with progress and a growing

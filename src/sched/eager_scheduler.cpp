@@ -310,6 +310,11 @@ std::optional<double> EagerScheduler::cold_factor_seen() const {
   return std::chrono::duration<double>(cold_took_) / std::chrono::duration<double>(cold_expected_);
 }
 
+double EagerScheduler::next_cold_factor() const {
+  const std::optional<double> seen = cold_factor_seen();
+  return std::clamp(seen ? (cold_factor_ + *seen) / 2 : cold_factor_ * kColdFactorSink, kColdRunFactor, kMaxColdRunFactor);
+}
+
 void EagerScheduler::forgive(std::uint32_t segment) {
   Seg& s = segs_[segment];
   if (s.failures > 0) --s.failures;

@@ -111,6 +111,12 @@ class EagerScheduler {
   // Completed cold first runs of this step: their time over their expected time, taken
   // together (nullopt: none with an expected time).
   std::optional<double> cold_factor_seen() const;
+  // The factor for the next step, from this step's and what its cold runs took: half way
+  // to what they took, or, after a step without one, 1% less (a high factor stops
+  // stealing, so it would see none and never fall), within [kColdRunFactor,
+  // kMaxColdRunFactor].
+  double next_cold_factor() const;
+  static constexpr double kColdFactorSink = 0.99;   // per step without a cold run
   // A worker's pace: how long its segments take, from its own completed first runs on a
   // warm cache in this step (as a multiple of their expected times where those are
   // known, else their mean). Judged only once both workers have kPaceRuns such runs.

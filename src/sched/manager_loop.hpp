@@ -290,9 +290,8 @@ class ManagerLoop {
   static RunKey run_key(const OpenStep& s, std::uint32_t segment);
   std::map<RunKey, LastRun> last_run_;
   // What a segment's run away from its last worker costs, as a multiple of its warm time:
-  // learned from the cold runs of earlier steps (EagerScheduler::set_cold_factor).
+  // learned from the cold runs of earlier steps (EagerScheduler::next_cold_factor).
   double cold_factor_ = EagerScheduler::kColdRunFactor;
-  static constexpr double kColdFactorDecay = 0.99;   // per step without a cold run
   std::vector<bool> ever_written_;   // per page: written by anyone since the start (Welcome)
   std::deque<Version> log_;
   // Every page run the program froze, in order, as (first, count) u32 pairs: each worker

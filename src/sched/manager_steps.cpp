@@ -406,16 +406,10 @@ void ManagerLoop::finish_step() {
     if (step_->sched.attempts(s) > 1 && last.took.count() > 0) took = std::min(took, last.took);
     last = {step_->accepted_from[s], std::max(took, last.took * 3 / 4)};
   }
-  // Half way to what this step's cold runs took. A step without one (a high factor
-  // stops stealing, so it sees none) lets it sink back a little, so that it cannot stay
-  // high for good after a change of conditions or one unlucky run.
+  cold_factor_ = step_->sched.next_cold_factor();
   if (auto seen = step_->sched.cold_factor_seen()) {
-    cold_factor_ = std::clamp((cold_factor_ + *seen) / 2, EagerScheduler::kColdRunFactor,
-                              EagerScheduler::kMaxColdRunFactor);
     LOG_DEBUG("step %llu: cold runs took %.1fx their warm time; counted as %.1fx from now on",
               static_cast<unsigned long long>(step_->id), *seen, cold_factor_);
-  } else {
-    cold_factor_ = std::max(EagerScheduler::kColdRunFactor, cold_factor_ * kColdFactorDecay);
   }
   {
     std::lock_guard lock(mutex_);
