@@ -27,6 +27,7 @@
 #include "net/endpoint.hpp"
 #include "net/local_channel.hpp"
 
+#include "log.hpp"
 #include "net/doorbell.hpp"
 #include "net/fragments.hpp"
 #include "net/stall_watch.hpp"
@@ -90,14 +91,27 @@ void log_error(const char* what, long rc) noexcept {
 }
 
 // Closes a libfabric object; a failure is logged with the call that opened it.
+//
+// One failure is known and harmless: after sends to a peer that died failed, the
+// tcp;ofi_rxm domain (and so its fabric) refuses to close with FI_EBUSY, because
+// rxm keeps memory registrations of those sends (libfabric issue #12016, in the
+// Debian 12 release). The process's exit frees them, and a second fi_close would
+// trip an assertion in rxm, so the object is left as it is; that case is logged at
+// debug level only, where `busy_is_known` says it happened.
 template <class T>
 struct FidClose {
   const char* opened_by = "?";
+  const bool* busy_is_known = nullptr;
   void operator()(T* p) const noexcept {
-    if (int rc = fi_close(&p->fid); rc != 0) {
-      std::fprintf(stderr, "calypso net: fi_close of %s object: %d (%s)\n", opened_by, rc,
-                   fi_strerror(-rc));
+    const int rc = fi_close(&p->fid);
+    if (rc == 0) return;
+    if (rc == -FI_EBUSY && busy_is_known && *busy_is_known) {
+      LOG_DEBUG("calypso net: fi_close of %s object left to the process's exit: the "
+                "provider still holds sends to a lost peer (libfabric #12016)", opened_by);
+      return;
     }
+    std::fprintf(stderr, "calypso net: fi_close of %s object: %d (%s)\n", opened_by, rc,
+                 fi_strerror(-rc));
   }
 };
 template <class T>
@@ -296,6 +310,7 @@ struct Endpoint::Impl {
   }
 
   InfoPtr info;
+  bool sends_lost = false;   // a send to a peer failed in the provider (see FidClose)
   FidPtr<fid_fabric> fabric;
   FidPtr<fid_domain> domain;
   FidPtr<fid_av> av;
@@ -348,9 +363,11 @@ Endpoint::Impl::Impl(const EndpointConfig& c)
   fabric = open_fid<fid_fabric>("fi_fabric", [&](fid_fabric** f) {
     return fi_fabric(info->fabric_attr, f, nullptr);
   });
+  fabric.get_deleter().busy_is_known = &sends_lost;
   domain = open_fid<fid_domain>("fi_domain", [&](fid_domain** d) {
     return fi_domain(fabric.get(), info.get(), d, nullptr);
   });
+  domain.get_deleter().busy_is_known = &sends_lost;
   fi_av_attr av_attr{};
   av_attr.type = info->domain_attr->av_type == FI_AV_UNSPEC ? FI_AV_TABLE
                                                             : info->domain_attr->av_type;
@@ -499,6 +516,7 @@ void Endpoint::Impl::read_tx_error() noexcept {
     if (rc != -FI_EAGAIN) log_error("fi_cq_readerr(tx)", rc);
     return;
   }
+  sends_lost = true;
   auto* ctx = static_cast<OpContext*>(err.op_context);
   if (!ctx) return log_error("send failed (no context)", err.err);
   if (ctx->is_read) ctx->error = err.err ? err.err : FI_EIO;
@@ -611,6 +629,7 @@ SendStatus Endpoint::Impl::send(PeerId to, std::span<const std::span<const std::
       }
       if (rc != -FI_EAGAIN) {
         if (slot) tx_free.push_back(*slot);
+        sends_lost = true;
         peer_errors.emplace_back(to, static_cast<int>(-rc));
         return SendStatus::peer_failed;
       }
@@ -642,6 +661,7 @@ SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<c
     });
     if (rc == -FI_EAGAIN) return SendStatus::again;
     if (rc != 0) {
+      sends_lost = true;
       peer_errors.emplace_back(to, static_cast<int>(-rc));
       return SendStatus::peer_failed;
     }
