@@ -496,6 +496,35 @@ TEST(EagerScheduler, ReRunsAreNoSampleOfColdRuns) {
   EXPECT_FALSE(s.cold_factor_seen()) << "a re-run was taken for a cold first run";
 }
 
+// The next step's expectation follows a first run up, cold or not, decays by a quarter
+// at most, and is not raised by a re-run, whose time includes the wait before it.
+TEST(EagerScheduler, FirstRunsRaiseTheExpectationAndReRunsDoNot) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  // Segment 0 is worker 1's, 1 and 2 are worker 2's; worker 2 is busy, so worker 1
+  // steals 2 (10 ms left at worker 2 without it, more than a cold 2 x 4 ms).
+  EagerScheduler s = timed({1, 2, 2}, {10ms, 10ms, 4ms});
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+  EXPECT_TRUE(s.complete(0, 1, t0 + 30ms));
+  auto stolen = s.next_for(1, t0 + 30ms);
+  ASSERT_TRUE(stolen);
+  ASSERT_EQ(stolen->segment, 2u);
+  EXPECT_TRUE(s.complete(2, 1, t0 + 70ms));
+  EXPECT_TRUE(s.complete(1, 2, t0 + 80ms));
+  EXPECT_EQ(s.next_expected(0, 10ms), 30ms) << "a warm only run raises it";
+  EXPECT_EQ(s.next_expected(1, 200ms), 150ms) << "it decays by a quarter a step at most";
+  EXPECT_EQ(s.next_expected(2, 4ms), 40ms) << "the thief runs it warm next: a cold run counts";
+  // Worker 2's segment, stolen at once by idle worker 1, late at 1.5 x 2 x 10 ms and
+  // run again by worker 2, which completes it 45 ms after the first start.
+  EagerScheduler r = timed({2}, {10ms});
+  ASSERT_EQ(r.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(r.next_for(2, t0 + 40ms)->attempt, 2u);
+  EXPECT_TRUE(r.complete(0, 2, t0 + 45ms));
+  EXPECT_EQ(r.next_expected(0, 10ms), 10ms) << "a re-run's 45 ms raised it";
+  EXPECT_EQ(r.next_expected(0, 0ms), 45ms) << "with nothing known, any run is the guess";
+}
+
 // A lost worker's unstarted segments are anybody's at once, whatever their durations.
 TEST(EagerScheduler, ADisownedQueueIsFreeForAll) {
   using namespace std::chrono_literals;

@@ -305,6 +305,13 @@ bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_poi
   return true;
 }
 
+EagerScheduler::Clock::duration EagerScheduler::next_expected(std::uint32_t segment, Clock::duration before) const {
+  const Seg& s = segs_[segment];
+  Clock::duration took = s.took;
+  if (s.attempts > 1 && before.count() > 0) took = std::min(took, before);
+  return std::max(took, before * 3 / 4);
+}
+
 std::optional<double> EagerScheduler::cold_factor_seen() const {
   if (cold_expected_.count() <= 0) return std::nullopt;
   return std::chrono::duration<double>(cold_took_) / std::chrono::duration<double>(cold_expected_);

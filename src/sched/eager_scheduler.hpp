@@ -67,6 +67,15 @@ class EagerScheduler {
   // How long segment's completed run took, from the start of its first run (so a
   // re-run's includes the wait before it; zero while not done).
   Clock::duration took(std::uint32_t segment) const { return segs_[segment].took; }
+  // What segment is expected to take in the next step that runs it, from took() and the
+  // expectation it had (`before`, zero: none). It decays from the longest recent run
+  // rather than following the last one: Jacobi's segments alternate between two grids
+  // and a noisy host's runs jitter, and a run shorter than the next turns the next one
+  // late and re-run. A re-run does not raise it: its time includes the wait before it
+  // was started. A cold first run does (its segment's next run is on the same worker,
+  // warm); keeping it out measured no better (jacobi, 2 workers, tcp-net and shm,
+  // normal and slow worker: 0.00-0.10 higher ratios, within the noise; session 37).
+  Clock::duration next_expected(std::uint32_t segment, Clock::duration before) const;
   // Mean of took() over this step's completed segments (zero while none is).
   Clock::duration mean_took() const { return completed_ == 0 ? Clock::duration{} : completed_time_ / completed_; }
 

@@ -396,15 +396,8 @@ void ManagerLoop::finish_step() {
     stats_.collation_seconds += std::chrono::duration<double>(Clock::now() - collation_start).count();
   }
   for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
-    // The expected time decays from the longest recent run rather than following the
-    // last one: Jacobi's segments alternate between two grids and a noisy host's runs
-    // jitter, and a run shorter than the next turns the next one late and re-run.
-    // A re-run's time includes the wait before it was started: it does not raise the
-    // expectation.
     auto& last = last_run_[run_key(*step_, s)];
-    Clock::duration took = step_->sched.took(s);
-    if (step_->sched.attempts(s) > 1 && last.took.count() > 0) took = std::min(took, last.took);
-    last = {step_->accepted_from[s], std::max(took, last.took * 3 / 4)};
+    last = {step_->accepted_from[s], step_->sched.next_expected(s, last.took)};
   }
   cold_factor_ = step_->sched.next_cold_factor();
   if (auto seen = step_->sched.cold_factor_seen()) {
