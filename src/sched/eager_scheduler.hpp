@@ -67,6 +67,10 @@ class EagerScheduler {
   // How long segment's completed run took, from the start of its first run (so a
   // re-run's includes the wait before it; zero while not done).
   Clock::duration took(std::uint32_t segment) const { return segs_[segment].took; }
+  // When segment's kept run completed (meaningful once done).
+  Clock::time_point completed_at(std::uint32_t segment) const {
+    return segs_[segment].first_start + segs_[segment].took;
+  }
   // What segment is expected to take in the next step that runs it, from took() and the
   // expectation it had (`before`, zero: none). It decays from the longest recent run
   // rather than following the last one: Jacobi's segments alternate between two grids

@@ -17,6 +17,7 @@
 #include "routine_registry.hpp"
 #include "sched/eager_scheduler.hpp"
 #include "sched/local_home.hpp"
+#include "sched/ownership.hpp"
 #include "sched/protocol.hpp"
 #include "sched/result_ring.hpp"
 #include "sched/result_buffers.hpp"
@@ -288,6 +289,7 @@ class ManagerLoop {
   };
   using RunKey = std::tuple<RoutineId, std::uint32_t, std::uint32_t>;   // routine, index, count
   static RunKey run_key(const OpenStep& s, std::uint32_t segment);
+  void even_out_owners(std::span<const KeptRun> kept);
   std::map<RunKey, LastRun> last_run_;
   // What a segment's run away from its last worker costs, as a multiple of its warm time:
   // learned from the cold runs of earlier steps (EagerScheduler::next_cold_factor).

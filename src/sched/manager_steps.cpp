@@ -105,6 +105,19 @@ ManagerLoop::RunKey ManagerLoop::run_key(const OpenStep& s, std::uint32_t segmen
   return {r.id, s.index_of[segment], r.count};
 }
 
+// See ownership.hpp: one segment may change owner between steps.
+void ManagerLoop::even_out_owners(std::span<const KeptRun> kept) {
+  std::vector<WorkerId> alive;
+  for (const auto& [id, w] : workers_) {
+    if (w.state == WorkerState::alive) alive.push_back(id);
+  }
+  const std::optional<OwnerMove> move = evening_move(kept, alive);
+  if (!move) return;
+  LOG_DEBUG("step %llu: segment %u moves from worker %u to worker %u, which finished earlier",
+            static_cast<unsigned long long>(step_->id), move->segment, kept[move->segment].runner, move->to);
+  last_run_[run_key(*step_, move->segment)].runner = move->to;
+}
+
 // Eager: the worker whose result was kept last time, if it is alive. Static: blocks of
 // consecutive segments over the live workers in id order, and nothing else.
 std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
@@ -395,10 +408,14 @@ void ManagerLoop::finish_step() {
     std::lock_guard lock(mutex_);
     stats_.collation_seconds += std::chrono::duration<double>(Clock::now() - collation_start).count();
   }
-  for (std::uint32_t s = 0; s < step_->results.size(); ++s) {
+  const auto n = static_cast<std::uint32_t>(step_->results.size());
+  std::vector<KeptRun> kept(n);
+  for (std::uint32_t s = 0; s < n; ++s) {
     auto& last = last_run_[run_key(*step_, s)];
     last = {step_->accepted_from[s], step_->sched.next_expected(s, last.took)};
+    kept[s] = {last.runner, step_->sched.completed_at(s) - step_->started, last.took};
   }
+  if (!config_.static_schedule) even_out_owners(kept);
   cold_factor_ = step_->sched.next_cold_factor();
   if (auto seen = step_->sched.cold_factor_seen()) {
     LOG_DEBUG("step %llu: cold runs took %.1fx their warm time; counted as %.1fx from now on",

@@ -1,0 +1,46 @@
+#include "sched/ownership.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace calypso::sched {
+
+std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<const WorkerId> alive) {
+  struct Finish {
+    std::chrono::nanoseconds at{};
+    std::uint32_t kept = 0;
+  };
+  std::map<WorkerId, Finish> finish;
+  for (const KeptRun& r : runs) {
+    if (std::find(alive.begin(), alive.end(), r.runner) == alive.end()) continue;
+    Finish& f = finish[r.runner];
+    f.at = std::max(f.at, r.done_at);
+    ++f.kept;
+  }
+  if (finish.size() < 2) return std::nullopt;
+  const auto by_time = [](const auto& a, const auto& b) { return a.second.at < b.second.at; };
+  const auto first = std::min_element(finish.begin(), finish.end(), by_time);
+  const auto last = std::max_element(finish.begin(), finish.end(), by_time);
+  // Both must say so: a step's finishing times alone swing (a cold run, a busy host),
+  // and moving on them moved jacobi's segments to and fro every step. Expected work
+  // would not do for the second test: a cold run raises its segment's expectation, and
+  // the receiver then looked loaded and gave a segment back.
+  if (last->second.kept < first->second.kept + 2) return std::nullopt;
+  const auto gap = last->second.at - first->second.at;
+  std::optional<std::uint32_t> pick;
+  bool pick_borders = false;
+  for (std::uint32_t s = 0; s < runs.size(); ++s) {
+    const KeptRun& r = runs[s];
+    if (r.runner != last->first || r.expected.count() <= 0) continue;
+    if (std::chrono::duration<double>(r.expected) * kEvenGap > gap) continue;
+    const bool borders = (s > 0 && runs[s - 1].runner == first->first) ||
+                         (s + 1 < runs.size() && runs[s + 1].runner == first->first);
+    if (pick_borders && !borders) continue;   // a bordering one stays picked
+    pick = s;
+    pick_borders = borders;
+  }
+  if (!pick) return std::nullopt;
+  return OwnerMove{*pick, first->first};
+}
+
+}  // namespace calypso::sched
