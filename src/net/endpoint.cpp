@@ -92,12 +92,12 @@ void log_error(const char* what, long rc) noexcept {
 
 // Closes a libfabric object; a failure is logged with the call that opened it.
 //
-// One failure is known and harmless: after sends to a peer that died failed, the
-// tcp;ofi_rxm domain (and so its fabric) refuses to close with FI_EBUSY, because
-// rxm keeps memory registrations of those sends (libfabric issue #12016, in the
-// Debian 12 release). The process's exit frees them, and a second fi_close would
-// trip an assertion in rxm, so the object is left as it is; that case is logged at
-// debug level only, where `busy_is_known` says it happened.
+// One failure is known and harmless: once sends (or reads) to a peer that died have
+// failed, the tcp;ofi_rxm domain (and so its fabric) refuses to close with FI_EBUSY,
+// because rxm keeps memory registrations of those operations (libfabric issue #12016,
+// present in Debian 12's 1.17). The process's exit frees them, and a second fi_close
+// would trip an assertion in rxm, so the object is left as it is; that case is logged
+// at debug level only, where `busy_is_known` says it happened.
 template <class T>
 struct FidClose {
   const char* opened_by = "?";
@@ -310,7 +310,7 @@ struct Endpoint::Impl {
   }
 
   InfoPtr info;
-  bool sends_lost = false;   // a send to a peer failed in the provider (see FidClose)
+  bool sends_lost = false;   // a send or read failed in the provider (see FidClose)
   FidPtr<fid_fabric> fabric;
   FidPtr<fid_domain> domain;
   FidPtr<fid_av> av;
