@@ -93,11 +93,12 @@ void log_error(const char* what, long rc) noexcept {
 // Closes a libfabric object; a failure is logged with the call that opened it.
 //
 // One failure is known and harmless: once sends (or reads) to a peer that died have
-// failed, the tcp;ofi_rxm domain (and so its fabric) refuses to close with FI_EBUSY,
-// because rxm keeps memory registrations of those operations (libfabric issue #12016,
-// present in Debian 12's 1.17). The process's exit frees them, and a second fi_close
-// would trip an assertion in rxm, so the object is left as it is; that case is logged
-// at debug level only, where `busy_is_known` says it happened.
+// failed, or are left in flight (remove_peer, or at closing), the tcp;ofi_rxm domain
+// (and so its fabric) refuses to close with FI_EBUSY, because rxm keeps memory
+// registrations of those operations (libfabric issue #12016, present in Debian 12's
+// 1.17). The process's exit frees them, and a second fi_close would trip an assertion
+// in rxm, so the object is left as it is; that case is logged at debug level only,
+// where `busy_is_known` says it happened.
 template <class T>
 struct FidClose {
   const char* opened_by = "?";
@@ -310,7 +311,16 @@ struct Endpoint::Impl {
   }
 
   InfoPtr info;
-  bool sends_lost = false;   // a send or read failed in the provider (see FidClose)
+  // A send or read failed in the provider, or was left in flight: the provider may then
+  // refuse to close its domain (see FidClose).
+  bool sends_lost = false;
+  ~Impl() {   // runs before the members close
+    const auto in_flight = [](const OpContext& c) { return c.in_flight; };
+    if (std::any_of(tx_pool.ctx.begin(), tx_pool.ctx.end(), in_flight) ||
+        std::any_of(read_ctx.begin(), read_ctx.end(), in_flight)) {
+      sends_lost = true;
+    }
+  }
   FidPtr<fid_fabric> fabric;
   FidPtr<fid_domain> domain;
   FidPtr<fid_av> av;
@@ -955,7 +965,10 @@ void Endpoint::Impl::remove_peer(PeerId p) noexcept {
   drop_channel(p);
   std::erase(broken_channels, p);
   fi_addr_t addr = p;
-  if (outstanding) return;
+  if (outstanding) {
+    sends_lost = true;   // the provider holds them until it closes (see FidClose)
+    return;
+  }
   if (int rc = fi_av_remove(av.get(), &addr, 1, 0); rc != 0) log_error("fi_av_remove", rc);
 }
 
