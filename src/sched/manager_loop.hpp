@@ -217,6 +217,7 @@ class ManagerLoop {
   void open_step(StepSpec spec);
   void start_step(OpenStep s);
   std::vector<WorkerId> preferred_workers(const OpenStep& s) const;
+  std::vector<WorkerId> alive_workers() const;   // in id order
   void dispatch();
   // Assignments a busy worker holds: CALYPSO_PIPELINE, or more while this step's segments
   // are short (see kShortSegment), about kQueuedWork of them, so that a worker that

@@ -105,13 +105,17 @@ ManagerLoop::RunKey ManagerLoop::run_key(const OpenStep& s, std::uint32_t segmen
   return {r.id, s.index_of[segment], r.count};
 }
 
-// See ownership.hpp: one segment may change owner between steps.
-void ManagerLoop::even_out_owners(std::span<const KeptRun> kept) {
+std::vector<WorkerId> ManagerLoop::alive_workers() const {
   std::vector<WorkerId> alive;
   for (const auto& [id, w] : workers_) {
     if (w.state == WorkerState::alive) alive.push_back(id);
   }
-  const std::optional<OwnerMove> move = evening_move(kept, alive);
+  return alive;
+}
+
+// See ownership.hpp: one segment may change owner between steps.
+void ManagerLoop::even_out_owners(std::span<const KeptRun> kept) {
+  const std::optional<OwnerMove> move = evening_move(kept, alive_workers());
   if (!move) return;
   LOG_DEBUG("step %llu: segment %u moves from worker %u to worker %u, which finished earlier",
             static_cast<unsigned long long>(step_->id), move->segment, kept[move->segment].runner, move->to);
@@ -121,9 +125,9 @@ void ManagerLoop::even_out_owners(std::span<const KeptRun> kept) {
 // Eager: the worker whose result was kept last time, if it is alive. Static: blocks of
 // consecutive segments over the live workers in id order, and nothing else.
 std::vector<WorkerId> ManagerLoop::preferred_workers(const OpenStep& s) const {
-  std::vector<WorkerId> alive, first_joined;
+  const std::vector<WorkerId> alive = alive_workers();
+  std::vector<WorkerId> first_joined;
   for (const auto& [id, w] : workers_) {
-    if (w.state == WorkerState::alive) alive.push_back(id);
     if (first_joined.size() < config_.job_workers()) first_joined.push_back(id);
   }
   const auto n = s.routine_of.size();
