@@ -141,6 +141,20 @@ TEST(EndpointDefaults, RxmBufferSizeIs8KiBUnlessTheUserChoseOne) {
   EXPECT_STREQ(now, kUsersRxmBufferSize != nullptr ? kUsersRxmBufferSize : "8192");
 }
 
+// A provider name libfabric does not know is refused in words that say what to do.
+TEST(EndpointDefaults, AnUnknownProviderIsNamedWithTheChoices) {
+  EndpointConfig c;
+  c.provider = "no-such-provider";
+  try {
+    Endpoint::open(c);
+    FAIL() << "an endpoint opened on an unknown provider";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("no provider 'no-such-provider'"), std::string::npos) << what;
+    EXPECT_NE(what.find("tcp, shm or verbs"), std::string::npos) << what;
+  }
+}
+
 TEST_P(NetTest, LocalAddressRoundTrips) {
   Endpoint e = Endpoint::open(config());
   const Address a = e.local_address();

@@ -216,6 +216,14 @@ InfoPtr get_info(const std::string& prov, const std::string& node, const std::st
                             service.empty() ? nullptr : service.c_str(),
                             bind ? FI_SOURCE : 0, hints.get(), &info);
   InfoPtr owned(info);
+  // No match is what a misspelt provider, a provider this libfabric was built without,
+  // or an address no interface of the provider has all look like: say which, in words.
+  if (rc == -FI_ENODATA) {
+    throw Error("calypso net: libfabric has no provider '" + prov + "' that opens here" +
+                (bind ? " at " + (node.empty() ? std::string("*") : node) + ":" + service : std::string()) +
+                " (fi_getinfo: no data available); CALYPSO_PROVIDER and --provider take tcp, shm or "
+                "verbs, and calypso-info lists those that open on this machine");
+  }
   if (rc != 0) fail("fi_getinfo(" + prov + ")", rc);
   if (!owned) throw Error("calypso net: fi_getinfo(" + prov + ") found no provider");
   return owned;
