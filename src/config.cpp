@@ -105,6 +105,14 @@ void read_rma_fetch(Config& c) {
   c.rma_fetch = s;
 }
 
+void read_worker_batch(Config& c) {
+  const char* v = env("CALYPSO_WORKER_BATCH");
+  if (v == nullptr) return;
+  const std::string s(v);
+  if (s != "auto" && s != "on" && s != "off") bad("CALYPSO_WORKER_BATCH", v, "auto, on or off");
+  if (s != "auto") c.worker_batch = s == "on";
+}
+
 void read_log(Config& c) {
   const char* v = env("CALYPSO_LOG");
   if (v == nullptr) return;
@@ -170,6 +178,8 @@ std::chrono::microseconds default_poll_window(unsigned cpus, std::uint64_t local
   return cpus >= local_processes ? std::chrono::microseconds(50) : std::chrono::microseconds(0);
 }
 
+bool default_worker_batch(unsigned cpus, std::uint64_t local_processes) { return local_processes > cpus; }
+
 bool parse_size(const std::string& text, std::size_t& out) {
   unsigned long long n = 0;
   const char* end = nullptr;
@@ -218,6 +228,8 @@ Config Config::from_environment() {
       default_poll_window(usable_cpus(), c.workers + (manager_here ? 1u : 0u)).count());
   read_uint("CALYPSO_POLL_US", poll_us, 0, 10000);
   c.poll_window = std::chrono::microseconds(poll_us);
+  c.worker_batch = default_worker_batch(usable_cpus(), c.workers + (manager_here ? 1u : 0u));
+  read_worker_batch(c);
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);
   read_flag("CALYPSO_CHECK_CONFLICTS", c.check_conflicts);
   read_flag("CALYPSO_LOCAL_READS", c.local_reads);

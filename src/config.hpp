@@ -49,6 +49,7 @@ struct Config {
   std::uint32_t max_attempts = 3;                    // CALYPSO_MAX_ATTEMPTS
   bool check_conflicts = false;                      // CALYPSO_CHECK_CONFLICTS
   bool bundle = true;                                // CALYPSO_BUNDLE: short segments share messages
+  bool worker_batch = false;                         // CALYPSO_WORKER_BATCH=auto|on|off, resolved here
   bool static_schedule = false;                      // CALYPSO_SCHEDULE=static (baseline)
   std::uint32_t workers = 0;                         // CALYPSO_WORKERS: calypso-run -n (this host's)
   std::uint32_t expect_workers = 0;                  // CALYPSO_EXPECT_WORKERS: calypso-run --expect
@@ -76,6 +77,12 @@ bool parse_size(const std::string& text, std::size_t& out);
 // CALYPSO_POLL_US, has the measurements). So 50 us when the CPUs this process may run on
 // are at least the local processes, else 0.
 std::chrono::microseconds default_poll_window(unsigned cpus, std::uint64_t local_processes);
+
+// Whether workers run segments under SCHED_BATCH when CALYPSO_WORKER_BATCH is auto: when
+// the Calypso processes on the host (as for default_poll_window) outnumber the CPUs, so
+// that a worker woken by its next assignment would find the manager's loop on a CPU it
+// could take (sched/worker_loop.cpp, run_as_batch, has why and the measurements).
+bool default_worker_batch(unsigned cpus, std::uint64_t local_processes);
 
 // CPUs this process may run on: its affinity mask, which taskset and cpuset limits
 // (docker --cpuset-cpus) narrow. CPU quotas (docker --cpus) are not seen.

@@ -149,6 +149,25 @@ TEST_F(ConfigTest, BundlingIsOnUnlessTurnedOff) {
   EXPECT_FALSE(Config::from_environment().bundle);
 }
 
+// auto: batch workers when this host's Calypso processes outnumber its CPUs.
+TEST_F(ConfigTest, WorkersRunAsBatchWhenTheyShareCpusWithTheManagerOrAsTold) {
+  EXPECT_TRUE(default_worker_batch(2, 3));    // 2 workers and the manager on 2 CPUs
+  EXPECT_FALSE(default_worker_batch(2, 2));   // 1 worker and the manager
+  EXPECT_FALSE(default_worker_batch(64, 9));
+  {
+    EnvVar many("CALYPSO_WORKERS", "100000");
+    EXPECT_TRUE(Config::from_environment().worker_batch);
+    EnvVar off("CALYPSO_WORKER_BATCH", "off");
+    EXPECT_FALSE(Config::from_environment().worker_batch);
+  }
+  {
+    EnvVar on("CALYPSO_WORKER_BATCH", "on");
+    EXPECT_TRUE(Config::from_environment().worker_batch);
+  }
+  expect_refused("CALYPSO_WORKER_BATCH", "1");
+  expect_refused("CALYPSO_WORKER_BATCH", "batch");
+}
+
 TEST_F(ConfigTest, TheJobsWorkersAreTheExpectedOnesWhereGiven) {
   EXPECT_EQ(Config::from_environment().job_workers(), 0u);
   EnvVar here("CALYPSO_WORKERS", "2");

@@ -186,6 +186,18 @@ TEST_P(Providers, OneStepHoldsSeveralRoutines) {
   EXPECT_TRUE(contains(r.output, "probe multi: ok")) << r.output;
 }
 
+// Workers run segments under SCHED_BATCH with CALYPSO_WORKER_BATCH=on (their wake-ups do
+// not preempt the manager's loop), and under the normal policy with off. (auto chooses
+// by the host's CPUs: config_test.)
+TEST(Scheduling, WorkersRunSegmentsAsBatchOrNormalAsTold) {
+  auto batch = run(job(2, "tcp", {kProbe, "policy"}), {{"CALYPSO_WORKER_BATCH", "on"}});
+  EXPECT_EQ(batch.exit_code, 0) << batch.output;
+  EXPECT_TRUE(contains(batch.output, "probe policy: batch")) << batch.output;
+  auto normal = run(job(2, "tcp", {kProbe, "policy"}), {{"CALYPSO_WORKER_BATCH", "off"}});
+  EXPECT_EQ(normal.exit_code, 0) << normal.output;
+  EXPECT_TRUE(contains(normal.output, "probe policy: normal")) << normal.output;
+}
+
 TEST_P(Providers, DeclaredSharedVariablesLiveInTheRegion) {
   auto r = run(job(2, GetParam(), {kProbe, "shared"}));
   EXPECT_EQ(r.exit_code, 0) << r.output;

@@ -27,6 +27,8 @@
 //   probe long MS             one segment that runs for MS ms (sleeping in small steps)
 //   probe idle MS FILE        one step, then a sequential step that sleeps MS ms; FILE
 //                             gets "start" when the sleep begins
+//   probe policy              segments record the scheduling policy of the thread that
+//                             runs them; prints "probe policy: batch", "normal" or "mixed"
 //   probe prefault MIB PIDS   allocates MIB MiB that nothing touches; as soon as the
 //                             workers are ready, prints each one's resident shared memory (their
 //                             pids from calypso-run's --pid-file PIDS), and the
@@ -42,6 +44,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <memory>
+#include <sched.h>
 #include <set>
 #include <string>
 #include <thread>
@@ -152,6 +155,12 @@ CALYPSO_ROUTINE(scale_table);
 CALYPSO_ROUTINE(clash);
 CALYPSO_ROUTINE(write_big);
 CALYPSO_ROUTINE(run_long);
+
+struct Policies { long* out; };
+void record_policy(const calypso::Segment& seg, const Policies& x) {
+  x.out[seg.index] = sched_getscheduler(0);
+}
+CALYPSO_ROUTINE(record_policy);
 
 namespace {
 
@@ -495,6 +504,15 @@ int main(int argc, char** argv) {
       m.parallel(run_long, 1, Long{out, std::atoi(argv[2])});
       if (*out != 42) return fail("the long segment's write is missing");
       std::puts("probe long: ok");
+      return 0;
+    }
+    if (mode == "policy") {
+      constexpr std::uint32_t n = 8;
+      long* out = m.alloc<long>(n);
+      m.parallel(record_policy, n, Policies{out});
+      const auto batch = std::count(out, out + n, long{SCHED_BATCH});
+      const auto normal = std::count(out, out + n, long{SCHED_OTHER});
+      std::printf("probe policy: %s\n", batch == n ? "batch" : normal == n ? "normal" : "mixed");
       return 0;
     }
     if (mode == "multi") return multi(m);

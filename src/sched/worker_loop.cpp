@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sched.h>
 #include <unistd.h>
 
 namespace calypso::sched {
@@ -110,6 +111,23 @@ WorkerLoop::WorkerLoop(const Config& config)
   hb_stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (hb_stop_.get() < 0) throw Error("calypso: eventfd failed");
   hb_thread_ = std::thread([this] { heartbeat_loop(); });
+}
+
+// The thread that runs segments (and the threads it starts later) under SCHED_BATCH
+// (CALYPSO_WORKER_BATCH; by default when this host's Calypso processes outnumber its
+// CPUs): same CPU share, but its wake-ups never preempt a running thread. The manager's
+// loop is on every worker's critical path (assignments, collation, the next step), and
+// on a host where workers take every core, a worker woken by its assignment used to
+// preempt it: a jacobi run (2 workers, 2 cores) had the manager's loop preempted 301 times,
+// 130 ms in all in a 1 s run, and one step in ten handing out the second worker's first
+// assignment ~1 ms late; with batch workers, 61 times and 3 ms (docs/PERFORMANCE.md,
+// session 38). The heartbeat thread, started before, keeps the normal policy. A refusal
+// (a seccomp filter, an old kernel) leaves the normal policy, which only costs time.
+void WorkerLoop::run_as_batch() {
+  sched_param none{};
+  if (sched_setscheduler(0, SCHED_BATCH, &none) != 0) {
+    LOG_DEBUG("SCHED_BATCH refused (%s): segments run under the normal policy", std::strerror(errno));
+  }
 }
 
 JobAddress WorkerLoop::wait_for_job() {
@@ -325,6 +343,7 @@ std::vector<std::byte> WorkerLoop::receive(std::chrono::milliseconds timeout) {
 }
 
 int WorkerLoop::run() {
+  if (config_.worker_batch) run_as_batch();
   bool request = true;   // a result doubles as the request for more work
   unsigned idle_seconds = 0;
   for (;;) {

@@ -89,6 +89,7 @@ class WorkerLoop final : public dsm::PageSource {
   [[noreturn]] void leave();
   [[noreturn]] void on_shutdown(const Message& m);
   JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
+  static void run_as_batch();  // CALYPSO_WORKER_BATCH
   void leave_if_terminated();
   [[noreturn]] void exit_now(int code);
   static void release_queues_of_worker() noexcept;   // its shm queue files (exit paths)
