@@ -155,6 +155,19 @@ TEST(EndpointDefaults, AnUnknownProviderIsNamedWithTheChoices) {
   }
 }
 
+// Listening at an address that is not this host's (RFC 5737's documentation block) is
+// refused in words too.
+TEST(EndpointDefaults, AForeignBindAddressIsNamed) {
+  EndpointConfig c;
+  c.node = "192.0.2.1";
+  try {
+    Endpoint::open(c);
+    FAIL() << "an endpoint listened at 192.0.2.1";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot listen at 192.0.2.1"), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(NetTest, LocalAddressRoundTrips) {
   Endpoint e = Endpoint::open(config());
   const Address a = e.local_address();

@@ -217,12 +217,18 @@ InfoPtr get_info(const std::string& prov, const std::string& node, const std::st
                             bind ? FI_SOURCE : 0, hints.get(), &info);
   InfoPtr owned(info);
   // No match is what a misspelt provider, a provider this libfabric was built without,
-  // or an address no interface of the provider has all look like: say which, in words.
+  // and (when binding) an address none of the provider's interfaces has all look like:
+  // say so in words.
+  if (rc == -FI_ENODATA && bind) {
+    throw Error("calypso net: libfabric's provider '" + prov + "' cannot listen at " +
+                (node.empty() ? std::string("*") : node) + ":" + (service.empty() ? "*" : service) +
+                " (fi_getinfo: no data available): is that an address of this host, and is the "
+                "provider available here (calypso-info lists those that open)?");
+  }
   if (rc == -FI_ENODATA) {
-    throw Error("calypso net: libfabric has no provider '" + prov + "' that opens here" +
-                (bind ? " at " + (node.empty() ? std::string("*") : node) + ":" + service : std::string()) +
-                " (fi_getinfo: no data available); CALYPSO_PROVIDER and --provider take tcp, shm or "
-                "verbs, and calypso-info lists those that open on this machine");
+    throw Error("calypso net: libfabric has no provider '" + prov + "' that opens here (fi_getinfo: no "
+                "data available); CALYPSO_PROVIDER and --provider take tcp, shm or verbs, and calypso-info "
+                "lists those that open on this machine");
   }
   if (rc != 0) fail("fi_getinfo(" + prov + ")", rc);
   if (!owned) throw Error("calypso net: fi_getinfo(" + prov + ") found no provider");
@@ -448,7 +454,13 @@ void Endpoint::Impl::open_ep() {
   constexpr int kAttempts = 16;
   for (int attempt = 1;; ++attempt) {
     ep = open_fid<fid_ep>("fi_endpoint", [&](fid_ep** e) {
-      return fi_endpoint(domain.get(), info.get(), e, nullptr);
+      const int rc = fi_endpoint(domain.get(), info.get(), e, nullptr);
+      // tcp binds here: an address that is not this host's (--bind, CALYPSO_BIND).
+      if (rc == -FI_EADDRNOTAVAIL && !cfg.node.empty()) {
+        throw Error("calypso net: cannot listen at " + cfg.node + ": not an address of this host (" +
+                    fi_strerror(-rc) + ")");
+      }
+      return rc;
     });
     check("fi_ep_bind(av)", fi_ep_bind(ep.get(), &av->fid, 0));
     check("fi_ep_bind(tx cq)", fi_ep_bind(ep.get(), &tx_cq->fid, FI_TRANSMIT));
