@@ -97,20 +97,13 @@ void read_schedule(Config& c) {
   c.static_schedule = true;
 }
 
-void read_rma_fetch(Config& c) {
-  const char* v = env("CALYPSO_RMA_FETCH");
-  if (v == nullptr) return;
+// An auto|on|off switch: the value, checked, or nullptr when the variable is unset.
+const char* read_auto_on_off(const char* name) {
+  const char* v = env(name);
+  if (v == nullptr) return nullptr;
   const std::string s(v);
-  if (s != "auto" && s != "on" && s != "off") bad("CALYPSO_RMA_FETCH", v, "auto, on or off");
-  c.rma_fetch = s;
-}
-
-void read_worker_batch(Config& c) {
-  const char* v = env("CALYPSO_WORKER_BATCH");
-  if (v == nullptr) return;
-  const std::string s(v);
-  if (s != "auto" && s != "on" && s != "off") bad("CALYPSO_WORKER_BATCH", v, "auto, on or off");
-  if (s != "auto") c.worker_batch = s == "on";
+  if (s != "auto" && s != "on" && s != "off") bad(name, v, "auto, on or off");
+  return v;
 }
 
 void read_log(Config& c) {
@@ -214,7 +207,7 @@ Config Config::from_environment() {
   read_uint("CALYPSO_PUSH_PAGES", c.push_pages, 0, 64);
   read_uint("CALYPSO_RERUN_AFTER_PCT", c.rerun_after_pct, 0, 100000);
   read_uint("CALYPSO_PIPELINE", c.pipeline, 1, 16);
-  read_rma_fetch(c);
+  if (const char* v = read_auto_on_off("CALYPSO_RMA_FETCH")) c.rma_fetch = v;
   read_ms("CALYPSO_HEARTBEAT_MS", c.heartbeat, 10);
   read_ms("CALYPSO_SUSPECT_MS", c.suspect_after, 50);
   read_ms("CALYPSO_NO_WORKER_TIMEOUT_MS", c.no_worker_timeout, 100);
@@ -224,12 +217,15 @@ Config Config::from_environment() {
   // The manager shares this host with the workers calypso-run started beside it (their
   // address comes in a local file); workers joined with --join have it elsewhere.
   const bool manager_here = c.role == Role::manager || !c.manager_file.empty();
-  std::uint64_t poll_us = static_cast<std::uint64_t>(
-      default_poll_window(usable_cpus(), c.workers + (manager_here ? 1u : 0u)).count());
+  const unsigned cpus = usable_cpus();
+  const std::uint64_t local_processes = c.workers + (manager_here ? 1u : 0u);
+  std::uint64_t poll_us = static_cast<std::uint64_t>(default_poll_window(cpus, local_processes).count());
   read_uint("CALYPSO_POLL_US", poll_us, 0, 10000);
   c.poll_window = std::chrono::microseconds(poll_us);
-  c.worker_batch = default_worker_batch(usable_cpus(), c.workers + (manager_here ? 1u : 0u));
-  read_worker_batch(c);
+  c.worker_batch = default_worker_batch(cpus, local_processes);
+  if (const char* v = read_auto_on_off("CALYPSO_WORKER_BATCH"); v != nullptr && std::string(v) != "auto") {
+    c.worker_batch = std::string(v) == "on";
+  }
   read_uint("CALYPSO_MAX_ATTEMPTS", c.max_attempts, 1, 1000);
   read_flag("CALYPSO_CHECK_CONFLICTS", c.check_conflicts);
   read_flag("CALYPSO_LOCAL_READS", c.local_reads);

@@ -141,18 +141,23 @@ TEST(EndpointDefaults, RxmBufferSizeIs8KiBUnlessTheUserChoseOne) {
   EXPECT_STREQ(now, kUsersRxmBufferSize != nullptr ? kUsersRxmBufferSize : "8192");
 }
 
+// What opening an endpoint with c throws ("" if it opens).
+std::string refusal_of(const EndpointConfig& c) {
+  try {
+    Endpoint::open(c);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // A provider name libfabric does not know is refused in words that say what to do.
 TEST(EndpointDefaults, AnUnknownProviderIsNamedWithTheChoices) {
   EndpointConfig c;
   c.provider = "no-such-provider";
-  try {
-    Endpoint::open(c);
-    FAIL() << "an endpoint opened on an unknown provider";
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("no provider 'no-such-provider'"), std::string::npos) << what;
-    EXPECT_NE(what.find("tcp, shm or verbs"), std::string::npos) << what;
-  }
+  const std::string what = refusal_of(c);
+  EXPECT_NE(what.find("no provider 'no-such-provider'"), std::string::npos) << what;
+  EXPECT_NE(what.find("tcp, shm or verbs"), std::string::npos) << what;
 }
 
 // Listening at an address that is not this host's (RFC 5737's documentation block) is
@@ -160,12 +165,8 @@ TEST(EndpointDefaults, AnUnknownProviderIsNamedWithTheChoices) {
 TEST(EndpointDefaults, AForeignBindAddressIsNamed) {
   EndpointConfig c;
   c.node = "192.0.2.1";
-  try {
-    Endpoint::open(c);
-    FAIL() << "an endpoint listened at 192.0.2.1";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot listen at 192.0.2.1"), std::string::npos) << e.what();
-  }
+  const std::string what = refusal_of(c);
+  EXPECT_NE(what.find("cannot listen at 192.0.2.1"), std::string::npos) << what;
 }
 
 TEST_P(NetTest, LocalAddressRoundTrips) {
