@@ -696,6 +696,12 @@ TEST_P(DeathPoints, AnswerIsExactAndMemoryNeverHalfUpdated) {
 TEST(Failures, UnknownInjectionPointIsRefused) {
   auto r = run(job(1, "tcp", {kProbe, "adjacent"}), {{"CALYPSO_INJECT", "sometimes"}}, 60s);
   EXPECT_TRUE(contains(r.output, "CALYPSO_INJECT=sometimes: expected")) << r.output;
+  EXPECT_NE(r.exit_code, 0);
+  // A segment that is not a number is refused too, not read as segment 0.
+  auto bad_segment = run(job(1, "tcp", {kProbe, "adjacent"}), {{"CALYPSO_INJECT", "mid-result@x"}}, 60s);
+  EXPECT_TRUE(contains(bad_segment.output, "CALYPSO_INJECT=mid-result@x: '@' must be followed by a segment index"))
+      << bad_segment.output;
+  EXPECT_NE(bad_segment.exit_code, 0);
 }
 
 

@@ -5,6 +5,7 @@
 
 #include <calypso/error.hpp>
 
+#include <charconv>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -40,7 +41,16 @@ void configure_fault_injection() {
   std::string spec(v);
   std::string point = spec.substr(0, spec.find('@'));
   if (auto at = spec.find('@'); at != std::string::npos) {
-    injection::g_segment = std::strtoll(spec.c_str() + at + 1, nullptr, 10);
+    // A segment index in full (0 to 2^32-1), or the setting is refused: "@x" read as
+    // segment 0 would kill a worker where the test did not ask for it.
+    const char* first = spec.c_str() + at + 1;
+    const char* last = spec.c_str() + spec.size();
+    std::uint32_t segment = 0;
+    const auto [end, ec] = std::from_chars(first, last, segment);
+    if (first == last || ec != std::errc{} || end != last) {
+      throw Error("CALYPSO_INJECT=" + spec + ": '@' must be followed by a segment index (0 to 4294967295)");
+    }
+    injection::g_segment = segment;
   }
   if (point == "before-fetch") injection::g_inject_point = InjectPoint::before_fetch;
   else if (point == "mid-fetch") injection::g_inject_point = InjectPoint::mid_fetch;
