@@ -1,7 +1,8 @@
 // Tests of evening_move (sched/ownership.hpp), which is pure logic: between steps, one
 // segment changes owner only when its worker finished last, by more than kEvenGap times
 // the segment's expected time, and owns two segments more than the worker that finished
-// first; a bordering segment is preferred.
+// first; a bordering segment is preferred; never to a worker that is slower per segment
+// over the last steps (OwnerPaces).
 #include "sched/ownership.hpp"
 
 #include <gtest/gtest.h>
@@ -24,23 +25,24 @@ std::vector<KeptRun> step(unsigned a, unsigned b, std::chrono::nanoseconds done1
 }
 
 const std::vector<WorkerId> kBoth{1, 2};
+const OwnerPaces kNoPaces;   // nothing observed yet: finishing times and counts decide
 
 TEST(Ownership, ASegmentMoreThanItsShareMovesToTheWorkerThatWaited) {
   // 9 against 7, and worker 1 finished 2 ms after worker 2.
   const auto runs = step(9, 7, 9ms, 7ms);
-  const auto move = evening_move(runs, kBoth);
+  const auto move = evening_move(runs, kBoth, kNoPaces);
   ASSERT_TRUE(move);
   EXPECT_EQ(move->to, 2u);
   EXPECT_EQ(move->segment, 8u) << "worker 1's segment next to worker 2's block";
 }
 
 TEST(Ownership, NothingMovesWithoutBothSigns) {
-  EXPECT_FALSE(evening_move(step(8, 8, 9ms, 7ms), kBoth)) << "equal shares, a noisy finish";
-  EXPECT_FALSE(evening_move(step(9, 7, 8ms, 7ms), kBoth)) << "1 ms apart, under 1.5 x 1 ms";
-  EXPECT_FALSE(evening_move(step(9, 7, 7ms, 9ms), kBoth)) << "the worker with more finished first";
-  EXPECT_FALSE(evening_move(step(9, 8, 9ms, 7ms), kBoth)) << "one more: a move would only swap";
+  EXPECT_FALSE(evening_move(step(8, 8, 9ms, 7ms), kBoth, kNoPaces)) << "equal shares, a noisy finish";
+  EXPECT_FALSE(evening_move(step(9, 7, 8ms, 7ms), kBoth, kNoPaces)) << "1 ms apart, under 1.5 x 1 ms";
+  EXPECT_FALSE(evening_move(step(9, 7, 7ms, 9ms), kBoth, kNoPaces)) << "the worker with more finished first";
+  EXPECT_FALSE(evening_move(step(9, 8, 9ms, 7ms), kBoth, kNoPaces)) << "one more: a move would only swap";
   const std::vector<WorkerId> only1{1};
-  EXPECT_FALSE(evening_move(step(9, 7, 9ms, 7ms), only1)) << "moved to a worker not alive";
+  EXPECT_FALSE(evening_move(step(9, 7, 9ms, 7ms), only1, kNoPaces)) << "moved to a worker not alive";
 }
 
 TEST(Ownership, ASegmentTooLongForTheGapStays) {
@@ -48,11 +50,42 @@ TEST(Ownership, ASegmentTooLongForTheGapStays) {
   for (KeptRun& r : runs) {
     if (r.runner == 1) r.expected = 2ms;   // 1.5 x 2 ms > the 2 ms gap
   }
-  EXPECT_FALSE(evening_move(runs, kBoth));
+  EXPECT_FALSE(evening_move(runs, kBoth, kNoPaces));
   runs[3].expected = 1ms;   // the one that fits, though not at the border
-  const auto move = evening_move(runs, kBoth);
+  const auto move = evening_move(runs, kBoth, kNoPaces);
   ASSERT_TRUE(move);
   EXPECT_EQ(move->segment, 3u);
+}
+
+TEST(Ownership, PacesAreEachWorkersTimePerKeptSegmentSmoothedOverSteps) {
+  OwnerPaces paces;
+  EXPECT_FALSE(paces.seconds_per_segment(1));
+  paces.observe(step(8, 8, 8ms, 16ms), kBoth);   // 1 ms and 2 ms a segment
+  ASSERT_TRUE(paces.seconds_per_segment(1));
+  EXPECT_NEAR(*paces.seconds_per_segment(1), 0.001, 1e-9);
+  EXPECT_NEAR(*paces.seconds_per_segment(2), 0.002, 1e-9);
+  paces.observe(step(8, 8, 8ms, 8ms), kBoth);   // worker 2 fast for once
+  EXPECT_NEAR(*paces.seconds_per_segment(2), 0.002 + OwnerPaces::kWeight * (0.001 - 0.002), 1e-9);
+  paces.observe(step(8, 8, 8ms, 8ms), std::vector<WorkerId>{1});
+  EXPECT_FALSE(paces.seconds_per_segment(2)) << "a worker no longer alive is forgotten";
+}
+
+TEST(Ownership, NoSegmentMovesToASlowerWorkerThatHappenedToFinishFirst) {
+  // Worker 2 runs at half speed (a CPU quota): the fast worker 1 has stolen its way to
+  // 11 segments against 5, and both finish together, step after step.
+  OwnerPaces paces;
+  for (int i = 0; i < 6; ++i) paces.observe(step(11, 5, 11ms, 10ms), kBoth);
+  // Then one step in which the quota left worker 2 alone: it finished 6 ms early.
+  const auto lucky = step(11, 5, 11ms, 5ms);
+  ASSERT_TRUE(evening_move(lucky, kBoth, kNoPaces)) << "finishing times and counts alone would move one";
+  paces.observe(lucky, kBoth);
+  EXPECT_FALSE(evening_move(lucky, kBoth, paces)) << "worker 2 is still ~1.8x slower per segment";
+  // Between workers of the same speed the move still happens.
+  OwnerPaces equal;
+  for (int i = 0; i < 6; ++i) equal.observe(step(9, 7, 9ms, 7ms), kBoth);
+  const auto move = evening_move(step(9, 7, 9ms, 7ms), kBoth, equal);
+  ASSERT_TRUE(move);
+  EXPECT_EQ(move->to, 2u);
 }
 
 }  // namespace

@@ -115,7 +115,9 @@ std::vector<WorkerId> ManagerLoop::alive_workers() const {
 
 // See ownership.hpp: one segment may change owner between steps.
 void ManagerLoop::even_out_owners(std::span<const KeptRun> kept) {
-  const std::optional<OwnerMove> move = evening_move(kept, alive_workers());
+  const std::vector<WorkerId> alive = alive_workers();
+  owner_paces_.observe(kept, alive);
+  const std::optional<OwnerMove> move = evening_move(kept, alive, owner_paces_);
   if (!move) return;
   LOG_DEBUG("step %llu: segment %u moves from worker %u to worker %u, which finished earlier",
             static_cast<unsigned long long>(step_->id), move->segment, kept[move->segment].runner, move->to);

@@ -5,11 +5,15 @@
 
 namespace calypso::sched {
 
-std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<const WorkerId> alive) {
-  struct Finish {
-    std::chrono::nanoseconds at{};
-    std::uint32_t kept = 0;
-  };
+namespace {
+
+struct Finish {
+  std::chrono::nanoseconds at{};   // when its last kept run completed
+  std::uint32_t kept = 0;
+};
+
+// Per alive worker with a kept run.
+std::map<WorkerId, Finish> finishes(std::span<const KeptRun> runs, std::span<const WorkerId> alive) {
   std::map<WorkerId, Finish> finish;
   for (const KeptRun& r : runs) {
     if (std::find(alive.begin(), alive.end(), r.runner) == alive.end()) continue;
@@ -17,6 +21,30 @@ std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<c
     f.at = std::max(f.at, r.done_at);
     ++f.kept;
   }
+  return finish;
+}
+
+}  // namespace
+
+void OwnerPaces::observe(std::span<const KeptRun> runs, std::span<const WorkerId> alive) {
+  std::erase_if(seconds_per_segment_,
+                [&](const auto& e) { return std::find(alive.begin(), alive.end(), e.first) == alive.end(); });
+  for (const auto& [w, f] : finishes(runs, alive)) {
+    const double now = std::chrono::duration<double>(f.at).count() / f.kept;
+    const auto [it, fresh] = seconds_per_segment_.try_emplace(w, now);
+    if (!fresh) it->second += kWeight * (now - it->second);
+  }
+}
+
+std::optional<double> OwnerPaces::seconds_per_segment(WorkerId w) const {
+  const auto it = seconds_per_segment_.find(w);
+  if (it == seconds_per_segment_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<const WorkerId> alive,
+                                      const OwnerPaces& paces) {
+  const std::map<WorkerId, Finish> finish = finishes(runs, alive);
   if (finish.size() < 2) return std::nullopt;
   const auto by_time = [](const auto& a, const auto& b) { return a.second.at < b.second.at; };
   const auto first = std::min_element(finish.begin(), finish.end(), by_time);
@@ -26,6 +54,9 @@ std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<c
   // would not do for the second test: a cold run raises its segment's expectation, and
   // the receiver then looked loaded and gave a segment back.
   if (last->second.kept < first->second.kept + 2) return std::nullopt;
+  const auto giver = paces.seconds_per_segment(last->first);
+  const auto receiver = paces.seconds_per_segment(first->first);
+  if (giver && receiver && *receiver > kEvenPaceSlack * *giver) return std::nullopt;
   const auto gap = last->second.at - first->second.at;
   std::optional<std::uint32_t> pick;
   bool pick_borders = false;

@@ -8,12 +8,19 @@
 // moves from the worker that finished last to the one that finished first when they
 // finished further apart than kEvenGap times its expected time and the last owns at
 // least two segments more: one cold run, once.
+// Not to a slower worker: with one worker held to half a CPU (a cgroup quota, so fast in
+// one step and stalled in the next), the rule above moved a segment to it whenever it
+// happened to finish first, and the fast worker stole the segment back cold in the next
+// step (jacobi 2048 x 200, 2 workers, shm, slow worker: same-run ratio 2.25-2.27 without
+// evening, 2.51-2.63 with it). So each worker's time per kept segment is followed over
+// steps (OwnerPaces), and a move needs the receiver to be about as fast as the giver.
 #pragma once
 
 #include "sched/protocol.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 
@@ -31,13 +38,33 @@ struct OwnerMove {
 };
 
 inline constexpr double kEvenGap = 1.5;
+// A receiver whose time per segment is above the giver's by more than this factor gets
+// nothing: a move to a worker that is not as fast would have to be stolen back.
+inline constexpr double kEvenPaceSlack = 1.25;
+
+// Each worker's time per kept segment in a step (when its last kept run completed,
+// since the step began, over how many it kept), smoothed over steps: a worker slowed by
+// a CPU quota is fast in some steps and stalled in others, and one step's figure says
+// little. Workers no longer alive are forgotten.
+class OwnerPaces {
+ public:
+  static constexpr double kWeight = 0.25;   // of the newest step
+
+  void observe(std::span<const KeptRun> runs, std::span<const WorkerId> alive);
+  std::optional<double> seconds_per_segment(WorkerId w) const;
+
+ private:
+  std::map<WorkerId, double> seconds_per_segment_;
+};
 
 // The move that evens out the next step, if one is due: the segment of the worker that
 // finished last, among those whose expected time fits kEvenGap times into the gap
 // between their finishing times, next to a segment of the worker that finished first
 // if one is (neighbours share pages at their borders), else the last such; none unless
-// the last owns two segments more than the first. Only workers in `alive` with a kept
-// run count.
-std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<const WorkerId> alive);
+// the last owns two segments more than the first, nor when `paces` has the first more
+// than kEvenPaceSlack times slower per segment than the last. Only workers in `alive`
+// with a kept run count.
+std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<const WorkerId> alive,
+                                      const OwnerPaces& paces);
 
 }  // namespace calypso::sched
