@@ -88,5 +88,28 @@ TEST(Ownership, NoSegmentMovesToASlowerWorkerThatHappenedToFinishFirst) {
   EXPECT_EQ(move->to, 2u);
 }
 
+TEST(Ownership, AMoveIsMadeOnlyWhenStepsInARowCallForIt) {
+  Evening evening;
+  const auto uneven = step(9, 7, 9ms, 7ms);   // calls for worker 1's segment 8 to go to 2
+  for (std::uint32_t i = 1; i < Evening::kSteps; ++i) EXPECT_FALSE(evening.after_step(uneven, kBoth)) << i;
+  const auto move = evening.after_step(uneven, kBoth);
+  ASSERT_TRUE(move);
+  EXPECT_EQ(move->to, 2u);
+  EXPECT_EQ(move->segment, 8u);
+  EXPECT_FALSE(evening.after_step(uneven, kBoth)) << "after a move the count starts again";
+
+  // A step that calls for nothing, or for the other direction, breaks the streak.
+  Evening swinging;
+  const auto other_way = step(7, 9, 7ms, 9ms);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(swinging.after_step(uneven, kBoth)) << i;
+    EXPECT_FALSE(swinging.after_step(other_way, kBoth)) << i;
+  }
+  Evening broken;
+  for (std::uint32_t i = 1; i < Evening::kSteps; ++i) EXPECT_FALSE(broken.after_step(uneven, kBoth));
+  EXPECT_FALSE(broken.after_step(step(8, 8, 8ms, 8ms), kBoth));
+  EXPECT_FALSE(broken.after_step(uneven, kBoth)) << "counted from one again";
+}
+
 }  // namespace
 }  // namespace calypso::sched

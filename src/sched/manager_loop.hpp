@@ -292,7 +292,7 @@ class ManagerLoop {
   static RunKey run_key(const OpenStep& s, std::uint32_t segment);
   void even_out_owners(std::span<const KeptRun> kept);
   std::map<RunKey, LastRun> last_run_;
-  OwnerPaces owner_paces_;   // who may take a segment between steps (ownership.hpp)
+  Evening evening_;   // which segment changes owner between steps (ownership.hpp)
   // What a segment's run away from its last worker costs, as a multiple of its warm time:
   // learned from the cold runs of earlier steps (EagerScheduler::next_cold_factor).
   double cold_factor_ = EagerScheduler::kColdRunFactor;

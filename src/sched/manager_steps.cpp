@@ -115,12 +115,14 @@ std::vector<WorkerId> ManagerLoop::alive_workers() const {
 
 // See ownership.hpp: one segment may change owner between steps.
 void ManagerLoop::even_out_owners(std::span<const KeptRun> kept) {
-  const std::vector<WorkerId> alive = alive_workers();
-  owner_paces_.observe(kept, alive);
-  const std::optional<OwnerMove> move = evening_move(kept, alive, owner_paces_);
+  const std::optional<OwnerMove> move = evening_.after_step(kept, alive_workers());
   if (!move) return;
-  LOG_DEBUG("step %llu: segment %u moves from worker %u to worker %u, which finished earlier",
-            static_cast<unsigned long long>(step_->id), move->segment, kept[move->segment].runner, move->to);
+  const WorkerId from = kept[move->segment].runner;
+  LOG_DEBUG("step %llu: segment %u moves from worker %u (%.2f ms a segment) to worker %u (%.2f ms), which "
+            "finished earlier",
+            static_cast<unsigned long long>(step_->id), move->segment, from,
+            1e3 * evening_.paces().seconds_per_segment(from).value_or(0), move->to,
+            1e3 * evening_.paces().seconds_per_segment(move->to).value_or(0));
   last_run_[run_key(*step_, move->segment)].runner = move->to;
 }
 

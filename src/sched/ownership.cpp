@@ -74,4 +74,24 @@ std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<c
   return OwnerMove{*pick, first->first};
 }
 
+std::optional<OwnerMove> Evening::after_step(std::span<const KeptRun> runs, std::span<const WorkerId> alive) {
+  paces_.observe(runs, alive);
+  const std::optional<OwnerMove> move = evening_move(runs, alive, paces_);
+  if (!move) {
+    streak_ = 0;
+    return std::nullopt;
+  }
+  const WorkerId from = runs[move->segment].runner;
+  if (streak_ != 0 && from == from_ && move->to == to_) {
+    ++streak_;
+  } else {
+    from_ = from;
+    to_ = move->to;
+    streak_ = 1;
+  }
+  if (streak_ < kSteps) return std::nullopt;
+  streak_ = 0;
+  return move;
+}
+
 }  // namespace calypso::sched

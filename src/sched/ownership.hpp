@@ -14,6 +14,11 @@
 // step (jacobi 2048 x 200, 2 workers, shm, slow worker: same-run ratio 2.25-2.27 without
 // evening, 2.51-2.63 with it). So each worker's time per kept segment is followed over
 // steps (OwnerPaces), and a move needs the receiver to be about as fast as the giver.
+// Nor on one step's say: with every page and result through tcp, where a cold run costs
+// 9-18 warm ones, a worker held to half a CPU read as fast as the other per segment, and
+// moves went both ways, 13 in a 200-step jacobi run. A move is made once kEvenSteps
+// steps in a row have called for it (Evening); an imbalance that evening is for lasts
+// for the rest of the run.
 #pragma once
 
 #include "sched/protocol.hpp"
@@ -66,5 +71,22 @@ class OwnerPaces {
 // with a kept run count.
 std::optional<OwnerMove> evening_move(std::span<const KeptRun> runs, std::span<const WorkerId> alive,
                                       const OwnerPaces& paces);
+
+// The manager's side of it, step after step: the paces, and how many steps in a row
+// have called for a move from the same worker to the same other one.
+class Evening {
+ public:
+  static constexpr std::uint32_t kSteps = 3;
+
+  // After a step: the move to make now, if any (the kSteps-th call in a row for it).
+  std::optional<OwnerMove> after_step(std::span<const KeptRun> runs, std::span<const WorkerId> alive);
+  const OwnerPaces& paces() const noexcept { return paces_; }
+
+ private:
+  OwnerPaces paces_;
+  WorkerId from_ = kNoWorker;
+  WorkerId to_ = kNoWorker;
+  std::uint32_t streak_ = 0;
+};
 
 }  // namespace calypso::sched
