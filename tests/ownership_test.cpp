@@ -1,8 +1,8 @@
-// Tests of evening_move (sched/ownership.hpp), which is pure logic: between steps, one
+// Tests of evening_move, OwnerPaces and Evening (sched/ownership.hpp), pure logic: between steps, one
 // segment changes owner only when its worker finished last, by more than kEvenGap times
 // the segment's expected time, and owns two segments more than the worker that finished
 // first; a bordering segment is preferred; never to a worker that is slower per segment
-// over the last steps (OwnerPaces).
+// over the last steps (OwnerPaces), and only once Evening::kSteps steps in a row call for it.
 #include "sched/ownership.hpp"
 
 #include <gtest/gtest.h>

@@ -16,8 +16,8 @@
 // steps (OwnerPaces), and a move needs the receiver to be about as fast as the giver.
 // Nor on one step's say: with every page and result through tcp, where a cold run costs
 // 9-18 warm ones, a worker held to half a CPU read as fast as the other per segment, and
-// moves went both ways, 13 in a 200-step jacobi run. A move is made once kEvenSteps
-// steps in a row have called for it (Evening); an imbalance that evening is for lasts
+// moves went both ways, 13 in a 200-step jacobi run. A move is made once Evening::kSteps
+// steps in a row have called for it; an imbalance that evening is for lasts
 // for the rest of the run.
 #pragma once
 
