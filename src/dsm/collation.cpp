@@ -5,10 +5,10 @@
 #include "dsm/result_format.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
-#include <system_error>
-#include <thread>
 
 namespace calypso::dsm {
 Collation::Collation(const Region& region, bool check_conflicts, std::span<const std::uint8_t> frozen)
@@ -62,33 +62,46 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
     }
     return conflict;
   }
+  // Every entry that may be applied goes to the stripe of its page, in segment order.
+  for (auto& stripe : stripes_) stripe.clear();
   for (std::size_t i = 0; i < bodies.size(); ++i) {
+    const std::byte* base = bodies[i].data();
     for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
-      if (!applicable(e.page, d)) return false;   // applied up to here; the stripes count it
+      if (!applicable(e.page, d)) return cut();   // applied up to here
       written[i].push_back(e.page);
+      stripes_[e.page % kStripes].push_back(
+          {static_cast<std::uint32_t>(i), e.page, e.diff_bytes, static_cast<std::size_t>(d.data() - base)});
       return true;
     });
   }
-  // Each body is read again here: only its entries that still name the pages listed in
-  // written[i], in that order, are applied (see the header).
-  auto stripe = [&](PageNumber parity) {
-    for (std::size_t i = 0; i < bodies.size(); ++i) {
-      std::size_t k = 0;
-      for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
-        if (k >= written[i].size() || written[i][k++] != e.page) return parity == 0 ? cut() : false;
-        return e.page % 2 != parity || apply_entry(e.page, d);
-      });
+  // Both threads take stripes until none is left: whichever starts late or runs slower
+  // takes fewer, and a page's diffs stay in segment order within its stripe.
+  std::atomic<std::size_t> next{0};
+  auto take_stripes = [&] {
+    for (std::size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < kStripes;) {
+      apply_stripe(stripes_[k], bodies);
     }
   };
-  std::thread helper;
-  try {
-    helper = std::thread(stripe, 1);
-  } catch (const std::system_error&) {
-    stripe(1);   // no thread to be had: do it here
-  }
-  stripe(0);
-  if (helper.joinable()) helper.join();
+  const bool helped = helper_.post(take_stripes);
+  take_stripes();
+  if (helped) helper_.wait();
   return std::nullopt;
+}
+
+// Each entry is read again at the place validate() and the first pass found it and
+// applied only if it still names the same page and length (see the header); where it
+// does not, the rest of that body in this stripe is left out.
+void Collation::apply_stripe(const std::vector<StripeEntry>& stripe,
+                             std::span<const std::span<const std::byte>> bodies) noexcept {
+  std::uint32_t skipped = UINT32_MAX;
+  for (const StripeEntry& x : stripe) {
+    if (x.body == skipped) continue;
+    const std::span<const std::byte> body = bodies[x.body];
+    ResultEntry e;
+    std::memcpy(&e, body.data() + x.diff_at - sizeof e, sizeof e);
+    const bool same = e.page == x.page && e.diff_bytes == x.diff_bytes;
+    if (!(same ? apply_entry(x.page, body.subspan(x.diff_at, x.diff_bytes)) : cut())) skipped = x.body;
+  }
 }
 
 std::size_t Collation::prefault(std::span<const std::byte> body) {

@@ -16,8 +16,10 @@
 // checker (checking mode) walks diffs as validated: the manager gives it private copies.
 #pragma once
 
+#include "dsm/helper_thread.hpp"
 #include "dsm/region.hpp"
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -54,10 +56,12 @@ class Collation {
                                 std::vector<PageNumber>& written);
 
   // apply() for every body in order (bodies[i] tagged tags[i]); written[i] gets the pages
-  // of body i. Large steps are applied by two threads, each taking the pages of one
-  // parity, each walking the bodies in order: the same bytes end up in memory as with
-  // one thread, since a page's diffs are still applied in segment order. The manager's
-  // workers wait for this, so it has the machine to itself. Checking mode: one thread.
+  // of body i. Large steps are applied by two threads (this one and a kept helper): the
+  // entries are sorted into stripes by page number modulo kStripes, each in segment
+  // order, and the threads take stripes until none is left. The same bytes end up in
+  // memory as with one thread, since a page's diffs are still applied in segment order.
+  // The manager's workers wait for this, so it has the machine to itself. Checking mode:
+  // one thread.
   std::optional<Conflict> apply_all(std::span<const std::span<const std::byte>> bodies,
                                     std::span<const SegmentTag> tags,
                                     std::vector<std::vector<PageNumber>>& written);
@@ -95,8 +99,19 @@ class Collation {
     cut_short_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  // Below this many diff bytes in a step, one thread (starting one costs ~50 us).
+  // Below this many diff bytes in a step, one thread (waking the helper costs ~50 us).
   static constexpr std::size_t kParallelFrom = std::size_t{1} << 20;
+  // Enough stripes that the helper thread, woken ~45 us late, still takes about half, and
+  // the one finishing last waits for little more than a stripe (~1/32 of the work).
+  static constexpr std::size_t kStripes = 32;
+  struct StripeEntry {
+    std::uint32_t body;        // index into apply_all's bodies
+    PageNumber page;           // as the entry read when it was sorted
+    std::uint32_t diff_bytes;  // likewise
+    std::size_t diff_at;       // offset of its diff in the body
+  };
+  void apply_stripe(const std::vector<StripeEntry>& stripe,
+                    std::span<const std::span<const std::byte>> bodies) noexcept;
 
   const Region& region_;
   bool check_conflicts_;
@@ -106,6 +121,8 @@ class Collation {
   bool can_prefault_ = true;
   std::span<const std::uint8_t> frozen_;
   std::atomic<std::uint64_t> cut_short_{0};
+  std::array<std::vector<StripeEntry>, kStripes> stripes_;   // kept: no allocation per step
+  HelperThread helper_;   // last: stopped before the members its jobs use go
 };
 
 }  // namespace calypso::dsm
