@@ -613,7 +613,7 @@ TEST(Collation, ABodyThatChangedAfterValidateIsCutShortInParallelToo) {
   ASSERT_EQ(written.size(), 1u);
   EXPECT_EQ(written[0].size(), static_cast<std::size_t>(last));
   EXPECT_EQ(std::count(written[0].begin(), written[0].end(), last), 0);
-  EXPECT_GE(c.cut_short(), 1u);
+  EXPECT_EQ(c.cut_short(), 1u);   // once per body
 }
 
 }  // namespace

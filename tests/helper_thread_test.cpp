@@ -1,7 +1,8 @@
 // Tests of HelperThread (dsm/helper_thread.hpp), the collation's kept second thread: a
 // posted job runs on another thread and wait() returns after it; a second job is refused
 // while one runs (the caller then does it itself); the thread is reused from job to job
-// and is stopped and joined by the destructor, with or without a job ever posted.
+// and is stopped and joined by the destructor, with or without a job ever posted, after
+// letting a posted job run to its end; an empty job is refused.
 #include "dsm/helper_thread.hpp"
 
 #include <gtest/gtest.h>
@@ -71,6 +72,28 @@ TEST(HelperThread, WaitWithoutAJobReturnsAndTheDestructorJoins) {
     helper.wait();
   }   // joined here: a thread left running would make the test binary abort at exit
   EXPECT_TRUE(done.load());
+}
+
+TEST(HelperThread, TheDestructorLetsAPostedJobFinish) {
+  std::atomic<bool> done{false};
+  {
+    HelperThread helper;
+    ASSERT_TRUE(helper.post([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      done = true;
+    }));
+  }   // no wait(): the destructor must not drop or cut the job
+  EXPECT_TRUE(done.load());
+}
+
+TEST(HelperThread, RefusesAnEmptyJob) {
+  HelperThread helper;
+  EXPECT_FALSE(helper.post({}));
+  helper.wait();   // nothing taken: returns at once
+  bool ran = false;
+  EXPECT_TRUE(helper.post([&] { ran = true; }));
+  helper.wait();
+  EXPECT_TRUE(ran);
 }
 
 }  // namespace

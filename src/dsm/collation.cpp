@@ -16,9 +16,12 @@ Collation::Collation(const Region& region, bool check_conflicts, std::span<const
 
 // One entry of a body that validate() accepted, read again (see the header); false, with
 // the body counted as cut short, where it no longer reads as it did.
+bool Collation::write_entry(PageNumber page, std::span<const std::byte> diff) noexcept {
+  return applicable(page, diff) && diff_apply_bounded(diff, region_.runtime_page(page), region_.page_size());
+}
+
 bool Collation::apply_entry(PageNumber page, std::span<const std::byte> diff) noexcept {
-  return (applicable(page, diff) && diff_apply_bounded(diff, region_.runtime_page(page), region_.page_size())) ||
-         cut();
+  return write_entry(page, diff) || cut();
 }
 
 std::string Collation::validate(std::span<const std::byte> body) const {
@@ -64,10 +67,14 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
   }
   // Every entry that may be applied goes to the stripe of its page, in segment order.
   for (auto& stripe : stripes_) stripe.clear();
+  body_state_.assign(bodies.size(), kWhole);
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     const std::byte* base = bodies[i].data();
     for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
-      if (!applicable(e.page, d)) return cut();   // applied up to here
+      if (!applicable(e.page, d)) {   // applied up to here
+        body_state_[i] = kEndedEarly;
+        return cut();
+      }
       written[i].push_back(e.page);
       stripes_[e.page % kStripes].push_back(
           {static_cast<std::uint32_t>(i), e.page, e.diff_bytes, static_cast<std::size_t>(d.data() - base)});
@@ -76,31 +83,42 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
   }
   // Both threads take stripes until none is left: whichever starts late or runs slower
   // takes fewer, and a page's diffs stay in segment order within its stripe.
-  std::atomic<std::size_t> next{0};
-  auto take_stripes = [&] {
-    for (std::size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < kStripes;) {
-      apply_stripe(stripes_[k], bodies);
+  bodies_ = bodies;
+  next_stripe_.store(0, std::memory_order_relaxed);
+  struct WaitForHelper {   // the helper's job reads this call's bodies: never return before it is done
+    HelperThread& helper;
+    bool posted;
+    ~WaitForHelper() {
+      if (posted) helper.wait();
     }
-  };
-  const bool helped = helper_.post(take_stripes);
+  } wait_for_helper{helper_, helper_.post([this] { take_stripes(); })};
   take_stripes();
-  if (helped) helper_.wait();
   return std::nullopt;
 }
 
-// Each entry is read again at the place validate() and the first pass found it and
-// applied only if it still names the same page and length (see the header); where it
-// does not, the rest of that body in this stripe is left out.
-void Collation::apply_stripe(const std::vector<StripeEntry>& stripe,
-                             std::span<const std::span<const std::byte>> bodies) noexcept {
-  std::uint32_t skipped = UINT32_MAX;
+void Collation::take_stripes() noexcept {
+  for (std::size_t k; (k = next_stripe_.fetch_add(1, std::memory_order_relaxed)) < kStripes;) {
+    apply_stripe(stripes_[k]);
+  }
+}
+
+// Each entry is read again at the offset the first pass recorded, and applied only if it
+// still names the same page and length (see the header). Where one does not, or does not
+// apply, its body is stopped: the body's entries that this thread meets from then on, in
+// any stripe, are left out (the other thread may have applied some meanwhile), and the
+// body counts once in cut_short().
+void Collation::apply_stripe(const std::vector<StripeEntry>& stripe) noexcept {
   for (const StripeEntry& x : stripe) {
-    if (x.body == skipped) continue;
-    const std::span<const std::byte> body = bodies[x.body];
+    std::atomic_ref<std::uint8_t> state(body_state_[x.body]);
+    if (state.load(std::memory_order_relaxed) == kStopped) continue;
+    const std::span<const std::byte> body = bodies_[x.body];
     ResultEntry e;
     std::memcpy(&e, body.data() + x.diff_at - sizeof e, sizeof e);
     const bool same = e.page == x.page && e.diff_bytes == x.diff_bytes;
-    if (!(same ? apply_entry(x.page, body.subspan(x.diff_at, x.diff_bytes)) : cut())) skipped = x.body;
+    if (!(same && write_entry(x.page, body.subspan(x.diff_at, x.diff_bytes))) &&
+        state.exchange(kStopped, std::memory_order_relaxed) == kWhole) {
+      cut();
+    }
   }
 }
 

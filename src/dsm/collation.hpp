@@ -60,8 +60,9 @@ class Collation {
   // entries are sorted into stripes by page number modulo kStripes, each in segment
   // order, and the threads take stripes until none is left. The same bytes end up in
   // memory as with one thread, since a page's diffs are still applied in segment order.
-  // The manager's workers wait for this, so it has the machine to itself. Checking mode:
-  // one thread.
+  // An entry that no longer reads as checked stops its body in both threads from then on
+  // (counted once). The manager's workers wait for this, so it has the machine to itself.
+  // Checking mode: one thread.
   std::optional<Conflict> apply_all(std::span<const std::span<const std::byte>> bodies,
                                     std::span<const SegmentTag> tags,
                                     std::vector<std::vector<PageNumber>>& written);
@@ -93,13 +94,17 @@ class Collation {
   bool applicable(PageNumber page, std::span<const std::byte> diff) const noexcept {
     return page < region_.pages() && (diff.empty() || frozen_.empty() || frozen_[page] == 0);
   }
+  // Applies one entry read again from its body; false where it no longer applies.
+  bool write_entry(PageNumber page, std::span<const std::byte> diff) noexcept;
+  // write_entry(), counting the body as cut short where it fails.
   bool apply_entry(PageNumber page, std::span<const std::byte> diff) noexcept;
   // Counts a body cut short; false, to stop its walk.
   bool cut() noexcept {
     cut_short_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  // Below this many diff bytes in a step, one thread (waking the helper costs ~50 us).
+  // Below this many diff bytes in a step, one thread (handing the helper its job costs
+  // the caller ~20 us, and it starts ~45 us after that).
   static constexpr std::size_t kParallelFrom = std::size_t{1} << 20;
   // Enough stripes that the helper thread, woken ~45 us late, still takes about half, and
   // the one finishing last waits for little more than a stripe (~1/32 of the work).
@@ -110,8 +115,11 @@ class Collation {
     std::uint32_t diff_bytes;  // likewise
     std::size_t diff_at;       // offset of its diff in the body
   };
-  void apply_stripe(const std::vector<StripeEntry>& stripe,
-                    std::span<const std::span<const std::byte>> bodies) noexcept;
+  // Both threads: stripes from next_stripe_ until none is left.
+  void take_stripes() noexcept;
+  void apply_stripe(const std::vector<StripeEntry>& stripe) noexcept;
+  // Per body of the parallel apply_all, read and written through std::atomic_ref.
+  enum : std::uint8_t { kWhole, kEndedEarly, kStopped };
 
   const Region& region_;
   bool check_conflicts_;
@@ -121,7 +129,12 @@ class Collation {
   bool can_prefault_ = true;
   std::span<const std::uint8_t> frozen_;
   std::atomic<std::uint64_t> cut_short_{0};
-  std::array<std::vector<StripeEntry>, kStripes> stripes_;   // kept: no allocation per step
+  // The parallel apply_all's state, which its helper thread reads (kept: no allocation
+  // per step once they have grown).
+  std::array<std::vector<StripeEntry>, kStripes> stripes_;
+  std::span<const std::span<const std::byte>> bodies_;
+  std::atomic<std::size_t> next_stripe_{0};
+  std::vector<std::uint8_t> body_state_;
   HelperThread helper_;   // last: stopped before the members its jobs use go
 };
 

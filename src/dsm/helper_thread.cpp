@@ -1,7 +1,7 @@
 // The collation helper's thread; see helper_thread.hpp.
 #include "dsm/helper_thread.hpp"
 
-#include <system_error>
+#include <exception>
 #include <utility>
 
 namespace calypso::dsm {
@@ -16,13 +16,14 @@ HelperThread::~HelperThread() {
 }
 
 bool HelperThread::post(std::function<void()> job) {
+  if (!job) return false;
   {
     std::lock_guard lock(mutex_);
     if (busy_ || stopping_) return false;
     if (!thread_.joinable()) {
       try {
         thread_ = std::thread([this] { run(); });
-      } catch (const std::system_error&) {
+      } catch (const std::exception&) {   // std::system_error, std::bad_alloc
         return false;
       }
     }
@@ -33,20 +34,21 @@ bool HelperThread::post(std::function<void()> job) {
   return true;
 }
 
-void HelperThread::wait() {
+void HelperThread::wait() noexcept {
   std::unique_lock lock(mutex_);
   cv_.wait(lock, [this] { return !busy_; });
 }
 
-void HelperThread::run() {
+void HelperThread::run() noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || (busy_ && job_); });
-    if (stopping_) return;
+    cv_.wait(lock, [this] { return stopping_ || job_; });
+    if (!job_) return;   // stopping, nothing left to run
     std::function<void()> job = std::move(job_);
     job_ = nullptr;
     lock.unlock();
     job();
+    job = nullptr;   // the job's state goes before wait() returns
     lock.lock();
     busy_ = false;
     cv_.notify_all();
