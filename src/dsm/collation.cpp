@@ -14,8 +14,8 @@ namespace calypso::dsm {
 Collation::Collation(const Region& region, bool check_conflicts, std::span<const std::uint8_t> frozen)
     : region_(region), check_conflicts_(check_conflicts), mapped_(region.pages(), 0), frozen_(frozen) {}
 
-// One entry of a body that validate() accepted, read again (see the header); false, with
-// the body counted as cut short, where it no longer reads as it did.
+// One entry of a body that validate() accepted, read again (see the header); false where
+// it no longer reads as it did (apply_entry then counts the body as cut short).
 bool Collation::write_entry(PageNumber page, std::span<const std::byte> diff) noexcept {
   return applicable(page, diff) && diff_apply_bounded(diff, region_.runtime_page(page), region_.page_size());
 }
@@ -65,22 +65,7 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
     }
     return conflict;
   }
-  // Every entry that may be applied goes to the stripe of its page, in segment order.
-  for (auto& stripe : stripes_) stripe.clear();
-  body_state_.assign(bodies.size(), kWhole);
-  for (std::size_t i = 0; i < bodies.size(); ++i) {
-    const std::byte* base = bodies[i].data();
-    for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
-      if (!applicable(e.page, d)) {   // applied up to here
-        body_state_[i] = kEndedEarly;
-        return cut();
-      }
-      written[i].push_back(e.page);
-      stripes_[e.page % kStripes].push_back(
-          {static_cast<std::uint32_t>(i), e.page, e.diff_bytes, static_cast<std::size_t>(d.data() - base)});
-      return true;
-    });
-  }
+  sort_into_stripes(bodies, written);
   // Both threads take stripes until none is left: whichever starts late or runs slower
   // takes fewer, and a page's diffs stay in segment order within its stripe.
   bodies_ = bodies;
@@ -94,6 +79,28 @@ std::optional<Conflict> Collation::apply_all(std::span<const std::span<const std
   } wait_for_helper{helper_, helper_.post([this] { take_stripes(); })};
   take_stripes();
   return std::nullopt;
+}
+
+// Every entry that may be applied goes to the stripe of its page, in segment order, and
+// its page to written[i]; a body stops at its first entry that may not (applied up to
+// there, counted once).
+void Collation::sort_into_stripes(std::span<const std::span<const std::byte>> bodies,
+                                  std::vector<std::vector<PageNumber>>& written) {
+  for (auto& stripe : stripes_) stripe.clear();
+  body_state_.assign(bodies.size(), kWhole);
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    const std::byte* base = bodies[i].data();
+    for_each_result_entry(bodies[i], [&](const ResultEntry& e, std::span<const std::byte> d) {
+      if (!applicable(e.page, d)) {
+        body_state_[i] = kEndedEarly;
+        return cut();
+      }
+      written[i].push_back(e.page);
+      stripes_[e.page % kStripes].push_back(
+          {static_cast<std::uint32_t>(i), e.page, e.diff_bytes, static_cast<std::size_t>(d.data() - base)});
+      return true;
+    });
+  }
 }
 
 void Collation::take_stripes() noexcept {

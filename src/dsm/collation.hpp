@@ -115,6 +115,8 @@ class Collation {
     std::uint32_t diff_bytes;  // likewise
     std::size_t diff_at;       // offset of its diff in the body
   };
+  void sort_into_stripes(std::span<const std::span<const std::byte>> bodies,
+                         std::vector<std::vector<PageNumber>>& written);
   // Both threads: stripes from next_stripe_ until none is left.
   void take_stripes() noexcept;
   void apply_stripe(const std::vector<StripeEntry>& stripe) noexcept;
