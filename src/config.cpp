@@ -118,9 +118,9 @@ void read_log(Config& c) {
 }
 
 void check(const Config& c) {
-  if ((c.page_size & (c.page_size - 1)) != 0 || c.page_size < 4096 || c.page_size > (1u << 20)) {
+  if ((c.page_size & (c.page_size - 1)) != 0 || c.page_size < 4096 || c.page_size > kMaxFetchBytes) {
     throw Error("CALYPSO_PAGE_SIZE=" + std::to_string(c.page_size) +
-                ": expected a power of two between 4K and 1M");
+                ": expected a power of two between 4K and 512K");
   }
   if (c.region_size < c.page_size || c.region_size % c.page_size != 0) {
     throw Error("CALYPSO_REGION_SIZE must be a non-zero multiple of CALYPSO_PAGE_SIZE");

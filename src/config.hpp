@@ -13,6 +13,11 @@ namespace calypso {
 enum class Role : std::uint8_t { manager, worker };
 enum class StatsFormat : std::uint8_t { off, text, json };
 
+// The most page bytes one fetch asks for, and so the largest page: a page_data reply
+// (pages, their kinds and a header) must fit one message (1 MiB, endpoint.hpp), also on
+// the message path that verbs and every fallback take.
+inline constexpr std::size_t kMaxFetchBytes = std::size_t{512} << 10;
+
 struct Config {
   Role role = Role::manager;
   std::string manager_address;      // CALYPSO_MANAGER (worker): the job address

@@ -12,7 +12,9 @@
 
 #include <malloc.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -20,7 +22,13 @@
 namespace calypso {
 
 struct Runtime::Impl {
+  struct Close {
+    void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+  };
   Config config;
+  // CALYPSO_STATS_FILE, opened when the manager starts: a path that cannot be written
+  // is a bad setting, found before the run rather than silently at its end.
+  std::unique_ptr<std::FILE, Close> stats_file;
   std::unique_ptr<ManagerImpl> manager;
   std::unique_ptr<sched::WorkerLoop> worker;
 };
@@ -51,10 +59,8 @@ long peak_rss_kib() {
   return u.ru_maxrss;
 }
 
-void print_stats(const Config& c, const Stats& s) {
+void print_stats(const Config& c, std::FILE* out, const Stats& s) {
   if (c.stats == StatsFormat::off) return;
-  FILE* out = c.stats_file.empty() ? stderr : std::fopen(c.stats_file.c_str(), "w");
-  if (out == nullptr) return;
   // One argument list for both formats, which take the counters in the same order.
   const bool json = c.stats == StatsFormat::json;
   std::fprintf(out,
@@ -74,7 +80,7 @@ void print_stats(const Config& c, const Stats& s) {
                (unsigned long long)s.local_messages,
                (unsigned long long)s.workers_joined, (unsigned long long)s.workers_lost,
                s.parallel_seconds, s.collation_seconds, peak_rss_kib());
-  if (out != stderr) std::fclose(out);
+  std::fflush(out);
 }
 
 }  // namespace
@@ -100,8 +106,21 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
   setenv("FI_OFI_RXM_MSG_RX_SIZE", c.role == Role::manager ? "1024" : "256", 0);
   if (c.role == Role::manager) {
     log::set_prefix("manager");
+    if (c.stats != StatsFormat::off && !c.stats_file.empty()) {
+      impl_->stats_file.reset(std::fopen(c.stats_file.c_str(), "w"));
+      if (!impl_->stats_file) {
+        throw Error("CALYPSO_STATS_FILE=" + c.stats_file + ": cannot open it for writing (" +
+                    std::strerror(errno) + ")");
+      }
+    }
     // Workers take the geometry from the manager's welcome, so only the manager decides.
     const std::size_t page = dsm::safe_page_size(c.region_size, c.page_size);
+    if (page > kMaxFetchBytes) {
+      throw Error("CALYPSO_REGION_SIZE=" + std::to_string(c.region_size >> 20) + " MiB would need pages of " +
+                  std::to_string(page >> 10) + " KiB to stay under vm.max_map_count, and pages are at most " +
+                  std::to_string(kMaxFetchBytes >> 10) + " KiB: use a smaller region, or raise the limit "
+                  "(sysctl vm.max_map_count=N, as root)");
+    }
     if (page != c.page_size) {
       LOG_WARN("page size raised from %zu to %zu bytes so that a %zu MiB region can never "
                "need more than vm.max_map_count mappings", c.page_size, page, c.region_size >> 20);
@@ -128,6 +147,9 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
     // A worker that cannot join has nothing to hand back to the program: say why and stop.
     try {
       impl_->worker = std::make_unique<sched::WorkerLoop>(c);
+    } catch (const sched::JobEnded& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      std::exit(0);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "%s\n", e.what());
       std::exit(1);
@@ -149,7 +171,7 @@ int Runtime::run(const std::function<int(Manager&)>& main) {
     std::fprintf(stderr, "%s\n", e.what());
   }
   impl_->manager->shutdown(rc);
-  print_stats(impl_->config, m.stats());
+  print_stats(impl_->config, impl_->stats_file ? impl_->stats_file.get() : stderr, m.stats());
   return rc;
 }
 

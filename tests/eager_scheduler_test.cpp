@@ -167,6 +167,46 @@ TEST(EagerScheduler, AbandonCountsFailuresUpToMaxAttempts) {
   EXPECT_FALSE(s.done(0));
 }
 
+// Each further run of a segment at max_attempts would kill one more worker (audit of
+// session 41: 6 workers, max_attempts 3, all 6 died before the step failed).
+TEST(EagerScheduler, ASegmentAtMaxAttemptsIsNotOfferedUntilAFailureIsForgiven) {
+  EagerScheduler s(1, 2);
+  must_pick(s, 1);
+  EXPECT_FALSE(s.abandon(0, 1, true));
+  must_pick(s, 2);
+  EXPECT_TRUE(s.abandon(0, 2, true));
+  for (WorkerId w = 3; w <= 5; ++w) {
+    EXPECT_FALSE(s.next_for(w).has_value()) << "worker " << w;
+    EXPECT_FALSE(s.next_rerun_at(w).has_value()) << "worker " << w;
+  }
+  s.forgive(0);   // the second worker was only suspected, and is back
+  Pick p = must_pick(s, 3);
+  EXPECT_EQ(p.segment, 0u);
+  EXPECT_EQ(p.attempt, 3u);
+}
+
+// Copies of a late re-run went to every idle worker; for a segment that kills its
+// worker, each copy was one more death.
+TEST(EagerScheduler, ASegmentThatKilledItsWorkerRunsOnOneWorkerAtATime) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(2, 5);
+  s.set_rerun_delay(1.5, 10ms);
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+  ASSERT_TRUE(s.complete(1, 2, t0 + 1ms));
+  EXPECT_FALSE(s.abandon(0, 1, true));
+  auto p = s.next_for(3, t0 + 2ms);   // the re-run, at once: its worker died
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->segment, 0u);
+  for (WorkerId w = 4; w <= 6; ++w) {
+    EXPECT_FALSE(s.next_for(w, t0 + 1s).has_value()) << "worker " << w << ": late, but it killed a worker";
+  }
+  EXPECT_FALSE(s.abandon(0, 3, false));   // its worker left politely: still one at a time
+  EXPECT_TRUE(s.next_for(4, t0 + 1s).has_value());
+  EXPECT_FALSE(s.next_for(5, t0 + 2s).has_value());
+}
+
 TEST(EagerScheduler, AbandonWithoutFailureDoesNotCount) {
   EagerScheduler s(1, 1);
   for (WorkerId w = 1; w <= 5; ++w) {
@@ -197,7 +237,10 @@ TEST(EagerScheduler, AbandonedSegmentIsAvailableAgain) {
   EXPECT_EQ(p.segment, 0u);
   EXPECT_EQ(p.attempt, 2u);
   EXPECT_EQ(s.attempts(0), 2u);
-  // The worker that failed it may run it again too (its crash may have been unrelated).
+  // One run at a time after a death; the worker that failed it may run it again too
+  // (its crash may have been unrelated).
+  EXPECT_FALSE(s.next_for(1).has_value());
+  EXPECT_FALSE(s.abandon(0, 3, false));
   EXPECT_EQ(must_pick(s, 1).segment, 0u);
 }
 
@@ -232,11 +275,13 @@ TEST(EagerScheduler, RandomSimulationCompletesEverySegmentExactlyOnce) {
       if (mine.empty() || (action < 3 && mine.size() < 2)) {
         std::optional<Pick> p = s.next_for(w);
         if (!p) {
-          // Only allowed if every unfinished segment is running on w.
+          // Only allowed if every unfinished segment is running on w, or, once a run of
+          // it ended with a death, on another worker (one at a time).
           for (std::uint32_t i = 0; i < segments; ++i) {
-            if (!s.done(i)) {
-              ASSERT_TRUE(mine.count(i)) << "segment " << i << " withheld from " << w;
-            }
+            if (s.done(i)) continue;
+            bool elsewhere = false;
+            for (WorkerId v = 1; v <= workers; ++v) elsewhere |= v != w && running[v].count(i) > 0;
+            ASSERT_TRUE(mine.count(i) || (failures[i] > 0 && elsewhere)) << "segment " << i << " withheld from " << w;
           }
           continue;
         }
@@ -303,6 +348,27 @@ TEST(EagerScheduler, ReRunsWaitUntilTheSegmentIsLate) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->segment, 1u);
   EXPECT_EQ(p->attempt, 2u);
+}
+
+// A third copy waits until the second is late, timed from the second's start; before,
+// every idle worker got a copy of a late segment the moment it asked.
+TEST(EagerScheduler, FurtherCopiesWaitUntilTheNewestCopyIsLate) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(2, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+  EXPECT_TRUE(s.complete(1, 2, t0 + 10ms));   // mean 10 ms: late at 15 ms
+  auto copy = s.next_for(2, t0 + 15ms);
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(copy->segment, 0u);
+  EXPECT_FALSE(s.next_for(3, t0 + 16ms)) << "the copy started 1 ms ago";
+  EXPECT_EQ(*s.next_rerun_at(3), t0 + 30ms);
+  EXPECT_FALSE(s.next_for(4, t0 + 29ms));
+  auto third = s.next_for(3, t0 + 30ms);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->attempt, 3u);
 }
 
 TEST(EagerScheduler, BeforeAnyCompletionTheGraceApplies) {

@@ -36,6 +36,7 @@
 #include <calypso/calypso.hpp>
 
 #include <algorithm>
+#include <cstdint>
 
 #include <csignal>
 #include <cstdio>
@@ -178,6 +179,12 @@ int adjacent(calypso::Manager& m) {
     if (p[i] != 0xA0 + i) return fail("a byte written by one segment was lost");
   }
   if (p[-1] != 0 || p[64] != 0) return fail("bytes next to the written ones changed");
+  // A count whose size in bytes wraps around is refused, not turned into a small block.
+  try {
+    m.alloc<double>(SIZE_MAX / sizeof(double) + 2);
+    return fail("alloc<double>(SIZE_MAX / 8 + 2) returned a block");
+  } catch (const calypso::Error&) {
+  }
   std::puts("probe adjacent: ok");
   return 0;
 }

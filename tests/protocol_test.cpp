@@ -172,7 +172,7 @@ TEST(Protocol, HelloHostIsAlwaysTerminated) {
 
 TEST(Protocol, RefuseRoundTripWithReason) {
   const std::string reason = "worker runs a different executable";
-  Encoder e(MsgType::refuse, 3, Refuse{static_cast<std::uint32_t>(reason.size()), 0});
+  Encoder e(MsgType::refuse, 3, Refuse{static_cast<std::uint32_t>(reason.size()), RefuseCode::error});
   e.append(text_bytes(reason));
   Bytes wire = to_bytes(e.bytes());
   auto m = must_decode(wire);

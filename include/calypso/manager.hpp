@@ -67,7 +67,8 @@ class Manager {
   template <class T>
   T* alloc(std::size_t n = 1) {
     static_assert(std::is_trivially_copyable_v<T>, "shared heap objects must be trivially copyable");
-    return static_cast<T*>(allocate(n * sizeof(T), alignof(T) < 64 ? 64 : alignof(T)));
+    // n beyond what memory can hold: allocate refuses SIZE_MAX (not a wrapped product).
+    return static_cast<T*>(allocate(n > SIZE_MAX / sizeof(T) ? SIZE_MAX : n * sizeof(T), alignof(T) < 64 ? 64 : alignof(T)));
   }
 
   // Promises that shared memory in [p, p+bytes) never changes again in this run (input

@@ -59,6 +59,7 @@ std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clo
   }
   s.runners.push_back(w);
   s.last_start = ++clock_;
+  s.copy_start = now;
   return Pick{segment, ++s.attempts};
 }
 
@@ -145,24 +146,34 @@ void EagerScheduler::disown(WorkerId w) {
 
 // Started (an unstarted one is rules 1-3's), unfinished, not just arriving, and not
 // already run by w. A started segment with no runner left (its worker died) qualifies.
-bool EagerScheduler::rerun_candidate(const Seg& s, WorkerId w) {
-  return s.attempts > 0 && !s.done && !s.arriving && !runs(s, w);
+// A segment whose run ended with its worker's death runs on one worker at a time, and
+// not at all once that happened max_attempts times: it may be what kills them. Copies
+// of its late re-run went to every idle worker, and a segment that kills every worker
+// that runs it took all of them (6 of 6 at max_attempts 3; session 41).
+bool EagerScheduler::rerun_candidate(const Seg& s, WorkerId w) const {
+  if (s.attempts == 0 || s.done || s.arriving || runs(s, w)) return false;
+  return s.failures == 0 || (s.runners.empty() && s.failures < max_attempts_);
 }
 
+// A segment with two or more runs going is late again only once its newest copy is,
+// timed from that copy's start: from the first run's, every idle worker that asked got
+// a copy at once, and one that kills its worker took six of six workers before the
+// first death was seen (session 41).
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
+  const Clock::time_point from = s.runners.size() >= 2 ? s.copy_start : s.first_start;
   Clock::duration d;
   if (s.expected.count() > 0) {
     d = s.cold ? cold(s.expected) : s.expected;
   } else if (completed_ == 0) {
-    return s.first_start + before_any_;
+    return from + before_any_;
   } else {
     d = completed_time_ / completed_;
   }
   // At least kLateSlack over the expected time: a sub-millisecond segment is not late
   // because its worker lost the core for a time slice (a re-run would refetch its pages).
   const auto late = std::max(std::chrono::duration_cast<Clock::duration>(d * rerun_factor_), d + kLateSlack);
-  return s.first_start + late;
+  return from + late;
 }
 
 std::optional<EagerScheduler::Clock::duration> EagerScheduler::predicted(const Seg& s, WorkerId w) const {
@@ -269,6 +280,7 @@ void EagerScheduler::started(std::uint32_t segment, WorkerId w, Clock::time_poin
   Seg& s = segs_[segment];
   if (!s.done && s.runners.size() == 1 && s.runners.front() == w) {
     s.first_start = now;
+    s.copy_start = now;
     s.queued = false;
   }
 }

@@ -15,8 +15,9 @@
 //      (see set_rerun_delay) only once that segment is *late*, or while this worker's
 //      pace says its copy would end well before the original (see overtakes). A
 //      segment whose runner died or left has no runner and is re-run at once.
-// The first completion of a segment wins. A segment whose runs keep ending with the
-// death of their worker fails the step after max_attempts such deaths.
+// The first completion of a segment wins. A segment whose run ended with the death of
+// its worker runs on one worker at a time from then on; after max_attempts such deaths
+// it fails the step, and is not offered again meanwhile.
 //
 // Policy::fixed stops after step 1: every worker runs exactly its own block and nothing
 // else, as classic DSMs (TreadMarks) do. It exists as a baseline for benchmarks.
@@ -151,6 +152,7 @@ class EagerScheduler {
     std::uint32_t failures = 0;
     std::uint64_t last_start = 0;
     Clock::time_point first_start{};
+    Clock::time_point copy_start{};   // when its newest copy started (see late_at)
     Clock::duration expected{}, took{};
     bool arriving = false;   // a runner's result is on its way
     bool cold = false;       // the current run is not on the worker that ran it last
@@ -174,7 +176,7 @@ class EagerScheduler {
   std::optional<Clock::duration> predicted(const Seg& s, WorkerId w) const;
   bool overtakes(std::uint32_t segment, WorkerId w, Clock::time_point now) const;
   Clock::time_point late_at(const Seg& s) const;
-  static bool rerun_candidate(const Seg& s, WorkerId w);
+  bool rerun_candidate(const Seg& s, WorkerId w) const;
   std::optional<Pick> start(std::uint32_t segment, WorkerId w, Clock::time_point now);
   void heavy_first(std::deque<std::uint32_t>& queue) const;
   std::optional<std::uint32_t> own_unstarted(WorkerId w);

@@ -237,7 +237,7 @@ void ManagerLoop::on_hello(const Message& m) {
                                ", the manager's is " + executable_identity() + ")");
   }
   if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
-  if (shutting_down_) return refuse(address, "the job is ending");
+  if (shutting_down_) return refuse(address, "the job is ending", RefuseCode::job_ending);
   WorkerId id = next_worker_++;
   Worker& w = workers_[id];
   try {
@@ -331,11 +331,15 @@ void ManagerLoop::on_hello(const Message& m) {
   }
 }
 
-void ManagerLoop::refuse(const std::vector<std::byte>& address, const std::string& why) {
-  LOG_WARN("refused a worker: %s", why.c_str());
+void ManagerLoop::refuse(const std::vector<std::byte>& address, const std::string& why, RefuseCode code) {
+  if (code == RefuseCode::job_ending) {
+    LOG_INFO("refused a worker: %s", why.c_str());   // it started too late to help: no fault
+  } else {
+    LOG_WARN("refused a worker: %s", why.c_str());
+  }
   try {
     net::PeerId peer = ep_.add_peer(net::Address{address});
-    Refuse r{static_cast<std::uint32_t>(why.size()), 0};
+    Refuse r{static_cast<std::uint32_t>(why.size()), code};
     Encoder e(MsgType::refuse, kNoWorker, r);
     e.append(why.data(), why.size());
     auto bytes = e.bytes();
@@ -417,7 +421,11 @@ void ManagerLoop::on_page_request(const Message& m, WorkerId id, Worker& w) {
   scratch_.clear();
   if (!step_ || r->step != step_->id) {
     reply.status = PageStatus::stale;
-  } else if (r->count > 64 || !home_.copy_pages(r->first, r->count, scratch_)) {
+  } else if (r->count == 0 || r->count > 64 || std::size_t{r->count} * region_.page_size() > kMaxFetchBytes) {
+    // The reply would not fit a message (workers keep their fetches within this).
+    reply.status = PageStatus::bad_range;
+    violation(id, "page request for " + std::to_string(r->count) + " pages, more than one reply can hold");
+  } else if (!home_.copy_pages(r->first, r->count, scratch_)) {
     reply.status = PageStatus::bad_range;
     violation(id, "page request outside the region");
   }

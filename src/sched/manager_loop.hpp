@@ -246,7 +246,7 @@ class ManagerLoop {
   void fail_step(const std::string& why);
   void end_step(std::optional<std::string> error);
   void lose(WorkerId id, Worker& w, const char* why, bool counts_as_failure);
-  void refuse(const std::vector<std::byte>& address, const std::string& why);
+  void refuse(const std::vector<std::byte>& address, const std::string& why, RefuseCode code = RefuseCode::error);
   bool send(WorkerId id, Worker& w, Encoder& e);
   // One message to w, without acting on a failure (send's policy is lose_after_send).
   net::SendStatus post(const Worker& w, std::span<const std::byte> message);

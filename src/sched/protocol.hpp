@@ -132,9 +132,12 @@ struct Welcome {
   std::uint32_t local_messages;
   std::uint32_t reserved;
 };
+// Why a worker may not join: an error (another executable, a wrong key), or a job that
+// is ending, for which a worker started with it has nothing left to do and exits 0.
+enum class RefuseCode : std::uint32_t { error = 0, job_ending = 1 };
 struct Refuse {
   std::uint32_t reason_bytes;     // text follows
-  std::uint32_t reserved;
+  RefuseCode code;
 };
 struct Assign {
   StepId step;

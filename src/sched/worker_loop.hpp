@@ -18,6 +18,8 @@
 #include "sched/result_ring.hpp"
 #include "unique_fd.hpp"
 
+#include <calypso/error.hpp>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -28,6 +30,12 @@
 #include <vector>
 
 namespace calypso::sched {
+
+// Thrown by the constructor when the job ended before this worker could join: it was
+// started too late to help, which is not a failure (the process exits 0).
+struct JobEnded : Error {
+  using Error::Error;
+};
 
 class WorkerLoop final : public dsm::PageSource {
  public:

@@ -22,7 +22,8 @@ int main() {
     const std::size_t page = dsm::safe_page_size(c.region_size, c.page_size);
     std::printf("region:          %zu MiB at 0x%llx, page %zu bytes%s\n", c.region_size >> 20,
                 static_cast<unsigned long long>(c.region_address), page,
-                page != c.page_size ? " (raised to stay under vm.max_map_count)" : "");
+                page > kMaxFetchBytes ? " (too large: a run would refuse this region; raise vm.max_map_count)"
+                : page != c.page_size ? " (raised to stay under vm.max_map_count)" : "");
     try {
       dsm::Region r = dsm::Region::map(c.region_address, c.region_size, page, dsm::Access::none);
       std::printf("region address:  free in this process\n");
