@@ -1,12 +1,14 @@
 // Reads the CALYPSO_* environment once, with a clear error for every bad value.
 #include "config.hpp"
 
+#include <cstdio>
 #include <calypso/error.hpp>
 
 #include <sched.h>
 
 #include <cstring>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -39,14 +41,26 @@ bool parse_number(const char* text, unsigned long long& n, const char*& end) {
   return true;
 }
 
+std::string hex(std::uint64_t n) {
+  char text[24];
+  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(n));
+  return text;
+}
+
+// as_hex: the limits in the message are addresses, said as they are written.
 template <class T>
-void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi) {
+void read_uint(const char* name, T& out, std::uint64_t lo, std::uint64_t hi, bool as_hex = false) {
   const char* v = env(name);
   if (v == nullptr) return;
   unsigned long long n = 0;
   const char* end = v;
   if (!parse_number(v, n, end) || *end != '\0' || n < lo || n > hi) {
-    bad(name, v, ("an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]").c_str());
+    std::string expected = "an integer in [";
+    expected += as_hex ? hex(lo) : std::to_string(lo);
+    expected += ", ";
+    expected += as_hex ? hex(hi) : std::to_string(hi);
+    expected += "]";
+    bad(name, v, expected.c_str());
   }
   out = static_cast<T>(n);
 }
@@ -197,7 +211,7 @@ Config Config::from_environment() {
   read_string("CALYPSO_BIND", c.bind);
   read_string("CALYPSO_ADDRESS_FILE", c.address_file);
   read_uint("CALYPSO_JOB_KEY", c.job_key, 0, ~0ull);
-  read_uint("CALYPSO_REGION_ADDRESS", c.region_address, 1ull << 32, 1ull << 46);
+  read_uint("CALYPSO_REGION_ADDRESS", c.region_address, 1ull << 32, 1ull << 46, true);
   read_size("CALYPSO_REGION_SIZE", c.region_size);
   read_size("CALYPSO_PAGE_SIZE", c.page_size);
   read_size("CALYPSO_PREFAULT", c.prefault);

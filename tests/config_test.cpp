@@ -123,6 +123,19 @@ TEST_F(ConfigTest, ABadNumberIsRefusedByName) {
     expect_refused("CALYPSO_WORKERS", v);
   }
   expect_refused("CALYPSO_REGION_ADDRESS", "0x3c000000000g");
+  {  // an address's limits are said in hex, as addresses are written
+    EnvVar v("CALYPSO_REGION_ADDRESS", "0x1000");
+    try {
+      Config::from_environment();
+      ADD_FAILURE() << "0x1000 accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("[0x100000000, 0x400000000000]"), std::string::npos) << e.what();
+    }
+  }
+  {  // pages are at most 512K: one and its header must fit a message
+    EnvVar v("CALYPSO_PAGE_SIZE", "1M");
+    EXPECT_THROW(Config::from_environment(), Error);
+  }
   expect_refused("CALYPSO_BUNDLE", "2");
   expect_refused("CALYPSO_BUNDLE", "yes");
   for (const char* v : {"", "lots", "-1", "-16K", " 2M", "+2M", "2T", "0x", "0xg", "0x0x10", "0X0x1M"}) {
