@@ -1,7 +1,6 @@
 // Reads the CALYPSO_* environment once, with a clear error for every bad value.
 #include "config.hpp"
 
-#include <cstdio>
 #include <calypso/error.hpp>
 
 #include <sched.h>

@@ -80,7 +80,9 @@ void print_stats(const Config& c, std::FILE* out, const Stats& s) {
                (unsigned long long)s.local_messages,
                (unsigned long long)s.workers_joined, (unsigned long long)s.workers_lost,
                s.parallel_seconds, s.collation_seconds, peak_rss_kib());
-  std::fflush(out);
+  if (std::fflush(out) != 0 || std::ferror(out)) {
+    std::fprintf(stderr, "calypso: could not write the statistics to CALYPSO_STATS_FILE=%s\n", c.stats_file.c_str());
+  }
 }
 
 }  // namespace

@@ -179,7 +179,9 @@ TEST(EagerScheduler, ASegmentAtMaxAttemptsIsNotOfferedUntilAFailureIsForgiven) {
     EXPECT_FALSE(s.next_for(w).has_value()) << "worker " << w;
     EXPECT_FALSE(s.next_rerun_at(w).has_value()) << "worker " << w;
   }
+  EXPECT_EQ(s.exhausted(), std::optional<std::uint32_t>{0});
   s.forgive(0);   // the second worker was only suspected, and is back
+  EXPECT_FALSE(s.exhausted().has_value());
   Pick p = must_pick(s, 3);
   EXPECT_EQ(p.segment, 0u);
   EXPECT_EQ(p.attempt, 3u);
@@ -369,6 +371,21 @@ TEST(EagerScheduler, FurtherCopiesWaitUntilTheNewestCopyIsLate) {
   auto third = s.next_for(3, t0 + 30ms);
   ASSERT_TRUE(third);
   EXPECT_EQ(third->attempt, 3u);
+}
+
+// With the original gone (it left politely), the copy left is timed from its own start.
+TEST(EagerScheduler, ACopyLeftAloneIsTimedFromItsOwnStart) {
+  using namespace std::chrono_literals;
+  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
+  EagerScheduler s(2, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
+  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
+  EXPECT_TRUE(s.complete(1, 2, t0 + 10ms));   // late after 15 ms
+  ASSERT_EQ(s.next_for(2, t0 + 20ms)->segment, 0u);
+  EXPECT_FALSE(s.abandon(0, 1, false));
+  EXPECT_FALSE(s.next_for(3, t0 + 21ms)) << "the copy started 1 ms ago";
+  EXPECT_EQ(*s.next_rerun_at(3), t0 + 35ms);
 }
 
 TEST(EagerScheduler, BeforeAnyCompletionTheGraceApplies) {

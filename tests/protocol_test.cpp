@@ -171,18 +171,23 @@ TEST(Protocol, HelloHostIsAlwaysTerminated) {
 }
 
 TEST(Protocol, RefuseRoundTripWithReason) {
-  const std::string reason = "worker runs a different executable";
-  Encoder e(MsgType::refuse, 3, Refuse{static_cast<std::uint32_t>(reason.size()), RefuseCode::error});
-  e.append(text_bytes(reason));
-  Bytes wire = to_bytes(e.bytes());
-  auto m = must_decode(wire);
-  ASSERT_TRUE(m);
-  std::string why;
-  auto r = fixed_part<Refuse>(*m, why);
-  ASSERT_TRUE(r) << why;
-  auto t = tail<Refuse>(*m);
-  ASSERT_EQ(t.size(), r->reason_bytes);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(t.data()), t.size()), reason);
+  // The code tells a worker of another executable (an error) from one that came to a job
+  // that is ending (it exits 0).
+  for (RefuseCode code : {RefuseCode::error, RefuseCode::job_ending}) {
+    const std::string reason = code == RefuseCode::error ? "worker runs a different executable" : "the job is ending";
+    Encoder e(MsgType::refuse, 3, Refuse{static_cast<std::uint32_t>(reason.size()), code});
+    e.append(text_bytes(reason));
+    Bytes wire = to_bytes(e.bytes());
+    auto m = must_decode(wire);
+    ASSERT_TRUE(m);
+    std::string why;
+    auto r = fixed_part<Refuse>(*m, why);
+    ASSERT_TRUE(r) << why;
+    EXPECT_EQ(r->code, code);
+    auto t = tail<Refuse>(*m);
+    ASSERT_EQ(t.size(), r->reason_bytes);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(t.data()), t.size()), reason);
+  }
 }
 
 TEST(Protocol, AssignRoundTripWithArgsAndNotices) {

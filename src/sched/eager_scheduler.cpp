@@ -58,8 +58,8 @@ std::optional<Pick> EagerScheduler::start(std::uint32_t segment, WorkerId w, Clo
     s.queued = false;
   }
   s.runners.push_back(w);
+  s.starts.push_back(now);
   s.last_start = ++clock_;
-  s.copy_start = now;
   return Pick{segment, ++s.attempts};
 }
 
@@ -155,13 +155,13 @@ bool EagerScheduler::rerun_candidate(const Seg& s, WorkerId w) const {
   return s.failures == 0 || (s.runners.empty() && s.failures < max_attempts_);
 }
 
-// A segment with two or more runs going is late again only once its newest copy is,
-// timed from that copy's start: from the first run's, every idle worker that asked got
-// a copy at once, and one that kills its worker took six of six workers before the
-// first death was seen (session 41).
+// Timed from the start of the newest run going: a segment that has a copy is late again
+// only once that copy is. (Timed from the first run's start, every idle worker that asked
+// got a copy at once, and a segment that kills its worker took six of six workers before
+// the first death was seen; session 41.) With one run, that run's start.
 EagerScheduler::Clock::time_point EagerScheduler::late_at(const Seg& s) const {
   if (rerun_factor_ <= 0 || s.runners.empty()) return s.first_start;
-  const Clock::time_point from = s.runners.size() >= 2 ? s.copy_start : s.first_start;
+  const Clock::time_point from = *std::max_element(s.starts.begin(), s.starts.end());
   Clock::duration d;
   if (s.expected.count() > 0) {
     d = s.cold ? cold(s.expected) : s.expected;
@@ -211,7 +211,7 @@ bool EagerScheduler::overtakes(std::uint32_t segment, WorkerId w, Clock::time_po
   const Clock::duration copy = cold_on(segment, w) ? cold(*ours) : *ours;
   // A queued segment starts after the one its worker runs: counting from now is the
   // earliest it could end.
-  const Clock::time_point original = (s.queued ? now : s.first_start) + (s.cold ? cold(*theirs) : *theirs);
+  const Clock::time_point original = (s.queued ? now : s.starts.front()) + (s.cold ? cold(*theirs) : *theirs);
   const Clock::duration margin = copy / 4 + std::chrono::milliseconds(1);
   if (now + copy + margin < original) return true;
   // Running past its pace: when it ends is unknown, and a worker whose whole copy takes
@@ -280,7 +280,7 @@ void EagerScheduler::started(std::uint32_t segment, WorkerId w, Clock::time_poin
   Seg& s = segs_[segment];
   if (!s.done && s.runners.size() == 1 && s.runners.front() == w) {
     s.first_start = now;
-    s.copy_start = now;
+    s.starts.front() = now;
     s.queued = false;
   }
 }
@@ -292,7 +292,7 @@ void EagerScheduler::arriving(std::uint32_t segment, WorkerId w) {
 
 bool EagerScheduler::complete(std::uint32_t segment, WorkerId w, Clock::time_point now) {
   Seg& s = segs_[segment];
-  std::erase(s.runners, w);
+  drop_runner(s, w);
   if (s.done) return false;
   s.took = now - s.first_start;
   if (s.attempts == 1 && s.cold && s.expected.count() > 0) {   // what a cold run costs
@@ -334,6 +334,13 @@ double EagerScheduler::next_cold_factor() const {
   return std::clamp(seen ? (cold_factor_ + *seen) / 2 : cold_factor_ * kColdFactorSink, kColdRunFactor, kMaxColdRunFactor);
 }
 
+std::optional<std::uint32_t> EagerScheduler::exhausted() const {
+  for (std::uint32_t i = 0; i < segs_.size(); ++i) {
+    if (!segs_[i].done && segs_[i].failures >= max_attempts_) return i;
+  }
+  return std::nullopt;
+}
+
 void EagerScheduler::forgive(std::uint32_t segment) {
   Seg& s = segs_[segment];
   if (s.failures > 0) --s.failures;
@@ -341,7 +348,7 @@ void EagerScheduler::forgive(std::uint32_t segment) {
 
 bool EagerScheduler::abandon(std::uint32_t segment, WorkerId w, bool counts_as_failure) {
   Seg& s = segs_[segment];
-  std::erase(s.runners, w);
+  drop_runner(s, w);
   if (s.runners.empty()) s.queued = false;
   s.arriving = false;   // a transfer cut short (the sender died): re-run it
   if (s.done || !counts_as_failure) return false;

@@ -139,6 +139,10 @@ class EagerScheduler {
   // suspected): the failure is taken back. Suspicion is a hint, not a verdict.
   void forgive(std::uint32_t segment);
 
+  // The lowest unfinished segment that has failed max_attempts times, which is offered
+  // to nobody: the step fails unless a failure is taken back (see forgive).
+  std::optional<std::uint32_t> exhausted() const;
+
   bool done(std::uint32_t segment) const { return segs_[segment].done; }
   bool all_done() const { return remaining_ == 0; }
   std::uint32_t failures(std::uint32_t segment) const { return segs_[segment].failures; }
@@ -152,13 +156,19 @@ class EagerScheduler {
     std::uint32_t failures = 0;
     std::uint64_t last_start = 0;
     Clock::time_point first_start{};
-    Clock::time_point copy_start{};   // when its newest copy started (see late_at)
     Clock::duration expected{}, took{};
     bool arriving = false;   // a runner's result is on its way
     bool cold = false;       // the current run is not on the worker that ran it last
     bool queued = false;     // its first run waits behind another in its worker's queue
     std::vector<WorkerId> runners;
+    std::vector<Clock::time_point> starts;   // when each of runners' runs started (late_at)
   };
+  static void drop_runner(Seg& s, WorkerId w) {
+    const auto it = std::find(s.runners.begin(), s.runners.end(), w);
+    if (it == s.runners.end()) return;
+    s.starts.erase(s.starts.begin() + (it - s.runners.begin()));
+    s.runners.erase(it);
+  }
   // A run of segment on w is on a cold cache: another worker ran it last.
   bool cold_on(std::uint32_t segment, WorkerId w) const {
     return preferred_[segment] != kNoWorker && preferred_[segment] != w;

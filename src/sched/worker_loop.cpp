@@ -709,14 +709,16 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
   // still on its way (the job ended under a slow worker) then count it nowhere, rather
   // than as a fetch that went no way (integration_test caught 8 RMA reads of 9 fetches).
   struct Timer {   // clock_gettime is async-signal-safe (vDSO)
-    double& total;
-    std::uint64_t& count;
+    Times& times;
+    bool rma = false, together = false;   // how it went, counted with it
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     ~Timer() {
-      total += seconds_since(start);
-      ++count;
+      times.fetch += seconds_since(start);
+      ++times.fetches;
+      times.rma_fetches += rma;
+      times.rma_together += together;
     }
-  } timer{times_.fetch, times_.fetches};
+  } timer{times_};
   if (local_ && !local_failed_) {
     if (read_local(first, count, out)) return out;
     // Not fatal: the network still reaches the same memory. (write(2): a page fault.)
@@ -726,8 +728,8 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
   }
   if (rma_) {
     if (read_pages(first, count, out)) {
-      ++times_.rma_fetches;   // next to the count of fetches (timer)
-      if (rma_in_order_) ++times_.rma_together;
+      timer.rma = true;
+      timer.together = rma_in_order_;
       return out;
     }
     LOG_WARN("an RMA page read failed; pages come in messages from now on");
