@@ -29,6 +29,7 @@ const std::string kRun = CALYPSO_RUN_PATH;
 const std::string kProbe = PROBE_PATH;
 const std::string kSilentManager = SILENT_MANAGER_PATH;
 const std::string kShmLockHolder = SHM_LOCK_HOLDER_PATH;
+const std::string kRogue = ROGUE_PATH;
 const std::string kExamples = EXAMPLES_DIR;
 
 std::vector<std::string> job(int workers, const std::string& provider, std::vector<std::string> program) {
@@ -809,6 +810,46 @@ TEST(Failures, RepeatedStallsOfALiveWorkerNeverFailTheStep) {
   EXPECT_TRUE(contains(r.output, "probe long: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "is back after being suspected")) << r.output;
   std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+// A worker of the same executable (so it passes the identity check) that speaks the
+// protocol itself and misbehaves: garbage, every message type with random bodies,
+// bundles that break their rules, page requests and read sets outside the region,
+// results for runs it was never sent (empty ones would pass as "wrote nothing"), for
+// steps that are not open and out of bounds, malformed results of its own runs, result
+// chunks that disagree or overlap, and a result begun and never finished while it keeps
+// beating (see tests/rogue.cpp). The manager must neither crash nor hang, and every byte
+// of the program's array must be as its segments wrote it after every step.
+TEST(Failures, ARogueWorkerChangesNothing) {
+  std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  // One assignment at a time: a second one sent to the rogue while it forges results
+  // would make its forgery a result of its own run, which the manager rightly takes.
+  const std::map<std::string, std::string> env{{"CALYPSO_SUSPECT_MS", "1000"}, {"CALYPSO_PIPELINE", "1"}};
+  Job manager({kRun, "-n", "2", "--provider", "tcp", "--address-file", address, kRogue, dir}, env);
+  const std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << manager.output_so_far();
+  Job rogue({kRogue, dir}, {{"CALYPSO_ROLE", "worker"}, {"CALYPSO_MANAGER", addr}, {"CALYPSO_TEST_ROGUE", "1"},
+                            {"CALYPSO_LOCAL_MESSAGES", "0"}, {"CALYPSO_LOCAL_RESULTS", "0"}});
+  auto m = manager.wait(120s);
+  auto r = rogue.wait(30s);
+  EXPECT_FALSE(m.timed_out) << m.output << r.output;
+  EXPECT_EQ(m.exit_code, 0) << m.output << r.output;
+  EXPECT_TRUE(contains(m.output, "rogue: ok")) << m.output << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "rogue worker: done (9 identities)")) << r.output;
+  for (const char* said : {"not Calypso-DSM protocol", "protocol violation", "page request outside the region",
+                           "read_set names a page outside the region", "result chunk out of bounds",
+                           "result in a ring the manager does not hold", "bundle: an entry names another worker",
+                           "which it was never sent", "it sent a malformed result", "it sent result chunks that disagree",
+                           "it sent result chunks that overlap", "its result stopped arriving halfway"}) {
+    EXPECT_TRUE(contains(m.output, said)) << "the manager never said \"" << said << "\"\n" << m.output;
+  }
+  for (const char* crash : {"terminate called", "Aborted", "Segmentation", "core dumped", "calypso-run: worker (pid"}) {
+    EXPECT_FALSE(contains(m.output + r.output, crash)) << m.output << r.output;
+  }
+  for (const char* f : {"/address", "/info", "/done", "/end"}) std::remove((dir + f).c_str());
   rmdir(dir.c_str());
 }
 

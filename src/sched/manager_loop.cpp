@@ -460,6 +460,12 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   ResultKey key{c->step, c->segment, c->attempt};
   const bool unwanted = !step_ || key.step != step_->id || key.segment >= step_->sched.size() ||
                         step_->sched.done(key.segment);
+  // A run it was never sent: taken, it would complete the segment (an empty result
+  // passes as "wrote nothing") with writes the segment never made.
+  if (!unwanted && !step_->was_sent(key.segment, key.attempt, id)) {
+    return violation(id, "result for " + segment_name(key.segment) + ", attempt " + std::to_string(key.attempt) +
+                             ", which it was never sent");
+  }
   if (in_ring) {   // the whole result, read where it lies (an unwanted one: its room freed)
     StepResult r;
     if (!unwanted) r.loan = w.ring->borrow(c->offset, c->total_bytes);
@@ -488,15 +494,19 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
       if (config_.pipeline > 1 && data.size() < c->total_bytes) began_arriving = ran(id, w, key.segment);
     }
   }
+  // Chunks that do not make one result: the result is lost, and the worker with it, as
+  // for a malformed result. Only dropping the assembly would leave the segment's run
+  // marked arriving (never late, so never re-run) for as long as the worker lives.
   if (a.total != c->total_bytes) {
-    w.assemblies.erase(it);
-    return violation(id, "result chunks disagree on the result's size");
+    violation(id, "result chunks disagree on the result's size");
+    return lose(id, w, "it sent result chunks that disagree", false);
   }
+  a.last_chunk = Clock::now();
   if (!data.empty() && !a.discard) std::memcpy(a.bytes.data() + c->offset, data.data(), data.size());
   a.received += data.size();
   if (a.received > c->total_bytes) {
-    w.assemblies.erase(it);
-    return violation(id, "result chunks overlap");
+    violation(id, "result chunks overlap");
+    return lose(id, w, "it sent result chunks that overlap", false);
   }
   if (a.received < c->total_bytes) {
     if (began_arriving) dispatch();   // last: it may lose workers and their assemblies
@@ -578,6 +588,15 @@ void ManagerLoop::on_tick() {
   for (auto& [id, w] : workers_) {
     if (w.state == WorkerState::alive && now - w.last_seen > config_.suspect_after) {
       lose(id, w, "it has been silent too long (CALYPSO_SUSPECT_MS)", true);   // -> suspected
+    } else if (w.state == WorkerState::alive &&
+               std::any_of(w.assemblies.begin(), w.assemblies.end(), [&](const auto& entry) {
+                 return !entry.second.discard && now - entry.second.last_chunk > 2 * config_.suspect_after;
+               })) {
+      // A result begun and not finished, from a worker that is otherwise heard from
+      // (its heartbeats keep it alive): its run is never late, so without this its
+      // segment would wait for it for good. Twice the suspicion period, so that a link
+      // cut that stalls both is found as silence first (which clears assemblies).
+      lose(id, w, "its result stopped arriving halfway (2 x CALYPSO_SUSPECT_MS without a chunk)", false);
     } else if (w.state == WorkerState::suspected && now - w.last_seen > config_.manager_timeout) {
       // Silent for as long as a worker waits for us before giving up: if it is alive and
       // cut off, it has left by now. Its endpoint resources can go.

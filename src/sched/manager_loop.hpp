@@ -94,6 +94,7 @@ class ManagerLoop {
     std::uint64_t total = 0;
     bool discard = false;
     ResultBuffers::Bytes bytes;
+    Clock::time_point last_chunk;   // a wanted result whose rest stops coming: see on_tick
   };
   struct Worker {
     net::PeerId peer = net::kNoPeer;
@@ -169,6 +170,15 @@ class ManagerLoop {
     std::vector<std::uint32_t> routine_of, index_of;   // global segment -> routine, index
     std::vector<StepResult> results;
     std::vector<WorkerId> accepted_from;               // who produced each kept result
+    // Who was sent each run of a segment: only that worker may answer for the run (a
+    // result naming a run it was never sent would complete the segment with writes the
+    // segment never made). First runs by segment; re-runs, rarer, listed.
+    std::vector<WorkerId> first_run_by;
+    std::vector<std::tuple<std::uint32_t, std::uint32_t, WorkerId>> reruns_by;   // segment, attempt, worker
+    bool was_sent(std::uint32_t segment, std::uint32_t attempt, WorkerId w) const {
+      if (attempt == 1) return first_run_by[segment] == w;
+      return std::find(reruns_by.begin(), reruns_by.end(), std::tuple{segment, attempt, w}) != reruns_by.end();
+    }
     Clock::time_point started;
     std::optional<Clock::time_point> no_workers_since;
     // A segment that reached CALYPSO_MAX_ATTEMPTS failures, and since when. The step

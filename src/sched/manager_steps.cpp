@@ -91,6 +91,7 @@ void ManagerLoop::start_step(OpenStep s) {
   s.sched.set_cold_factor(cold_factor_);
   s.results.resize(n);
   s.accepted_from.assign(n, kNoWorker);
+  s.first_run_by.assign(n, kNoWorker);
   s.started = Clock::now();
   step_ = std::move(s);
   set_control(step_->id);   // direct readers (RMA, local): home memory is this step's snapshot
@@ -293,6 +294,8 @@ ManagerLoop::Outgoing ManagerLoop::assign(WorkerId id, Worker& w, const Pick& p)
   w.parked = false;
   const std::uint64_t seq = w.next_seq++;
   w.running.push_back({seq, p.segment});
+  if (p.attempt == 1) step_->first_run_by[p.segment] = id;
+  else step_->reruns_by.emplace_back(p.segment, p.attempt, id);
   w.synced_version = version();
   {
     std::lock_guard lock(mutex_);
