@@ -421,7 +421,10 @@ void ManagerLoop::on_page_request(const Message& m, WorkerId id, Worker& w) {
   scratch_.clear();
   if (!step_ || r->step != step_->id) {
     reply.status = PageStatus::stale;
-  } else if (r->count == 0 || r->count > 64 || std::size_t{r->count} * region_.page_size() > kMaxFetchBytes) {
+  } else if (r->count == 0) {
+    reply.status = PageStatus::bad_range;
+    violation(id, "page request for no pages");
+  } else if (r->count > 64 || std::size_t{r->count} * region_.page_size() > kMaxFetchBytes) {
     // The reply would not fit a message (workers keep their fetches within this).
     reply.status = PageStatus::bad_range;
     violation(id, "page request for " + std::to_string(r->count) + " pages, more than one reply can hold");
@@ -609,9 +612,16 @@ void ManagerLoop::on_tick() {
   if (!step_) return;
   if (auto d = step_->doomed) {
     const std::uint32_t seg = d->first;
-    if (step_->sched.done(seg) || step_->sched.failures(seg) < config_.max_attempts) {
-      step_->doomed.reset();
-    } else if (now - d->second > config_.suspect_after) {
+    if (step_->sched.done(seg) || step_->sched.failures(seg) < config_.max_attempts) step_->doomed.reset();
+  }
+  // Another segment may have reached the limit meanwhile: it is offered to nobody, so
+  // it must be watched here, or its step would wait for good.
+  if (!step_->doomed) {
+    if (auto seg = step_->sched.exhausted()) step_->doomed = std::pair{*seg, now};
+  }
+  if (auto d = step_->doomed) {
+    const std::uint32_t seg = d->first;
+    if (now - d->second > config_.suspect_after) {
       return fail_step(segment_name(seg) + " failed: " + std::to_string(step_->sched.failures(seg)) +
                        " workers died or were lost while running it (CALYPSO_MAX_ATTEMPTS=" +
                        std::to_string(config_.max_attempts) + ")");
@@ -679,7 +689,11 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
     const bool failed = counts_as_failure && !held[i].arriving && counted < suspects;
     counted += !held[i].arriving;
     if (failed && !step_->sched.done(seg)) w.counted_failures.emplace_back(step_->id, seg);
-    if (step_->sched.abandon(seg, id, failed) && !step_->doomed) step_->doomed = std::pair{seg, Clock::now()};
+    // The suspicion period runs from the latest death (a failure taken back and counted
+    // again restarts it); a second segment at the limit is found by on_tick.
+    if (step_->sched.abandon(seg, id, failed) && (!step_->doomed || step_->doomed->first == seg)) {
+      step_->doomed = std::pair{seg, Clock::now()};
+    }
   }
   dispatch();
 }
