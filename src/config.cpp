@@ -131,7 +131,7 @@ void read_log(Config& c) {
 }
 
 void check(const Config& c) {
-  if ((c.page_size & (c.page_size - 1)) != 0 || c.page_size < 4096 || c.page_size > kMaxFetchBytes) {
+  if (!valid_page_size(c.page_size)) {
     throw Error("CALYPSO_PAGE_SIZE=" + std::to_string(c.page_size) +
                 ": expected a power of two between 4K and 512K");
   }

@@ -17,6 +17,11 @@ enum class StatsFormat : std::uint8_t { off, text, json };
 // (pages, their kinds and a header) must fit one message (1 MiB, endpoint.hpp), also on
 // the message path that verbs and every fallback take.
 inline constexpr std::size_t kMaxFetchBytes = std::size_t{512} << 10;
+// A DSM page size the runtime takes: a power of two from 4K to kMaxFetchBytes. (The
+// manager checks CALYPSO_PAGE_SIZE with it, a worker the page size its welcome names.)
+constexpr bool valid_page_size(std::size_t bytes) {
+  return bytes >= 4096 && bytes <= kMaxFetchBytes && (bytes & (bytes - 1)) == 0;
+}
 
 struct Config {
   Role role = Role::manager;

@@ -352,16 +352,25 @@ TEST(EagerScheduler, ReRunsWaitUntilTheSegmentIsLate) {
   EXPECT_EQ(p->attempt, 2u);
 }
 
+// Two segments from kT0 on workers 1 and 2, max_attempts 3, re-runs at 1.5x: worker 2's
+// completes after 10 ms, so worker 1's segment 0 is late at kT0 + 15 ms.
+const EagerScheduler::Clock::time_point kT0 = EagerScheduler::Clock::time_point{} + std::chrono::hours(1);
+EagerScheduler one_late_at_15ms() {
+  using namespace std::chrono_literals;
+  EagerScheduler s(2, 3);
+  s.set_rerun_delay(1.5, 50ms);
+  EXPECT_EQ(s.next_for(1, kT0)->segment, 0u);
+  EXPECT_EQ(s.next_for(2, kT0)->segment, 1u);
+  EXPECT_TRUE(s.complete(1, 2, kT0 + 10ms));
+  return s;
+}
+
 // A third copy waits until the second is late, timed from the second's start; before,
 // every idle worker got a copy of a late segment the moment it asked.
 TEST(EagerScheduler, FurtherCopiesWaitUntilTheNewestCopyIsLate) {
   using namespace std::chrono_literals;
-  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(2, 3);
-  s.set_rerun_delay(1.5, 50ms);
-  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
-  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
-  EXPECT_TRUE(s.complete(1, 2, t0 + 10ms));   // mean 10 ms: late at 15 ms
+  const auto t0 = kT0;
+  EagerScheduler s = one_late_at_15ms();
   auto copy = s.next_for(2, t0 + 15ms);
   ASSERT_TRUE(copy);
   EXPECT_EQ(copy->segment, 0u);
@@ -376,12 +385,8 @@ TEST(EagerScheduler, FurtherCopiesWaitUntilTheNewestCopyIsLate) {
 // With the original gone (it left politely), the copy left is timed from its own start.
 TEST(EagerScheduler, ACopyLeftAloneIsTimedFromItsOwnStart) {
   using namespace std::chrono_literals;
-  const auto t0 = EagerScheduler::Clock::time_point{} + 1h;
-  EagerScheduler s(2, 3);
-  s.set_rerun_delay(1.5, 50ms);
-  ASSERT_EQ(s.next_for(1, t0)->segment, 0u);
-  ASSERT_EQ(s.next_for(2, t0)->segment, 1u);
-  EXPECT_TRUE(s.complete(1, 2, t0 + 10ms));   // late after 15 ms
+  const auto t0 = kT0;
+  EagerScheduler s = one_late_at_15ms();
   ASSERT_EQ(s.next_for(2, t0 + 20ms)->segment, 0u);
   EXPECT_FALSE(s.abandon(0, 1, false));
   EXPECT_FALSE(s.next_for(3, t0 + 21ms)) << "the copy started 1 ms ago";

@@ -1,6 +1,8 @@
 // Whole-system tests: real manager and worker processes started by calypso-run, talking
 // over real libfabric endpoints (tcp;ofi_rxm and shm) and taking real page faults.
 // Paths to the built programs come from Meson (see tests/meson.build).
+#include "config.hpp"
+#include "dsm/region.hpp"
 #include "job_runner.hpp"
 #include "net/endpoint.hpp"
 
@@ -1097,12 +1099,11 @@ TEST(Launcher, PageGeometryIsRefusedOrCarriedNeverAborts) {
   auto big_page = run(job(1, "tcp", small), {{"CALYPSO_PAGE_SIZE", "1M"}}, 60s);
   EXPECT_NE(big_page.exit_code, 0);
   EXPECT_TRUE(contains(big_page.output, "expected a power of two between 4K and 512K")) << big_page.output;
-  // A region whose pages, to stay under vm.max_map_count, would have to be 1 MiB
-  // (src/dsm/region.cpp: the limit less 8192 mappings for the program's own).
-  std::size_t maps = 65530;
-  std::ifstream("/proc/sys/vm/max_map_count") >> maps;
-  const std::size_t budget = maps > 16384 ? maps - 8192 : maps / 2;
-  const std::string too_big = std::to_string(budget + 1) + "M";
+  // A region whose pages, to stay under this host's vm.max_map_count, would have to be
+  // larger than a fetch may be (the runtime's own rule, dsm::safe_page_size).
+  std::size_t region = std::size_t{1} << 30;
+  while (calypso::dsm::safe_page_size(region, 16 << 10) <= calypso::kMaxFetchBytes) region *= 2;
+  const std::string too_big = std::to_string(region >> 20) + "M";
   auto big_region = run(job(1, "tcp", small), {{"CALYPSO_REGION_SIZE", too_big}}, 60s);
   EXPECT_NE(big_region.exit_code, 0);
   EXPECT_TRUE(contains(big_region.output, "raise the limit (sysctl vm.max_map_count")) << big_region.output;

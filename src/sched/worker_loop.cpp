@@ -207,17 +207,16 @@ void WorkerLoop::join(const std::string& identity) {
     if (m->type() != MsgType::welcome) continue;
     auto w = fixed_part<Welcome>(*m, why);
     if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
-    if (w->page_size < 4096 || w->page_size > kMaxFetchBytes || (w->page_size & (w->page_size - 1)) != 0) {
+    if (!valid_page_size(w->page_size)) {
       throw Error("calypso: malformed welcome from the manager: page size " + std::to_string(w->page_size));
     }
     id_ = w->worker;
     outbox_.emplace(id_);
     // A fetch stays within kMaxFetchBytes, read-ahead included: its page_data reply must
     // fit a message (64 pages of 16 KiB would not). 64: CALYPSO_FETCH_PAGES' range.
-    const auto most = static_cast<std::uint32_t>(std::max<std::size_t>(1, kMaxFetchBytes / w->page_size));
-    fetch_pages_ = std::clamp<std::uint32_t>(w->fetch_pages, 1, std::min<std::uint32_t>(64, most));
-    fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_, std::max(fetch_pages_, most));
-    fetch_ahead_ = std::min<std::uint32_t>(fetch_ahead_, 64);
+    const auto most = static_cast<std::uint32_t>(std::min<std::size_t>(64, kMaxFetchBytes / w->page_size));
+    fetch_pages_ = std::clamp<std::uint32_t>(w->fetch_pages, 1, most);
+    fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_, most);
     if ((w->rma & kRmaReads) != 0 && ep_.supports_read()) setup_rma(*w);
     if (w->local_results == 0) ring_.reset();   // not taken (another host, or off there)
     if (ring_) LOG_INFO("sending results through shared memory on this host");
