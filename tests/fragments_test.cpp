@@ -135,6 +135,27 @@ TEST(Reassembler, FragmentsThatDisagreeDropTheMessage) {
 
 // A sender that died halfway leaves a partial message; at most max_pending are kept,
 // the oldest dropped first, and newer messages still complete.
+// Two senders that happen to use the same stream and number: where the provider names
+// them, their fragments stay two messages, and neither's can complete the other's.
+TEST(Reassembler, FragmentsFromTwoSourcesAreTwoMessages) {
+  Reassembler r(1 << 20, 8);
+  const auto m1 = message(10000, 7), m2 = message(10000, 8);
+  const auto f1 = cut(m1, 42, 3, 4096), f2 = cut(m2, 42, 3, 4096);
+  ASSERT_EQ(f1.size(), 3u);
+  std::vector<std::vector<std::byte>> got;
+  for (std::size_t i = 0; i < f1.size(); ++i) {
+    for (auto [f, source] : {std::pair{&f1[i], 1ull}, std::pair{&f2[i], 2ull}}) {
+      const auto out = r.add(*f, source);
+      ASSERT_NE(out.verdict, Reassembler::Verdict::malformed) << out.why;
+      if (out.verdict == Reassembler::Verdict::complete) got.push_back(copy(out.message));
+    }
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_TRUE(same(got[0], m1));
+  EXPECT_TRUE(same(got[1], m2));
+  EXPECT_EQ(r.pending(), 0u);
+}
+
 TEST(Reassembler, DropsTheOldestPartialWhenFull) {
   Reassembler r(1 << 20, 3);
   std::vector<std::vector<std::vector<std::byte>>> fs;

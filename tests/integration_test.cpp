@@ -822,8 +822,10 @@ TEST(Failures, RepeatedStallsOfALiveWorkerNeverFailTheStep) {
 // results for runs it was never sent (empty ones would pass as "wrote nothing"), for
 // steps that are not open and out of bounds, malformed results of its own runs, result
 // chunks that disagree or overlap, and a result begun and never finished while it keeps
-// beating (see tests/rogue.cpp). The manager must neither crash nor hang, and every byte
-// of the program's array must be as its segments wrote it after every step.
+// beating, and, first, results and a `leave` in the real workers' names (see
+// tests/rogue.cpp). The manager must neither crash nor hang, must lose no real worker,
+// and every byte of the program's array must be as its segments wrote it after every
+// step.
 TEST(Failures, ARogueWorkerChangesNothing) {
   std::string dir = temp_dir();
   const std::string address = dir + "/address";
@@ -841,12 +843,22 @@ TEST(Failures, ARogueWorkerChangesNothing) {
   EXPECT_EQ(m.exit_code, 0) << m.output << r.output;
   EXPECT_TRUE(contains(m.output, "rogue: ok")) << m.output << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "rogue worker: done (9 identities)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "rogue worker: done (10 identities)")) << r.output;
+  // It spoke for the real workers (impersonation): the manager knew it was not them,
+  // and lost no worker but the rogue's identities.
+  EXPECT_TRUE(contains(m.output, "that says it is worker")) << m.output;
+  std::istringstream lines(m.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (contains(line, "lost worker")) {
+      EXPECT_TRUE(contains(line, " pid " + std::to_string(rogue.pid()) + ")")) << line;
+    }
+  }
   for (const char* said : {"not Calypso-DSM protocol", "protocol violation", "page request outside the region",
                            "read_set names a page outside the region", "result chunk out of bounds",
                            "result in a ring the manager does not hold", "bundle: an entry names another worker",
                            "which it was never sent", "it sent a malformed result", "it sent result chunks that disagree",
-                           "it sent result chunks that overlap", "its result stopped arriving halfway"}) {
+                           "it sent result chunks that overlap", "its result stopped arriving halfway",
+                           "it began more results than it was sent"}) {
     EXPECT_TRUE(contains(m.output, said)) << "the manager never said \"" << said << "\"\n" << m.output;
   }
   for (const char* crash : {"terminate called", "Aborted", "Segmentation", "core dumped", "calypso-run: worker (pid"}) {

@@ -267,6 +267,60 @@ TEST_P(NetTest, ExchangeManySizes) {
   for (std::size_t s : sizes) EXPECT_EQ(by_size[s], static_cast<int>(count / 4)) << s;
 }
 
+// On tcp a message names the peer it came from once the receiver has added that peer,
+// also on a connection the sender opened before (a worker's hello arrives before the
+// manager adds it), also for large messages (rxm's rendezvous), and with RMA on: what
+// lets the manager refuse a message that claims another worker's id. A sender never
+// added is nobody (kNoPeer), also after others were added. On shm, whose 1.17 named
+// that last sender as the second peer, no message names a sender.
+TEST_P(NetTest, MessagesNameTheirSenderOnceItIsAPeer) {
+  for (const bool rma : {false, true}) {
+    SCOPED_TRACE(rma ? "with RMA" : "messages only");
+    EndpointConfig cfg = config();
+    cfg.rma = rma;
+    Endpoint a = Endpoint::open(cfg);
+    Endpoint b = Endpoint::open(cfg);
+    Endpoint c = Endpoint::open(cfg);
+    const bool named = GetParam() == "tcp";
+    ASSERT_EQ(a.reports_senders(), named) << GetParam();
+    const PeerId b_to_a = b.add_peer(a.local_address());
+    const PeerId c_to_a = c.add_peer(a.local_address());
+    std::vector<std::pair<std::string, PeerId>> got;
+    auto collect = [&](const Event& ev) {
+      if (ev.kind == Event::Kind::message) got.emplace_back(string_of(ev.data.first(2)), ev.peer);
+    };
+    auto deliver = [&](Endpoint& from, PeerId to, const std::string& tag, std::size_t size) {
+      std::vector<std::byte> msg(size, std::byte{0x33});
+      std::memcpy(msg.data(), tag.data(), 2);
+      bool sent = false;
+      const std::size_t want = got.size() + 1;
+      for (auto end = Clock::now() + 10s; got.size() < want && Clock::now() < end;) {
+        if (!sent) sent = from.send(to, msg, 0ms) == SendStatus::ok;
+        from.poll([](const Event&) {});
+        a.poll(collect);
+        a.wait(2ms);
+      }
+      ASSERT_EQ(got.size(), want) << tag;
+    };
+    deliver(b, b_to_a, "b1", 100);
+    const PeerId pb = a.add_peer(b.local_address());
+    const PeerId pc = a.add_peer(c.local_address());
+    deliver(b, b_to_a, "b2", 100);
+    deliver(c, c_to_a, "c1", 100);
+    deliver(b, b_to_a, "b3", 64 * 1024);
+    deliver(c, c_to_a, "c2", kMiB);
+    Endpoint d = Endpoint::open(cfg);
+    const PeerId d_to_a = d.add_peer(a.local_address());
+    deliver(d, d_to_a, "d1", 100);
+    std::vector<std::pair<std::string, PeerId>> want = {
+        {"b1", kNoPeer}, {"b2", pb}, {"c1", pc}, {"b3", pb}, {"c2", pc}, {"d1", kNoPeer}};
+    if (!named) {
+      for (auto& w : want) w.second = kNoPeer;
+    }
+    EXPECT_EQ(got, want);
+  }
+}
+
 TEST_P(NetTest, IdleWaitUsesNoCpu) {
   Endpoint a = Endpoint::open(config());
   Endpoint b = Endpoint::open(config());

@@ -17,8 +17,9 @@
 //                        writes DIR/done and keeps beating for the identities that
 //                        must not block the job by staying alive, until DIR/end
 //                        appears.
-//                        CALYPSO_TEST_ROGUE_PHASES (letters of noise, requests,
-//                        forged, malformed, stalled: "nrfms" by default) picks phases.
+//                        CALYPSO_TEST_ROGUE_PHASES (letters of impersonation, noise,
+//                        requests, forged, malformed, stalled: "inrfms" by default)
+//                        picks phases.
 //
 // Without CALYPSO_TEST_ROGUE, a worker runs the normal WorkerLoop.
 #include <calypso/calypso.hpp>
@@ -30,6 +31,7 @@
 #include "sched/job_address.hpp"
 #include "sched/protocol.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -161,6 +163,7 @@ class Rogue {
       if (Clock::now() > until) fail("no welcome");
     }
     region_pages_ = welcome_.region_size / welcome_.page_size;
+    own_ids_.push_back(id_);
     ++identities_;
   }
 
@@ -294,6 +297,7 @@ class Rogue {
     return out;
   }
 
+  void impersonation();
   void noise();
   void requests();
   void forged_results();
@@ -320,7 +324,31 @@ class Rogue {
   std::vector<sched::Assign> assigns_;
   std::size_t page_data_[4] = {};
   int identities_ = 0;
+  std::vector<sched::WorkerId> own_ids_;
 };
+
+// Speaks for the other workers, from its own endpoints: results for every run of the
+// open step that one of them may hold (one of them does: the step is open and the real
+// workers run its segments), in their name, then `leave` in their name. On tcp the
+// manager knows the sender, so none of it may count: a forged result would spoil the
+// array, a forged `leave` lose a real worker.
+void Rogue::impersonation() {
+  join();
+  const sched::Assign a = get_assignment();
+  for (sched::WorkerId other = 1; other <= id_ + 2; ++other) {
+    if (std::find(own_ids_.begin(), own_ids_.end(), other) != own_ids_.end()) continue;
+    for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+      for (std::uint32_t s = 0; s < segments_; ++s) {
+        const auto b = body(page_of(s * kBlock), 0, 8, std::byte{0xee});
+        send(MsgType::result_chunk, sched::ResultChunk{a.step, s, attempt, b.size(), 0, 0, 0}, b, other);
+      }
+    }
+    send(MsgType::heartbeat, sched::Empty{}, {}, other);
+    send(MsgType::leave, sched::Empty{}, {}, other);
+  }
+  pump(200ms);
+  leave();
+}
 
 // Garbage, and messages of every type with random bodies (never `leave`: it ends the
 // identity, last). Bundles that break their rules.
@@ -430,6 +458,9 @@ void Rogue::forged_results() {
   result(a, b.size(), 8, b);                                // data past the total
   result(a, b.size(), 0, {}, sched::kResultInRing);         // a ring it has not got
   result(a, b.size(), 0, b, sched::kResultInRing);
+  // Last, as it ends the identity: the first chunks of more results of closed steps than
+  // a worker can have begun; each would be kept, counted, while the worker lives.
+  for (std::uint32_t s = 0; s < 80; ++s) result(run(a.step - 1, s, 7), b.size() * 2, 0, b);
   pump(200ms);
   leave();
 }
@@ -478,7 +509,8 @@ void Rogue::stalled_result() {
 int Rogue::run() {
   // CALYPSO_TEST_ROGUE_PHASES: which phases run (letters, in this order), all by default.
   const char* env = std::getenv("CALYPSO_TEST_ROGUE_PHASES");
-  const std::string phases = env != nullptr ? env : "nrfms";
+  const std::string phases = env != nullptr ? env : "inrfms";
+  if (phases.find('i') != std::string::npos) impersonation();
   if (phases.find('n') != std::string::npos) noise();
   if (phases.find('r') != std::string::npos) requests();
   if (phases.find('f') != std::string::npos) forged_results();

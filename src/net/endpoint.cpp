@@ -200,12 +200,13 @@ void default_rxm_buffer_size() {
 }
 
 InfoPtr get_info(const std::string& prov, const std::string& node, const std::string& service,
-                 bool rma = false) {
+                 bool rma = false, bool source = false) {
   default_rxm_buffer_size();
   InfoPtr hints(fi_allocinfo());
   if (!hints) throw Error("calypso net: fi_allocinfo failed");
   hints->ep_attr->type = FI_EP_RDM;
   hints->caps = rma ? FI_MSG | FI_RMA | FI_READ | FI_REMOTE_READ : FI_MSG;
+  if (source) hints->caps |= FI_SOURCE;   // receives say which peer sent them
   if (rma) hints->domain_attr->mr_mode = static_cast<int>(kRmaMrModes);
   hints->mode = FI_CONTEXT | FI_CONTEXT2;   // every op carries an OpContext
   hints->domain_attr->threading = FI_THREAD_DOMAIN;
@@ -245,7 +246,13 @@ int clamp_ms(std::chrono::milliseconds t) {
 
 }  // namespace
 
+static_assert(FI_ADDR_NOTAVAIL == kNoPeer, "an unknown sender reads as kNoPeer");
+
 struct Endpoint::Impl {
+  struct Received {   // a receive completion
+    fi_cq_msg_entry entry;
+    fi_addr_t from;   // with FI_SOURCE; FI_ADDR_NOTAVAIL: not a peer of ours
+  };
   explicit Impl(const EndpointConfig& c);
   void open_cqs();
   void open_ep();
@@ -265,8 +272,8 @@ struct Endpoint::Impl {
   ssize_t post_with_retries(PeerId peer, Clock::time_point deadline, Post&& post) noexcept;
   template <class Done>
   bool progress_until(Clock::time_point deadline, Done&& done) noexcept;
-  void deliver(std::span<const std::byte> received, const std::function<void(const Event&)>& fn);
-  bool next_rx(fi_cq_msg_entry& e);
+  void deliver(std::span<const std::byte> received, PeerId from, const std::function<void(const Event&)>& fn);
+  bool next_rx(Received& r);
   std::size_t poll(const std::function<void(const Event&)>& fn);
   bool ready_to_sleep() noexcept;
   SendStatus read(PeerId from, std::span<const Endpoint::ReadPart> parts, std::chrono::milliseconds patience);
@@ -286,7 +293,7 @@ struct Endpoint::Impl {
   std::vector<std::uint32_t> tx_free;                // capacity reserved for every slot
   std::vector<std::uint32_t> rx_unposted;            // receive slots to repost
   std::vector<std::pair<PeerId, int>> peer_errors;   // queued for poll()
-  std::optional<fi_cq_msg_entry> rx_stash;           // taken by a readiness check
+  std::optional<Received> rx_stash;                  // taken by a readiness check
   std::vector<std::byte> scratch;                    // gathers injected messages
   BufferPool rx_pool;
   BufferPool tx_pool;
@@ -301,6 +308,7 @@ struct Endpoint::Impl {
   std::optional<Reassembler> reassembler;
   std::size_t rx_count = 0;                          // receive slots kept posted
   bool rma = false;                                  // FI_RMA reads work (see expose)
+  bool sources = false;                              // FI_SOURCE: receives name their sender
   bool reads_as_one = false;                         // see Endpoint::reads_as_one()
   std::uint64_t next_key = 1;                        // for providers without FI_MR_PROV_KEY
   std::array<OpContext, Endpoint::kMaxReadsTogether> read_ctx;   // reads in flight
@@ -348,17 +356,33 @@ struct Endpoint::Impl {
 
 Endpoint::Impl::Impl(const EndpointConfig& c)
     : cfg(c), prov_name(full_provider_name(c.provider)), rx_pool(0, 0), tx_pool(0, 0) {
-  if (cfg.rma) {
+  // Wanted, in this order: RMA reads (if asked for) and senders reported; each is
+  // dropped in turn where the provider lacks it (supports_read() and reports_senders()
+  // say what the endpoint got). The last try's error is the one reported.
+  // Senders only from ofi_rxm (over tcp or verbs), which names a connection's peer once
+  // it is added and FI_ADDR_NOTAVAIL before. shm 1.17 also has FI_SOURCE, but names a
+  // sender that was never added as one that was (net_test's MessagesNameTheirSender
+  // saw an unknown third endpoint read as the second peer), so it is not asked there: a
+  // name that can be another's would be worse than none.
+  const bool names_senders = prov_name.ends_with(";ofi_rxm");
+  const bool tries[][2] = {{true, true}, {true, false}, {false, true}, {false, false}};
+  for (const auto& [with_rma, with_source] : tries) {
+    if ((with_rma && !cfg.rma) || (with_source && !names_senders)) continue;
     try {
-      info = get_info(prov_name, cfg.node, cfg.service, true);
-      rma = true;
-      const std::size_t most = Endpoint::kMaxReadsTogether;
-      reads_as_one = prov_name == "tcp;ofi_rxm" && info->tx_attr->rma_iov_limit >= most &&
-                     info->tx_attr->iov_limit >= most;
-    } catch (const Error&) {   // no RMA here: messages only (supports_read() says so)
+      info = get_info(prov_name, cfg.node, cfg.service, with_rma, with_source);
+    } catch (const Error&) {
+      if (with_rma || with_source) continue;
+      throw;
     }
+    rma = with_rma;
+    sources = with_source;
+    break;
   }
-  if (!info) info = get_info(prov_name, cfg.node, cfg.service);
+  if (rma) {
+    const std::size_t most = Endpoint::kMaxReadsTogether;
+    reads_as_one = prov_name == "tcp;ofi_rxm" && info->tx_attr->rma_iov_limit >= most &&
+                   info->tx_attr->iov_limit >= most;
+  }
   for (auto& c : read_ctx) c.is_read = true;
   if (cfg.max_message > info->ep_attr->max_msg_size) {
     throw Error("calypso net: max_message " + std::to_string(cfg.max_message) +
@@ -703,15 +727,15 @@ SendStatus Endpoint::Impl::send_fragments(PeerId to, std::span<const std::span<c
 }
 
 // Hands a received buffer to fn: as it is, or, in fragment mode, once its message is whole.
-void Endpoint::Impl::deliver(std::span<const std::byte> received,
+void Endpoint::Impl::deliver(std::span<const std::byte> received, PeerId from,
                              const std::function<void(const Event&)>& fn) {
-  if (!reassembler) return fn(Event{Event::Kind::message, kNoPeer, received, 0});
-  const auto out = reassembler->add(received);
+  if (!reassembler) return fn(Event{Event::Kind::message, from, received, 0});
+  const auto out = reassembler->add(received, from);
   if (out.verdict == Reassembler::Verdict::malformed) {
     std::fprintf(stderr, "calypso net: dropped a malformed fragment of %zu bytes: %s\n",
                  received.size(), out.why);
   } else if (out.verdict == Reassembler::Verdict::complete) {
-    fn(Event{Event::Kind::message, kNoPeer, out.message, 0});
+    fn(Event{Event::Kind::message, from, out.message, 0});
   }
 }
 
@@ -818,15 +842,16 @@ bool Endpoint::Impl::progress_until(Clock::time_point deadline, Done&& done) noe
 
 // Next receive completion (stashed by ready_to_sleep() or read now). Failed receives
 // are logged and their buffers reposted. Returns false when nothing is ready.
-bool Endpoint::Impl::next_rx(fi_cq_msg_entry& e) {
+bool Endpoint::Impl::next_rx(Received& r) {
   if (rx_stash) {
-    e = *std::exchange(rx_stash, std::nullopt);
+    r = *std::exchange(rx_stash, std::nullopt);
     return true;
   }
+  r.from = FI_ADDR_NOTAVAIL;
   for (;;) {
     const ssize_t n = [&] {
       const ProviderCall call(watched, "fi_cq_read(rx)");
-      return fi_cq_read(rx_cq.get(), &e, 1);
+      return sources ? fi_cq_readfrom(rx_cq.get(), &r.entry, 1, &r.from) : fi_cq_read(rx_cq.get(), &r.entry, 1);
     }();
     if (n == 1) return true;
     if (n != -FI_EAVAIL) {
@@ -859,15 +884,15 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
   // Channels first: a local peer's messages are all there except what it sends from
   // another endpoint (a worker's `leave`), which it sent after them.
   poll_channels(fn, delivered);
-  fi_cq_msg_entry e{};
-  for (std::size_t n = 0; n < rx_count && next_rx(e); ++n) {
+  Received r{};
+  for (std::size_t n = 0; n < rx_count && next_rx(r); ++n) {
     struct Repost {   // the buffer goes back even if fn throws
       Impl* self;
       std::uint32_t slot;
       ~Repost() { self->post_recv(slot); }
-    } repost{this, static_cast<OpContext*>(e.op_context)->index};
+    } repost{this, static_cast<OpContext*>(r.entry.op_context)->index};
     ++delivered;
-    deliver({rx_pool.at(repost.slot), e.len}, fn);
+    deliver({rx_pool.at(repost.slot), r.entry.len}, sources ? r.from : kNoPeer, fn);
   }
   if (delivered > 0) poll_interval = kMinPollInterval;   // a reply may follow soon
   return delivered;
@@ -890,7 +915,7 @@ void Endpoint::Impl::poll_channels(const std::function<void(const Event&)>& fn, 
         break;
       }
       ++local_received;
-      fn(Event{Event::Kind::message, kNoPeer, local_rx, 0});
+      fn(Event{Event::Kind::message, p, local_rx, 0});
     }
     it = channels.upper_bound(p);
   }
@@ -922,8 +947,8 @@ bool Endpoint::Impl::ready_to_sleep() noexcept {
     return true;
   }
   reap_tx();
-  fi_cq_msg_entry e{};
-  if (next_rx(e)) rx_stash = e;
+  Received r{};
+  if (next_rx(r)) rx_stash = r;
   if (!peer_errors.empty() || rx_stash) {
     poll_interval = kMinPollInterval;
     return false;
@@ -1029,6 +1054,7 @@ PeerId Endpoint::add_peer(const Address& a) {
 void Endpoint::remove_peer(PeerId p) noexcept { impl_->remove_peer(p); }
 
 bool Endpoint::supports_read() const { return impl_->rma; }
+bool Endpoint::reports_senders() const { return impl_->sources; }
 
 Registration Endpoint::expose(void* base, std::size_t len) {
   Impl& m = *impl_;

@@ -86,7 +86,9 @@ enum class SendStatus : std::uint8_t { ok, again, peer_failed };
 struct Event {
   enum class Kind : std::uint8_t { message, peer_error } kind;
   PeerId peer = kNoPeer;                 // for peer_error: the peer a send to failed; for
-                                         // message: kNoPeer (messages carry their sender)
+                                         // message: the peer that sent it, kNoPeer if it
+                                         // is none of ours (not added) or the endpoint
+                                         // does not report senders (reports_senders())
   std::span<const std::byte> data;       // message bytes, valid only during the callback
   int error = 0;                         // for peer_error: positive FI_E* code, or
                                          // Endpoint::kBrokenChannel
@@ -116,6 +118,13 @@ class Endpoint {
   // later, so dst must stay valid until the endpoint closes), or peer_failed
   // (refused, e.g. out of the exposed range).
   bool supports_read() const;
+  // Whether message events name their sender (FI_SOURCE, asked of ofi_rxm: tcp and
+  // verbs). Elsewhere every message reads as from kNoPeer: shm's names are not asked
+  // for, as 1.17 can name an unknown sender as a known one (see endpoint.cpp).
+  // Messages through a local channel always name its peer. A sender named is the one
+  // libfabric delivered from, whatever the message says it is: what lets a receiver
+  // refuse a message that claims to be another peer's.
+  bool reports_senders() const;
   Registration expose(void* base, std::size_t len);  // throws net::Error
   SendStatus read(PeerId from, const RemoteMemory& remote, std::uint64_t offset,
                   std::span<std::byte> dst, const Registration& local,

@@ -21,7 +21,7 @@ void copy_range(std::span<const std::span<const std::byte>> parts, std::size_t o
   }
 }
 
-Reassembler::Outcome Reassembler::add(std::span<const std::byte> fragment) {
+Reassembler::Outcome Reassembler::add(std::span<const std::byte> fragment, std::uint64_t source) {
   FragmentHeader h{};
   if (fragment.size() < sizeof h) return {Verdict::malformed, {}, "fragment shorter than its header"};
   std::memcpy(&h, fragment.data(), sizeof h);
@@ -33,7 +33,7 @@ Reassembler::Outcome Reassembler::add(std::span<const std::byte> fragment) {
   }
   if (h.offset == 0 && piece.size() == h.total) return {Verdict::complete, piece};
 
-  const Key key{h.stream, h.seq};
+  const Key key{source, h.stream, h.seq};
   auto it = partial_.find(key);
   if (it == partial_.end()) {
     if (partial_.size() >= max_pending_) {   // make room: the oldest one's sender is gone

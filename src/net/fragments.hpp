@@ -50,9 +50,11 @@ class Reassembler {
     const char* why = nullptr;            // for malformed
   };
 
-  // One received fragment (header included). A single-fragment message is returned
-  // in place, without a copy.
-  Outcome add(std::span<const std::byte> fragment);
+  // One received fragment (header included), from `source` (the sender the provider
+  // named, or any one value where it names none): fragments of one message from two
+  // sources are two messages, so a peer cannot complete or spoil another's. A
+  // single-fragment message is returned in place, without a copy.
+  Outcome add(std::span<const std::byte> fragment, std::uint64_t source = 0);
 
   std::size_t pending() const { return partial_.size(); }
   std::size_t dropped() const { return dropped_; }
@@ -62,7 +64,11 @@ class Reassembler {
     std::vector<std::byte> bytes;
     std::size_t received = 0;
   };
-  using Key = std::pair<std::uint64_t, std::uint32_t>;
+  struct Key {   // source, stream, seq
+    std::uint64_t source, stream;
+    std::uint32_t seq;
+    auto operator<=>(const Key&) const = default;
+  };
 
   std::size_t max_message_;
   std::size_t max_pending_;

@@ -178,7 +178,29 @@ void ManagerLoop::on_event(const net::Event& e) {
     LOG_WARN("dropped a message that is not Calypso-DSM protocol: %s", why.c_str());
     return;
   }
+  if (!from_the_worker_it_names(*m, e.peer)) return;
   on_message(*m);
+}
+
+// A message names its worker in its header. Where the network names the sender (tcp and
+// verbs: FI_SOURCE; local channels), a message from one worker's endpoint that names
+// another worker is dropped, and the worker it names is not blamed: it did not send it.
+// Else a worker that misbehaves could answer another's runs with its own diffs, or tell
+// the manager the other left. A sender the network cannot name (FI_ADDR_NOTAVAIL) is
+// taken at its word, as before: rxm names a connection by the address it came from,
+// which on a host with several interfaces need not be the one the worker advertised,
+// and a connection made again after trouble was seen to read so too (the rogue test's
+// noise identity). So a process that never joined is not stopped by this: the job key
+// is what keeps it out. A hello names no worker.
+bool ManagerLoop::from_the_worker_it_names(const Message& m, net::PeerId from) {
+  if (m.type() == MsgType::hello || from == net::kNoPeer) return true;
+  auto it = workers_.find(m.header.worker);
+  if (it == workers_.end()) return true;   // nobody's: on_message ignores it
+  const Worker& w = it->second;
+  if (from == w.peer || from == w.heartbeat_peer) return true;
+  LOG_WARN("dropped a %s that says it is worker %u's but came from another endpoint", to_string(m.type()),
+           it->first);
+  return false;
 }
 
 void ManagerLoop::on_message(const Message& m, bool inner) {
@@ -487,6 +509,13 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   bool began_arriving = false;
   auto [it, fresh] = w.assemblies.try_emplace(key);
   Assembly& a = it->second;
+  if (fresh && unwanted && ++w.unwanted_partials > kMaxUnwantedPartials) {
+    // A worker finishes every result it begins, and has at most CALYPSO_PIPELINE of them
+    // in flight: these are no worker's, and each would be kept while the worker lives.
+    w.assemblies.erase(it);
+    violation(id, "more than " + std::to_string(kMaxUnwantedPartials) + " unfinished results nobody wants");
+    return lose(id, w, "it began more results than it was sent", false);
+  }
   if (fresh) {
     a.total = c->total_bytes;
     a.discard = unwanted;
@@ -516,6 +545,7 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     return;
   }
   StepResult r{std::move(a.bytes), std::nullopt};
+  if (a.discard) --w.unwanted_partials;
   w.assemblies.erase(it);
   on_result(id, w, key, std::move(r));
 }
@@ -661,6 +691,7 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;
   if (w.state == WorkerState::gone) w.parked = false;
   w.assemblies.clear();
+  w.unwanted_partials = 0;
   // Its kept results of the open step stay kept, but no longer in its ring, which it can
   // write until the step ends: a worker given up may be one that misbehaves.
   for (std::uint32_t s = 0; step_ && s < step_->results.size(); ++s) {

@@ -86,6 +86,9 @@ class ManagerLoop {
     std::uint32_t segment, attempt;
     auto operator<=>(const ResultKey&) const = default;
   };
+  // Unfinished results nobody wants that a worker may have: a real one has at most
+  // CALYPSO_PIPELINE (16) in flight and finishes each.
+  static constexpr std::size_t kMaxUnwantedPartials = 64;
   // A result nobody wants any more (its step is over, or its segment is done) is still
   // counted to its end, without keeping its bytes: the worker is idle only once it has
   // sent the whole of it.
@@ -142,6 +145,8 @@ class ManagerLoop {
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::size_t frozen_sent = 0;            // words of frozen_runs_ its assignments carried
     std::map<ResultKey, Assembly> assemblies;
+    std::size_t unwanted_partials = 0;      // of them, discarded ones (bounded: see
+                                            // kMaxUnwantedPartials)
     // Pages it reported reading (read_set), and in which step: a noticed page read in
     // the last kPushWindow steps is pushed with its next assignment instead.
     std::unordered_map<dsm::PageNumber, StepId> reads;
@@ -204,6 +209,7 @@ class ManagerLoop {
   void loop();
   void drain_endpoint();
   void on_event(const net::Event& e);
+  bool from_the_worker_it_names(const Message& m, net::PeerId from);
   // inner: a message of a bundle (on_bundle), taken without the checks done for the bundle.
   void on_message(const Message& m, bool inner = false);
   void on_hello(const Message& m);
