@@ -209,6 +209,7 @@ Config Config::from_environment() {
   read_string("CALYPSO_PROVIDER", c.provider);
   read_string("CALYPSO_BIND", c.bind);
   read_string("CALYPSO_ADDRESS_FILE", c.address_file);
+  read_uint("CALYPSO_LAUNCHER_FD", c.launcher_fd, 3, 1 << 20);
   read_uint("CALYPSO_JOB_KEY", c.job_key, 0, ~0ull);
   read_uint("CALYPSO_REGION_ADDRESS", c.region_address, 1ull << 32, 1ull << 46, true);
   read_size("CALYPSO_REGION_SIZE", c.region_size);

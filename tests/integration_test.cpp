@@ -1140,6 +1140,34 @@ TEST(Launcher, WorkersTooLateForAShortJobAreNoFailure) {
 
 // An endpoint that cannot open reaches the program as a calypso::Error (the example
 // catches it, says why and returns 2), not as an uncaught exception that aborts.
+// A worker calypso-run started that dies before it joins is seen only by calypso-run,
+// which tells the manager (CALYPSO_LAUNCHER_FD): the program's wait for 2 workers ends
+// with the one that came, not at its 120 s timeout (the job's 60 s limit would end it
+// first), and the step runs on that one.
+TEST(Launcher, AWorkerThatDiesBeforeJoiningIsNotWaitedFor) {
+  const std::string dir = temp_dir();
+  auto r = run(job(2, "tcp", {kProbe, "early-death", dir}), {{"CALYPSO_LOG", "info"}}, 60s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe early-death: ok (1 ready")) << r.output;
+  EXPECT_TRUE(contains(r.output, "exited before it joined")) << r.output;
+  std::remove((dir + "/died").c_str());
+  rmdir(dir.c_str());
+}
+
+// CALYPSO_LAUNCHER_FD is calypso-run's to set: a standard stream's number, or a
+// descriptor that is not an open pipe, is refused by name at start-up.
+TEST(Launcher, ALauncherDescriptorThatIsNoPipeIsRefused) {
+  Job direct({kProbe, "adjacent"}, {{"CALYPSO_LAUNCHER_FD", "2"}});
+  auto d = direct.wait(30s);
+  EXPECT_NE(d.exit_code, 0) << d.output;
+  EXPECT_TRUE(contains(d.output, "CALYPSO_LAUNCHER_FD=2")) << d.output;
+  Job closed({kProbe, "adjacent"}, {{"CALYPSO_LAUNCHER_FD", "900"}});
+  auto c = closed.wait(30s);
+  EXPECT_NE(c.exit_code, 0) << c.output;
+  EXPECT_TRUE(contains(c.output, "is not an open pipe")) << c.output;
+}
+
 TEST(Launcher, ManagerThatCannotOpenItsEndpointSaysWhy) {
   auto r = run({kExamples + "/mandelbrot", "64", "10", "4"},
                {{"CALYPSO_PROVIDER", "no-such-provider"}}, 60s);

@@ -5,6 +5,9 @@
 //   probe snapshot STEPS      segments read shared data that other segments write
 //   probe sparse MIB          one segment writes one byte in every other 4 KiB page
 //   probe kill-once DIR       the first run of segment 3 SIGKILLs its own worker
+//   probe early-death DIR     the first worker to start exits before it joins (it
+//                             creates DIR/died); the program waits for 2 workers with a
+//                             120 s timeout, prints how many were ready, and runs a step
 //   probe crash-always        segment 2 SIGKILLs every worker that runs it
 //   probe pids STEPS MS       segments record their worker's pid; each step lasts >= MS ms
 //   probe null                a segment dereferences a null pointer
@@ -36,6 +39,7 @@
 #include <calypso/calypso.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 
 #include <csignal>
@@ -72,6 +76,11 @@ struct Sparse { unsigned char* p; std::size_t pages; };
 void touch_every_other_page(const calypso::Segment&, const Sparse& x) {
   for (std::size_t i = 0; i < x.pages; i += 2) x.p[i * 4096 + (i % 4093)] = static_cast<unsigned char>(1 + i % 251);
 }
+
+void fill_block(const calypso::Segment& seg, long* const& out) {
+  for (int i = 0; i < 512; ++i) out[seg.index * 512 + i] = static_cast<long>(seg.index) * 1000 + i;
+}
+CALYPSO_ROUTINE(fill_block);
 
 struct KillOnce { long* out; char dir[200]; };
 void kill_once(const calypso::Segment& seg, const KillOnce& x) {
@@ -231,6 +240,22 @@ int kill_once_mode(calypso::Manager& m, const char* dir) {
   }
   std::printf("probe kill-once: ok (%llu re-executions)\n",
               static_cast<unsigned long long>(m.stats().reexecutions));
+  return 0;
+}
+
+// A worker that dies before joining: only calypso-run sees it, and tells the manager, so
+// that this wait ends with the one worker that came instead of at its timeout.
+int early_death(calypso::Manager& m) {
+  const int segs = 8;
+  long* out = m.alloc<long>(segs * 512);
+  const auto start = std::chrono::steady_clock::now();
+  const std::size_t ready = m.wait_for_workers(2, std::chrono::seconds(120));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m.parallel(fill_block, segs, out);
+  for (int s = 0; s < segs; ++s) {
+    if (out[s * 512 + 7] != static_cast<long>(s) * 1000 + 7) return fail("wrong value");
+  }
+  std::printf("probe early-death: ok (%zu ready after %.1f s)\n", ready, waited);
   return 0;
 }
 
@@ -456,13 +481,20 @@ int shared(calypso::Manager& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  calypso::Runtime rt(argc, argv);
   const std::string mode = argc > 1 ? argv[1] : "";
+  const char* role = std::getenv("CALYPSO_ROLE");
+  if (mode == "early-death" && argc > 2 && role != nullptr && std::string(role) == "worker") {
+    const std::string died = std::string(argv[2]) + "/died";
+    const int fd = open(died.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd >= 0) _exit(3);   // the first worker: before the runtime, so before joining
+  }
+  calypso::Runtime rt(argc, argv);
   return rt.run([&](calypso::Manager& m) -> int {
     if (mode == "adjacent") return adjacent(m);
     if (mode == "snapshot") return snapshot(m, argc > 2 ? std::atoi(argv[2]) : 5);
     if (mode == "sparse") return sparse(m, argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 512);
     if (mode == "kill-once" && argc > 2) return kill_once_mode(m, argv[2]);
+    if (mode == "early-death") return early_death(m);
     if (mode == "crash-bunched") {
       long* out = m.alloc<long>(256);
       m.wait_for_workers();

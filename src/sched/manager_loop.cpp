@@ -16,6 +16,8 @@
 #include <cstring>
 #include <utility>
 #include <sys/epoll.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -77,7 +79,17 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
       ever_written_(region.pages(), false) {
   late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
-  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get()});
+  if (config_.launcher_fd != 0) {
+    const int fd = static_cast<int>(config_.launcher_fd);
+    struct stat st{};
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+      throw Error("calypso: CALYPSO_LAUNCHER_FD=" + std::to_string(fd) +
+                  " is not an open pipe: calypso-run sets it for the manager it starts; unset it");
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);   // not the program's children's
+    launcher_notices_ = UniqueFd(fd);
+  }
+  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get(), launcher_notices_.get()});
   char host[65] = {};
   if (gethostname(host, sizeof host - 1) == 0) hostname_ = host;
   if (ep_.supports_read()) {
@@ -131,7 +143,35 @@ void ManagerLoop::loop() {
         if (read(late_timer_.get(), &count, sizeof count) > 0) dispatch();   // a segment got late
       } else if (evs[i].data.fd == wakeup_.get()) {
         [[maybe_unused]] auto r = read(wakeup_.get(), &count, sizeof count);
+      } else if (evs[i].data.fd == launcher_notices_.get()) {
+        on_launcher_notices();
       }
+    }
+  }
+}
+
+// A worker calypso-run started has exited. One that joined is this loop's to find (its
+// pidfd, its silence); one that never did is known only here, and a wait_for_workers()
+// must not wait its timeout out for it. Its hello may still be on its way (sent just
+// before it died): on_hello takes it off the list. The pipe's end (the launcher is gone)
+// stops the watch.
+void ManagerLoop::on_launcher_notices() {
+  std::int32_t pids[256];
+  const ssize_t n = read(launcher_notices_.get(), pids, sizeof pids);
+  if (n <= 0) {
+    if (n < 0 && errno == EINTR) return;
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, launcher_notices_.get(), nullptr);
+    launcher_notices_.reset();
+    return;
+  }
+  for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof pids[0]; ++i) {
+    const auto pid = static_cast<std::uint32_t>(pids[i]);
+    const bool joined = std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
+      return entry.second.pid == pid && entry.second.host == hostname_;
+    });
+    if (!joined) {
+      LOG_INFO("a worker calypso-run started (pid %u) exited before it joined", pid);
+      died_before_joining_.insert(pid);
     }
   }
 }
@@ -275,6 +315,7 @@ void ManagerLoop::on_hello(const Message& m) {
   w.last_seen = Clock::now();
   w.host = h->fixed.host;
   w.pid = h->fixed.pid;
+  if (w.host == hostname_) died_before_joining_.erase(w.pid);   // its exit overtook its hello
   w.synced_version = version();   // its cache is empty: nothing to invalidate
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
@@ -754,17 +795,21 @@ void ManagerLoop::release(Worker& w) {
 }
 
 void ManagerLoop::update_live() {
-  std::size_t live = 0, ready = 0;
+  std::size_t live = 0, ready = 0, failed = died_before_joining_.size();
   for (const auto& [id, w] : workers_) {
+    failed += w.state != WorkerState::alive;
     if (w.state != WorkerState::alive || !w.prepared) continue;
     ++live;
     ready += *w.prepared >= prepare_target_;
   }
   std::lock_guard lock(mutex_);
   // wait_for_workers() may be waiting for this.
-  if (live != live_ || ready != ready_ || ready_counted_for_ != prepare_target_) cv_.notify_all();
+  if (live != live_ || ready != ready_ || failed != failed_ || ready_counted_for_ != prepare_target_) {
+    cv_.notify_all();
+  }
   live_ = live;
   ready_ = ready;
+  failed_ = failed;
   ready_counted_for_ = prepare_target_;
 }
 
@@ -859,7 +904,12 @@ std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::millisecon
   ready_target_ = std::max(ready_target_, target);
   std::uint64_t one = 1;
   [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
-  cv_.wait_for(lock, timeout, [&] { return (ready_counted_for_ >= target && ready_ >= n) || stopped_; });
+  // Workers that failed (lost after joining, or dead before it: on_launcher_notices)
+  // will not become ready: once they and the ready ones make n, waiting longer is for
+  // nothing. A worker that may still come is waited for, up to the timeout.
+  cv_.wait_for(lock, timeout, [&] {
+    return (ready_counted_for_ >= target && ready_ + failed_ >= n) || stopped_;
+  });
   return ready_counted_for_ >= target ? ready_ : 0;
 }
 

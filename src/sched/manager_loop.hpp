@@ -33,6 +33,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -209,6 +210,7 @@ class ManagerLoop {
   void loop();
   void drain_endpoint();
   void on_event(const net::Event& e);
+  void on_launcher_notices();
   bool from_the_worker_it_names(const Message& m, net::PeerId from);
   // inner: a message of a bundle (on_bundle), taken without the checks done for the bundle.
   void on_message(const Message& m, bool inner = false);
@@ -290,6 +292,10 @@ class ManagerLoop {
   std::string hostname_;   // a worker whose hello names it gets a LocalOffer
   UniqueFd epoll_, wakeup_, timer_;
   UniqueFd late_timer_;   // one-shot: when a parked worker may re-run a late segment
+  // calypso-run's notices of its workers' exits (CALYPSO_LAUNCHER_FD), and the pids of
+  // those that exited without having joined: a wait_for_workers() counts them as failed.
+  UniqueFd launcher_notices_;
+  std::set<std::uint32_t> died_before_joining_;
   void arm_late_timer();
 
   std::map<WorkerId, Worker> workers_;
@@ -337,6 +343,7 @@ class ManagerLoop {
   Stats stats_;
   std::size_t live_ = 0;                // alive and prepared for what welcome said
   std::size_t ready_ = 0;               // alive and prepared for ready_target_
+  std::size_t failed_ = 0;              // lost after joining, or died before (see above)
   std::uint64_t ready_target_ = 0;      // what wait_for_workers() last asked for
   std::uint64_t ready_counted_for_ = 0; // the target ready_ was counted against
   // Loop thread only (below the mutex's fields for want of a better place): the target

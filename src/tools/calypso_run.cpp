@@ -4,9 +4,11 @@
 #include "launcher.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <getopt.h>
 #include <random>
@@ -129,6 +131,45 @@ class PidFile {
   std::string path_;
 };
 
+// The manager hears from the launcher which of its workers have exited (a pipe it
+// inherits: CALYPSO_LAUNCHER_FD), so that a program waiting for its workers
+// (wait_for_workers) does not wait out its timeout for one that died before it joined,
+// which only the launcher can see. Each exit is the worker's pid as 4 bytes (one atomic
+// pipe write); the pipe's end tells the manager the launcher is gone.
+class ExitNotices {
+ public:
+  ExitNotices() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return;   // then the manager just waits
+    // Above 2, so that a launcher started with a standard stream closed cannot hand the
+    // manager its stdin as the pipe.
+    read_ = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
+    write_ = fcntl(fds[1], F_DUPFD_CLOEXEC, 3);
+    close(fds[0]);
+    close(fds[1]);
+    // The read end blocks: the manager reads it from its event loop, once epoll says so.
+    if (read_ >= 0) fcntl(read_, F_SETFL, 0);
+  }
+  ~ExitNotices() {
+    close_read_end();
+    if (write_ >= 0) close(write_);
+  }
+  ExitNotices(const ExitNotices&) = delete;
+  ExitNotices& operator=(const ExitNotices&) = delete;
+  int read_end() const { return write_ >= 0 ? read_ : -1; }
+  void close_read_end() {   // once the manager has it
+    if (read_ >= 0) close(read_);
+    read_ = -1;
+  }
+  void exited(pid_t worker) const {
+    const auto pid = static_cast<std::int32_t>(worker);
+    if (write_ >= 0) [[maybe_unused]] auto r = write(write_, &pid, sizeof pid);   // full: dropped
+  }
+
+ private:
+  int read_ = -1, write_ = -1;
+};
+
 void report(const calypso::tools::ChildExit& e) {
   if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
     std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid, calypso::tools::describe_exit(e.status).c_str());
@@ -137,7 +178,8 @@ void report(const calypso::tools::ChildExit& e) {
 
 // Collects exits for up to timeout: reports workers', returns true when the manager's
 // came (its status in manager_status). sig is set on SIGINT/SIGTERM/SIGHUP.
-bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int& manager_status, int& sig) {
+bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int& manager_status, int& sig,
+             const ExitNotices* notices = nullptr) {
   bool manager_done = false;
   for (const auto& e : l.wait(timeout, sig)) {
     if (e.pid == manager) {
@@ -145,6 +187,7 @@ bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int&
       manager_done = true;
     } else {
       report(e);
+      if (notices != nullptr) notices->exited(e.pid);
     }
   }
   return manager_done;
@@ -152,12 +195,13 @@ bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int&
 
 // Waits for the manager to write its address; empty if it died, took too long, or the
 // launcher was interrupted.
-std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file, int& manager_status, int& sig) {
+std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file, int& manager_status, int& sig,
+                             const ExitNotices& notices) {
   for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
     std::ifstream f(file);
     std::string address;
     if (f >> address) return address;
-    if (collect(l, manager, 20ms, manager_status, sig) || sig != 0) return {};
+    if (collect(l, manager, 20ms, manager_status, sig, &notices) || sig != 0) return {};
   }
   std::fprintf(stderr, "calypso-run: the manager did not publish its address within 60 s\n");
   return {};
@@ -168,12 +212,12 @@ std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file
 // --join), so say once what it waits for instead of leaving a silent pause. Not at the
 // first sight of it: a manager that is ending refuses workers that join late, and they
 // exit before it does.
-int supervise(Launcher& l, pid_t manager, const Options& o) {
+int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& notices) {
   bool said = false;
   int rounds_alone = 0;
   for (;;) {
     int sig = 0, status = 0;
-    if (collect(l, manager, 1000ms, status, sig)) return calypso::tools::shell_code(status);
+    if (collect(l, manager, 1000ms, status, sig, &notices)) return calypso::tools::shell_code(status);
     if (sig != 0) {
       std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
       return 128 + sig;
@@ -215,7 +259,10 @@ int run_job(const Options& o) {
   // Always set, as CALYPSO_WORKERS is: a value left in the environment must not change
   // what wait_for_workers() waits for in a job that did not ask.
   env["CALYPSO_EXPECT_WORKERS"] = std::to_string(o.expect >= 0 ? o.expect : o.workers);
-  pid_t manager = launcher.spawn(o.program, env);
+  ExitNotices notices;
+  if (notices.read_end() >= 0) env["CALYPSO_LAUNCHER_FD"] = std::to_string(notices.read_end());
+  pid_t manager = launcher.spawn(o.program, env, notices.read_end());
+  notices.close_read_end();
   pids.add("manager", manager);
   // Workers start now and wait for the address file themselves, so that their start-up
   // (libfabric's initialisation costs about 0.3 s) overlaps the manager's.
@@ -224,12 +271,12 @@ int run_job(const Options& o) {
   wenv["CALYPSO_MANAGER_FILE"] = address_file;
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, wenv));
   int manager_status = -1, sig = 0;
-  std::string address = wait_for_address(launcher, manager, address_file, manager_status, sig);
+  std::string address = wait_for_address(launcher, manager, address_file, manager_status, sig, notices);
   int rc = sig != 0 ? 128 + sig : manager_status != -1 ? calypso::tools::shell_code(manager_status) : 1;
   if (!address.empty()) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
     if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
-    rc = supervise(launcher, manager, o);
+    rc = supervise(launcher, manager, o, notices);
     // The manager told the workers to exit; give them a moment before SIGTERM.
     for (auto until = std::chrono::steady_clock::now() + 1000ms;
          launcher.children() > 0 && std::chrono::steady_clock::now() < until && sig == 0;) {
