@@ -17,9 +17,9 @@
 //                        writes DIR/done and keeps beating for the identities that
 //                        must not block the job by staying alive, until DIR/end
 //                        appears.
-//                        CALYPSO_TEST_ROGUE_PHASES (letters of impersonation, noise,
-//                        requests, forged, malformed, stalled: "inrfms" by default)
-//                        picks phases.
+//                        CALYPSO_TEST_ROGUE_PHASES (letters of impersonation, deaf,
+//                        noise, requests, forged, malformed, stalled: "idnrfms" by
+//                        default) picks phases.
 //
 // Without CALYPSO_TEST_ROGUE, a worker runs the normal WorkerLoop.
 #include <calypso/calypso.hpp>
@@ -133,8 +133,11 @@ class Rogue {
     std::exit(1);
   }
 
-  // Joins as a new worker from fresh endpoints: a valid hello, and its welcome.
-  void join() {
+  // Joins as a new worker from fresh endpoints: a valid hello, and its welcome. deaf: the
+  // hello gives, as the main endpoint's, its address with a port where nothing listens
+  // (tcp); no welcome can come, and the identity takes the id the manager will give it,
+  // `deaf_id`.
+  void join(bool deaf = false, sched::WorkerId deaf_id = sched::kNoWorker) {
     ep_.reset();
     hb_.reset();
     net::EndpointConfig cfg;
@@ -146,7 +149,13 @@ class Rogue {
     manager_ = ep_->add_peer(net::Address::from_string(job_.endpoint));
     hb_->add_peer(net::Address::from_string(job_.endpoint));
     const std::string& identity = calypso::executable_identity();
-    const auto addr = ep_->local_address(), hb_addr = hb_->local_address();
+    auto addr = ep_->local_address();
+    const auto hb_addr = hb_->local_address();
+    if (deaf) {
+      if (addr.bytes.size() != 16) fail("a deaf identity needs a tcp (IPv4) address");
+      addr.bytes[2] = std::byte{0};   // sockaddr_in's port, network order: port 1
+      addr.bytes[3] = std::byte{1};
+    }
     sched::Hello h{};
     h.job_key = job_.job_key;
     h.pid = static_cast<std::uint32_t>(getpid());
@@ -159,6 +168,7 @@ class Rogue {
     id_ = sched::kNoWorker;
     assigns_.clear();
     send(e.bytes());
+    if (deaf) id_ = deaf_id;
     for (auto until = Clock::now() + 20s; id_ == sched::kNoWorker; pump(50ms)) {
       if (Clock::now() > until) fail("no welcome");
     }
@@ -218,27 +228,20 @@ class Rogue {
   // Asks for work and waits for the first run of a segment (beating meanwhile): nobody
   // else runs it until it is late, so what the rogue sends about it arrives while the
   // segment is still open. A re-run (of a late segment, which its first runner may
-  // finish any moment) is handed back, and it asks again.
-  // Once, an identity that hears nothing for 20 s joins again from fresh endpoints: in
-  // one CI run of ~15 the manager stopped hearing an identity right after it joined (it
-  // was lost as silent while it beat), which is the network's, not what is tested here.
+  // finish any moment) is handed back, and it asks again. The ones handed back are
+  // forgotten before the request goes: send() pumps, and the manager's answer to it may
+  // already arrive there; forgotten after, that assignment would be dropped without the
+  // manager being told, and it would wait for good for a result of it (the worker holds
+  // it, so it gets nothing else).
   sched::Assign get_assignment() {
     send(MsgType::request_work, sched::RequestWork{0});
-    bool rejoined = false;
     for (auto until = Clock::now() + 20s;; pump(50ms)) {
-      if (Clock::now() > until && !rejoined) {
-        std::fprintf(stderr, "rogue worker: no first run of a segment assigned within 20 s; joining again\n");
-        join();
-        --identities_;   // the same identity's work, from new endpoints
-        rejoined = true;
-        until = Clock::now() + 20s;
-        send(MsgType::request_work, sched::RequestWork{0});
-      }
       if (Clock::now() > until) fail("no first run of a segment assigned within 20 s");
       if (!assigns_.empty() && assigns_.front().attempt == 1) return assigns_.front();
       if (!assigns_.empty()) {
-        send(MsgType::request_work, sched::RequestWork{assigns_.back().seq});   // dropped them
+        const std::uint64_t dropped = assigns_.back().seq;
         assigns_.clear();
+        send(MsgType::request_work, sched::RequestWork{dropped});
       }
       beat();
     }
@@ -298,6 +301,7 @@ class Rogue {
   }
 
   void impersonation();
+  void deaf();
   void noise();
   void requests();
   void forged_results();
@@ -506,11 +510,25 @@ void Rogue::stalled_result() {
   keep();   // beating until the job ends
 }
 
+// An identity the manager hears but cannot send to (its hello names a port where nothing
+// listens) that asks for work and beats for 8 s: each message brings it back from
+// suspicion, and the manager tries to send it work. Those sends must not hold the loop:
+// the real workers hear nothing while they do, and leave after
+// CALYPSO_MANAGER_TIMEOUT_MS (5 s in the test). It then goes silent, and is lost.
+void Rogue::deaf() {
+  join(true, own_ids_.back() + 1);   // nobody else joins meanwhile: the next id is its
+  for (auto until = Clock::now() + 8s; Clock::now() < until; pump(50ms)) {
+    send(MsgType::request_work, sched::RequestWork{0});
+    beat();
+  }
+}
+
 int Rogue::run() {
   // CALYPSO_TEST_ROGUE_PHASES: which phases run (letters, in this order), all by default.
   const char* env = std::getenv("CALYPSO_TEST_ROGUE_PHASES");
-  const std::string phases = env != nullptr ? env : "inrfms";
+  const std::string phases = env != nullptr ? env : "idnrfms";
   if (phases.find('i') != std::string::npos) impersonation();
+  if (phases.find('d') != std::string::npos && !own_ids_.empty()) deaf();
   if (phases.find('n') != std::string::npos) noise();
   if (phases.find('r') != std::string::npos) requests();
   if (phases.find('f') != std::string::npos) forged_results();

@@ -235,7 +235,8 @@ void ManagerLoop::on_event(const net::Event& e) {
 bool ManagerLoop::from_the_worker_it_names(const Message& m, net::PeerId from) {
   if (m.type() == MsgType::hello || from == net::kNoPeer) return true;
   auto it = workers_.find(m.header.worker);
-  if (it == workers_.end()) return true;   // nobody's: on_message ignores it
+  // Nobody's, or a departed worker's (its addresses forgotten): on_message ignores it.
+  if (it == workers_.end() || it->second.state == WorkerState::gone) return true;
   const Worker& w = it->second;
   if (from == w.peer || from == w.heartbeat_peer) return true;
   LOG_WARN("dropped a %s that says it is worker %u's but came from another endpoint", to_string(m.type()),
@@ -847,9 +848,20 @@ bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) {
   return status == net::SendStatus::ok;
 }
 
-net::SendStatus ManagerLoop::post(const Worker& w, std::span<const std::byte> message) {
+// The loop waits for a send, and so does every other worker meanwhile: up to 2 s for a
+// worker that is not known to be stuck (a first connection may need that long), 20 ms
+// (a moment's congestion) for one whose last send timed out, until a send to it goes
+// through again. Else a worker
+// that stops taking messages but keeps sending (it comes back after each suspicion)
+// held the loop 2 s a message: the rogue test's noise identity did so 15 times in a row
+// on a busy host, and the real workers heard nothing for CALYPSO_MANAGER_TIMEOUT_MS and
+// left.
+net::SendStatus ManagerLoop::post(Worker& w, std::span<const std::byte> message) {
   std::span<const std::byte> parts[] = {message};
-  return ep_.send(w.peer, parts, std::chrono::milliseconds(2000));
+  const auto patience = w.send_stuck ? std::chrono::milliseconds(20) : std::chrono::milliseconds(2000);
+  const net::SendStatus status = ep_.send(w.peer, parts, patience);
+  w.send_stuck = status == net::SendStatus::again;
+  return status;
 }
 
 void ManagerLoop::lose_after_send(WorkerId id, Worker& w, net::SendStatus status) {

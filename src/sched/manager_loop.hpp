@@ -110,6 +110,7 @@ class ManagerLoop {
     WorkerState state = WorkerState::alive;
     Clock::time_point last_seen;
     bool parked = false;                    // asked for work and holds none
+    bool send_stuck = false;                // the last send to it timed out (see post)
     // The region's bytes in use it last said it has allocated (`prepared`); none yet
     // while it allocates what `welcome` said: it does not count as live until then.
     std::optional<std::uint64_t> prepared;
@@ -267,7 +268,7 @@ class ManagerLoop {
   void refuse(const std::vector<std::byte>& address, const std::string& why, RefuseCode code = RefuseCode::error);
   bool send(WorkerId id, Worker& w, Encoder& e);
   // One message to w, without acting on a failure (send's policy is lose_after_send).
-  net::SendStatus post(const Worker& w, std::span<const std::byte> message);
+  net::SendStatus post(Worker& w, std::span<const std::byte> message);
   // Loses w after a failed send, naming why.
   void lose_after_send(WorkerId id, Worker& w, net::SendStatus status);
   void violation(WorkerId id, const std::string& what);
