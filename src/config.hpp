@@ -31,7 +31,7 @@ struct Config {
   std::string bind;                 // CALYPSO_BIND: host[:port] the manager listens on
   std::string address_file;         // CALYPSO_ADDRESS_FILE: manager writes its address here
   std::uint32_t launcher_fd = 0;    // CALYPSO_LAUNCHER_FD (manager): calypso-run's notices of
-                                    // its workers' exits (a pipe); 0: none
+                                    // its workers' exits (a socket); 0: none
   std::uint64_t job_key = 0;        // CALYPSO_JOB_KEY: workers must present it
   std::uintptr_t region_address = 0x3c0000000000;   // CALYPSO_REGION_ADDRESS
   std::size_t region_size = std::size_t{512} << 20;  // CALYPSO_REGION_SIZE

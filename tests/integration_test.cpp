@@ -1159,8 +1159,8 @@ TEST(Launcher, AWorkerThatDiesBeforeJoiningIsNotWaitedFor) {
 }
 
 // CALYPSO_LAUNCHER_FD is calypso-run's to set: a standard stream's number, or a
-// descriptor that is not an open pipe, is refused by name at start-up.
-TEST(Launcher, ALauncherDescriptorThatIsNoPipeIsRefused) {
+// descriptor that is not an open socket, is refused by name at start-up.
+TEST(Launcher, ALauncherDescriptorThatIsNoSocketIsRefused) {
   Job direct({kProbe, "adjacent"}, {{"CALYPSO_LAUNCHER_FD", "2"}});
   auto d = direct.wait(30s);
   EXPECT_NE(d.exit_code, 0) << d.output;
@@ -1168,7 +1168,7 @@ TEST(Launcher, ALauncherDescriptorThatIsNoPipeIsRefused) {
   Job closed({kProbe, "adjacent"}, {{"CALYPSO_LAUNCHER_FD", "900"}});
   auto c = closed.wait(30s);
   EXPECT_NE(c.exit_code, 0) << c.output;
-  EXPECT_TRUE(contains(c.output, "is not an open pipe")) << c.output;
+  EXPECT_TRUE(contains(c.output, "is not an open socket")) << c.output;
 }
 
 TEST(Launcher, ManagerThatCannotOpenItsEndpointSaysWhy) {

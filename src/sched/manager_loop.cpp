@@ -16,6 +16,7 @@
 #include <cstring>
 #include <utility>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -82,9 +83,9 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
   if (config_.launcher_fd != 0) {
     const int fd = static_cast<int>(config_.launcher_fd);
     struct stat st{};
-    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
       throw Error("calypso: CALYPSO_LAUNCHER_FD=" + std::to_string(fd) +
-                  " is not an open pipe: calypso-run sets it for the manager it starts; unset it");
+                  " is not an open socket: calypso-run sets it for the manager it starts; unset it");
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);   // not the program's children's
     launcher_notices_ = UniqueFd(fd);
@@ -153,19 +154,19 @@ void ManagerLoop::loop() {
 // A worker calypso-run started has exited. One that joined is this loop's to find (its
 // pidfd, its silence); one that never did is known only here, and a wait_for_workers()
 // must not wait its timeout out for it. Its hello may still be on its way (sent just
-// before it died): on_hello takes it off the list. The pipe's end (the launcher is gone)
-// stops the watch.
+// before it died): on_hello takes it off the list. One packet, one pid; the socket's end
+// (the launcher is gone) stops the watch.
 void ManagerLoop::on_launcher_notices() {
-  std::int32_t pids[256];
-  const ssize_t n = read(launcher_notices_.get(), pids, sizeof pids);
+  std::int32_t notice = 0;
+  const ssize_t n = recv(launcher_notices_.get(), &notice, sizeof notice, MSG_DONTWAIT);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
   if (n <= 0) {
-    if (n < 0 && errno == EINTR) return;
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, launcher_notices_.get(), nullptr);
     launcher_notices_.reset();
     return;
   }
-  for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof pids[0]; ++i) {
-    const auto pid = static_cast<std::uint32_t>(pids[i]);
+  if (n == sizeof notice) {
+    const auto pid = static_cast<std::uint32_t>(notice);
     const bool joined = std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
       return entry.second.pid == pid && entry.second.host == hostname_;
     });

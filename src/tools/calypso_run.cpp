@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <random>
 #include <string>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,24 +132,24 @@ class PidFile {
   std::string path_;
 };
 
-// The manager hears from the launcher which of its workers have exited (a pipe it
+// The manager hears from the launcher which of its workers have exited (a socket it
 // inherits: CALYPSO_LAUNCHER_FD), so that a program waiting for its workers
 // (wait_for_workers) does not wait out its timeout for one that died before it joined,
-// which only the launcher can see. Each exit is the worker's pid as 4 bytes (one atomic
-// pipe write); the pipe's end tells the manager the launcher is gone.
+// which only the launcher can see. Each exit is one packet: the worker's pid, 4 bytes.
+// A socket rather than a pipe: a send after the manager is gone must fail with EPIPE
+// (MSG_NOSIGNAL), not raise SIGPIPE in the launcher. Its end tells the manager the
+// launcher is gone.
 class ExitNotices {
  public:
   ExitNotices() {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return;   // then the manager just waits
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return;   // the manager just waits
     // Above 2, so that a launcher started with a standard stream closed cannot hand the
-    // manager its stdin as the pipe.
+    // manager its stdin as the socket.
     read_ = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
     write_ = fcntl(fds[1], F_DUPFD_CLOEXEC, 3);
     close(fds[0]);
     close(fds[1]);
-    // The read end blocks: the manager reads it from its event loop, once epoll says so.
-    if (read_ >= 0) fcntl(read_, F_SETFL, 0);
   }
   ~ExitNotices() {
     close_read_end();
@@ -163,7 +164,7 @@ class ExitNotices {
   }
   void exited(pid_t worker) const {
     const auto pid = static_cast<std::int32_t>(worker);
-    if (write_ >= 0) [[maybe_unused]] auto r = write(write_, &pid, sizeof pid);   // full: dropped
+    if (write_ >= 0) send(write_, &pid, sizeof pid, MSG_NOSIGNAL | MSG_DONTWAIT);   // full or gone: dropped
   }
 
  private:
