@@ -133,8 +133,6 @@ TEST(Reassembler, FragmentsThatDisagreeDropTheMessage) {
   EXPECT_EQ(r.pending(), 0u);
 }
 
-// A sender that died halfway leaves a partial message; at most max_pending are kept,
-// the oldest dropped first, and newer messages still complete.
 // Two senders that happen to use the same stream and number: where the provider names
 // them, their fragments stay two messages, and neither's can complete the other's.
 TEST(Reassembler, FragmentsFromTwoSourcesAreTwoMessages) {
@@ -156,6 +154,8 @@ TEST(Reassembler, FragmentsFromTwoSourcesAreTwoMessages) {
   EXPECT_EQ(r.pending(), 0u);
 }
 
+// A sender that died halfway leaves a partial message; at most max_pending are kept,
+// the oldest dropped first, and newer messages still complete.
 TEST(Reassembler, DropsTheOldestPartialWhenFull) {
   Reassembler r(1 << 20, 3);
   std::vector<std::vector<std::vector<std::byte>>> fs;

@@ -847,12 +847,14 @@ TEST(Failures, ARogueWorkerChangesNothing) {
   EXPECT_TRUE(contains(m.output, "rogue: ok")) << m.output << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "rogue worker: done (11 identities)")) << r.output;
-  // It spoke for the real workers (impersonation): the manager knew it was not them,
-  // and lost no worker but the rogue's identities.
+  // It spoke for the real workers (impersonation): the manager knew it was not them, and
+  // no real worker was lost as one that left. (A real worker may be suspected on a busy
+  // host: that is not asserted on.) The deaf identity's sends did time out.
   EXPECT_TRUE(contains(m.output, "that says it is worker")) << m.output;
+  EXPECT_TRUE(contains(m.output, "it does not take messages")) << m.output;
   std::istringstream lines(m.output);
   for (std::string line; std::getline(lines, line);) {
-    if (contains(line, "lost worker")) {
+    if (contains(line, "lost worker") && contains(line, ": it left")) {
       EXPECT_TRUE(contains(line, " pid " + std::to_string(rogue.pid()) + ")")) << line;
     }
   }
@@ -1141,8 +1143,6 @@ TEST(Launcher, WorkersTooLateForAShortJobAreNoFailure) {
   std::printf("workers too late to join, in 3 runs: %zu\n", late);   // (the race is the host's)
 }
 
-// An endpoint that cannot open reaches the program as a calypso::Error (the example
-// catches it, says why and returns 2), not as an uncaught exception that aborts.
 // A worker calypso-run started that dies before it joins is seen only by calypso-run,
 // which tells the manager (CALYPSO_LAUNCHER_FD): the program's wait for 2 workers ends
 // with the one that came, not at its 120 s timeout (the job's 60 s limit would end it
@@ -1171,6 +1171,8 @@ TEST(Launcher, ALauncherDescriptorThatIsNoSocketIsRefused) {
   EXPECT_TRUE(contains(c.output, "is not an open socket")) << c.output;
 }
 
+// An endpoint that cannot open reaches the program as a calypso::Error (the example
+// catches it, says why and returns 2), not as an uncaught exception that aborts.
 TEST(Launcher, ManagerThatCannotOpenItsEndpointSaysWhy) {
   auto r = run({kExamples + "/mandelbrot", "64", "10", "4"},
                {{"CALYPSO_PROVIDER", "no-such-provider"}}, 60s);

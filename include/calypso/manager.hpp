@@ -102,9 +102,11 @@ class Manager {
   std::size_t workers() const;   // workers alive and done joining
   // Waits until at least n workers (n = 0: calypso-run --expect, else -n) are alive
   // and have allocated the memory behind the shared data allocated so far (up to
-  // CALYPSO_PREFAULT), or the timeout passes; returns how many are. Parallel steps never
-  // need it (they run with whoever is there); it lets a program time its work without
-  // the workers' start-up.
+  // CALYPSO_PREFAULT), or the timeout passes, or fewer are and nothing more can come
+  // (none that joined is still allocating or suspected, and those that joined plus those
+  // calypso-run saw die before joining make n); returns how many are ready. Parallel
+  // steps never need it (they run with whoever is there); it lets a program time its
+  // work without the workers' start-up.
   std::size_t wait_for_workers(std::size_t n = 0, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Stats stats() const;
 

@@ -15,12 +15,11 @@
 #include <cstdio>
 #include <cstring>
 #include <utility>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <fcntl.h>
-#include <sys/syscall.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 
 namespace calypso::sched {
@@ -81,14 +80,21 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
   late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
   if (config_.launcher_fd != 0) {
+    // What calypso-run hands over is a Unix packet socket; anything else (a stale number
+    // that is now, say, one of libfabric's sockets) is not taken.
     const int fd = static_cast<int>(config_.launcher_fd);
-    struct stat st{};
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    int type = 0, domain = 0;
+    socklen_t len = sizeof type;
+    const bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET &&
+                    (len = sizeof domain, getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0) &&
+                    domain == AF_UNIX;
+    if (!ok) {
       throw Error("calypso: CALYPSO_LAUNCHER_FD=" + std::to_string(fd) +
-                  " is not an open socket: calypso-run sets it for the manager it starts; unset it");
+                  " is not an open socket from calypso-run: it sets it for the manager it starts; unset it");
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);   // not the program's children's
     launcher_notices_ = UniqueFd(fd);
+    ::unsetenv("CALYPSO_LAUNCHER_FD");   // nor read again by a child program or a second Runtime
   }
   epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get(), launcher_notices_.get()});
   char host[65] = {};
@@ -662,6 +668,12 @@ void ManagerLoop::on_tick() {
   const auto now = Clock::now();
   ping_workers();
   for (auto& [id, w] : workers_) {
+    // Unwanted results whose rest stopped coming (a worker lost halfway through one and
+    // back sends the rest of it, which starts a new one): nothing waits for them, and
+    // they must not count towards kMaxUnwantedPartials for good.
+    w.unwanted_partials -= std::erase_if(w.assemblies, [&](const auto& entry) {
+      return entry.second.discard && now - entry.second.last_chunk > 2 * config_.suspect_after;
+    });
     if (w.state == WorkerState::alive && now - w.last_seen > config_.suspect_after) {
       lose(id, w, "it has been silent too long (CALYPSO_SUSPECT_MS)", true);   // -> suspected
     } else if (w.state == WorkerState::alive &&
@@ -797,21 +809,28 @@ void ManagerLoop::release(Worker& w) {
 }
 
 void ManagerLoop::update_live() {
-  std::size_t live = 0, ready = 0, failed = died_before_joining_.size();
+  std::size_t live = 0, ready = 0, preparing = 0, suspected = 0;
   for (const auto& [id, w] : workers_) {
-    failed += w.state != WorkerState::alive;
-    if (w.state != WorkerState::alive || !w.prepared) continue;
-    ++live;
-    ready += *w.prepared >= prepare_target_;
+    suspected += w.state == WorkerState::suspected;
+    if (w.state != WorkerState::alive) continue;
+    const bool is_ready = w.prepared && *w.prepared >= prepare_target_;
+    live += w.prepared.has_value();
+    ready += is_ready;
+    preparing += !is_ready;
   }
+  const std::size_t joined = workers_.size(), died = died_before_joining_.size();
   std::lock_guard lock(mutex_);
   // wait_for_workers() may be waiting for this.
-  if (live != live_ || ready != ready_ || failed != failed_ || ready_counted_for_ != prepare_target_) {
+  if (live != live_ || ready != ready_ || preparing != preparing_ || suspected != suspected_ || joined != joined_ ||
+      died != died_unjoined_ || ready_counted_for_ != prepare_target_) {
     cv_.notify_all();
   }
   live_ = live;
   ready_ = ready;
-  failed_ = failed;
+  preparing_ = preparing;
+  suspected_ = suspected;
+  joined_ = joined;
+  died_unjoined_ = died;
   ready_counted_for_ = prepare_target_;
 }
 
@@ -852,16 +871,16 @@ bool ManagerLoop::send(WorkerId id, Worker& w, Encoder& e) {
 // The loop waits for a send, and so does every other worker meanwhile: up to 2 s for a
 // worker that is not known to be stuck (a first connection may need that long), 20 ms
 // (a moment's congestion) for one whose last send timed out, until a send to it goes
-// through again. Else a worker
-// that stops taking messages but keeps sending (it comes back after each suspicion)
-// held the loop 2 s a message: the rogue test's noise identity did so 15 times in a row
-// on a busy host, and the real workers heard nothing for CALYPSO_MANAGER_TIMEOUT_MS and
-// left.
+// through again. Else a worker that stops taking messages but keeps sending (it comes
+// back after each suspicion) held the loop 2 s a message: the rogue test's noise
+// identity did so 15 times in a row on a busy host, and the real workers heard nothing
+// for CALYPSO_MANAGER_TIMEOUT_MS and left.
 net::SendStatus ManagerLoop::post(Worker& w, std::span<const std::byte> message) {
   std::span<const std::byte> parts[] = {message};
   const auto patience = w.send_stuck ? std::chrono::milliseconds(20) : std::chrono::milliseconds(2000);
   const net::SendStatus status = ep_.send(w.peer, parts, patience);
-  w.send_stuck = status == net::SendStatus::again;
+  if (status == net::SendStatus::again) w.send_stuck = true;
+  if (status == net::SendStatus::ok) w.send_stuck = false;
   return status;
 }
 
@@ -917,11 +936,14 @@ std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::millisecon
   ready_target_ = std::max(ready_target_, target);
   std::uint64_t one = 1;
   [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
-  // Workers that failed (lost after joining, or dead before it: on_launcher_notices)
-  // will not become ready: once they and the ready ones make n, waiting longer is for
-  // nothing. A worker that may still come is waited for, up to the timeout.
+  // Fewer than n may be ready when nothing more can come: no worker that joined is still
+  // allocating or suspected (it may come back), and the workers that joined, whatever
+  // became of them, and those calypso-run saw die before joining (on_launcher_notices)
+  // make n. Else it waits, up to the timeout.
   cv_.wait_for(lock, timeout, [&] {
-    return (ready_counted_for_ >= target && ready_ + failed_ >= n) || stopped_;
+    if (stopped_) return true;
+    if (ready_counted_for_ < target) return false;
+    return ready_ >= n || (preparing_ == 0 && suspected_ == 0 && joined_ + died_unjoined_ >= n);
   });
   return ready_counted_for_ >= target ? ready_ : 0;
 }

@@ -344,7 +344,9 @@ class ManagerLoop {
   Stats stats_;
   std::size_t live_ = 0;                // alive and prepared for what welcome said
   std::size_t ready_ = 0;               // alive and prepared for ready_target_
-  std::size_t failed_ = 0;              // lost after joining, or died before (see above)
+  // For wait_for_workers(), besides ready_: workers that joined (ever), alive ones not yet
+  // ready, suspected ones (they may come back), and those that died before joining.
+  std::size_t joined_ = 0, preparing_ = 0, suspected_ = 0, died_unjoined_ = 0;
   std::uint64_t ready_target_ = 0;      // what wait_for_workers() last asked for
   std::uint64_t ready_counted_for_ = 0; // the target ready_ was counted against
   // Loop thread only (below the mutex's fields for want of a better place): the target

@@ -3,6 +3,7 @@
 // leaves no process behind, on success, on error, and on Ctrl-C.
 #include "launcher.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -143,7 +144,11 @@ class ExitNotices {
  public:
   ExitNotices() {
     int fds[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return;   // the manager just waits
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+      std::fprintf(stderr, "calypso-run: socketpair: %s; the manager will not hear of workers that die before "
+                           "joining (wait_for_workers waits its timeout for them)\n", std::strerror(errno));
+      return;
+    }
     // Above 2, so that a launcher started with a standard stream closed cannot hand the
     // manager its stdin as the socket.
     read_ = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
@@ -162,9 +167,10 @@ class ExitNotices {
     if (read_ >= 0) close(read_);
     read_ = -1;
   }
+  // A notice that cannot go (the manager has gone, or has not read hundreds) is dropped.
   void exited(pid_t worker) const {
     const auto pid = static_cast<std::int32_t>(worker);
-    if (write_ >= 0) send(write_, &pid, sizeof pid, MSG_NOSIGNAL | MSG_DONTWAIT);   // full or gone: dropped
+    if (write_ >= 0) send(write_, &pid, sizeof pid, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
 
  private:
