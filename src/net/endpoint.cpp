@@ -251,7 +251,7 @@ static_assert(FI_ADDR_NOTAVAIL == kNoPeer, "an unknown sender reads as kNoPeer")
 struct Endpoint::Impl {
   struct Received {   // a receive completion
     fi_cq_msg_entry entry;
-    fi_addr_t from;   // with FI_SOURCE; FI_ADDR_NOTAVAIL: not a peer of ours
+    fi_addr_t from;   // FI_ADDR_NOTAVAIL: not a peer of ours, or no FI_SOURCE
   };
   explicit Impl(const EndpointConfig& c);
   void open_cqs();
@@ -892,7 +892,7 @@ std::size_t Endpoint::Impl::poll(const std::function<void(const Event&)>& fn) {
       ~Repost() { self->post_recv(slot); }
     } repost{this, static_cast<OpContext*>(r.entry.op_context)->index};
     ++delivered;
-    deliver({rx_pool.at(repost.slot), r.entry.len}, sources ? r.from : kNoPeer, fn);
+    deliver({rx_pool.at(repost.slot), r.entry.len}, r.from, fn);
   }
   if (delivered > 0) poll_interval = kMinPollInterval;   // a reply may follow soon
   return delivered;

@@ -558,7 +558,9 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
   bool began_arriving = false;
   auto [it, fresh] = w.assemblies.try_emplace(key);
   Assembly& a = it->second;
-  if (fresh && unwanted && ++w.unwanted_partials > kMaxUnwantedPartials) {
+  if (fresh && unwanted && std::count_if(w.assemblies.begin(), w.assemblies.end(), [](const auto& entry) {
+                             return entry.second.discard;
+                           }) >= static_cast<std::ptrdiff_t>(kMaxUnwantedPartials)) {
     // A worker finishes every result it begins, and has at most CALYPSO_PIPELINE of them
     // in flight: these are no worker's, and each would be kept while the worker lives.
     w.assemblies.erase(it);
@@ -594,7 +596,6 @@ void ManagerLoop::on_result_chunk(const Message& m, WorkerId id, Worker& w) {
     return;
   }
   StepResult r{std::move(a.bytes), std::nullopt};
-  if (a.discard) --w.unwanted_partials;
   w.assemblies.erase(it);
   on_result(id, w, key, std::move(r));
 }
@@ -671,7 +672,7 @@ void ManagerLoop::on_tick() {
     // Unwanted results whose rest stopped coming (a worker lost halfway through one and
     // back sends the rest of it, which starts a new one): nothing waits for them, and
     // they must not count towards kMaxUnwantedPartials for good.
-    w.unwanted_partials -= std::erase_if(w.assemblies, [&](const auto& entry) {
+    std::erase_if(w.assemblies, [&](const auto& entry) {
       return entry.second.discard && now - entry.second.last_chunk > 2 * config_.suspect_after;
     });
     if (w.state == WorkerState::alive && now - w.last_seen > config_.suspect_after) {
@@ -746,7 +747,6 @@ void ManagerLoop::lose(WorkerId id, Worker& w, const char* why, bool counts_as_f
   w.state = counts_as_failure ? WorkerState::suspected : WorkerState::gone;
   if (w.state == WorkerState::gone) w.parked = false;
   w.assemblies.clear();
-  w.unwanted_partials = 0;
   // Its kept results of the open step stay kept, but no longer in its ring, which it can
   // write until the step ends: a worker given up may be one that misbehaves.
   for (std::uint32_t s = 0; step_ && s < step_->results.size(); ++s) {

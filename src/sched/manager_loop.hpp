@@ -147,8 +147,6 @@ class ManagerLoop {
     std::uint64_t synced_version = 0;       // memory version its cache reflects
     std::size_t frozen_sent = 0;            // words of frozen_runs_ its assignments carried
     std::map<ResultKey, Assembly> assemblies;
-    std::size_t unwanted_partials = 0;      // of them, discarded ones (bounded: see
-                                            // kMaxUnwantedPartials)
     // Pages it reported reading (read_set), and in which step: a noticed page read in
     // the last kPushWindow steps is pushed with its next assignment instead.
     std::unordered_map<dsm::PageNumber, StepId> reads;

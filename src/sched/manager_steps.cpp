@@ -465,7 +465,6 @@ void ManagerLoop::end_step(std::optional<std::string> error) {
   for (auto& [id, w] : workers_) {
     w.running.clear();
     for (auto& [key, a] : w.assemblies) {   // counted to their end: see Assembly
-      if (!a.discard) ++w.unwanted_partials;
       a.discard = true;
       a.bytes = {};
     }

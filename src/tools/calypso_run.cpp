@@ -2,6 +2,7 @@
 // workers to a job that is already running (--join). Returns the manager's exit code and
 // leaves no process behind, on success, on error, and on Ctrl-C.
 #include "launcher.hpp"
+#include "unique_fd.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -151,30 +152,20 @@ class ExitNotices {
     }
     // Above 2, so that a launcher started with a standard stream closed cannot hand the
     // manager its stdin as the socket.
-    read_ = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
-    write_ = fcntl(fds[1], F_DUPFD_CLOEXEC, 3);
-    close(fds[0]);
-    close(fds[1]);
+    const calypso::UniqueFd a(fds[0]), b(fds[1]);
+    read_ = calypso::UniqueFd(fcntl(a.get(), F_DUPFD_CLOEXEC, 3));
+    write_ = calypso::UniqueFd(fcntl(b.get(), F_DUPFD_CLOEXEC, 3));
   }
-  ~ExitNotices() {
-    close_read_end();
-    if (write_ >= 0) close(write_);
-  }
-  ExitNotices(const ExitNotices&) = delete;
-  ExitNotices& operator=(const ExitNotices&) = delete;
-  int read_end() const { return write_ >= 0 ? read_ : -1; }
-  void close_read_end() {   // once the manager has it
-    if (read_ >= 0) close(read_);
-    read_ = -1;
-  }
+  int read_end() const { return write_.get() >= 0 ? read_.get() : -1; }
+  void close_read_end() { read_.reset(); }   // once the manager has it
   // A notice that cannot go (the manager has gone, or has not read hundreds) is dropped.
   void exited(pid_t worker) const {
     const auto pid = static_cast<std::int32_t>(worker);
-    if (write_ >= 0) send(write_, &pid, sizeof pid, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (write_.get() >= 0) send(write_.get(), &pid, sizeof pid, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
 
  private:
-  int read_ = -1, write_ = -1;
+  calypso::UniqueFd read_, write_;
 };
 
 void report(const calypso::tools::ChildExit& e) {
