@@ -15,10 +15,8 @@
 #include <cstdio>
 #include <cstring>
 #include <utility>
-#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 
@@ -79,24 +77,8 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
       ever_written_(region.pages(), false) {
   late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
-  if (config_.launcher_fd != 0) {
-    // What calypso-run hands over is a Unix packet socket; anything else (a stale number
-    // that is now, say, one of libfabric's sockets) is not taken.
-    const int fd = static_cast<int>(config_.launcher_fd);
-    int type = 0, domain = 0;
-    socklen_t len = sizeof type;
-    const bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET &&
-                    (len = sizeof domain, getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0) &&
-                    domain == AF_UNIX;
-    if (!ok) {
-      throw Error("calypso: CALYPSO_LAUNCHER_FD=" + std::to_string(fd) +
-                  " is not an open socket from calypso-run: it sets it for the manager it starts; unset it");
-    }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);   // not the program's children's
-    launcher_notices_ = UniqueFd(fd);
-    ::unsetenv("CALYPSO_LAUNCHER_FD");   // nor read again by a child program or a second Runtime
-  }
-  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get(), launcher_notices_.get()});
+  if (config_.launcher_fd != 0) launcher_notices_ = LauncherNotices::adopt(static_cast<int>(config_.launcher_fd));
+  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get(), launcher_notices_.fd()});
   char host[65] = {};
   if (gethostname(host, sizeof host - 1) == 0) hostname_ = host;
   if (ep_.supports_read()) {
@@ -150,7 +132,7 @@ void ManagerLoop::loop() {
         if (read(late_timer_.get(), &count, sizeof count) > 0) dispatch();   // a segment got late
       } else if (evs[i].data.fd == wakeup_.get()) {
         [[maybe_unused]] auto r = read(wakeup_.get(), &count, sizeof count);
-      } else if (evs[i].data.fd == launcher_notices_.get()) {
+      } else if (launcher_notices_ && evs[i].data.fd == launcher_notices_.fd()) {
         on_launcher_notices();
       }
     }
@@ -163,23 +145,19 @@ void ManagerLoop::loop() {
 // before it died): on_hello takes it off the list. One packet, one pid; the socket's end
 // (the launcher is gone) stops the watch.
 void ManagerLoop::on_launcher_notices() {
-  std::int32_t notice = 0;
-  const ssize_t n = recv(launcher_notices_.get(), &notice, sizeof notice, MSG_DONTWAIT);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (n <= 0) {
-    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, launcher_notices_.get(), nullptr);
-    launcher_notices_.reset();
-    return;
+  const LauncherNotices::Read r = launcher_notices_.read();
+  if (r.closed) {
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, launcher_notices_.fd(), nullptr);
+    launcher_notices_ = {};
   }
-  if (n == sizeof notice) {
-    const auto pid = static_cast<std::uint32_t>(notice);
-    const bool joined = std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
-      return entry.second.pid == pid && entry.second.host == hostname_;
-    });
-    if (!joined) {
-      LOG_INFO("a worker calypso-run started (pid %u) exited before it joined", pid);
-      died_before_joining_.insert(pid);
-    }
+  if (!r.exited) return;
+  const std::uint32_t pid = *r.exited;
+  const bool joined = std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
+    return entry.second.pid == pid && entry.second.host == hostname_;
+  });
+  if (!joined) {
+    LOG_INFO("a worker calypso-run started (pid %u) exited before it joined", pid);
+    died_before_joining_.insert(pid);
   }
 }
 
@@ -315,10 +293,8 @@ void ManagerLoop::on_hello(const Message& m) {
     w.heartbeat_peer = ep_.add_peer(net::Address{{h->heartbeat_address.begin(), h->heartbeat_address.end()}});
   } catch (const std::exception& e) {
     workers_.erase(id);
-    {
     LOG_WARN("refused a hello with a bad address: %s", e.what());
     return;
-  }
   }
   w.last_seen = Clock::now();
   w.host = h->fixed.host;

@@ -21,6 +21,7 @@
 #include "sched/protocol.hpp"
 #include "sched/result_ring.hpp"
 #include "sched/result_buffers.hpp"
+#include "sched/launcher_notices.hpp"
 #include "unique_fd.hpp"
 
 #include <calypso/manager.hpp>
@@ -293,7 +294,7 @@ class ManagerLoop {
   UniqueFd late_timer_;   // one-shot: when a parked worker may re-run a late segment
   // calypso-run's notices of its workers' exits (CALYPSO_LAUNCHER_FD), and the pids of
   // those that exited without having joined: a wait_for_workers() counts them as failed.
-  UniqueFd launcher_notices_;
+  LauncherNotices launcher_notices_;
   std::set<std::uint32_t> died_before_joining_;
   void arm_late_timer();
 
