@@ -822,8 +822,8 @@ TEST(Failures, RepeatedStallsOfALiveWorkerNeverFailTheStep) {
 // results for runs it was never sent (empty ones would pass as "wrote nothing"), for
 // steps that are not open and out of bounds, malformed results of its own runs, result
 // chunks that disagree or overlap, and a result begun and never finished while it keeps
-// beating, and, first, results and a `leave` in the real workers' names (see
-// tests/rogue.cpp). The manager must neither crash nor hang, must lose no real worker,
+// beating, and, first, results and a `leave` in the real workers' names, and an identity
+// that dies silently and a new one at its address (see tests/rogue.cpp). The manager must neither crash nor hang, must lose no real worker,
 // and every byte of the program's array must be as its segments wrote it after every
 // step.
 TEST(Failures, ARogueWorkerChangesNothing) {
@@ -846,7 +846,11 @@ TEST(Failures, ARogueWorkerChangesNothing) {
   EXPECT_EQ(m.exit_code, 0) << m.output << r.output;
   EXPECT_TRUE(contains(m.output, "rogue: ok")) << m.output << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "rogue worker: done (11 identities)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "rogue worker: done (13 identities)")) << r.output;
+  // A silent worker and a new one at its address (address_reuse): the old one is lost
+  // at the new hello, and the new one gets work.
+  EXPECT_TRUE(contains(m.output, "a new worker now has its network address")) << m.output;
+  EXPECT_TRUE(contains(r.output, "a second identity works at the address of the first")) << r.output;
   // It spoke for the real workers (impersonation): the manager knew it was not them, and
   // no real worker was lost as one that left. (A real worker may be suspected on a busy
   // host: that is not asserted on.) The deaf identity's sends did time out.

@@ -17,9 +17,9 @@
 //                        writes DIR/done and keeps beating for the identities that
 //                        must not block the job by staying alive, until DIR/end
 //                        appears.
-//                        CALYPSO_TEST_ROGUE_PHASES (letters of impersonation, deaf,
-//                        noise, requests, forged, malformed, stalled: "idnrfms" by
-//                        default) picks phases.
+//                        CALYPSO_TEST_ROGUE_PHASES (letters of impersonation,
+//                        address reuse, deaf, noise, requests, forged, malformed,
+//                        stalled: "iadnrfms" by default) picks phases.
 //
 // Without CALYPSO_TEST_ROGUE, a worker runs the normal WorkerLoop.
 #include <calypso/calypso.hpp>
@@ -137,14 +137,22 @@ class Rogue {
   // hello gives, as the main endpoint's, its address with a port where nothing listens
   // (tcp); no welcome can come, and the identity takes the id the manager will give it,
   // `deaf_id`.
-  void join(bool deaf = false, sched::WorkerId deaf_id = sched::kNoWorker) {
+  //
+  // at: endpoints bound to these addresses (tcp, IPv4: where an identity that has gone
+  // listened), instead of ones the kernel picks.
+  struct At {
+    net::Address main, heartbeat;
+  };
+  void join(bool deaf = false, sched::WorkerId deaf_id = sched::kNoWorker, const At* at = nullptr) {
     ep_.reset();
     hb_.reset();
     net::EndpointConfig cfg;
     cfg.provider = job_.provider;
     cfg.recv_depth = 64;
+    if (at != nullptr) bind_to(cfg, at->main);
     ep_.emplace(net::Endpoint::open(cfg));
     cfg.recv_depth = 4;
+    if (at != nullptr) bind_to(cfg, at->heartbeat);
     hb_.emplace(net::Endpoint::open(cfg));
     manager_ = ep_->add_peer(net::Address::from_string(job_.endpoint));
     hb_->add_peer(net::Address::from_string(job_.endpoint));
@@ -175,6 +183,13 @@ class Rogue {
     region_pages_ = welcome_.region_size / welcome_.page_size;
     own_ids_.push_back(id_);
     ++identities_;
+  }
+
+  static void bind_to(net::EndpointConfig& cfg, const net::Address& a) {
+    if (a.bytes.size() != 16) fail("binding to an address needs a tcp (IPv4) one");
+    const auto b = [&](int i) { return static_cast<unsigned>(a.bytes[i]); };
+    cfg.node = std::to_string(b(4)) + "." + std::to_string(b(5)) + "." + std::to_string(b(6)) + "." + std::to_string(b(7));
+    cfg.service = std::to_string(b(2) << 8 | b(3));   // sockaddr_in's port, network order
   }
 
   void send(std::span<const std::byte> bytes) {
@@ -301,6 +316,7 @@ class Rogue {
   }
 
   void impersonation();
+  void address_reuse();
   void deaf();
   void noise();
   void requests();
@@ -351,6 +367,22 @@ void Rogue::impersonation() {
     send(MsgType::leave, sched::Empty{}, {}, other);
   }
   pump(200ms);
+  leave();
+}
+
+// A worker that dies silently while it runs a segment, and a new one that listens where
+// it did (the kernel may hand a freed port out again): the manager must take the new
+// hello for proof that the old process has gone, lose it at once (its segment runs
+// elsewhere), and talk to the new one, which gets work like any other.
+void Rogue::address_reuse() {
+  join();
+  get_assignment();
+  const At at{ep_->local_address(), hb_->local_address()};
+  ep_.reset();   // closed without a word, as by a crash
+  hb_.reset();
+  join(false, sched::kNoWorker, &at);
+  get_assignment();
+  std::fprintf(stderr, "rogue worker: a second identity works at the address of the first\n");
   leave();
 }
 
@@ -526,8 +558,9 @@ void Rogue::deaf() {
 int Rogue::run() {
   // CALYPSO_TEST_ROGUE_PHASES: which phases run (letters, in this order), all by default.
   const char* env = std::getenv("CALYPSO_TEST_ROGUE_PHASES");
-  const std::string phases = env != nullptr ? env : "idnrfms";
+  const std::string phases = env != nullptr ? env : "iadnrfms";
   if (phases.find('i') != std::string::npos) impersonation();
+  if (phases.find('a') != std::string::npos && job_.provider == "tcp") address_reuse();
   if (phases.find('d') != std::string::npos && !own_ids_.empty()) deaf();
   if (phases.find('n') != std::string::npos) noise();
   if (phases.find('r') != std::string::npos) requests();

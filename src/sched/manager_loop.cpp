@@ -203,6 +203,7 @@ void ManagerLoop::on_event(const net::Event& e) {
     LOG_WARN("dropped a message that is not Calypso-DSM protocol: %s", why.c_str());
     return;
   }
+  if (m->type() == MsgType::hello) return on_hello(*m, e.peer);
   if (!from_the_worker_it_names(*m, e.peer)) return;
   on_message(*m);
 }
@@ -216,9 +217,9 @@ void ManagerLoop::on_event(const net::Event& e) {
 // which on a host with several interfaces need not be the one the worker advertised,
 // and a connection made again after trouble was seen to read so too (the rogue test's
 // noise identity). So a process that never joined is not stopped by this: the job key
-// is what keeps it out. A hello names no worker.
+// is what keeps it out. A hello names no worker (on_hello).
 bool ManagerLoop::from_the_worker_it_names(const Message& m, net::PeerId from) {
-  if (m.type() == MsgType::hello || from == net::kNoPeer) return true;
+  if (from == net::kNoPeer) return true;
   auto it = workers_.find(m.header.worker);
   // Nobody's, or a departed worker's (its addresses forgotten): on_message ignores it.
   if (it == workers_.end() || it->second.state == WorkerState::gone) return true;
@@ -231,7 +232,6 @@ bool ManagerLoop::from_the_worker_it_names(const Message& m, net::PeerId from) {
 
 void ManagerLoop::on_message(const Message& m, bool inner) {
   LOG_DEBUG("%s from worker %u (%u bytes)", to_string(m.type()), m.header.worker, m.header.body_bytes);
-  if (m.type() == MsgType::hello) return on_hello(m);
   auto it = workers_.find(m.header.worker);
   if (it == workers_.end() || it->second.state == WorkerState::gone) {
     LOG_DEBUG("ignored %s from unknown or departed worker %u", to_string(m.type()), m.header.worker);
@@ -272,7 +272,7 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
   }
 }
 
-void ManagerLoop::on_hello(const Message& m) {
+void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
   std::string why;
   auto h = parse_hello(m, why);
   if (!h) {
@@ -286,6 +286,22 @@ void ManagerLoop::on_hello(const Message& m) {
   }
   if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
   if (shutting_down_) return refuse(address, "the job is ending", RefuseCode::job_ending);
+  // A worker sends one hello, from endpoints nobody had. One that the network says came
+  // from a worker's address is a new process listening there (the kernel handed the
+  // port out again), so that worker's process has gone: two cannot listen on one
+  // address. It is lost now, not when its silence is noticed: the provider gives an
+  // address one handle however often it is added, so until then the manager's sends to
+  // it would reach the newcomer, and forgetting its address later would take the
+  // newcomer's pending sends with it. Its run counts as failed, as a silent worker's. (Only where senders are named: a hello from an unnamed
+  // sender does not prove where it came from, and a forged one must not cost a worker.)
+  if (from != net::kNoPeer) {
+    for (auto& [old, w] : workers_) {
+      if (w.state == WorkerState::gone || (w.peer != from && w.heartbeat_peer != from)) continue;
+      lose(old, w, "a new worker now has its network address (its process has gone)", true);
+      w.state = WorkerState::gone;   // it cannot come back: its address goes now
+      release(w);
+    }
+  }
   WorkerId id = next_worker_++;
   Worker& w = workers_[id];
   try {

@@ -214,7 +214,7 @@ class ManagerLoop {
   bool from_the_worker_it_names(const Message& m, net::PeerId from);
   // inner: a message of a bundle (on_bundle), taken without the checks done for the bundle.
   void on_message(const Message& m, bool inner = false);
-  void on_hello(const Message& m);
+  void on_hello(const Message& m, net::PeerId from);
   void on_exit(WorkerId id);   // its exit_watch fired
   static constexpr std::uint64_t kExitTag = std::uint64_t{1} << 40;   // epoll data: exit_watch
   void on_request_work(const Message& m, WorkerId id, Worker& w);
