@@ -991,6 +991,27 @@ TEST(Membership, WorkerFromAnotherExecutableIsRefused) {
   rmdir(dir.c_str());
 }
 
+// A worker refused for good (another executable) will not join: a program waiting for
+// the job's workers (--expect 2) goes on with the one that came instead of waiting out
+// its 120 s timeout (the job's 60 s limit would end it first). The probe's local worker
+// does not die here: DIR/died exists already.
+TEST(Membership, ARefusedWorkerIsNotWaitedFor) {
+  const std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  std::ofstream(dir + "/died") << "";
+  Job first({kRun, "-n", "1", "--expect", "2", "--address-file", address, kProbe, "early-death", dir}, {});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << first.output_so_far();
+  auto joined = run({kRun, "--join", addr, kExamples + "/matmul"}, {}, 60s);
+  auto r = first.wait(60s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe early-death: ok (1 ready")) << r.output;
+  EXPECT_TRUE(contains(joined.output, "different executable")) << joined.output;
+  for (const char* f : {"/address", "/died"}) std::remove((dir + f).c_str());
+  rmdir(dir.c_str());
+}
+
 // ---- resources -------------------------------------------------------------------------------
 
 // utime + stime of a process, in clock ticks; -1 if it is gone.

@@ -281,10 +281,14 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
   }
   std::vector<std::byte> address(h->address.begin(), h->address.end());
   if (h->identity != executable_identity()) {
+    ++refused_;
     return refuse(address, "the worker runs a different executable (identity " + h->identity +
                                ", the manager's is " + executable_identity() + ")");
   }
-  if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
+  if (h->fixed.job_key != config_.job_key) {
+    ++refused_;
+    return refuse(address, "wrong job key");
+  }
   if (shutting_down_) return refuse(address, "the job is ending", RefuseCode::job_ending);
   // A worker sends one hello, from endpoints nobody had. One that the network says came
   // from a worker's address is a new process listening there (the kernel handed the
@@ -810,11 +814,11 @@ void ManagerLoop::update_live() {
     ready += is_ready;
     preparing += !is_ready;
   }
-  const std::size_t joined = workers_.size(), died = died_before_joining_.size();
+  const std::size_t joined = workers_.size(), died = died_before_joining_.size() + refused_;
   std::lock_guard lock(mutex_);
   // wait_for_workers() may be waiting for this.
   if (live != live_ || ready != ready_ || preparing != preparing_ || suspected != suspected_ || joined != joined_ ||
-      died != died_unjoined_ || ready_counted_for_ != prepare_target_) {
+      died != never_joining_ || ready_counted_for_ != prepare_target_) {
     cv_.notify_all();
   }
   live_ = live;
@@ -822,7 +826,7 @@ void ManagerLoop::update_live() {
   preparing_ = preparing;
   suspected_ = suspected;
   joined_ = joined;
-  died_unjoined_ = died;
+  never_joining_ = died;
   ready_counted_for_ = prepare_target_;
 }
 
@@ -930,12 +934,13 @@ std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::millisecon
   [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
   // Fewer than n may be ready when nothing more can come: no worker that joined is still
   // allocating or suspected (it may come back), and the workers that joined, whatever
-  // became of them, and those calypso-run saw die before joining (on_launcher_notices)
-  // make n. Else it waits, up to the timeout.
+  // became of them, those calypso-run saw die before joining (on_launcher_notices) and
+  // those refused (on_hello: another executable, a wrong key) make n. Else it waits, up
+  // to the timeout.
   cv_.wait_for(lock, timeout, [&] {
     if (stopped_) return true;
     if (ready_counted_for_ < target) return false;
-    return ready_ >= n || (preparing_ == 0 && suspected_ == 0 && joined_ + died_unjoined_ >= n);
+    return ready_ >= n || (preparing_ == 0 && suspected_ == 0 && joined_ + never_joining_ >= n);
   });
   return ready_counted_for_ >= target ? ready_ : 0;
 }

@@ -296,6 +296,9 @@ class ManagerLoop {
   // those that exited without having joined: a wait_for_workers() counts them as failed.
   LauncherNotices launcher_notices_;
   std::set<std::uint32_t> died_before_joining_;
+  // Hellos refused for good (another executable, a wrong job key): workers that will
+  // not join either. A wait_for_workers() counts them with those dead before joining.
+  std::size_t refused_ = 0;
   void arm_late_timer();
 
   std::map<WorkerId, Worker> workers_;
@@ -344,8 +347,9 @@ class ManagerLoop {
   std::size_t live_ = 0;                // alive and prepared for what welcome said
   std::size_t ready_ = 0;               // alive and prepared for ready_target_
   // For wait_for_workers(), besides ready_: workers that joined (ever), alive ones not yet
-  // ready, suspected ones (they may come back), and those that died before joining.
-  std::size_t joined_ = 0, preparing_ = 0, suspected_ = 0, died_unjoined_ = 0;
+  // ready, suspected ones (they may come back), and those that will not join (died
+  // before joining, or refused).
+  std::size_t joined_ = 0, preparing_ = 0, suspected_ = 0, never_joining_ = 0;
   std::uint64_t ready_target_ = 0;      // what wait_for_workers() last asked for
   std::uint64_t ready_counted_for_ = 0; // the target ready_ was counted against
   // Loop thread only (below the mutex's fields for want of a better place): the target
