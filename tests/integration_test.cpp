@@ -1183,6 +1183,21 @@ TEST(Launcher, AWorkerThatDiesBeforeJoiningIsNotWaitedFor) {
   rmdir(dir.c_str());
 }
 
+// A worker that joined and cannot go on (here: something of its own where the region
+// must go) tells the manager why as it leaves: the manager's log names the reason, which
+// for a worker on another host would otherwise be only in that host's output. The
+// program goes on with the other worker.
+TEST(Launcher, AWorkerThatCannotGoOnSaysWhyToTheManager) {
+  const std::string dir = temp_dir();
+  auto r = run(job(2, "tcp", {kProbe, "occupied", dir}), {}, 60s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe early-death: ok (1 ready")) << r.output;
+  EXPECT_TRUE(contains(r.output, "it left: calypso: cannot map the shared region at")) << r.output;
+  std::remove((dir + "/first").c_str());
+  rmdir(dir.c_str());
+}
+
 // CALYPSO_LAUNCHER_FD is calypso-run's to set: a standard stream's number, or a
 // descriptor that is not an open socket, is refused by name at start-up.
 TEST(Launcher, ALauncherDescriptorThatIsNoSocketIsRefused) {

@@ -8,6 +8,9 @@
 //   probe early-death DIR     the first worker to start exits before it joins (it
 //                             creates DIR/died); the program waits for 2 workers with a
 //                             120 s timeout, prints how many were ready, and runs a step
+//   probe occupied DIR        the same, but the first worker (it creates DIR/first) has
+//                             a page mapped inside the region's range: it joins, cannot
+//                             map the region, and says why as it leaves
 //   probe crash-always        segment 2 SIGKILLs every worker that runs it
 //   probe pids STEPS MS       segments record their worker's pid; each step lasts >= MS ms
 //   probe null                a segment dereferences a null pointer
@@ -43,6 +46,7 @@
 #include <cstdint>
 
 #include <csignal>
+#include <sys/mman.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -488,13 +492,24 @@ int main(int argc, char** argv) {
     const int fd = open(died.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
     if (fd >= 0) _exit(3);   // the first worker: before the runtime, so before joining
   }
+  if (mode == "occupied" && argc > 2 && role != nullptr && std::string(role) == "worker") {
+    const std::string first = std::string(argv[2]) + "/first";
+    if (open(first.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600) >= 0) {
+      // The first worker: a page of its own inside the region (at the default address),
+      // so that it joins and then cannot map the region.
+      void* in_region = reinterpret_cast<void*>(std::uintptr_t{0x3c0000000000} + (std::uintptr_t{1} << 21));
+      if (mmap(in_region, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != in_region) {
+        return fail("could not occupy the region's address range");
+      }
+    }
+  }
   calypso::Runtime rt(argc, argv);
   return rt.run([&](calypso::Manager& m) -> int {
     if (mode == "adjacent") return adjacent(m);
     if (mode == "snapshot") return snapshot(m, argc > 2 ? std::atoi(argv[2]) : 5);
     if (mode == "sparse") return sparse(m, argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 512);
     if (mode == "kill-once" && argc > 2) return kill_once_mode(m, argv[2]);
-    if (mode == "early-death") return early_death(m);
+    if (mode == "early-death" || mode == "occupied") return early_death(m);
     if (mode == "crash-bunched") {
       long* out = m.alloc<long>(256);
       m.wait_for_workers();

@@ -266,10 +266,24 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
     case MsgType::read_set: return on_read_set(m, id, w);
     case MsgType::result_chunk: return on_result_chunk(m, id, w);
     case MsgType::heartbeat: return;
-    case MsgType::leave: return lose(id, w, "it left", false);
+    case MsgType::leave: return lose(id, w, leave_reason(m).c_str(), false);
     case MsgType::bundle: return on_bundle(m, id);
     default: return violation(id, std::string("unexpected ") + to_string(m.type()));
   }
+}
+
+// "it left", and the reason a worker that could not go on gives (WorkerLoop's
+// say_why_leaving: a region it cannot map, say, on a host whose output the user may not
+// see): at most kMaxLeaveReason bytes, anything but printable ASCII shown as '?'.
+std::string ManagerLoop::leave_reason(const Message& m) {
+  std::string why = "it left";
+  if (m.body.empty()) return why;
+  why += ": ";
+  for (std::byte b : m.body.first(std::min(m.body.size(), kMaxLeaveReason))) {
+    const auto c = static_cast<unsigned char>(b);
+    why += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  }
+  return why;
 }
 
 void ManagerLoop::on_hello(const Message& m, net::PeerId from) {

@@ -215,6 +215,7 @@ class ManagerLoop {
   // inner: a message of a bundle (on_bundle), taken without the checks done for the bundle.
   void on_message(const Message& m, bool inner = false);
   void on_hello(const Message& m, net::PeerId from);
+  static std::string leave_reason(const Message& m);
   void on_exit(WorkerId id);   // its exit_watch fired
   static constexpr std::uint64_t kExitTag = std::uint64_t{1} << 40;   // epoll data: exit_watch
   void on_request_work(const Message& m, WorkerId id, Worker& w);

@@ -34,7 +34,7 @@ enum class MsgType : std::uint16_t {
   page_data,       // manager -> worker: the pages, or "stale" if the step is over
   result_chunk,    // worker -> manager: part of a segment's diffs
   heartbeat,       // both ways, between the manager and a worker's heartbeat endpoint
-  leave,           // worker -> manager: I am leaving; reassign my segment
+  leave,           // worker -> manager: I am leaving; reassign my segment (body: why, or nothing)
   shutdown,        // manager -> worker: the job is over
   read_set,        // worker -> manager: pages a segment fetched or took from a push
   bundle,          // either way: several of the messages above, to be taken in order
@@ -301,6 +301,9 @@ class Encoder {
 inline constexpr std::chrono::microseconds kShortSegment{250};
 // Most results a worker holds back to send together (the one it runs comes on top).
 inline constexpr std::size_t kMaxHeldResults = 16;
+// Longest reason a `leave` carries (a worker that joined and cannot go on says why; the
+// manager logs it, printable ASCII only).
+inline constexpr std::size_t kMaxLeaveReason = 400;
 
 // Several messages for one peer, sent as one: short segments' results go to the manager
 // together, and the manager's assignments for them come back together, one send and one

@@ -211,65 +211,91 @@ void WorkerLoop::join(const std::string& identity) {
       throw Error("calypso: malformed welcome from the manager: page size " + std::to_string(w->page_size));
     }
     id_ = w->worker;
-    outbox_.emplace(id_);
-    // A fetch stays within kMaxFetchBytes, read-ahead included: its page_data reply must
-    // fit a message (64 pages of 16 KiB would not). 64: CALYPSO_FETCH_PAGES' range.
-    const auto most = static_cast<std::uint32_t>(std::min<std::size_t>(64, kMaxFetchBytes / w->page_size));
-    fetch_pages_ = std::clamp<std::uint32_t>(w->fetch_pages, 1, most);
-    fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_, most);
-    if ((w->rma & kRmaReads) != 0 && ep_.supports_read()) setup_rma(*w);
-    if (w->local_results == 0) ring_.reset();   // not taken (another host, or off there)
-    if (ring_) LOG_INFO("sending results through shared memory on this host");
-    // Memory allocated ahead, as for the region (CALYPSO_PREFAULT, prepare()).
-    if (const int err = ring_ && config_.prefault > 0 ? ring_->populate() : 0; err != 0) {
-      LOG_INFO("result ring allocated as results reach it: %s", std::strerror(err));
-    }
-    // Everything the manager sent after the welcome is in the channel, and it takes
-    // everything we send from now on from there (see Endpoint::attach_local).
-    if (channel && w->local_messages == 1) {
-      ep_.attach_local(manager_, std::move(*channel));
-      LOG_INFO("exchanging messages with the manager through shared memory on this host");
-    }
-    heartbeat_ = std::chrono::milliseconds(w->heartbeat_ms);
-    manager_timeout_ = std::chrono::milliseconds(std::max(w->manager_timeout_ms, 2 * w->heartbeat_ms));
-    region_.emplace(dsm::Region::map(w->region_address, w->region_size, w->page_size, dsm::Access::none));
-    set_shared_base(region_->base());
-    cache_.emplace(*region_, *this, fetch_pages_, config_.write_ahead, fetch_ahead_);
-    auto runs = tail<Welcome>(*m);
-    if (runs.size() != std::size_t{w->written_runs} * 2 * sizeof(std::uint32_t)) {
-      throw Error("calypso: malformed welcome from the manager: written-page list of the wrong length");
-    }
-    for (std::size_t i = 0; i < w->written_runs; ++i) {
-      std::uint32_t run[2];
-      std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
-      cache_->mark_written(run[0], run[1]);   // clipped to the region
-    }
-    if (config_.local_reads) {
-      std::string local_why;
-      if (auto home = LocalHome::open(w->local, region_->size(), local_why)) local_.emplace(std::move(*home));
-      if (local_) {
-        if (staging_.empty()) staging_.resize(std::size_t{fetch_ahead_} * w->page_size);
-        LOG_INFO("reading pages from the manager's memory on this host");
-        if (config_.share_frozen) cache_->share_home(local_->region_fd());
-      } else {
-        LOG_INFO("reading pages through the network: %s", local_why.c_str());
-      }
-    }
-    faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook,
-                    &WorkerLoop::release_queues_of_worker);
-    log::set_prefix("worker " + std::to_string(id_));
-    LOG_INFO("joined the job");
-    if (const int err = prepare(w->used_bytes); err != 0) {
-      LOG_INFO("could not allocate the region in use ahead (%s): pages are allocated as they are touched",
-               std::strerror(err));
-    } else {
-      LOG_INFO("allocated the region in use ahead: %.1f MiB in %.3f s",
-               static_cast<double>(times_.prefault_bytes) / (1 << 20), times_.prefault);
+    try {
+      take_welcome(*w, tail<Welcome>(*m), channel);
+    } catch (const std::exception& e) {
+      // Joined, and cannot serve: the manager would only see silence, on another host
+      // perhaps, so it is told why (its log names this worker and the reason).
+      say_why_leaving(e.what());
+      throw;
     }
     return;
   }
   throw Error("calypso: no answer from the manager at " + manager_address_ + " within " +
               std::to_string(patience.count()) + " ms (CALYPSO_MANAGER_TIMEOUT_MS)");
+}
+
+// Sets this worker up as the welcome says: its geometry, the region, the local paths
+// offered, and the memory allocated ahead. `runs`: the welcome's written-page list.
+void WorkerLoop::take_welcome(const Welcome& w, std::span<const std::byte> runs,
+                              std::optional<net::LocalChannel>& channel) {
+  outbox_.emplace(id_);
+  // A fetch stays within kMaxFetchBytes, read-ahead included: its page_data reply must
+  // fit a message (64 pages of 16 KiB would not). 64: CALYPSO_FETCH_PAGES' range.
+  const auto most = static_cast<std::uint32_t>(std::min<std::size_t>(64, kMaxFetchBytes / w.page_size));
+  fetch_pages_ = std::clamp<std::uint32_t>(w.fetch_pages, 1, most);
+  fetch_ahead_ = std::clamp<std::uint32_t>(config_.fetch_ahead, fetch_pages_, most);
+  if ((w.rma & kRmaReads) != 0 && ep_.supports_read()) setup_rma(w);
+  if (w.local_results == 0) ring_.reset();   // not taken (another host, or off there)
+  if (ring_) LOG_INFO("sending results through shared memory on this host");
+  // Memory allocated ahead, as for the region (CALYPSO_PREFAULT, prepare()).
+  if (const int err = ring_ && config_.prefault > 0 ? ring_->populate() : 0; err != 0) {
+    LOG_INFO("result ring allocated as results reach it: %s", std::strerror(err));
+  }
+  // Everything the manager sent after the welcome is in the channel, and it takes
+  // everything we send from now on from there (see Endpoint::attach_local).
+  if (channel && w.local_messages == 1) {
+    ep_.attach_local(manager_, std::move(*channel));
+    LOG_INFO("exchanging messages with the manager through shared memory on this host");
+  }
+  heartbeat_ = std::chrono::milliseconds(w.heartbeat_ms);
+  manager_timeout_ = std::chrono::milliseconds(std::max(w.manager_timeout_ms, 2 * w.heartbeat_ms));
+  region_.emplace(dsm::Region::map(w.region_address, w.region_size, w.page_size, dsm::Access::none));
+  set_shared_base(region_->base());
+  cache_.emplace(*region_, *this, fetch_pages_, config_.write_ahead, fetch_ahead_);
+  if (runs.size() != std::size_t{w.written_runs} * 2 * sizeof(std::uint32_t)) {
+    throw Error("calypso: malformed welcome from the manager: written-page list of the wrong length");
+  }
+  for (std::size_t i = 0; i < w.written_runs; ++i) {
+    std::uint32_t run[2];
+    std::memcpy(run, runs.data() + i * sizeof run, sizeof run);
+    cache_->mark_written(run[0], run[1]);   // clipped to the region
+  }
+  if (config_.local_reads) {
+    std::string local_why;
+    if (auto home = LocalHome::open(w.local, region_->size(), local_why)) local_.emplace(std::move(*home));
+    if (local_) {
+      if (staging_.empty()) staging_.resize(std::size_t{fetch_ahead_} * w.page_size);
+      LOG_INFO("reading pages from the manager's memory on this host");
+      if (config_.share_frozen) cache_->share_home(local_->region_fd());
+    } else {
+      LOG_INFO("reading pages through the network: %s", local_why.c_str());
+    }
+  }
+  faults_.emplace(region_->base(), region_->size(), *cache_, &abort_segment_hook,
+                  &WorkerLoop::release_queues_of_worker);
+  log::set_prefix("worker " + std::to_string(id_));
+  LOG_INFO("joined the job");
+  if (const int err = prepare(w.used_bytes); err != 0) {
+    LOG_INFO("could not allocate the region in use ahead (%s): pages are allocated as they are touched",
+             std::strerror(err));
+  } else {
+    LOG_INFO("allocated the region in use ahead: %.1f MiB in %.3f s",
+             static_cast<double>(times_.prefault_bytes) / (1 << 20), times_.prefault);
+  }
+}
+
+// A `leave` whose body is the reason (at most kMaxLeaveReason bytes), sent before the
+// heartbeat thread exists: from the main endpoint, given a moment to go.
+void WorkerLoop::say_why_leaving(const std::string& why) {
+  Encoder e(MsgType::leave, id_, Empty{});
+  e.append(why.data(), std::min(why.size(), kMaxLeaveReason));
+  auto bytes = e.bytes();
+  if (ep_.send(manager_, bytes, 1000ms) != net::SendStatus::ok) return;
+  for (auto until = std::chrono::steady_clock::now() + 100ms; std::chrono::steady_clock::now() < until;) {
+    ep_.poll([](const net::Event&) {});
+    ep_.wait(10ms);
+  }
 }
 
 // Allocates the memory behind the part of the region the program has in use (on joining,

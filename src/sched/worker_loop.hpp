@@ -56,6 +56,8 @@ class WorkerLoop final : public dsm::PageSource {
   std::optional<Message> expect(std::vector<std::byte>& storage, MsgType type,
                                 std::chrono::milliseconds timeout);
   void join(const std::string& identity);
+  void take_welcome(const Welcome& w, std::span<const std::byte> runs, std::optional<net::LocalChannel>& channel);
+  void say_why_leaving(const std::string& why);   // joined, and cannot go on
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
   // The running segment's result: its body, and whether that is in ring_'s room.
