@@ -1012,6 +1012,30 @@ TEST(Membership, ARefusedWorkerIsNotWaitedFor) {
   rmdir(dir.c_str());
 }
 
+// A wait for workers that goes on says what it waits for (after 5 s, then every 15 s),
+// and a worker that joins then ends it.
+TEST(Membership, ALongWaitForWorkersSaysWhatItWaitsFor) {
+  const std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  std::ofstream(dir + "/died") << "";   // no worker of this probe dies
+  Job first({kRun, "-n", "1", "--expect", "2", "--address-file", address, kProbe, "early-death", dir}, {});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << first.output_so_far();
+  const std::string note = "waiting for 2 workers (5 s so far): 1 ready, 1 joined";
+  using Clock = std::chrono::steady_clock;
+  for (auto until = Clock::now() + 30s; !contains(first.output_so_far(), note) && Clock::now() < until;) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(contains(first.output_so_far(), note)) << first.output_so_far();
+  auto joined = run({kRun, "--join", addr, kProbe, "early-death", dir}, {}, 60s);
+  auto r = first.wait(60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe early-death: ok (2 ready")) << r.output;
+  EXPECT_EQ(joined.exit_code, 0) << joined.output;
+  for (const char* f : {"/address", "/died"}) std::remove((dir + f).c_str());
+  rmdir(dir.c_str());
+}
+
 // ---- resources -------------------------------------------------------------------------------
 
 // utime + stime of a process, in clock ticks; -1 if it is gone.

@@ -734,7 +734,7 @@ void ManagerLoop::on_tick() {
 }
 
 // Workers watch the manager as it watches them: a worker that hears nothing for
-// CALYPSO_SUSPECT_MS decides the manager is gone and exits. Pings never wait: a peer
+// CALYPSO_MANAGER_TIMEOUT_MS decides the manager is gone and exits. Pings never wait: a peer
 // that does not take them is dealt with by its own silence.
 void ManagerLoop::ping_workers() {
   for (auto& [id, w] : workers_) {
@@ -951,11 +951,23 @@ std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::millisecon
   // became of them, those calypso-run saw die before joining (on_launcher_notices) and
   // those refused (on_hello: another executable, a wrong key) make n. Else it waits, up
   // to the timeout.
-  cv_.wait_for(lock, timeout, [&] {
+  auto settled = [&] {
     if (stopped_) return true;
     if (ready_counted_for_ < target) return false;
     return ready_ >= n || (preparing_ == 0 && suspected_ == 0 && joined_ + never_joining_ >= n);
-  });
+  };
+  // A wait for workers on other hosts may be long, and nothing else is printed during
+  // it: say what it waits for after a few seconds, and again now and then.
+  const auto start = Clock::now(), deadline = start + timeout;
+  for (auto note = start + kWaitNoteAfter; !cv_.wait_until(lock, std::min(note, deadline), settled);
+       note += kWaitNoteEvery) {
+    if (Clock::now() >= deadline) break;
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+    LOG_WARN("waiting for %zu workers (%lld s so far): %zu ready, %zu joined, %zu will not join; the program "
+             "goes on without the rest after %lld s (wait_for_workers' timeout)",
+             n, static_cast<long long>(waited), ready_, joined_, never_joining_,
+             static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()));
+  }
   return ready_counted_for_ >= target ? ready_ : 0;
 }
 

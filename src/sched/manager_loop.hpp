@@ -76,6 +76,8 @@ class ManagerLoop {
   // Program thread: waits until n workers are alive and have allocated the memory behind
   // the region in use now (`prepare`), or the timeout passes; returns how many are.
   std::size_t wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
+  // When a wait that goes on says so (a warning: what it waits for, and for how long).
+  static constexpr std::chrono::seconds kWaitNoteAfter{5}, kWaitNoteEvery{15};
   // Program thread: the region's prefix in use grew to `bytes` (an allocation).
   void note_used(std::size_t bytes) { used_bytes_.store(bytes, std::memory_order_relaxed); }
 
