@@ -169,6 +169,18 @@ TEST(EndpointDefaults, AForeignBindAddressIsNamed) {
   EXPECT_NE(what.find("cannot listen at 192.0.2.1"), std::string::npos) << what;
 }
 
+// A port another endpoint holds is named, with what to do.
+TEST(EndpointDefaults, APortInUseIsNamed) {
+  EndpointConfig c;
+  c.node = "127.0.0.1";
+  Endpoint first = Endpoint::open(c);
+  const auto& b = first.local_address().bytes;   // sockaddr_in: the port at 2..3
+  ASSERT_EQ(b.size(), 16u);
+  c.service = std::to_string(static_cast<unsigned>(b[2]) << 8 | static_cast<unsigned>(b[3]));
+  const std::string what = refusal_of(c);
+  EXPECT_NE(what.find("cannot listen at 127.0.0.1:" + c.service + ": the port is in use"), std::string::npos) << what;
+}
+
 TEST_P(NetTest, LocalAddressRoundTrips) {
   Endpoint e = Endpoint::open(config());
   const Address a = e.local_address();

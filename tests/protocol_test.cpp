@@ -731,9 +731,25 @@ TEST(JobAddress, RoundTrip) {
 
 TEST(JobAddress, RejectsJunk) {
   for (const char* junk : {"", "/", "//", "a/b", "tcp//k", "tcp/ab/", "/ab/12", "tcp/ab/xyz", "tcp/ab/12g",
-                           "tcp/ab/12/34", "tcp", "tcp/"}) {
+                           "tcp/ab/12/34", "tcp", "tcp/", "tcp/ab/12",   // a key cut short is no key
+                           "tcp/ab/0123456789abcde", "tcp/zz/0123456789abcdef", "tcp/abc/0123456789abcdef"}) {
     EXPECT_THROW(JobAddress::parse(junk), calypso::Error) << '"' << junk << '"';
   }
+}
+
+TEST(JobAddress, ErrorsSayWhatIsWrong) {
+  auto error_of = [](const char* text) -> std::string {
+    try {
+      JobAddress::parse(text);
+    } catch (const calypso::Error& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_NE(error_of("tcp/ab/e571").find("calypso: bad job key in manager address 'tcp/ab/e571': expected 16 hex digits"),
+            std::string::npos) << error_of("tcp/ab/e571");
+  EXPECT_NE(error_of("tcp/zz/0123456789abcdef").find("calypso: bad manager address 'tcp/zz/0123456789abcdef': its middle part"),
+            std::string::npos) << error_of("tcp/zz/0123456789abcdef");
 }
 
 TEST(JobAddress, RejectsKeysThatAreNotPlainHex) {

@@ -484,6 +484,11 @@ void Endpoint::Impl::open_ep() {
         throw Error("calypso net: cannot listen at " + cfg.node + ": not an address of this host (" +
                     fi_strerror(-rc) + ")");
       }
+      if (rc == -FI_EADDRINUSE && !cfg.service.empty()) {
+        throw Error("calypso net: cannot listen at " + (cfg.node.empty() ? std::string("*") : cfg.node) + ":" +
+                    cfg.service + ": the port is in use (another job's manager?): choose another (" +
+                    fi_strerror(-rc) + ")");
+      }
       return rc;
     });
     check("fi_ep_bind(av)", fi_ep_bind(ep.get(), &av->fid, 0));

@@ -184,8 +184,12 @@ void WorkerLoop::join(const std::string& identity) {
   Encoder e(MsgType::hello, kNoWorker, h);
   e.append(identity.data(), identity.size()).append(addr.bytes).append(hb_addr.bytes);
   auto bytes = e.bytes();
-  if (ep_.send(manager_, bytes, 10s) != net::SendStatus::ok) {
-    throw Error("calypso: cannot reach the manager at " + manager_address_);
+  // The first send also makes the connection: nothing listening, or no route, ends it.
+  const auto reach = std::min<std::chrono::milliseconds>(10s, config_.manager_timeout);
+  if (ep_.send(manager_, bytes, reach) != net::SendStatus::ok) {
+    throw Error("calypso: cannot reach the manager at " + manager_address_ + " (no connection within " +
+                std::to_string(reach.count()) + " ms): is the job still running, and is that address "
+                "reachable from this host?");
   }
   // A manager that has just ended its job may take the hello and never answer: wait no
   // longer than for a silent manager later on.

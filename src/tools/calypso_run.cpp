@@ -101,6 +101,10 @@ Options parse(int argc, char** argv) {
     std::exit(2);
   }
   if (!o.join.empty() && !o.workers_given) o.workers = 1;
+  if (!o.join.empty() && o.workers == 0) {
+    std::fprintf(stderr, "calypso-run: --join with -n 0 would start no worker: give -n 1 or more\n");
+    std::exit(2);
+  }
   if (o.expect >= 0 && !o.join.empty()) {
     std::fprintf(stderr, "calypso-run: --expect is the manager's: give it where the job starts, not with --join\n");
     std::exit(2);
