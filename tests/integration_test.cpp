@@ -1036,6 +1036,35 @@ TEST(Membership, ALongWaitForWorkersSaysWhatItWaitsFor) {
   rmdir(dir.c_str());
 }
 
+// Stopping the job (SIGTERM to calypso-run, as Ctrl-C or a batch system would) stops the
+// workers of its host; the manager tells those that joined from elsewhere (here a
+// second calypso-run --join) before it goes, so they exit 0 at once instead of waiting
+// CALYPSO_MANAGER_TIMEOUT_MS (20 s) and failing with "lost the manager".
+TEST(Membership, StoppingTheJobTellsWorkersThatJoinedFromElsewhere) {
+  const std::string dir = temp_dir();
+  const std::string address = dir + "/address";
+  Job first({kRun, "-n", "0", "--address-file", address, kProbe, "pids", "400", "50"}, {});
+  std::string addr = calypso::test::wait_for_file(address, 30s);
+  ASSERT_FALSE(addr.empty()) << first.output_so_far();
+  Job joined({kRun, "--join", addr, kProbe}, {{"CALYPSO_LOG", "info"}});
+  using Clock = std::chrono::steady_clock;
+  for (auto until = Clock::now() + 30s; !contains(joined.output_so_far(), "joined the job") && Clock::now() < until;) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(contains(joined.output_so_far(), "joined the job")) << joined.output_so_far();
+  kill(first.pid(), SIGTERM);
+  auto r = first.wait(30s);
+  auto j = joined.wait(10s);
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.output;
+  EXPECT_TRUE(contains(r.output, "stopped by signal 15")) << r.output;
+  EXPECT_FALSE(j.timed_out) << j.output;
+  EXPECT_EQ(j.exit_code, 0) << j.output;
+  EXPECT_TRUE(contains(j.output, "the manager was stopped (signal 15)")) << j.output;
+  EXPECT_FALSE(contains(j.output, "lost the manager")) << j.output;
+  std::remove(address.c_str());
+  rmdir(dir.c_str());
+}
+
 // ---- resources -------------------------------------------------------------------------------
 
 // utime + stime of a process, in clock ticks; -1 if it is gone.

@@ -78,7 +78,8 @@ ManagerLoop::ManagerLoop(const Config& config, const dsm::Region& region, const 
   late_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (late_timer_.get() < 0) throw Error(std::string("calypso: timerfd_create: ") + std::strerror(errno));
   if (config_.launcher_fd != 0) launcher_notices_ = LauncherNotices::adopt(static_cast<int>(config_.launcher_fd));
-  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get(), launcher_notices_.fd()});
+  epoll_ = make_epoll({ep_.wait_fd(), wakeup_.get(), timer_.get(), late_timer_.get(), launcher_notices_.fd(),
+                       stop_signals_.fd()});
   char host[65] = {};
   if (gethostname(host, sizeof host - 1) == 0) hostname_ = host;
   if (ep_.supports_read()) {
@@ -134,6 +135,8 @@ void ManagerLoop::loop() {
         [[maybe_unused]] auto r = read(wakeup_.get(), &count, sizeof count);
       } else if (launcher_notices_ && evs[i].data.fd == launcher_notices_.fd()) {
         on_launcher_notices();
+      } else if (stop_signals_.fd() >= 0 && evs[i].data.fd == stop_signals_.fd()) {
+        on_stop_signal();
       }
     }
   }
@@ -159,6 +162,17 @@ void ManagerLoop::on_launcher_notices() {
     LOG_INFO("a worker calypso-run started (pid %u) exited before it joined", pid);
     died_before_joining_.insert(pid);
   }
+}
+
+// SIGTERM, SIGINT or SIGHUP (stop_signals.hpp): calypso-run stops the workers of this
+// host, but only the manager can tell those of other hosts, which would otherwise wait
+// CALYPSO_MANAGER_TIMEOUT_MS for it and then fail. Then the process ends by the signal.
+void ManagerLoop::on_stop_signal() {
+  const int sig = stop_signals_.taken();
+  if (sig == 0) return;
+  LOG_WARN("stopped by signal %d (%s): the workers are told the job is over", sig, strsignal(sig));
+  tell_workers_job_over(128 + sig);
+  StopSignals::die_by(sig);
 }
 
 // Drains the endpoint, then keeps looking for CALYPSO_POLL_US after the last event:

@@ -22,6 +22,7 @@
 #include "sched/result_ring.hpp"
 #include "sched/result_buffers.hpp"
 #include "sched/launcher_notices.hpp"
+#include "sched/stop_signals.hpp"
 #include "unique_fd.hpp"
 
 #include <calypso/manager.hpp>
@@ -234,6 +235,8 @@ class ManagerLoop {
   void release(Worker& w);
   void update_live();
   void take_commands();
+  void tell_workers_job_over(int code);   // `shutdown` to every worker, given 200 ms to go
+  void on_stop_signal();
 
   void open_step(StepSpec spec);
   void start_step(OpenStep s);
@@ -298,6 +301,7 @@ class ManagerLoop {
   // calypso-run's notices of its workers' exits (CALYPSO_LAUNCHER_FD), and the pids of
   // those that exited without having joined: a wait_for_workers() counts them as failed.
   LauncherNotices launcher_notices_;
+  StopSignals stop_signals_;   // SIGTERM, SIGINT, SIGHUP: the workers are told first
   std::set<std::uint32_t> died_before_joining_;
   // Hellos refused for good (another executable, a wrong job key): workers that will
   // not join either. A wait_for_workers() counts them with those dead before joining.

@@ -32,10 +32,16 @@ void ManagerLoop::take_commands() {
   }
   if (spec) open_step(std::move(*spec));
   if (!code) return;
+  tell_workers_job_over(*code);
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+}
+
+void ManagerLoop::tell_workers_job_over(int code) {
   shutting_down_ = true;
   for (auto& [id, w] : workers_) {
     if (w.state == WorkerState::gone) continue;
-    Encoder e(MsgType::shutdown, id, Shutdown{*code, 0});
+    Encoder e(MsgType::shutdown, id, Shutdown{code, 0});
     auto bytes = e.bytes();
     // Also to the heartbeat endpoint: a worker busy in a segment reads only that one.
     for (net::PeerId p : {w.peer, w.heartbeat_peer}) ep_.send(p, bytes, std::chrono::milliseconds(200));
@@ -45,8 +51,6 @@ void ManagerLoop::take_commands() {
     drain_endpoint();
     ep_.wait(std::chrono::milliseconds(20));
   }
-  std::lock_guard lock(mutex_);
-  stopped_ = true;
 }
 
 void ManagerLoop::open_step(StepSpec spec) {

@@ -858,7 +858,11 @@ bool WorkerLoop::read_pages(dsm::PageNumber first, dsm::PageNumber count, dsm::F
 
 void WorkerLoop::on_shutdown(const Message& m) {
   // The job's exit code is the manager's; a worker that served it to the end succeeded.
-  (void)m;
+  // One stopped by a signal is worth a line, on a host where nothing else would say so.
+  std::string why;
+  if (auto s = fixed_part<Shutdown>(m, why); s && s->code > 128 && s->code < 128 + 65) {
+    LOG_WARN("the manager was stopped (signal %d): the job is over", s->code - 128);
+  }
   // Both threads may read the shutdown (the heartbeat endpoint hears it too): the first
   // prints the stats and exits; the second waits for that, so the line comes once and
   // whole. Only a while: the first may be stuck (a segment thread that faulted inside a
