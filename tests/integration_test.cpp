@@ -626,6 +626,32 @@ TEST(Failures, WorkerKilledFromOutsideMidStep) {
   rmdir(dir.c_str());
 }
 
+// A worker stopped for longer than CALYPSO_MANAGER_TIMEOUT_MS is given up; continued,
+// it speaks again, and the manager tells it so: it exits 0 at once, saying why. (It used
+// to take the pings queued while it was stopped for the manager's voice, wait a further
+// timeout for a manager that ignored it, and report the manager lost, exit 3.)
+TEST(Failures, AWorkerGivenUpIsToldSoWhenItSpeaksAgain) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "2", "--pid-file", pids, kProbe, "pids", "40", "20"},
+        {{"CALYPSO_SUSPECT_MS", "500"}, {"CALYPSO_MANAGER_TIMEOUT_MS", "1500"}});
+  auto all = read_pids(pids, 3);
+  ASSERT_EQ(all.size(), 3u);
+  ASSERT_TRUE(wait_for_output(j, "probe pids: started with 2 workers")) << j.output_so_far();
+  ASSERT_EQ(kill(all[1].second, SIGSTOP), 0);
+  std::this_thread::sleep_for(3000ms);   // suspected after 0.5 s, gone after 1.5 s more
+  ASSERT_EQ(kill(all[1].second, SIGCONT), 0);
+  auto r = j.wait(120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "given up, spoke again: told to exit")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the manager gave this worker up")) << r.output;
+  EXPECT_FALSE(contains(r.output, "lost the manager")) << r.output;
+  EXPECT_FALSE(contains(r.output, "exited with status")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
 // The same among bunched short segments, two steps after one where they ran short (a
 // step of long segments between): a worker that dies may have held results of segments
 // before it (no bundle of several results need have reached the manager yet), yet the

@@ -249,6 +249,7 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
   auto it = workers_.find(m.header.worker);
   if (it == workers_.end() || it->second.state == WorkerState::gone) {
     LOG_DEBUG("ignored %s from unknown or departed worker %u", to_string(m.type()), m.header.worker);
+    if (it != workers_.end() && !inner && m.type() != MsgType::leave) tell_given_up(it->first, it->second);
     return;
   }
   WorkerId id = it->first;
@@ -345,6 +346,7 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
     return;
   }
   w.last_seen = Clock::now();
+  w.heartbeat_address.assign(h->heartbeat_address.begin(), h->heartbeat_address.end());
   w.host = h->fixed.host;
   w.pid = h->fixed.pid;
   if (w.host == hostname_) died_before_joining_.erase(w.pid);   // its exit overtook its hello
@@ -819,6 +821,30 @@ void ManagerLoop::on_exit(WorkerId id) {
     if (it->second.state != WorkerState::gone) lose(id, it->second, "its process exited", true);
   }
   it->second.exit_watch.reset();
+}
+
+// A worker the manager gave up (gone: silent for CALYPSO_MANAGER_TIMEOUT_MS, its work
+// done elsewhere) has spoken again: a process that was stopped and continued, or a host
+// whose link came back late. It is not taken back (its pending results and cache are
+// of a past the job has left), but told, so that it exits now, saying why, instead of
+// waiting a further CALYPSO_MANAGER_TIMEOUT_MS for a manager that ignores it and then
+// reporting the manager lost. Its address was forgotten (release): it is added again
+// for this, and kept (a handful of bytes per such worker).
+void ManagerLoop::tell_given_up(WorkerId id, Worker& w) {
+  const auto now = Clock::now();
+  if (w.told_given_up && now - *w.told_given_up < std::chrono::seconds(1)) return;
+  if (w.heartbeat_address.empty()) return;
+  w.told_given_up = now;
+  try {
+    if (w.heartbeat_peer == net::kNoPeer) w.heartbeat_peer = ep_.add_peer(net::Address{w.heartbeat_address});
+  } catch (const std::exception& e) {
+    LOG_DEBUG("could not tell given-up worker %u: %s", id, e.what());
+    return;
+  }
+  LOG_WARN("worker %u (%s pid %u), given up, spoke again: told to exit", id, w.host.c_str(), w.pid);
+  Encoder e(MsgType::shutdown, id, Shutdown{0, kShutdownGivenUp});
+  auto bytes = e.bytes();
+  ep_.send(w.heartbeat_peer, bytes, std::chrono::milliseconds(0));
 }
 
 // Forgets a departed worker's addresses, and with them any send still waiting for it

@@ -156,6 +156,11 @@ class ManagerLoop {
     std::unordered_map<dsm::PageNumber, StepId> reads;
     std::string host;
     std::uint32_t pid = 0;
+    // Its heartbeat endpoint's address, kept after it is gone: a worker given up that
+    // speaks again (stopped for longer than CALYPSO_MANAGER_TIMEOUT_MS, then continued)
+    // is told so (tell_given_up), at most once a second.
+    std::vector<std::byte> heartbeat_address;
+    std::optional<Clock::time_point> told_given_up;
     // On this host (CALYPSO_LOCAL_RESULTS): its result ring, opened when it joined.
     std::optional<RingReader> ring;
   };
@@ -235,7 +240,8 @@ class ManagerLoop {
   void release(Worker& w);
   void update_live();
   void take_commands();
-  void tell_workers_job_over(int code);   // `shutdown` to every worker, given 200 ms to go
+  void tell_workers_job_over(int code);
+  void tell_given_up(WorkerId id, Worker& w);   // `shutdown` to every worker, given 200 ms to go
   void on_stop_signal();
 
   void open_step(StepSpec spec);

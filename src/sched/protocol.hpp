@@ -209,8 +209,11 @@ struct ReadSet {
 };
 struct Shutdown {
   std::int32_t code;
-  std::uint32_t reserved;
+  std::uint32_t flags;            // kShutdownGivenUp
 };
+// Not the job's end: the manager gave this worker up (it was gone too long) and will not
+// take it back; it exits. The job goes on.
+inline constexpr std::uint32_t kShutdownGivenUp = 1;
 // prepare and prepared: the bytes of the region in use from its start (shared variables
 // and heap blocks handed out). A worker allocates the memory behind them before it
 // answers, so that the program's next steps do not wait for the kernel to allocate it.

@@ -860,7 +860,11 @@ void WorkerLoop::on_shutdown(const Message& m) {
   // The job's exit code is the manager's; a worker that served it to the end succeeded.
   // One stopped by a signal is worth a line, on a host where nothing else would say so.
   std::string why;
-  if (auto s = fixed_part<Shutdown>(m, why); s && s->code > 128 && s->code < 128 + 65) {
+  const auto s = fixed_part<Shutdown>(m, why);
+  if (s && (s->flags & kShutdownGivenUp) != 0) {
+    log::raw("calypso: the manager gave this worker up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: "
+             "stopped, or cut off); others did its work. Worker exiting\n");
+  } else if (s && s->code > 128 && s->code < 128 + 65) {
     LOG_WARN("the manager was stopped (signal %d): the job is over", s->code - 128);
   }
   // Both threads may read the shutdown (the heartbeat endpoint hears it too): the first
