@@ -118,6 +118,23 @@ std::size_t ManagerImpl::freeze(const void* p, std::size_t bytes) {
 }
 
 void ManagerImpl::run_step(std::vector<Task> tasks) {
+  // One step at a time: the loop holds one open step, and a second thread's step would
+  // take its place while the first thread waits for good.
+  if (stepping_.exchange(true)) {
+    throw Error("calypso: parallel() called while another thread's parallel() runs: a Manager runs one step at a "
+                "time; call it from one thread (or one at a time)");
+  }
+  struct Done {
+    std::atomic<bool>& flag;
+    ~Done() { flag = false; }
+  } done{stepping_};
+  std::uint64_t segments = 0;
+  for (const Task& t : tasks) segments += t.count();
+  if (segments > kMaxSegmentsPerStep) {
+    throw Error("calypso: a step of " + std::to_string(segments) + " segments; at most " +
+                std::to_string(kMaxSegmentsPerStep) + " (the manager keeps ~250 bytes of state per segment while "
+                "the step runs): give each segment more work");
+  }
   sched::StepSpec spec;
   for (const Task& t : tasks) {
     auto id = RoutineRegistry::instance().find(t.function());

@@ -11,6 +11,8 @@
 
 #include <calypso/manager.hpp>
 
+#include <atomic>
+
 namespace calypso {
 
 class ManagerImpl {
@@ -38,6 +40,7 @@ class ManagerImpl {
   dsm::Heap heap_;
   std::size_t never_used_from_;   // heap offsets at or above this were never handed out
   std::vector<std::uint32_t> frozen_pending_;   // (first, count) runs frozen since the last step
+  std::atomic<bool> stepping_{false};           // a parallel() is running (run_step)
   sched::ManagerLoop loop_;
   // Installed after the loop's endpoint is open: libfabric's shm provider installs a
   // SIGSEGV handler of its own (it unlinks its queues, then chains) when an endpoint

@@ -7,11 +7,13 @@
 #include "manager_impl.hpp"
 #include "sched/fault_injection.hpp"
 #include "sched/worker_loop.hpp"
+#include "shared_vars.hpp"
 
 #include <calypso/error.hpp>
 
 #include <malloc.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +33,8 @@ struct Runtime::Impl {
   std::unique_ptr<std::FILE, Close> stats_file;
   std::unique_ptr<ManagerImpl> manager;
   std::unique_ptr<sched::WorkerLoop> worker;
+  bool owns_the_process = false;   // it set g_runtime_exists (cleared when it goes)
+  ~Impl();
 };
 
 namespace {
@@ -87,7 +91,23 @@ void print_stats(const Config& c, std::FILE* out, const Stats& s) {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_runtime_exists{false};   // one Runtime per process at a time
+}  // namespace
+
+Runtime::Impl::~Impl() {
+  manager.reset();
+  worker.reset();
+  if (owns_the_process) g_runtime_exists = false;
+}
+
 Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
+  // The region is at one fixed address, and the fault handler and Shared<> variables are
+  // the process's: a second Runtime could only collide with the first.
+  if (g_runtime_exists.exchange(true)) {
+    throw Error("calypso: a process has one calypso::Runtime at a time, and one exists already");
+  }
+  impl_->owns_the_process = true;
   Config& c = impl_->config;
   try {
     c = Config::from_environment();
@@ -116,6 +136,11 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
       }
     }
     // Workers take the geometry from the manager's welcome, so only the manager decides.
+    if (shared_vars_size() > c.region_size) {
+      throw Error("calypso: the program's Shared<> variables take " + std::to_string(shared_vars_size() >> 20) +
+                  " MiB, more than the region (CALYPSO_REGION_SIZE=" + std::to_string(c.region_size >> 20) +
+                  " MiB): raise CALYPSO_REGION_SIZE, or put large data in the shared heap (m.alloc)");
+    }
     const std::size_t page = dsm::safe_page_size(c.region_size, c.page_size);
     if (page > kMaxFetchBytes) {
       throw Error("CALYPSO_REGION_SIZE=" + std::to_string(c.region_size >> 20) + " MiB would need pages of " +

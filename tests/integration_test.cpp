@@ -32,6 +32,7 @@ const std::string kProbe = PROBE_PATH;
 const std::string kSilentManager = SILENT_MANAGER_PATH;
 const std::string kShmLockHolder = SHM_LOCK_HOLDER_PATH;
 const std::string kRogue = ROGUE_PATH;
+const std::string kBigShared = BIG_SHARED_PATH;
 const std::string kExamples = EXAMPLES_DIR;
 
 std::vector<std::string> job(int workers, const std::string& provider, std::vector<std::string> program) {
@@ -622,6 +623,25 @@ TEST(Failures, WorkerKilledFromOutsideMidStep) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe pids: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "killed by signal 9")) << r.output;
+  std::remove(pids.c_str());
+  rmdir(dir.c_str());
+}
+
+// The manager killed by a signal cannot say so itself: calypso-run does, and stops the
+// job with the signal's exit code.
+TEST(Failures, AManagerKilledBySignalIsReported) {
+  std::string dir = temp_dir();
+  const std::string pids = dir + "/pids";
+  Job j({kRun, "-n", "1", "--pid-file", pids, kProbe, "pids", "200", "50"}, {});
+  auto all = read_pids(pids, 2);
+  ASSERT_EQ(all.size(), 2u);
+  ASSERT_EQ(all[0].first, "manager");
+  ASSERT_TRUE(wait_for_output(j, "probe pids: started with 1 workers")) << j.output_so_far();
+  ASSERT_EQ(kill(all[0].second, SIGKILL), 0);
+  auto r = j.wait(60s);
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.output;
+  EXPECT_TRUE(contains(r.output, "the manager (pid " + std::to_string(all[0].second) + ") was killed by signal 9"))
+      << r.output;
   std::remove(pids.c_str());
   rmdir(dir.c_str());
 }
@@ -1275,6 +1295,34 @@ TEST(Launcher, AWorkerThatCannotGoOnSaysWhyToTheManager) {
   EXPECT_TRUE(contains(r.output, "it left: calypso: cannot map the shared region at")) << r.output;
   std::remove((dir + "/first").c_str());
   rmdir(dir.c_str());
+}
+
+// Misuse, each refused or failed by name, and none a hang: two threads calling
+// parallel() at once (one is refused; it hung), a step of more than kMaxSegmentsPerStep
+// segments (refused up front; 2^32 - 1 grew the manager past 8 GB), and a routine that
+// calls exit(0) (the worker says so and exits 70, which calypso-run reports; it exited 0
+// unreported). Three workers and two attempts: the third worker outlives that step.
+TEST(Launcher, MisuseIsRefusedOrFailedByName) {
+  auto r = run(job(3, "tcp", {kProbe, "misuse"}), {{"CALYPSO_MAX_ATTEMPTS", "2"}, {"CALYPSO_SUSPECT_MS", "500"}}, 90s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe misuse: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "routine 'exit_zero' failed")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the program called exit() in a worker")) << r.output;
+  EXPECT_TRUE(contains(r.output, "exited with status 70")) << r.output;
+}
+
+// Shared<> variables larger than the region are refused by name (they ran past its end:
+// a segfault in every worker, or "the shared heap is full").
+TEST(Launcher, SharedVariablesLargerThanTheRegionAreRefused) {
+  auto r = run(job(1, "tcp", {kBigShared}), {{"CALYPSO_REGION_SIZE", "1M"}}, 60s);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "Shared<> variables take 2 MiB, more than the region")) << r.output;
+  EXPECT_FALSE(contains(r.output, "big_shared: ran")) << r.output;
+  EXPECT_FALSE(contains(r.output, "terminate called")) << r.output;
+  auto fits = run(job(1, "tcp", {kBigShared}), {{"CALYPSO_REGION_SIZE", "8M"}}, 60s);
+  EXPECT_EQ(fits.exit_code, 0) << fits.output;
+  EXPECT_TRUE(contains(fits.output, "big_shared: ran (0)")) << fits.output;
 }
 
 // CALYPSO_LAUNCHER_FD is calypso-run's to set: a standard stream's number, or a

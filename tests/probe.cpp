@@ -11,6 +11,8 @@
 //   probe occupied DIR        the same, but the first worker (it creates DIR/first) has
 //                             a page mapped inside the region's range: it joins, cannot
 //                             map the region, and says why as it leaves
+//   probe misuse              two threads step at once, a step of too many segments, a
+//                             routine that calls exit(), a second Runtime (see misuse())
 //   probe crash-always        segment 2 SIGKILLs every worker that runs it
 //   probe pids STEPS MS       segments record their worker's pid; each step lasts >= MS ms
 //   probe null                a segment dereferences a null pointer
@@ -42,6 +44,7 @@
 #include <calypso/calypso.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -181,6 +184,54 @@ namespace {
 int fail(const char* what) {
   std::fprintf(stderr, "probe: FAILED: %s\n", what);
   return 1;
+}
+
+// Misuse a program may commit: two threads stepping at once (one must be refused, and
+// neither hang), a step of more segments than allowed (refused before anything runs),
+// and a routine that calls exit() (its worker fails, saying why; the step fails once
+// it has killed CALYPSO_MAX_ATTEMPTS workers).
+void exit_zero(const calypso::Segment&) { std::exit(0); }
+CALYPSO_ROUTINE(exit_zero);
+
+int misuse(calypso::Manager& m) {
+  long* out = m.alloc<long>(8 * 4096 / sizeof(long));
+  m.wait_for_workers();
+  std::atomic<int> refused{0}, done{0};
+  auto steps = [&] {
+    for (int i = 0; i < 20; ++i) {
+      try {
+        m.parallel(record_pid, 8, Pids{out, 5});
+        ++done;
+      } catch (const calypso::Error& e) {
+        if (std::strstr(e.what(), "another thread's parallel() runs") == nullptr) std::printf("unexpected: %s\n", e.what());
+        else ++refused;
+      }
+    }
+  };
+  std::thread a(steps), b(steps);
+  a.join();
+  b.join();
+  if (refused == 0 || done + refused != 40) return fail("two threads stepping at once were not told apart");
+  try {
+    m.parallel({calypso::Task(record_pid, calypso::kMaxSegmentsPerStep, Pids{out, 0}), calypso::Task(record_pid, 1, Pids{out, 0})});
+    return fail("a step of more than kMaxSegmentsPerStep segments ran");
+  } catch (const calypso::Error& e) {
+    if (std::strstr(e.what(), "segments; at most") == nullptr) return fail("a step too large was refused for another reason");
+  }
+  try {
+    m.parallel(exit_zero, 1);
+    return fail("a routine that calls exit() did not fail its step");
+  } catch (const calypso::Error& e) {
+    std::printf("probe misuse: exit() in a routine: %s\n", e.what());
+  }
+  try {
+    calypso::Runtime second(0, nullptr);
+    return fail("a second Runtime was made");
+  } catch (const calypso::Error& e) {
+    if (std::strstr(e.what(), "one calypso::Runtime at a time") == nullptr) return fail("a second Runtime: another error");
+  }
+  std::printf("probe misuse: ok (%d steps refused while another ran)\n", refused.load());
+  return 0;
 }
 
 int adjacent(calypso::Manager& m) {
@@ -506,6 +557,7 @@ int main(int argc, char** argv) {
   calypso::Runtime rt(argc, argv);
   return rt.run([&](calypso::Manager& m) -> int {
     if (mode == "adjacent") return adjacent(m);
+    if (mode == "misuse") return misuse(m);
     if (mode == "snapshot") return snapshot(m, argc > 2 ? std::atoi(argv[2]) : 5);
     if (mode == "sparse") return sparse(m, argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 512);
     if (mode == "kill-once" && argc > 2) return kill_once_mode(m, argv[2]);

@@ -15,6 +15,11 @@
 
 namespace calypso {
 
+// Most segments one parallel step may have, all its routines together (parallel()
+// throws calypso::Error beyond): the manager keeps a few hundred bytes for each while
+// the step runs, and a segment far shorter than a message costs more than it does.
+inline constexpr std::uint32_t kMaxSegmentsPerStep = std::uint32_t{1} << 24;
+
 // One routine of a parallel step, with its parallelism and its arguments (by copy).
 class Task {
  public:
@@ -58,6 +63,9 @@ struct Stats {
 
 class ManagerImpl;
 
+// The program's handle on the job, in the manager process. Use it from one thread (or
+// one at a time): parallel() while another thread's parallel() runs throws
+// calypso::Error.
 class Manager {
  public:
   // Shared heap: memory at the same address in every process, zero-filled.

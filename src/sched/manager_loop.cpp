@@ -734,9 +734,10 @@ void ManagerLoop::on_tick() {
   if (auto d = step_->doomed) {
     const std::uint32_t seg = d->first;
     if (now - d->second > config_.suspect_after) {
-      return fail_step(segment_name(seg) + " failed: " + std::to_string(step_->sched.failures(seg)) +
-                       " workers died or were lost while running it (CALYPSO_MAX_ATTEMPTS=" +
-                       std::to_string(config_.max_attempts) + ")");
+      const auto deaths = step_->sched.failures(seg);
+      return fail_step(segment_name(seg) + " failed: " + std::to_string(deaths) +
+                       (deaths == 1 ? " worker died or was lost" : " workers died or were lost") +
+                       " while running it (CALYPSO_MAX_ATTEMPTS=" + std::to_string(config_.max_attempts) + ")");
     }
   }
   if (live_workers() > 0) {

@@ -111,6 +111,15 @@ WorkerLoop::WorkerLoop(const Config& config)
   hb_stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (hb_stop_.get() < 0) throw Error("calypso: eventfd failed");
   hb_thread_ = std::thread([this] { heartbeat_loop(); });
+  std::atexit(&WorkerLoop::exit_by_program);
+}
+
+void WorkerLoop::exit_by_program() {
+  log::raw("calypso: the program called exit() in a worker (a routine must return, and main must leave "
+           "the worker to rt.run()): the worker cannot go on; its segment runs elsewhere. Worker exiting "
+           "with status 70\n");
+  release_queues_of_worker();
+  _exit(70);
 }
 
 // The thread that runs segments (and the threads it starts later) under SCHED_BATCH

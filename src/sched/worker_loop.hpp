@@ -103,6 +103,9 @@ class WorkerLoop final : public dsm::PageSource {
   void leave_if_terminated();
   [[noreturn]] void exit_now(int code);
   static void release_queues_of_worker() noexcept;   // its shm queue files (exit paths)
+  // atexit: a worker ends by exit_now (_exit) only, so exit() means the program's own
+  // code exited (a routine, or main after the Runtime): say so, and fail (status 70).
+  static void exit_by_program();
 
   const Config& config_;
   // First, before libfabric starts any thread: SIGTERM blocked in every thread and

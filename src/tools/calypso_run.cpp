@@ -219,7 +219,14 @@ int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& n
   int rounds_alone = 0;
   for (;;) {
     int sig = 0, status = 0;
-    if (collect(l, manager, 1000ms, status, sig, &notices)) return calypso::tools::shell_code(status);
+    if (collect(l, manager, 1000ms, status, sig, &notices)) {
+      // Its own output says why it returned non-zero; a signal it cannot have printed.
+      if (WIFSIGNALED(status)) {
+        std::fprintf(stderr, "calypso-run: the manager (pid %d) %s; stopping the job\n", manager,
+                     calypso::tools::describe_exit(status).c_str());
+      }
+      return calypso::tools::shell_code(status);
+    }
     if (sig != 0) {
       std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
       return 128 + sig;
