@@ -41,14 +41,14 @@ double now() {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  calypso::Runtime rt(argc, argv);
   const auto segments = static_cast<std::uint32_t>(argc > 1 ? std::atoi(argv[1]) : 4096);
   const auto work_us = static_cast<std::uint32_t>(argc > 2 ? std::atoi(argv[2]) : 0);
   const int steps = argc > 3 ? std::atoi(argv[3]) : 5;
-  if (segments == 0 || steps <= 0) {
+  if (segments == 0 || steps <= 0) {   // before the Runtime: a joined worker belongs to rt.run()
     std::fprintf(stderr, "segment_overhead: need segments >= 1 and steps >= 1\n");
     return 2;
   }
+  calypso::Runtime rt(argc, argv);
   return rt.run([&](calypso::Manager& m) {
     long* out = m.alloc<long>(segments);
     const std::size_t workers = m.wait_for_workers();

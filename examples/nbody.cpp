@@ -114,15 +114,16 @@ void simulate(Bodies cur, Bodies next, const double* mass, int n, int steps, int
 // calypso::Error (a bad CALYPSO_* setting, a full region, a failed step): say why and
 // exit 2 rather than abort.
 int main(int argc, char** argv) try {
-  calypso::Runtime rt(argc, argv);
   const int n = argc > 1 ? std::atoi(argv[1]) : 8192;
   const int steps = argc > 2 ? std::atoi(argv[2]) : 10;
   const auto segments = static_cast<std::uint32_t>(argc > 3 ? std::atoi(argv[3]) : 64);
   const int every = argc > 4 ? std::atoi(argv[4]) : 5;
+  // Before the Runtime: a worker that has joined must be left to rt.run().
   if (n < 1 || steps < 0 || every < 0) {
     std::fprintf(stderr, "usage: nbody [bodies >= 1] [steps >= 0] [segments] [recentre every >= 0 steps]\n");
     return 2;
   }
+  calypso::Runtime rt(argc, argv);
   return rt.run([&](calypso::Manager& m) {
     const std::size_t n3 = 3 * static_cast<std::size_t>(n);
     Bodies cur{m.alloc<double>(n3), m.alloc<double>(n3)};

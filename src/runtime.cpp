@@ -189,7 +189,18 @@ Runtime::~Runtime() = default;
 bool Runtime::is_manager() const { return impl_->manager != nullptr; }
 
 int Runtime::run(const std::function<int(Manager&)>& main) {
-  if (impl_->worker) return impl_->worker->run();
+  if (impl_->worker) {
+    // A worker ends inside run() (the job's end, a lost manager); an error escaping it
+    // is said here, not left to the program's main (whose return would look like an
+    // exit() of its own).
+    try {
+      return impl_->worker->run();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "calypso: the worker stopped on an error: %s\n", e.what());
+      std::fflush(stderr);
+      _exit(1);
+    }
+  }
   Manager m(*impl_->manager);
   int rc = 1;
   try {

@@ -112,8 +112,8 @@ class Manager {
   // and have allocated the memory behind the shared data allocated so far (up to
   // CALYPSO_PREFAULT), or the timeout passes, or fewer are and nothing more can come
   // (none that joined is still allocating or suspected, and those that joined, those
-  // calypso-run saw die before joining and those refused, of another executable or with
-  // a wrong job key, make n); returns how many are ready. Parallel
+  // calypso-run saw die before joining and those refused for running another
+  // executable with this job's key make n); returns how many are ready. Parallel
   // steps never need it (they run with whoever is there); it lets a program time its
   // work without the workers' start-up.
   std::size_t wait_for_workers(std::size_t n = 0, std::chrono::milliseconds timeout = std::chrono::seconds(60));

@@ -20,9 +20,10 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
-  // Manager: runs main(manager) and returns its result after the workers are released.
-  // Worker: serves segments until the manager ends the job; returns 0 (or non-zero if
-  // the worker stopped because of an error). Code after run() runs in every process.
+  // Manager: runs main(manager) and returns its result after the workers are released;
+  // code after run() runs there. Worker: serves segments until the job ends, and then
+  // ends the process itself (status 0; non-zero if it failed): run() does not return
+  // there, and a worker that calls exit() or returns from main instead fails (status 70).
   int run(const std::function<int(Manager&)>& main);
 
   bool is_manager() const;

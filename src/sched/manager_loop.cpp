@@ -160,7 +160,7 @@ void ManagerLoop::on_launcher_notices() {
   });
   if (!joined) {
     LOG_INFO("a worker calypso-run started (pid %u) exited before it joined", pid);
-    died_before_joining_.insert(pid);
+    never_joining_set_.insert({hostname_, pid});
   }
 }
 
@@ -171,7 +171,7 @@ void ManagerLoop::on_stop_signal() {
   const int sig = stop_signals_.taken();
   if (sig == 0) return;
   LOG_WARN("stopped by signal %d (%s): the workers are told the job is over", sig, strsignal(sig));
-  tell_workers_job_over(128 + sig);
+  tell_workers_job_over(128 + sig, std::chrono::milliseconds(20));
   StopSignals::die_by(sig);
 }
 
@@ -249,7 +249,7 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
   auto it = workers_.find(m.header.worker);
   if (it == workers_.end() || it->second.state == WorkerState::gone) {
     LOG_DEBUG("ignored %s from unknown or departed worker %u", to_string(m.type()), m.header.worker);
-    if (it != workers_.end() && !inner && m.type() != MsgType::leave) tell_given_up(it->first, it->second);
+    if (it != workers_.end() && it->second.given_up && !inner) tell_given_up(it->first, it->second);
     return;
   }
   WorkerId id = it->first;
@@ -310,14 +310,12 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
   }
   std::vector<std::byte> address(h->address.begin(), h->address.end());
   if (h->identity != executable_identity()) {
-    ++refused_;
+    // One meant for this job (its key) will not join; a stray of another job is not ours.
+    if (h->fixed.job_key == config_.job_key) never_joining_set_.insert({std::string(h->fixed.host), h->fixed.pid});
     return refuse(address, "the worker runs a different executable (identity " + h->identity +
                                ", the manager's is " + executable_identity() + ")");
   }
-  if (h->fixed.job_key != config_.job_key) {
-    ++refused_;
-    return refuse(address, "wrong job key");
-  }
+  if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
   if (shutting_down_) return refuse(address, "the job is ending", RefuseCode::job_ending);
   // A worker sends one hello, from endpoints nobody had. One that the network says came
   // from a worker's address is a new process listening there (the kernel handed the
@@ -327,13 +325,24 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
   // it would reach the newcomer, and forgetting its address later would take the
   // newcomer's pending sends with it. Its run counts as failed, as a silent worker's. (Only where senders are named: a hello from an unnamed
   // sender does not prove where it came from, and a forged one must not cost a worker.)
-  if (from != net::kNoPeer) {
-    for (auto& [old, w] : workers_) {
-      if (w.state == WorkerState::gone || (w.peer != from && w.heartbeat_peer != from)) continue;
-      lose(old, w, "a new worker now has its network address (its process has gone)", true);
-      w.state = WorkerState::gone;   // it cannot come back: its address goes now
-      release(w);
+  std::vector<std::byte> hb_address(h->heartbeat_address.begin(), h->heartbeat_address.end());
+  for (auto& [old, w] : workers_) {
+    if (w.state == WorkerState::gone) continue;
+    const bool named = from != net::kNoPeer && (w.peer == from || w.heartbeat_peer == from);
+    const bool shared = named || address == w.address || address == w.heartbeat_address ||
+                        hb_address == w.address || hb_address == w.heartbeat_address;
+    if (!shared) continue;
+    if (!named) {
+      // Its heartbeat endpoint, or a hello the network does not name: either a forgery
+      // or a port handed out again, and nothing here tells which. Keep the worker we
+      // know; the newcomer may try again (it gets another port).
+      return refuse(address, "an address in its hello is worker " + std::to_string(old) +
+                                 "'s, which the manager still has (start it again)");
     }
+    lose(old, w, "a new worker now has its network address (its process has gone)", true);
+    w.state = WorkerState::gone;   // it cannot come back: its address goes now
+    w.heartbeat_address.clear();   // nor be told anything there (tell_given_up)
+    release(w);
   }
   WorkerId id = next_worker_++;
   Worker& w = workers_[id];
@@ -346,10 +355,11 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
     return;
   }
   w.last_seen = Clock::now();
-  w.heartbeat_address.assign(h->heartbeat_address.begin(), h->heartbeat_address.end());
+  w.address = address;
+  w.heartbeat_address = std::move(hb_address);
   w.host = h->fixed.host;
   w.pid = h->fixed.pid;
-  if (w.host == hostname_) died_before_joining_.erase(w.pid);   // its exit overtook its hello
+  never_joining_set_.erase({w.host, w.pid});   // its exit's notice overtook its hello
   w.synced_version = version();   // its cache is empty: nothing to invalidate
   Welcome wel{id, static_cast<std::uint32_t>(region_.page_size()),
               reinterpret_cast<std::uint64_t>(region_.base()), region_.size(), config_.fetch_pages,
@@ -717,6 +727,7 @@ void ManagerLoop::on_tick() {
       // cut off, it has left by now. Its endpoint resources can go.
       LOG_INFO("worker %u silent for CALYPSO_MANAGER_TIMEOUT_MS: gone", id);
       w.state = WorkerState::gone;
+      w.given_up = true;
       release(w);
     }
   }
@@ -830,22 +841,24 @@ void ManagerLoop::on_exit(WorkerId id) {
 // of a past the job has left), but told, so that it exits now, saying why, instead of
 // waiting a further CALYPSO_MANAGER_TIMEOUT_MS for a manager that ignores it and then
 // reporting the manager lost. Its address was forgotten (release): it is added again
-// for this, and kept (a handful of bytes per such worker).
+// for the send.
 void ManagerLoop::tell_given_up(WorkerId id, Worker& w) {
   const auto now = Clock::now();
   if (w.told_given_up && now - *w.told_given_up < std::chrono::seconds(1)) return;
   if (w.heartbeat_address.empty()) return;
+  if (!w.told_given_up) LOG_WARN("worker %u (%s pid %u), given up, spoke again: told to exit", id, w.host.c_str(), w.pid);
   w.told_given_up = now;
+  // Its address only for this send: a peer kept would hold a send slot for good if the
+  // worker is gone by now (remove_peer gives it back).
   try {
-    if (w.heartbeat_peer == net::kNoPeer) w.heartbeat_peer = ep_.add_peer(net::Address{w.heartbeat_address});
+    const net::PeerId peer = ep_.add_peer(net::Address{w.heartbeat_address});
+    Encoder e(MsgType::shutdown, id, Shutdown{0, kShutdownGivenUp});
+    auto bytes = e.bytes();
+    ep_.send(peer, bytes, std::chrono::milliseconds(0));
+    ep_.remove_peer(peer);
   } catch (const std::exception& e) {
     LOG_DEBUG("could not tell given-up worker %u: %s", id, e.what());
-    return;
   }
-  LOG_WARN("worker %u (%s pid %u), given up, spoke again: told to exit", id, w.host.c_str(), w.pid);
-  Encoder e(MsgType::shutdown, id, Shutdown{0, kShutdownGivenUp});
-  auto bytes = e.bytes();
-  ep_.send(w.heartbeat_peer, bytes, std::chrono::milliseconds(0));
 }
 
 // Forgets a departed worker's addresses, and with them any send still waiting for it
@@ -869,7 +882,7 @@ void ManagerLoop::update_live() {
     ready += is_ready;
     preparing += !is_ready;
   }
-  const std::size_t joined = workers_.size(), died = died_before_joining_.size() + refused_;
+  const std::size_t joined = workers_.size(), died = never_joining_set_.size();
   std::lock_guard lock(mutex_);
   // wait_for_workers() may be waiting for this.
   if (live != live_ || ready != ready_ || preparing != preparing_ || suspected != suspected_ || joined != joined_ ||
@@ -972,6 +985,7 @@ void ManagerLoop::shutdown(int code) {
   std::uint64_t one = 1;
   [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
+  stop_signals_.release();   // nothing reads them now: the program's (a pending one acts)
 }
 
 Stats ManagerLoop::stats() const {

@@ -156,10 +156,13 @@ class ManagerLoop {
     std::unordered_map<dsm::PageNumber, StepId> reads;
     std::string host;
     std::uint32_t pid = 0;
-    // Its heartbeat endpoint's address, kept after it is gone: a worker given up that
-    // speaks again (stopped for longer than CALYPSO_MANAGER_TIMEOUT_MS, then continued)
-    // is told so (tell_given_up), at most once a second.
-    std::vector<std::byte> heartbeat_address;
+    // Its endpoints' addresses, as its hello gave them: a later hello naming one of them
+    // (on_hello), and telling a worker given up that speaks again so (tell_given_up).
+    std::vector<std::byte> address, heartbeat_address;
+    // Gone because silent for CALYPSO_MANAGER_TIMEOUT_MS (on_tick): if it speaks again
+    // (stopped that long, then continued), it is told it was given up, at most once a
+    // second. Not a worker that left, failed, or whose address a newcomer took.
+    bool given_up = false;
     std::optional<Clock::time_point> told_given_up;
     // On this host (CALYPSO_LOCAL_RESULTS): its result ring, opened when it joined.
     std::optional<RingReader> ring;
@@ -240,8 +243,10 @@ class ManagerLoop {
   void release(Worker& w);
   void update_live();
   void take_commands();
-  void tell_workers_job_over(int code);
-  void tell_given_up(WorkerId id, Worker& w);   // `shutdown` to every worker, given 200 ms to go
+  // `shutdown` to every worker (each send waiting at most `patience` to be taken), then
+  // 200 ms for them to leave.
+  void tell_workers_job_over(int code, std::chrono::milliseconds patience = std::chrono::milliseconds(200));
+  void tell_given_up(WorkerId id, Worker& w);
   void on_stop_signal();
 
   void open_step(StepSpec spec);
@@ -308,10 +313,10 @@ class ManagerLoop {
   // those that exited without having joined: a wait_for_workers() counts them as failed.
   LauncherNotices launcher_notices_;
   StopSignals stop_signals_;   // SIGTERM, SIGINT, SIGHUP: the workers are told first
-  std::set<std::uint32_t> died_before_joining_;
-  // Hellos refused for good (another executable, a wrong job key): workers that will
-  // not join either. A wait_for_workers() counts them with those dead before joining.
-  std::size_t refused_ = 0;
+  // Workers that will not join, as (host, pid): those calypso-run saw die before they
+  // joined (its host is ours), and those refused for running another executable with
+  // this job's key. A wait_for_workers() counts them (once each).
+  std::set<std::pair<std::string, std::uint32_t>> never_joining_set_;
   void arm_late_timer();
 
   std::map<WorkerId, Worker> workers_;

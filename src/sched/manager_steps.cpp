@@ -37,14 +37,14 @@ void ManagerLoop::take_commands() {
   stopped_ = true;
 }
 
-void ManagerLoop::tell_workers_job_over(int code) {
+void ManagerLoop::tell_workers_job_over(int code, std::chrono::milliseconds patience) {
   shutting_down_ = true;
   for (auto& [id, w] : workers_) {
     if (w.state == WorkerState::gone) continue;
     Encoder e(MsgType::shutdown, id, Shutdown{code, 0});
     auto bytes = e.bytes();
     // Also to the heartbeat endpoint: a worker busy in a segment reads only that one.
-    for (net::PeerId p : {w.peer, w.heartbeat_peer}) ep_.send(p, bytes, std::chrono::milliseconds(200));
+    for (net::PeerId p : {w.peer, w.heartbeat_peer}) ep_.send(p, bytes, patience);
   }
   // Give the shutdown messages a moment to leave before the endpoint closes.
   for (auto deadline = Clock::now() + std::chrono::milliseconds(200); Clock::now() < deadline;) {

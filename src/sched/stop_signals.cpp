@@ -21,7 +21,10 @@ static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler
 
 extern "C" void on_stop_signal(int sig) {
   int none = 0;
-  if (!g_signal.compare_exchange_strong(none, sig)) StopSignals::die_by(sig);   // a second one
+  if (!g_signal.compare_exchange_strong(none, sig)) {
+    if (none == sig) StopSignals::die_by(sig);   // the same again: now
+    return;
+  }
   const int fd = g_event_fd.load();
   if (fd >= 0) {
     const std::uint64_t one = 1;
@@ -48,11 +51,19 @@ StopSignals::StopSignals() : event_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (installed_ == 0) event_.reset();
 }
 
-StopSignals::~StopSignals() {
+void StopSignals::release() {
+  if (installed_ == 0) return;
   for (int i = 0; i < static_cast<int>(std::size(kSignals)); ++i) {
-    if ((installed_ & (1 << i)) != 0) std::signal(kSignals[i], SIG_DFL);
+    if ((installed_ & (1 << i)) == 0) continue;
+    struct sigaction now {};
+    if (sigaction(kSignals[i], nullptr, &now) == 0 && (now.sa_flags & SA_SIGINFO) == 0 &&
+        now.sa_handler == on_stop_signal) {
+      std::signal(kSignals[i], SIG_DFL);
+    }
   }
+  installed_ = 0;
   g_event_fd = -1;   // before the descriptor closes (its number may be reused)
+  if (const int sig = g_signal.load(); sig != 0) die_by(sig);   // came after the loop stopped
 }
 
 int StopSignals::taken() {

@@ -115,11 +115,11 @@ WorkerLoop::WorkerLoop(const Config& config)
 }
 
 void WorkerLoop::exit_by_program() {
+  if (g_worker == nullptr) return;   // (no WorkerLoop any more: an exit like any other)
   log::raw("calypso: the program called exit() in a worker (a routine must return, and main must leave "
            "the worker to rt.run()): the worker cannot go on; its segment runs elsewhere. Worker exiting "
            "with status 70\n");
-  release_queues_of_worker();
-  _exit(70);
+  g_worker->exit_now(70);   // flushes what the program printed, and removes the queue files
 }
 
 // The thread that runs segments (and the threads it starts later) under SCHED_BATCH
@@ -219,10 +219,7 @@ void WorkerLoop::join(const std::string& identity) {
     }
     if (m->type() != MsgType::welcome) continue;
     auto w = fixed_part<Welcome>(*m, why);
-    if (!w) throw Error("calypso: malformed welcome from the manager: " + why);
-    if (!valid_page_size(w->page_size)) {
-      throw Error("calypso: malformed welcome from the manager: page size " + std::to_string(w->page_size));
-    }
+    if (!w) throw Error("calypso: malformed welcome from the manager: " + why);   // (no id to leave with)
     id_ = w->worker;
     try {
       take_welcome(*w, tail<Welcome>(*m), channel);
@@ -242,6 +239,9 @@ void WorkerLoop::join(const std::string& identity) {
 // offered, and the memory allocated ahead. `runs`: the welcome's written-page list.
 void WorkerLoop::take_welcome(const Welcome& w, std::span<const std::byte> runs,
                               std::optional<net::LocalChannel>& channel) {
+  if (!valid_page_size(w.page_size)) {
+    throw Error("calypso: malformed welcome from the manager: page size " + std::to_string(w.page_size));
+  }
   outbox_.emplace(id_);
   // A fetch stays within kMaxFetchBytes, read-ahead included: its page_data reply must
   // fit a message (64 pages of 16 KiB would not). 64: CALYPSO_FETCH_PAGES' range.
@@ -434,7 +434,7 @@ void WorkerLoop::take_message(std::vector<std::byte> raw, const char* when) {
     LOG_WARN("dropped a malformed message: %s", why.c_str());
     return;
   }
-  if (m->type() == MsgType::shutdown) on_shutdown(*m);
+  if (m->type() == MsgType::shutdown) return on_shutdown(*m);   // returns only if not ours
   if (m->type() == MsgType::bundle) {
     auto inner = parse_bundle(*m, why);
     if (!inner) {
@@ -782,7 +782,10 @@ dsm::FetchResult WorkerLoop::fetch(dsm::PageNumber first, dsm::PageNumber count)
     std::string why;
     auto m = decode(fetch_reply_, why);
     if (!m) continue;
-    if (m->type() == MsgType::shutdown) on_shutdown(*m);
+    if (m->type() == MsgType::shutdown) {
+      on_shutdown(*m);   // returns only if not ours
+      continue;
+    }
     if (m->type() == MsgType::assign || m->type() == MsgType::bundle || m->type() == MsgType::prepare) {
       // Assignments are for after this segment: never drop one. A prepare is answered
       // at once (it only allocates memory; data stays as it is).
@@ -870,6 +873,8 @@ void WorkerLoop::on_shutdown(const Message& m) {
   // One stopped by a signal is worth a line, on a host where nothing else would say so.
   std::string why;
   const auto s = fixed_part<Shutdown>(m, why);
+  // A given-up notice for another id is not ours (our address was once that worker's).
+  if (s && (s->flags & kShutdownGivenUp) != 0 && m.header.worker != id_) return;
   if (s && (s->flags & kShutdownGivenUp) != 0) {
     log::raw("calypso: the manager gave this worker up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: "
              "stopped, or cut off); others did its work. Worker exiting\n");

@@ -97,7 +97,7 @@ class WorkerLoop final : public dsm::PageSource {
   void heartbeat_loop();
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
-  [[noreturn]] void on_shutdown(const Message& m);
+  void on_shutdown(const Message& m);   // exits, unless a given-up notice for another id
   JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
   static void run_as_batch();  // CALYPSO_WORKER_BATCH
   void leave_if_terminated();
