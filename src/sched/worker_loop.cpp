@@ -194,8 +194,17 @@ void WorkerLoop::join(const std::string& identity) {
   e.append(identity.data(), identity.size()).append(addr.bytes).append(hb_addr.bytes);
   auto bytes = e.bytes();
   // The first send also makes the connection: nothing listening, or no route, ends it.
+  // In slices, so that a SIGTERM meanwhile (calypso-run stopping a job whose manager
+  // died at start) is taken within 200 ms, not after the whole wait: a send that runs
+  // out of patience posted nothing, so it may simply go again.
   const auto reach = std::min<std::chrono::milliseconds>(10s, config_.manager_timeout);
-  if (ep_.send(manager_, bytes, reach) != net::SendStatus::ok) {
+  net::SendStatus sent = net::SendStatus::again;
+  for (auto until = std::chrono::steady_clock::now() + reach;
+       sent == net::SendStatus::again && std::chrono::steady_clock::now() < until;) {
+    sent = ep_.send(manager_, bytes, 200ms);
+    leave_if_terminated();
+  }
+  if (sent != net::SendStatus::ok) {
     throw Error("calypso: cannot reach the manager at " + manager_address_ + " (no connection within " +
                 std::to_string(reach.count()) + " ms): is the job still running, and is that address "
                 "reachable from this host?");
