@@ -133,9 +133,9 @@ void ManagerLoop::loop() {
         if (read(late_timer_.get(), &count, sizeof count) > 0) dispatch();   // a segment got late
       } else if (evs[i].data.fd == wakeup_.get()) {
         [[maybe_unused]] auto r = read(wakeup_.get(), &count, sizeof count);
-      } else if (launcher_notices_ && evs[i].data.fd == launcher_notices_.fd()) {
+      } else if (evs[i].data.fd == launcher_notices_.fd()) {   // (-1 when none: never an event's)
         on_launcher_notices();
-      } else if (stop_signals_.fd() >= 0 && evs[i].data.fd == stop_signals_.fd()) {
+      } else if (evs[i].data.fd == stop_signals_.fd()) {
         on_stop_signal();
       }
     }
@@ -287,9 +287,9 @@ void ManagerLoop::on_message(const Message& m, bool inner) {
   }
 }
 
-// "it left", and the reason a worker that could not go on gives (WorkerLoop's
-// say_why_leaving: a region it cannot map, say, on a host whose output the user may not
-// see): at most kMaxLeaveReason bytes, anything but printable ASCII shown as '?'.
+// "it left", and the reason a worker that could not go on gives (its take_welcome
+// failed: a region it cannot map, say, on a host whose output the user may not see): at
+// most kMaxLeaveReason bytes, anything but printable ASCII shown as '?'.
 std::string ManagerLoop::leave_reason(const Message& m) {
   std::string why = "it left";
   if (m.body.empty()) return why;
@@ -317,14 +317,15 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
   }
   if (h->fixed.job_key != config_.job_key) return refuse(address, "wrong job key");
   if (shutting_down_) return refuse(address, "the job is ending", RefuseCode::job_ending);
-  // A worker sends one hello, from endpoints nobody had. One that the network says came
-  // from a worker's address is a new process listening there (the kernel handed the
-  // port out again), so that worker's process has gone: two cannot listen on one
-  // address. It is lost now, not when its silence is noticed: the provider gives an
-  // address one handle however often it is added, so until then the manager's sends to
-  // it would reach the newcomer, and forgetting its address later would take the
-  // newcomer's pending sends with it. Its run counts as failed, as a silent worker's. (Only where senders are named: a hello from an unnamed
-  // sender does not prove where it came from, and a forged one must not cost a worker.)
+  // A worker sends one hello, from endpoints nobody had. One whose addresses include a
+  // joined worker's cannot share that worker's handle (the provider gives an address one
+  // handle however often it is added: the manager's sends to the old worker would reach
+  // the newcomer, and forgetting its address later would take the newcomer's pending
+  // sends with it). If the network says the hello came from that worker's address, a
+  // new process listens there (the kernel handed the port out again), so the old one has
+  // gone: it is lost now, its run counted as failed as a silent worker's. Otherwise (its
+  // heartbeat endpoint, or a sender the network does not name) it may be a forgery, and
+  // a forged hello must not cost a worker: the newcomer is refused.
   std::vector<std::byte> hb_address(h->heartbeat_address.begin(), h->heartbeat_address.end());
   for (auto& [old, w] : workers_) {
     if (w.state == WorkerState::gone) continue;
@@ -332,10 +333,7 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
     const bool shared = named || address == w.address || address == w.heartbeat_address ||
                         hb_address == w.address || hb_address == w.heartbeat_address;
     if (!shared) continue;
-    if (!named) {
-      // Its heartbeat endpoint, or a hello the network does not name: either a forgery
-      // or a port handed out again, and nothing here tells which. Keep the worker we
-      // know; the newcomer may try again (it gets another port).
+    if (!named) {   // the newcomer may start again (it gets other ports)
       return refuse(address, "an address in its hello is worker " + std::to_string(old) +
                                  "'s, which the manager still has (start it again)");
     }
@@ -348,7 +346,7 @@ void ManagerLoop::on_hello(const Message& m, net::PeerId from) {
   Worker& w = workers_[id];
   try {
     w.peer = ep_.add_peer(net::Address{address});
-    w.heartbeat_peer = ep_.add_peer(net::Address{{h->heartbeat_address.begin(), h->heartbeat_address.end()}});
+    w.heartbeat_peer = ep_.add_peer(net::Address{hb_address});
   } catch (const std::exception& e) {
     workers_.erase(id);
     LOG_WARN("refused a hello with a bad address: %s", e.what());
@@ -1003,9 +1001,8 @@ std::size_t ManagerLoop::wait_for_workers(std::size_t n, std::chrono::millisecon
   [[maybe_unused]] auto r = write(wakeup_.get(), &one, sizeof one);
   // Fewer than n may be ready when nothing more can come: no worker that joined is still
   // allocating or suspected (it may come back), and the workers that joined, whatever
-  // became of them, those calypso-run saw die before joining (on_launcher_notices) and
-  // those refused (on_hello: another executable, a wrong key) make n. Else it waits, up
-  // to the timeout.
+  // became of them, and those that will not join (never_joining_set_: dead before
+  // joining, or refused for another executable) make n. Else it waits, up to the timeout.
   auto settled = [&] {
     if (stopped_) return true;
     if (ready_counted_for_ < target) return false;

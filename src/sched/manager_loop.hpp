@@ -309,9 +309,7 @@ class ManagerLoop {
   std::string hostname_;   // a worker whose hello names it gets a LocalOffer
   UniqueFd epoll_, wakeup_, timer_;
   UniqueFd late_timer_;   // one-shot: when a parked worker may re-run a late segment
-  // calypso-run's notices of its workers' exits (CALYPSO_LAUNCHER_FD), and the pids of
-  // those that exited without having joined: a wait_for_workers() counts them as failed.
-  LauncherNotices launcher_notices_;
+  LauncherNotices launcher_notices_;   // calypso-run's notices of its workers' exits
   StopSignals stop_signals_;   // SIGTERM, SIGINT, SIGHUP: the workers are told first
   // Workers that will not join, as (host, pid): those calypso-run saw die before they
   // joined (its host is ours), and those refused for running another executable with

@@ -235,7 +235,7 @@ void WorkerLoop::join(const std::string& identity) {
     } catch (const std::exception& e) {
       // Joined, and cannot serve: the manager would only see silence, on another host
       // perhaps, so it is told why (its log names this worker and the reason).
-      say_why_leaving(e.what());
+      send_leave(ep_, manager_, e.what());
       throw;
     }
     return;
@@ -307,16 +307,17 @@ void WorkerLoop::take_welcome(const Welcome& w, std::span<const std::byte> runs,
   }
 }
 
-// A `leave` whose body is the reason (at most kMaxLeaveReason bytes), sent before the
-// heartbeat thread exists: from the main endpoint, given a moment to go.
-void WorkerLoop::say_why_leaving(const std::string& why) {
+// `leave`, with the reason as its body (at most kMaxLeaveReason bytes; none on SIGTERM),
+// from `ep` (the heartbeat endpoint once its thread runs, the main one before), and a
+// moment for it to leave the process before the endpoint disappears with it.
+void WorkerLoop::send_leave(net::Endpoint& ep, net::PeerId manager, std::string_view why) {
   Encoder e(MsgType::leave, id_, Empty{});
   e.append(why.data(), std::min(why.size(), kMaxLeaveReason));
   auto bytes = e.bytes();
-  if (ep_.send(manager_, bytes, 1000ms) != net::SendStatus::ok) return;
+  ep.send(manager, bytes, 1000ms);
   for (auto until = std::chrono::steady_clock::now() + 100ms; std::chrono::steady_clock::now() < until;) {
-    ep_.poll([](const net::Event&) {});
-    ep_.wait(10ms);
+    ep.poll([](const net::Event&) {});
+    ep.wait(10ms);
   }
 }
 
@@ -1007,14 +1008,7 @@ void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_hear
 // SIGTERM: tell the manager to reassign our segment now, then go. Exit status 0: leaving
 // on request is not a failure.
 void WorkerLoop::leave() {
-  Encoder e(MsgType::leave, id_, Empty{});
-  auto bytes = e.bytes();
-  hb_ep_.send(hb_manager_, bytes, 1000ms);
-  // Let the message leave the process before the endpoint disappears with it.
-  for (auto until = std::chrono::steady_clock::now() + 100ms; std::chrono::steady_clock::now() < until;) {
-    hb_ep_.poll([](const net::Event&) {});
-    hb_ep_.wait(10ms);
-  }
+  send_leave(hb_ep_, hb_manager_, {});
   log::raw("calypso: worker leaving (SIGTERM); its work goes to the others\n");
   exit_now(0);
 }

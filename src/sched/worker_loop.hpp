@@ -57,7 +57,7 @@ class WorkerLoop final : public dsm::PageSource {
                                 std::chrono::milliseconds timeout);
   void join(const std::string& identity);
   void take_welcome(const Welcome& w, std::span<const std::byte> runs, std::optional<net::LocalChannel>& channel);
-  void say_why_leaving(const std::string& why);   // joined, and cannot go on
+  void send_leave(net::Endpoint& ep, net::PeerId manager, std::string_view why);
   bool run_segment(const AssignView& a);   // true if a result was sent
   void apply_notices(const AssignView& a);
   // The running segment's result: its body, and whether that is in ring_'s room.
