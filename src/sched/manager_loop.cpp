@@ -836,7 +836,8 @@ void ManagerLoop::on_exit(WorkerId id) {
 // A worker the manager gave up (gone: silent for CALYPSO_MANAGER_TIMEOUT_MS, its work
 // done elsewhere) has spoken again: a process that was stopped and continued, or a host
 // whose link came back late. It is not taken back (its pending results and cache are
-// of a past the job has left), but told, so that it exits now, saying why, instead of
+// of a past the job has left), but told, so that it starts again as a new worker (a new
+// process image: sched/start_again.hpp), joining with a hello like any other, instead of
 // waiting a further CALYPSO_MANAGER_TIMEOUT_MS for a manager that ignores it and then
 // reporting the manager lost. Its address was forgotten (release): it is added again
 // for the send.
@@ -844,7 +845,7 @@ void ManagerLoop::tell_given_up(WorkerId id, Worker& w) {
   const auto now = Clock::now();
   if (w.told_given_up && now - *w.told_given_up < std::chrono::seconds(1)) return;
   if (w.heartbeat_address.empty()) return;
-  if (!w.told_given_up) LOG_WARN("worker %u (%s pid %u), given up, spoke again: told to exit", id, w.host.c_str(), w.pid);
+  if (!w.told_given_up) LOG_WARN("worker %u (%s pid %u), given up, spoke again: told so (it starts again as a new worker)", id, w.host.c_str(), w.pid);
   w.told_given_up = now;
   // Its address only for this send: a peer kept would hold a send slot for good if the
   // worker is gone by now (remove_peer gives it back).

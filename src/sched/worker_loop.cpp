@@ -8,6 +8,7 @@
 #include "routine_registry.hpp"
 #include "sched/job_address.hpp"
 #include "sched/local_messages.hpp"
+#include "sched/start_again.hpp"
 #include "shared_vars.hpp"
 
 #include <calypso/error.hpp>
@@ -884,20 +885,19 @@ void WorkerLoop::on_shutdown(const Message& m) {
   std::string why;
   const auto s = fixed_part<Shutdown>(m, why);
   // A given-up notice for another id is not ours (our address was once that worker's).
-  if (s && (s->flags & kShutdownGivenUp) != 0 && m.header.worker != id_) return;
-  if (s && (s->flags & kShutdownGivenUp) != 0) {
-    log::raw("calypso: the manager gave this worker up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: "
-             "stopped, or cut off); others did its work. Worker exiting\n");
-  } else if (s && s->code > 128 && s->code < 128 + 65) {
-    LOG_WARN("the manager was stopped (signal %d): the job is over", s->code - 128);
-  }
+  const bool given_up = s && (s->flags & kShutdownGivenUp) != 0;
+  if (given_up && m.header.worker != id_) return;
   // Both threads may read the shutdown (the heartbeat endpoint hears it too): the first
-  // prints the stats and exits; the second waits for that, so the line comes once and
-  // whole. Only a while: the first may be stuck (a segment thread that faulted inside a
-  // stdio call holds its lock), and then the second leaves without the line.
+  // prints the stats and exits (or starts again); the second waits for that, so the line
+  // comes once and whole. Only a while: the first may be stuck (a segment thread that
+  // faulted inside a stdio call holds its lock), and then the second leaves without it.
   if (ending_.test_and_set()) {
     std::this_thread::sleep_for(2s);
     exit_now(0);
+  }
+  if (given_up) start_again_as_new_worker();
+  if (s && s->code > 128 && s->code < 128 + 65) {
+    LOG_WARN("the manager was stopped (signal %d): the job is over", s->code - 128);
   }
   LOG_INFO("the manager ended the job");
   if (config_.stats != StatsFormat::off) {
@@ -1003,6 +1003,25 @@ void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_hear
   Encoder e(MsgType::heartbeat, id_, Empty{});
   auto bytes = e.bytes();
   hb_ep_.send(hb_manager_, bytes, std::chrono::milliseconds(0));
+}
+
+// The manager gave this worker up and has said so: the job runs on, and the manager
+// answers, so this host can work for it again as a new worker (sched/start_again.hpp).
+// Not if it was asked to stop meanwhile: a SIGTERM waiting in the mask leaves instead.
+void WorkerLoop::start_again_as_new_worker() {
+  sigset_t pending;
+  if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM) == 1) leave();
+  log::raw("calypso: the manager gave this worker up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: "
+           "stopped, or cut off) and others did its work; it starts again as a new worker\n");
+  release_queues_of_worker();
+  for (FILE* f : {stdout, stderr}) {
+    if (ftrylockfile(f) != 0) continue;
+    fflush_unlocked(f);
+    funlockfile(f);
+  }
+  const std::string why = start_again();
+  log::raw(("calypso: the worker cannot start again (" + why + "); worker exiting\n").c_str());
+  exit_now(0);
 }
 
 // SIGTERM: tell the manager to reassign our segment now, then go. Exit status 0: leaving

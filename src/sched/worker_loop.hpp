@@ -98,6 +98,7 @@ class WorkerLoop final : public dsm::PageSource {
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
   void on_shutdown(const Message& m);   // exits, unless a given-up notice for another id
+  [[noreturn]] void start_again_as_new_worker();
   JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
   static void run_as_batch();  // CALYPSO_WORKER_BATCH
   void leave_if_terminated();

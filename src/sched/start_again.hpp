@@ -1,0 +1,25 @@
+// A worker the manager gave up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS:
+// the host was stopped, swapped out or cut off) is back, and the job still runs: it
+// starts again as a new worker, so the host works for the job again instead of leaving
+// its capacity unused to the end. "Again" means a new process image in the same process
+// (execve of its own executable, same arguments and environment): nothing of the old
+// worker's state (pages, twins, results, endpoints, a routine half run) can leak into
+// the new one, and calypso-run, which watches the pid, sees the same worker go on.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace calypso::sched {
+
+// The arguments this process was started with (/proc/self/cmdline); empty if they
+// cannot be read.
+std::vector<std::string> own_arguments();
+
+// Replaces this process with a new run of its executable (/proc/self/exe, which still
+// names the running binary if its file was replaced or removed since). Every descriptor
+// but 0, 1 and 2 is closed in the new image (the old endpoints' sockets must not stay
+// open), and no signal is blocked there. Returns only if it could not, with the reason.
+std::string start_again();
+
+}  // namespace calypso::sched
