@@ -6,6 +6,7 @@
 #include "log.hpp"
 #include "manager_impl.hpp"
 #include "sched/fault_injection.hpp"
+#include "sched/start_again.hpp"
 #include "sched/worker_loop.hpp"
 #include "shared_vars.hpp"
 
@@ -178,6 +179,15 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
       std::fprintf(stderr, "%s\n", e.what());
       std::exit(0);
     } catch (const std::exception& e) {
+      // A worker that lost its manager and started again to try once more ends as a
+      // lost manager does when that try fails (sched/start_again.hpp).
+      if (sched::why_started() == sched::StartReason::lost_manager) {
+        std::string why = e.what();
+        if (why.starts_with("calypso: ")) why.erase(0, 9);
+        std::fprintf(stderr, "calypso: lost the manager (nothing heard for CALYPSO_MANAGER_TIMEOUT_MS; joining again: "
+                     "%s); worker exiting\n", why.c_str());
+        std::exit(3);
+      }
       std::fprintf(stderr, "%s\n", e.what());
       std::exit(1);
     }

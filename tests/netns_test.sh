@@ -4,7 +4,9 @@
 #   1. cut test: worker host 1 loses all its packets (nftables, both directions) for 3 s
 #      in the middle of a jacobi run; the answer must still be exact, the manager must
 #      have lost the worker, and the worker must be back or replaced.
-#   2. rate test: every link limited to 1 Gbit/s by tc tbf; matmul must verify.
+#   2. long cut test: the same for 5 s, longer than CALYPSO_MANAGER_TIMEOUT_MS (4 s): the
+#      worker must start again as a new worker by itself once the link is back.
+#   3. rate test: every link limited to 1 Gbit/s by tc tbf; matmul must verify.
 # Exits 77 (skipped) without root, network namespaces, nftables or tc. Bounded in time;
 # leaves no namespace behind (checked). BUILDDIR selects the build (default ./build).
 # Namespaces are named calypso-t<PID>-* so that two runs of this test cannot collide.
@@ -82,7 +84,26 @@ fi
 grep -q "restored $prefix-h1" "$log" || fail "cut test: the run ended before the link was restored (make it longer)"
 grep 'wall time' "$log" | sed 's/^netns-cluster: /netns_test: cut test: /'
 
-# ---- 2. every link at 1 Gbit/s ------------------------------------------------------
+# ---- 2. a cut longer than CALYPSO_MANAGER_TIMEOUT_MS ---------------------------------
+# Both sides give up on each other during the cut. The worker then starts again as a new
+# worker (sched/start_again.hpp): its new connection goes through once the link is back,
+# while the old one's retransmissions would have waited seconds longer. No replacement
+# (--no-replace): the worker must come back by itself, and take part in the job again.
+echo "netns_test: long cut test: jacobi 512 4000 16 on 3 hosts, h1 cut off at 1.5 s for 5 s, CALYPSO_MANAGER_TIMEOUT_MS=4000"
+rc=0
+CALYPSO_SUSPECT_MS=1000 CALYPSO_MANAGER_TIMEOUT_MS=4000 CALYPSO_STATS=text \
+  run longcut 180 --hosts 3 --no-replace --cut 1:1.5:5 -- "$builddir/examples/jacobi" 512 4000 16 || rc=$?
+log=$out/longcut.log
+((rc == 0)) || fail "long cut test: exit code $rc (expected 0)"
+grep -q '^jacobi: verified' "$log" || fail "long cut test: no 'jacobi: verified'"
+grep -q "restored $prefix-h1" "$log" || fail "long cut test: the run ended before the link was restored (make it longer)"
+grep -q 'tries to join again as a new one' "$log" || fail "long cut test: the cut-off worker did not try to join again"
+grep -q 'joined again, as a new worker' "$log" || fail "long cut test: the cut-off worker did not join again"
+grep -q 'worker exiting' "$log" && fail "long cut test: a worker exited: $(grep 'worker exiting' "$log" | head -1)"
+grep -Eq 'calypso\[worker 3\]: [1-9][0-9]* segments' "$log" || fail "long cut test: the worker that joined again (worker 3) ran no segment"
+grep 'wall time' "$log" | sed 's/^netns-cluster: /netns_test: long cut test: /'
+
+# ---- 3. every link at 1 Gbit/s ------------------------------------------------------
 echo "netns_test: rate test: matmul 512 48 on 3 hosts, every link limited to 1gbit by tc tbf"
 rc=0
 run rate 180 --hosts 3 --rate 1gbit -- "$builddir/examples/matmul" 512 48 || rc=$?

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fstream>
@@ -47,9 +48,26 @@ void close_on_exec_from_3() {
 
 }  // namespace
 
-std::string start_again() {
+namespace {
+constexpr const char* kVariable = "CALYPSO_STARTED_AGAIN";
+}
+
+StartReason why_started() {
+  static const StartReason why = [] {
+    const char* v = std::getenv(kVariable);
+    const std::string value = v != nullptr ? v : "";
+    ::unsetenv(kVariable);
+    if (value == "given-up") return StartReason::given_up;
+    if (value == "lost-manager") return StartReason::lost_manager;
+    return StartReason::first;
+  }();
+  return why;
+}
+
+std::string start_again(StartReason why) {
   const std::vector<std::string> args = own_arguments();
   if (args.empty()) return "its arguments could not be read from /proc/self/cmdline";
+  if (why != StartReason::first) ::setenv(kVariable, why == StartReason::given_up ? "given-up" : "lost-manager", 1);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

@@ -16,10 +16,22 @@ namespace calypso::sched {
 // cannot be read.
 std::vector<std::string> own_arguments();
 
+// Why a worker starts again. After a lost manager (nothing heard for
+// CALYPSO_MANAGER_TIMEOUT_MS) it is a last try: a link cut long enough leaves TCP's
+// retransmissions backed off for seconds after the link is back, while a new process
+// connects at once; a new worker that is not taken (no answer, no connection) then ends
+// as a lost manager did (status 3).
+enum class StartReason { first, given_up, lost_manager };
+
+// Why this process runs: CALYPSO_STARTED_AGAIN, set by start_again for the new image and
+// read once (it is taken out of the environment, so that a later start, or a program the
+// worker starts, does not see it).
+StartReason why_started();
+
 // Replaces this process with a new run of its executable (/proc/self/exe, which still
 // names the running binary if its file was replaced or removed since). Every descriptor
 // but 0, 1 and 2 is closed in the new image (the old endpoints' sockets must not stay
 // open), and no signal is blocked there. Returns only if it could not, with the reason.
-std::string start_again();
+std::string start_again(StartReason why);
 
 }  // namespace calypso::sched

@@ -104,11 +104,17 @@ WorkerLoop::WorkerLoop(const Config& config)
       ep_(net::Endpoint::open(endpoint_config(provider_of(config), 8, config.wants_rma(provider_of(config))))),
       hb_ep_(net::Endpoint::open(endpoint_config(provider_of(config), 2))) {
   g_worker = this;
+  why_started();   // taken out of the environment now, before a routine could start a program
   JobAddress job = wait_for_job();
   manager_address_ = job.to_string();
   manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
   hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
   join(executable_identity());
+  if (why_started() != StartReason::first) {
+    LOG_WARN("joined again, as a new worker, after %s", why_started() == StartReason::given_up
+                                                            ? "the manager had given this one up"
+                                                            : "nothing was heard from the manager for a while");
+  }
   hb_stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (hb_stop_.get() < 0) throw Error("calypso: eventfd failed");
   hb_thread_ = std::thread([this] { heartbeat_loop(); });
@@ -945,14 +951,18 @@ void WorkerLoop::leave_if_terminated() {
 // and leaves at once.
 void WorkerLoop::exit_now(int code) {
   release_queues_of_worker();
-  // Only streams whose lock is free: the other thread may have faulted inside a stdio
-  // call, holding its stream, and the closed gate now keeps it from ever going on.
+  flush_output();
+  _exit(code);
+}
+
+// Only streams whose lock is free: the other thread may have faulted inside a stdio
+// call, holding its stream, and the closed gate now keeps it from ever going on.
+void WorkerLoop::flush_output() noexcept {
   for (FILE* f : {stdout, stderr}) {
     if (ftrylockfile(f) != 0) continue;
     fflush_unlocked(f);
     funlockfile(f);
   }
-  _exit(code);
 }
 
 // Also the fault handler's last act before a fatal exit (a bug in a routine): no thread
@@ -996,10 +1006,7 @@ void WorkerLoop::heartbeat_loop() {
 }
 
 void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_heard) {
-  if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) {
-    log::raw("calypso: lost the manager (nothing heard for CALYPSO_MANAGER_TIMEOUT_MS); worker exiting\n");
-    exit_now(3);
-  }
+  if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) lost_the_manager();
   Encoder e(MsgType::heartbeat, id_, Empty{});
   auto bytes = e.bytes();
   hb_ep_.send(hb_manager_, bytes, std::chrono::milliseconds(0));
@@ -1014,14 +1021,33 @@ void WorkerLoop::start_again_as_new_worker() {
   log::raw("calypso: the manager gave this worker up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: "
            "stopped, or cut off) and others did its work; it starts again as a new worker\n");
   release_queues_of_worker();
-  for (FILE* f : {stdout, stderr}) {
-    if (ftrylockfile(f) != 0) continue;
-    fflush_unlocked(f);
-    funlockfile(f);
-  }
-  const std::string why = start_again();
+  flush_output();
+  const std::string why = start_again(StartReason::given_up);
   log::raw(("calypso: the worker cannot start again (" + why + "); worker exiting\n").c_str());
   exit_now(0);
+}
+
+// Nothing heard from the manager for CALYPSO_MANAGER_TIMEOUT_MS: it died, or its host
+// is cut off, or the link was cut and is back while TCP still waits out its backed-off
+// retransmissions (seconds after a cut of ten). Once, the worker starts again as a new
+// one: new connections go at once where the old ones wait, and a manager still running
+// takes it. One that is not taken ends as before (status 3; Runtime). A worker already
+// started again after a loss does not try twice: a dead manager costs one try, not a
+// loop.
+void WorkerLoop::lost_the_manager() {
+  if (why_started() == StartReason::lost_manager) {
+    log::raw("calypso: lost the manager (nothing heard for CALYPSO_MANAGER_TIMEOUT_MS); worker exiting\n");
+    exit_now(3);
+  }
+  sigset_t pending;
+  if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM) == 1) leave();
+  log::raw("calypso: nothing heard from the manager for CALYPSO_MANAGER_TIMEOUT_MS; the worker tries to join "
+           "again as a new one (its link may have been cut)\n");
+  release_queues_of_worker();
+  flush_output();
+  const std::string why = start_again(StartReason::lost_manager);
+  log::raw(("calypso: lost the manager, and the worker cannot start again (" + why + "); worker exiting\n").c_str());
+  exit_now(3);
 }
 
 // SIGTERM: tell the manager to reassign our segment now, then go. Exit status 0: leaving

@@ -99,10 +99,12 @@ class WorkerLoop final : public dsm::PageSource {
   [[noreturn]] void leave();
   void on_shutdown(const Message& m);   // exits, unless a given-up notice for another id
   [[noreturn]] void start_again_as_new_worker();
+  [[noreturn]] void lost_the_manager();
   JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
   static void run_as_batch();  // CALYPSO_WORKER_BATCH
   void leave_if_terminated();
   [[noreturn]] void exit_now(int code);
+  static void flush_output() noexcept;
   static void release_queues_of_worker() noexcept;   // its shm queue files (exit paths)
   // atexit: a worker ends by exit_now (_exit) only, so exit() means the program's own
   // code exited (a routine, or main after the Runtime): say so, and fail (status 70).
