@@ -1,6 +1,8 @@
 // Reads the CALYPSO_* environment once, with a clear error for every bad value.
 #include "config.hpp"
 
+#include "rank_launch.hpp"
+
 #include <calypso/error.hpp>
 
 #include <sched.h>
@@ -228,9 +230,12 @@ Config Config::from_environment() {
   read_ms("CALYPSO_MANAGER_TIMEOUT_MS", c.manager_timeout, 100);
   read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
   read_uint("CALYPSO_EXPECT_WORKERS", c.expect_workers, 0, 1 << 20);
+  if (auto ranks = find_rank_launch(env)) apply_rank_launch(*ranks, c);
   // The manager shares this host with the workers calypso-run started beside it (their
-  // address comes in a local file); workers joined with --join have it elsewhere.
-  const bool manager_here = c.role == Role::manager || !c.manager_file.empty();
+  // address comes in a local file); workers joined with --join have it elsewhere. A
+  // rank's worker counts the launcher's processes on its host (the manager among them,
+  // if there).
+  const bool manager_here = c.role == Role::manager || (!c.manager_file.empty() && !c.rendezvous);
   const unsigned cpus = usable_cpus();
   const std::uint64_t local_processes = c.workers + (manager_here ? 1u : 0u);
   std::uint64_t poll_us = static_cast<std::uint64_t>(default_poll_window(cpus, local_processes).count());

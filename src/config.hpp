@@ -30,6 +30,8 @@ struct Config {
   std::string provider = "tcp";     // CALYPSO_PROVIDER
   std::string bind;                 // CALYPSO_BIND: host[:port] the manager listens on
   std::string address_file;         // CALYPSO_ADDRESS_FILE: manager writes its address here
+  bool rendezvous = false;          // started by srun/mpirun with CALYPSO_RENDEZVOUS (rank_launch.hpp):
+                                    // the address file is the manager's to remove, a worker's wait longer
   std::uint32_t launcher_fd = 0;    // CALYPSO_LAUNCHER_FD (manager): calypso-run's notices of
                                     // its workers' exits (a socket); 0: none
   std::uint64_t job_key = 0;        // CALYPSO_JOB_KEY: workers must present it

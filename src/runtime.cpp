@@ -9,9 +9,11 @@
 #include "sched/start_again.hpp"
 #include "sched/worker_loop.hpp"
 #include "shared_vars.hpp"
+#include "unique_fd.hpp"
 
 #include <calypso/error.hpp>
 
+#include <fcntl.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -47,14 +49,20 @@ void publish_address(const Config& c, const std::string& address) {
                  "  calypso-run --join %s PROGRAM [ARGS...]\n", address.c_str());
     return;
   }
-  std::string tmp = c.address_file + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << address << "\n";
-    if (!f) throw Error("calypso: cannot write CALYPSO_ADDRESS_FILE " + c.address_file);
-  }
-  if (std::rename(tmp.c_str(), c.address_file.c_str()) != 0) {
-    throw Error("calypso: cannot write CALYPSO_ADDRESS_FILE " + c.address_file);
+  // Readable by its owner only: the address holds the job key, and a rendezvous
+  // directory may be one that others can read. Written whole under another name, then
+  // renamed, so that a worker never reads half of it.
+  const std::string tmp = c.address_file + ".tmp." + std::to_string(getpid());
+  const std::string line = address + "\n";
+  UniqueFd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  const bool written = f.get() >= 0 && ::write(f.get(), line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                       ::close(f.release()) == 0;
+  if (!written || std::rename(tmp.c_str(), c.address_file.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw Error("calypso: cannot write the job address to " + c.address_file + " (" + why + ")" +
+                (c.rendezvous ? ": CALYPSO_RENDEZVOUS must name a directory this process can write"
+                              : " (CALYPSO_ADDRESS_FILE)"));
   }
 }
 
@@ -97,6 +105,9 @@ std::atomic<bool> g_runtime_exists{false};   // one Runtime per process at a tim
 }  // namespace
 
 Runtime::Impl::~Impl() {
+  // A rank launch's address file is the manager's (rank_launch.hpp); calypso-run removes
+  // the one it asked for with its directory.
+  if (manager && config.rendezvous) ::unlink(config.address_file.c_str());
   manager.reset();
   worker.reset();
   if (owns_the_process) g_runtime_exists = false;

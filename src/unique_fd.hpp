@@ -21,6 +21,8 @@ class UniqueFd {
   }
   ~UniqueFd() { reset(); }
   int get() const noexcept { return fd_; }
+  // Hands the descriptor over (to a caller that closes it itself, to see close's error).
+  int release() noexcept { return std::exchange(fd_, -1); }
   void reset() noexcept {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;

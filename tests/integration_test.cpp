@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sstream>
 #include <optional>
@@ -1304,6 +1305,66 @@ TEST(Launcher, AWorkerThatCannotGoOnSaysWhyToTheManager) {
   EXPECT_TRUE(contains(r.output, "probe early-death: ok (1 ready")) << r.output;
   EXPECT_TRUE(contains(r.output, "it left: calypso: cannot map the shared region at")) << r.output;
   std::remove((dir + "/first").c_str());
+  rmdir(dir.c_str());
+}
+
+// A job started as a cluster launcher starts one (srun here: every process the same
+// program, its rank in SLURM_PROCID), without calypso-run: rank 0 becomes the manager and
+// puts the job address in CALYPSO_RENDEZVOUS, readable by its owner only (it holds the
+// job key); the other ranks find it there, join, and run the job's segments; the file is
+// gone when the job is over.
+TEST(RankLaunch, RanksStartedAsSrunStartsThemRunAJobWithoutCalypsoRun) {
+  const std::string dir = temp_dir();
+  const std::map<std::string, std::string> common{{"CALYPSO_RENDEZVOUS", dir},
+                                                  {"SLURM_NTASKS", "3"},
+                                                  {"SLURM_JOB_ID", "4242"},
+                                                  {"SLURM_STEP_ID", "0"},
+                                                  {"IPATH_NO_BACKTRACE", "1"}};
+  auto rank = [&](int r) {
+    auto env = common;
+    env.emplace("SLURM_PROCID", std::to_string(r));
+    return env;
+  };
+  const std::vector<std::string> argv{kProbe, "pids", "40", "5"};
+  Job manager(argv, rank(0));
+  const std::string file = dir + "/calypso-4242.0.address";
+  ASSERT_FALSE(calypso::test::wait_for_file(file, 30s).empty()) << manager.output_so_far();
+  struct stat st {};
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the address holds the job key";
+  Job first(argv, rank(1)), second(argv, rank(2));
+  auto m = manager.wait(90s);
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_TRUE(contains(m.output, "probe pids: started with 2 workers")) << m.output;
+  EXPECT_TRUE(contains(m.output, "probe pids: ok (2 distinct workers")) << m.output;
+  for (Job* w : {&first, &second}) {
+    auto r = w->wait(30s);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_FALSE(r.timed_out) << r.output;
+  }
+  EXPECT_NE(stat(file.c_str(), &st), 0) << "the manager removes its address file";
+  rmdir(dir.c_str());
+}
+
+// And one that has no rank, or would be alone, is told what to do instead.
+TEST(RankLaunch, WithoutRanksItSaysWhatToDo) {
+  const std::string dir = temp_dir();
+  auto none = run({kProbe, "pids", "4", "5"}, {{"CALYPSO_RENDEZVOUS", dir}}, 30s);
+  EXPECT_NE(none.exit_code, 0) << none.output;   // calypso::Error from the Runtime (the probe lets it escape)
+  EXPECT_TRUE(contains(none.output, "has no rank from a launcher")) << none.output;
+  auto alone = run({kProbe, "pids", "4", "5"},
+                   {{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "0"}, {"PMI_SIZE", "1"}, {"CALYPSO_JOB_NAME", "x"}}, 30s);
+  EXPECT_NE(alone.exit_code, 0) << alone.output;
+  EXPECT_TRUE(contains(alone.output, "start 2 or more")) << alone.output;
+  // A worker whose manager never comes says where it looked (bounded by SIGTERM here:
+  // it waits 120 s on a shared file system).
+  Job orphan({kProbe, "pids", "4", "5"},
+             {{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "1"}, {"PMI_SIZE", "2"}, {"CALYPSO_JOB_NAME", "y"}});
+  std::this_thread::sleep_for(1500ms);
+  kill(orphan.pid(), SIGTERM);
+  auto r = orphan.wait(30s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_TRUE(contains(r.output, "worker leaving (SIGTERM) before it joined")) << r.output;
   rmdir(dir.c_str());
 }
 

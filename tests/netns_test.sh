@@ -7,6 +7,8 @@
 #   2. long cut test: the same for 5 s, longer than CALYPSO_MANAGER_TIMEOUT_MS (4 s): the
 #      worker must start again as a new worker by itself once the link is back.
 #   3. rate test: every link limited to 1 Gbit/s by tc tbf; matmul must verify.
+#   4. rank launch test: three processes started as srun starts them (SLURM_PROCID), one
+#      per host, without calypso-run; jacobi must verify with 2 workers.
 # Exits 77 (skipped) without root, network namespaces, nftables or tc. Bounded in time;
 # leaves no namespace behind (checked). BUILDDIR selects the build (default ./build).
 # Namespaces are named calypso-t<PID>-* so that two runs of this test cannot collide.
@@ -112,6 +114,33 @@ log=$out/rate.log
 grep -q '^matmul: verified' "$log" || fail "rate test: no 'matmul: verified'"
 grep -q 'tbf rate 1gbit' "$log" || fail "rate test: the links were not rate-limited"
 grep 'wall time' "$log" | sed 's/^netns-cluster: /netns_test: rate test: /'
+
+# ---- 4. a rank launch across hosts -----------------------------------------------------
+# As srun starts a job (every process the same program, its rank in SLURM_PROCID), one
+# process per host and no calypso-run: rank 0 manages, the others find its address in a
+# directory all of them see (a shared file system on a real cluster; /tmp here).
+echo "netns_test: rank launch test: jacobi 512 400 16, ranks 0-2 on 3 hosts, SLURM_PROCID and CALYPSO_RENDEZVOUS"
+"$cluster" up 3 >"$out/ranks-up.log" 2>&1 || fail "rank launch test: cannot set up the hosts: $(tail -1 "$out/ranks-up.log")"
+rendezvous=$out/rendezvous
+mkdir -p "$rendezvous"
+rank_pids=()
+for r in 2 1 0; do
+  # The hosts share this machine's name and /proc: no shared-memory paths between them.
+  ip netns exec "$prefix-h$r" env CALYPSO_LOCAL_READS=0 CALYPSO_LOCAL_RESULTS=0 CALYPSO_LOCAL_MESSAGES=0 \
+    IPATH_NO_BACKTRACE=1 CALYPSO_RENDEZVOUS="$rendezvous" SLURM_PROCID=$r SLURM_NTASKS=3 SLURM_JOB_ID=$$ \
+    timeout -k 5 120 "$builddir/examples/jacobi" 512 400 16 >"$out/rank$r.log" 2>&1 &
+  rank_pids[r]=$!
+done
+for r in 0 1 2; do
+  rc=0
+  wait "${rank_pids[r]}" || rc=$?
+  sed "s/^/[rank $r] /" "$out/rank$r.log"
+  ((rc == 0)) || fail "rank launch test: rank $r exited with $rc (expected 0)"
+done
+grep -q '^jacobi: verified' "$out/rank0.log" || fail "rank launch test: no 'jacobi: verified' from rank 0"
+grep -q ', 2 workers,' "$out/rank0.log" || fail "rank launch test: rank 0 did not run with the 2 other ranks as workers"
+[[ -z $(ls -A "$rendezvous") ]] || fail "rank launch test: left in the rendezvous directory: $(ls -A "$rendezvous")"
+"$cluster" down >/dev/null 2>&1 || fail "rank launch test: cannot take the hosts down"
 
 # ---- nothing left behind -------------------------------------------------------------
 left=$(ip netns list | awk '{print $1}' | grep -F -- "$prefix-" || true)

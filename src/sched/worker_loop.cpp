@@ -149,14 +149,24 @@ void WorkerLoop::run_as_batch() {
 JobAddress WorkerLoop::wait_for_job() {
   const Config& c = config_;
   if (!c.manager_address.empty()) return JobAddress::parse(c.manager_address);
-  for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+  // Start-up only, and bounded: not worth an inotify (which a shared file system would
+  // not serve anyway). A rank launch's file is on one that other hosts write: looked at
+  // less often, and waited for longer (its manager may start last, and a client's cache
+  // of the directory may hide the new file for a while).
+  const auto wait = c.rendezvous ? 120s : 60s;
+  const auto pause = c.rendezvous ? 50ms : 5ms;
+  for (auto deadline = std::chrono::steady_clock::now() + wait; std::chrono::steady_clock::now() < deadline;) {
     leave_if_terminated();
     std::ifstream f(c.manager_file);
     std::string address;
     if (f >> address) return JobAddress::parse(address);
-    std::this_thread::sleep_for(5ms);   // start-up only, bounded: not worth an inotify
+    std::this_thread::sleep_for(pause);
   }
-  throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within 60 s");
+  throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(wait).count()) + " s" +
+              (c.rendezvous ? " (rank 0 is the manager: did it start, and is CALYPSO_RENDEZVOUS the same "
+                              "directory, shared, in every process?)"
+                            : ""));
 }
 
 WorkerLoop::~WorkerLoop() {

@@ -1,0 +1,136 @@
+// Role and address file of a process started by srun, mpirun or mpiexec (rank_launch.hpp):
+// pure logic over the environment, given here as a map.
+#include "config.hpp"
+#include "rank_launch.hpp"
+
+#include <calypso/error.hpp>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+namespace {
+
+using calypso::Config;
+using calypso::Error;
+using calypso::find_rank_launch;
+using calypso::RankLaunch;
+using calypso::Role;
+
+using Env = std::map<std::string, std::string>;
+
+std::optional<RankLaunch> find(const Env& env) {
+  return find_rank_launch([&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() || it->second.empty() ? nullptr : it->second.c_str();
+  });
+}
+
+// env with some variables set anew (built, not assigned: GCC 12 at -O3 warns wrongly
+// of overlapping copies when a short literal is assigned to a map's string).
+Env with(Env env, const Env& changes) {
+  for (const auto& [name, value] : changes) {
+    env.erase(name);
+    env.emplace(name, value);
+  }
+  return env;
+}
+
+std::string error_of(const Env& env) {
+  try {
+    find(env);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const Env kSrun{{"CALYPSO_RENDEZVOUS", "/shared/run"}, {"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "4"},
+                {"SLURM_JOB_ID", "1234"}, {"SLURM_STEP_ID", "0"}, {"SLURM_NTASKS_PER_NODE", "2"}};
+
+TEST(RankLaunch, OnlyWithARendezvousAndNoRoleChosen) {
+  Env no_dir = kSrun;
+  no_dir.erase("CALYPSO_RENDEZVOUS");
+  EXPECT_FALSE(find(no_dir)) << "a program run inside an allocation must not take a rank";
+  // calypso-run sets it for every process it starts
+  EXPECT_FALSE(find(with(kSrun, {{"CALYPSO_ROLE", "worker"}})));
+}
+
+TEST(RankLaunch, SrunRanks) {
+  auto r = find(kSrun);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->launcher, "srun");
+  EXPECT_EQ(r->rank, 2u);
+  EXPECT_EQ(r->size, 4u);
+  EXPECT_EQ(r->local_size, 2u);
+  EXPECT_EQ(r->job, "1234.0");
+  EXPECT_EQ(r->address_file, "/shared/run/calypso-1234.0.address");
+}
+
+TEST(RankLaunch, MpiVariablesWinOverTheSrunThatStartedTheirDaemons) {
+  auto r = find(with(kSrun, {{"OMPI_COMM_WORLD_RANK", "0"},
+                            {"OMPI_COMM_WORLD_SIZE", "8"},
+                            {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"},
+                            {"PMIX_NAMESPACE", "prterun-node1-4711@1"}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->launcher, "Open MPI");
+  EXPECT_EQ(r->rank, 0u);
+  EXPECT_EQ(r->size, 8u);
+  EXPECT_EQ(r->local_size, 4u);
+  // What a file name cannot hold becomes '_'.
+  EXPECT_EQ(r->address_file, "/shared/run/calypso-prterun-node1-4711_1.address");
+
+  Env hydra{{"CALYPSO_RENDEZVOUS", "/d"}, {"PMI_RANK", "1"}, {"PMI_SIZE", "3"}, {"CALYPSO_JOB_NAME", "run/7"}};
+  r = find(hydra);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->launcher, "MPICH (Hydra)");
+  EXPECT_EQ(r->rank, 1u);
+  EXPECT_EQ(r->local_size, 0u) << "not said";
+  EXPECT_EQ(r->address_file, "/d/calypso-run_7.address");
+}
+
+TEST(RankLaunch, TheJobNameOverridesTheLaunchersJobId) {
+  auto r = find(with(kSrun, {{"CALYPSO_JOB_NAME", "second-program"}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->address_file, "/shared/run/calypso-second-program.address");
+}
+
+TEST(RankLaunch, ErrorsSayWhatToDo) {
+  EXPECT_NE(error_of({{"CALYPSO_RENDEZVOUS", "/d"}}).find("no rank from a launcher"), std::string::npos);
+  const Env one = with(kSrun, {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}});
+  EXPECT_NE(error_of(one).find("start 2 or more"), std::string::npos) << error_of(one);
+  const Env beyond = with(kSrun, {{"SLURM_PROCID", "4"}});
+  EXPECT_NE(error_of(beyond).find("is not below SLURM_NTASKS=4"), std::string::npos) << error_of(beyond);
+  const Env garbled = with(kSrun, {{"SLURM_NTASKS", "4x"}});
+  EXPECT_NE(error_of(garbled).find("must be numbers"), std::string::npos) << error_of(garbled);
+  Env no_size = kSrun;
+  no_size.erase("SLURM_NTASKS");
+  EXPECT_NE(error_of(no_size).find("SLURM_NTASKS is unset"), std::string::npos) << error_of(no_size);
+  Env no_job{{"CALYPSO_RENDEZVOUS", "/d"}, {"PMI_RANK", "1"}, {"PMI_SIZE", "3"}};
+  EXPECT_NE(error_of(no_job).find("set CALYPSO_JOB_NAME"), std::string::npos) << error_of(no_job);
+}
+
+TEST(RankLaunch, RankZeroManagesTheOthersWork) {
+  const Env zero = with(kSrun, {{"SLURM_PROCID", "0"}});
+  Config manager;
+  apply_rank_launch(*find(zero), manager);
+  EXPECT_EQ(manager.role, Role::manager);
+  EXPECT_EQ(manager.address_file, "/shared/run/calypso-1234.0.address");
+  EXPECT_EQ(manager.expect_workers, 3u) << "every other rank";
+  EXPECT_EQ(manager.workers, 1u) << "the other process on its host";
+  EXPECT_TRUE(manager.rendezvous);
+
+  Config worker;
+  apply_rank_launch(*find(kSrun), worker);
+  EXPECT_EQ(worker.role, Role::worker);
+  EXPECT_EQ(worker.manager_file, "/shared/run/calypso-1234.0.address");
+  EXPECT_EQ(worker.workers, 2u);
+
+  Config explicit_expect;
+  explicit_expect.expect_workers = 5;   // CALYPSO_EXPECT_WORKERS wins
+  apply_rank_launch(*find(zero), explicit_expect);
+  EXPECT_EQ(explicit_expect.expect_workers, 5u);
+}
+
+}  // namespace
