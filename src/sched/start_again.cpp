@@ -46,11 +46,9 @@ void close_on_exec_from_3() {
   ::closedir(d);
 }
 
-}  // namespace
-
-namespace {
 constexpr const char* kVariable = "CALYPSO_STARTED_AGAIN";
-}
+
+}  // namespace
 
 StartReason why_started() {
   static const StartReason why = [] {
@@ -67,7 +65,16 @@ StartReason why_started() {
 std::string start_again(StartReason why) {
   const std::vector<std::string> args = own_arguments();
   if (args.empty()) return "its arguments could not be read from /proc/self/cmdline";
-  if (why != StartReason::first) ::setenv(kVariable, why == StartReason::given_up ? "given-up" : "lost-manager", 1);
+  // The environment as it is, with the reason in place of any earlier one: built here
+  // rather than by setenv, which another thread (a routine) may race with.
+  const std::string prefix = std::string(kVariable) + "=";
+  const std::string reason = prefix + (why == StartReason::given_up ? "given-up" : "lost-manager");
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) envp.push_back(*e);
+  }
+  if (why != StartReason::first) envp.push_back(const_cast<char*>(reason.c_str()));
+  envp.push_back(nullptr);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -78,7 +85,7 @@ std::string start_again(StartReason why) {
   sigset_t none;
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, nullptr);
-  ::execve("/proc/self/exe", argv.data(), environ);
+  ::execve("/proc/self/exe", argv.data(), envp.data());
   return std::string("execve of /proc/self/exe failed: ") + std::strerror(errno);
 }
 
