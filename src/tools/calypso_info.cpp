@@ -1,13 +1,16 @@
 // calypso-info: what this machine offers Calypso-DSM, before a run. Prints the libfabric
 // providers that open here, the settings in effect (defaults or CALYPSO_* variables),
-// whether the shared region's address range is free, and the kernel limit on mappings.
+// whether the shared region's address range is free, the kernel limit on mappings, and
+// the role a process started here by srun or mpirun would take (CALYPSO_RENDEZVOUS).
 #include "config.hpp"
 #include "dsm/region.hpp"
 #include "net/endpoint.hpp"
+#include "rank_launch.hpp"
 
 #include <calypso/error.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <rdma/fabric.h>
 
@@ -36,6 +39,14 @@ int main() {
     std::printf("heartbeat %lld ms, suspect after %lld ms, manager timeout %lld ms, max attempts %u\n",
                 static_cast<long long>(c.heartbeat.count()), static_cast<long long>(c.suspect_after.count()),
                 static_cast<long long>(c.manager_timeout.count()), c.max_attempts);
+    // What a program started here by srun or mpirun would be (srun -n 4 calypso-info).
+    if (auto r = find_rank_launch([](const char* name) -> const char* {
+          const char* v = std::getenv(name);
+          return v != nullptr && *v != '\0' ? v : nullptr;
+        })) {
+      std::printf("rank launch:     rank %u of %u (%s): %s; job address in %s\n", r->rank, r->size, r->launcher.c_str(),
+                  r->rank == 0 ? "the manager" : "a worker", r->address_file.c_str());
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calypso-info: %s\n", e.what());
