@@ -1308,6 +1308,32 @@ TEST(Launcher, AWorkerThatCannotGoOnSaysWhyToTheManager) {
   rmdir(dir.c_str());
 }
 
+// calypso-run --hosts starts workers elsewhere through a remote shell (CALYPSO_RSH, ssh
+// by default; here a stand-in that runs the command on this host, as ssh has the remote
+// shell run it): -n defaults to 0 there, and the job expects every host's workers.
+TEST(Launcher, HostsStartWorkersThroughTheRemoteShell) {
+  const std::map<std::string, std::string> rsh{{"CALYPSO_RSH", FAKE_RSH_PATH}};
+  auto r = run({kRun, "--hosts", "first:2,second", kProbe, "pids", "20", "5"}, rsh, 90s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "starting 2 workers on first")) << r.output;
+  EXPECT_TRUE(contains(r.output, "starting 1 worker on second")) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: started with 3 workers")) << r.output;
+  EXPECT_TRUE(contains(r.output, "probe pids: ok (3 distinct workers")) << r.output;
+  // A host whose remote shell fails is named; the job goes on with the others.
+  auto failed = run({kRun, "-n", "1", "--hosts", "nowhere", kProbe, "adjacent"}, {{"CALYPSO_RSH", "/bin/false"}}, 90s);
+  EXPECT_EQ(failed.exit_code, 0) << failed.output;
+  EXPECT_TRUE(std::regex_search(failed.output,
+                                std::regex(R"(the workers on nowhere \(remote shell pid [0-9]+\) exited with status 1)")))
+      << failed.output;
+  // Misuse is refused before anything starts.
+  auto shm = run({kRun, "--provider", "shm", "--hosts", "a", kProbe, "adjacent"}, rsh, 30s);
+  EXPECT_EQ(shm.exit_code, 2) << shm.output;
+  EXPECT_TRUE(contains(shm.output, "shm reaches only this host")) << shm.output;
+  auto name = run({kRun, "--hosts", "a,b;c", kProbe, "adjacent"}, rsh, 30s);
+  EXPECT_EQ(name.exit_code, 2) << name.output;
+  EXPECT_TRUE(contains(name.output, "'b;c' is not a host name")) << name.output;
+}
+
 // A job started as a cluster launcher starts one (srun here: every process the same
 // program, its rank in SLURM_PROCID), without calypso-run: rank 0 becomes the manager and
 // puts the job address in CALYPSO_RENDEZVOUS, readable by its owner only (it holds the

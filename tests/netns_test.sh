@@ -9,6 +9,8 @@
 #   3. rate test: every link limited to 1 Gbit/s by tc tbf; matmul must verify.
 #   4. rank launch test: three processes started as srun starts them (SLURM_PROCID), one
 #      per host, without calypso-run; jacobi must verify with 2 workers.
+#   5. hosts test: calypso-run --hosts on h0 starts a worker on h1 and h2 through a remote
+#      shell (tests/fake_rsh.sh for ssh); jacobi must verify with 2 workers.
 # Exits 77 (skipped) without root, network namespaces, nftables or tc. Bounded in time;
 # leaves no namespace behind (checked). BUILDDIR selects the build (default ./build).
 # Namespaces are named calypso-t<PID>-* so that two runs of this test cannot collide.
@@ -141,6 +143,24 @@ grep -q '^jacobi: verified' "$out/rank0.log" || fail "rank launch test: no 'jaco
 grep -q ', 2 workers,' "$out/rank0.log" || fail "rank launch test: rank 0 did not run with the 2 other ranks as workers"
 [[ -z $(ls -A "$rendezvous") ]] || fail "rank launch test: left in the rendezvous directory: $(ls -A "$rendezvous")"
 "$cluster" down >/dev/null 2>&1 || fail "rank launch test: cannot take the hosts down"
+
+# ---- 5. calypso-run --hosts across hosts ------------------------------------------------
+# The manager's calypso-run in h0 starts a worker on h1 and h2 through a remote shell
+# (tests/fake_rsh.sh stands in for ssh: it runs the command in the namespace of that
+# name). The manager listens on h0's address, which only the namespaces reach.
+echo "netns_test: hosts test: calypso-run --hosts h1,h2 in h0, jacobi 512 400 16"
+"$cluster" up 3 >"$out/hosts-up.log" 2>&1 || fail "hosts test: cannot set up the hosts: $(tail -1 "$out/hosts-up.log")"
+rc=0
+ip netns exec "$prefix-h0" env CALYPSO_LOCAL_READS=0 CALYPSO_LOCAL_RESULTS=0 CALYPSO_LOCAL_MESSAGES=0 \
+  CALYPSO_RSH="$repo/tests/fake_rsh.sh" \
+  timeout -k 5 120 "$builddir/src/tools/calypso-run" --bind 198.18.0.1:7100 --hosts "$prefix-h1,$prefix-h2" \
+  "$builddir/examples/jacobi" 512 400 16 >"$out/hosts.log" 2>&1 || rc=$?
+sed "s/^/[hosts] /" "$out/hosts.log"
+((rc == 0)) || fail "hosts test: exit code $rc (expected 0)"
+grep -q '^jacobi: verified' "$out/hosts.log" || fail "hosts test: no 'jacobi: verified'"
+grep -q ', 2 workers,' "$out/hosts.log" || fail "hosts test: the job did not run with the 2 remote workers"
+grep -q "starting 1 worker on $prefix-h2" "$out/hosts.log" || fail "hosts test: no worker started on h2"
+"$cluster" down >/dev/null 2>&1 || fail "hosts test: cannot take the hosts down"
 
 # ---- nothing left behind -------------------------------------------------------------
 left=$(ip netns list | awk '{print $1}' | grep -F -- "$prefix-" || true)

@@ -1,6 +1,7 @@
-// calypso-run: start a Calypso-DSM program on a manager and N local workers, or add
-// workers to a job that is already running (--join). Returns the manager's exit code and
-// leaves no process behind, on success, on error, and on Ctrl-C.
+// calypso-run: start a Calypso-DSM program on a manager and N local workers (and workers
+// on other hosts, --hosts, through ssh), or add workers to a job that is already running
+// (--join). Returns the manager's exit code and leaves no process behind, on success, on
+// error, and on Ctrl-C.
 #include "launcher.hpp"
 #include "unique_fd.hpp"
 
@@ -13,7 +14,9 @@
 #include <fcntl.h>
 #include <fstream>
 #include <getopt.h>
+#include <iostream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +27,12 @@ namespace {
 using namespace std::chrono_literals;
 using calypso::tools::Launcher;
 
+// --hosts: a host that runs `workers` workers, started there through CALYPSO_RSH.
+struct RemoteHost {
+  std::string name;
+  int workers = 1;
+};
+
 struct Options {
   int workers = 2;
   bool workers_given = false;
@@ -33,16 +42,29 @@ struct Options {
   std::string bind;
   std::string pid_file;
   std::string address_file;
+  std::vector<RemoteHost> hosts;
   std::vector<std::string> program;
+  int remote_workers() const {
+    int n = 0;
+    for (const auto& h : hosts) n += h.workers;
+    return n;
+  }
 };
 
 void usage(FILE* out) {
   std::fprintf(out,
-      "usage: calypso-run [-n N] [--expect M] [--provider tcp|shm|verbs] [--bind HOST[:PORT]] PROGRAM [ARGS...]\n"
-      "       calypso-run --join ADDRESS [-n N] PROGRAM [ARGS...]\n"
+      "usage: calypso-run [-n N] [--hosts HOST[:N],...] [--expect M] [--provider tcp|shm|verbs]\n"
+      "                   [--bind HOST[:PORT]] PROGRAM [ARGS...]\n"
+      "       calypso-run --join ADDRESS|- [-n N] PROGRAM [ARGS...]\n"
       "\n"
       "Starts PROGRAM as the manager and N workers (default 2) on this host.\n"
-      "  -n, --workers N      number of local workers (0 allowed: join them later)\n"
+      "  -n, --workers N      number of local workers (0 allowed: join them later; default 0\n"
+      "                       with --hosts)\n"
+      "      --hosts LIST     also start N workers (default 1) on each HOST of the list, through\n"
+      "                       CALYPSO_RSH (default: ssh -o BatchMode=yes), with this calypso-run's\n"
+      "                       path, PROGRAM's absolute path, the working directory and the\n"
+      "                       CALYPSO_* and FI_* settings; the manager must listen on an address\n"
+      "                       they reach (--bind)\n"
       "      --expect M       the job's workers on all hosts, N and those that join (default\n"
       "                       N): what the scheduling baseline (CALYPSO_SCHEDULE=static)\n"
       "                       and the program's wait_for_workers() wait for\n"
@@ -50,7 +72,8 @@ void usage(FILE* out) {
       "                       shm (one host), verbs\n"
       "  -b, --bind HOST[:PORT]  address the manager listens on (tcp/verbs)\n"
       "  -j, --join ADDRESS   start N (default 1) workers for a running job; ADDRESS is\n"
-      "                       what the manager printed (PROVIDER/ENDPOINT/KEY)\n"
+      "                       what the manager printed (PROVIDER/ENDPOINT/KEY); - reads it\n"
+      "                       from standard input (not shown by ps)\n"
       "      --pid-file FILE  write 'manager PID' and 'worker PID' lines (for tools)\n"
       "      --address-file FILE  write the job address there once it is known\n"
       "  -h, --help           this text\n");
@@ -66,6 +89,29 @@ int worker_count(const char* option, const char* arg, long least) {
   return static_cast<int>(n);
 }
 
+// --hosts a,b:4,c: names as the remote shell command takes them (no spaces, quotes or
+// option-like leading '-'), each with 1 to 1024 workers.
+std::vector<RemoteHost> parse_hosts(const std::string& list) {
+  std::vector<RemoteHost> hosts;
+  std::size_t at = 0;
+  for (;;) {
+    const std::size_t comma = list.find(',', at);
+    const std::string item = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    RemoteHost h;
+    const std::size_t colon = item.rfind(':');
+    h.name = item.substr(0, colon);
+    if (colon != std::string::npos) h.workers = worker_count("--hosts", item.substr(colon + 1).c_str(), 1);
+    if (h.name.empty() || h.name[0] == '-' || h.name.find_first_of(" \t'\"\\;&|$`<>()") != std::string::npos) {
+      std::fprintf(stderr, "calypso-run: --hosts %s: '%s' is not a host name (HOST[:N],HOST[:N],...)\n",
+                   list.c_str(), item.c_str());
+      std::exit(2);
+    }
+    hosts.push_back(h);
+    if (comma == std::string::npos) return hosts;
+    at = comma + 1;
+  }
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   // The environment's choice stands unless --provider overrides it: calypso-run passes
@@ -77,7 +123,7 @@ Options parse(int argc, char** argv) {
       {"bind", required_argument, nullptr, 'b'},    {"join", required_argument, nullptr, 'j'},
       {"pid-file", required_argument, nullptr, 'P'}, {"help", no_argument, nullptr, 'h'},
       {"address-file", required_argument, nullptr, 'A'}, {"expect", required_argument, nullptr, 'E'},
-      {nullptr, 0, nullptr, 0}};
+      {"hosts", required_argument, nullptr, 'H'},   {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "+n:p:b:j:h", longs, nullptr)) != -1) {
     switch (c) {
@@ -91,6 +137,7 @@ Options parse(int argc, char** argv) {
       case 'j': o.join = optarg; break;
       case 'P': o.pid_file = optarg; break;
       case 'A': o.address_file = optarg; break;
+      case 'H': o.hosts = parse_hosts(optarg); break;
       case 'h': usage(stdout); std::exit(0);
       default: usage(stderr); std::exit(2);
     }
@@ -101,6 +148,16 @@ Options parse(int argc, char** argv) {
     std::exit(2);
   }
   if (!o.join.empty() && !o.workers_given) o.workers = 1;
+  if (!o.hosts.empty() && !o.join.empty()) {
+    std::fprintf(stderr, "calypso-run: --hosts starts a job's workers elsewhere: give it where the job starts, not "
+                         "with --join\n");
+    std::exit(2);
+  }
+  if (!o.hosts.empty() && o.provider == "shm") {
+    std::fprintf(stderr, "calypso-run: --hosts with the shm provider: shm reaches only this host (use tcp or verbs)\n");
+    std::exit(2);
+  }
+  if (!o.hosts.empty() && !o.workers_given) o.workers = 0;   // the manager's host: only what -n asks
   if (!o.join.empty() && o.workers == 0) {
     std::fprintf(stderr, "calypso-run: --join with -n 0 would start no worker: give -n 1 or more\n");
     std::exit(2);
@@ -109,9 +166,9 @@ Options parse(int argc, char** argv) {
     std::fprintf(stderr, "calypso-run: --expect is the manager's: give it where the job starts, not with --join\n");
     std::exit(2);
   }
-  if (o.expect >= 0 && o.expect < o.workers) {
-    std::fprintf(stderr, "calypso-run: --expect %d is fewer than the %d workers -n starts here (-n, default 2)\n",
-                 o.expect, o.workers);
+  if (o.expect >= 0 && o.expect < o.workers + o.remote_workers()) {
+    std::fprintf(stderr, "calypso-run: --expect %d is fewer than the %d workers -n and --hosts start (-n, default 2)\n",
+                 o.expect, o.workers + o.remote_workers());
     std::exit(2);
   }
   return o;
@@ -172,24 +229,36 @@ class ExitNotices {
   calypso::UniqueFd read_, write_;
 };
 
-void report(const calypso::tools::ChildExit& e) {
-  if (!(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0)) {
-    std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid, calypso::tools::describe_exit(e.status).c_str());
+// --hosts: the remote shell command (CALYPSO_RSH) that started each host's workers.
+using RemoteStarts = std::map<pid_t, std::string>;
+
+void report(const calypso::tools::ChildExit& e, const RemoteStarts* remote = nullptr) {
+  if (WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0) return;
+  const auto host = remote != nullptr ? remote->find(e.pid) : RemoteStarts::const_iterator{};
+  if (remote != nullptr && host != remote->end()) {
+    std::fprintf(stderr, "calypso-run: the workers on %s (remote shell pid %d) %s%s\n", host->second.c_str(), e.pid,
+                 calypso::tools::describe_exit(e.status).c_str(),
+                 WIFEXITED(e.status) && WEXITSTATUS(e.status) == 255
+                     ? ": the remote shell could not connect, or run calypso-run there (is it at the same path?)"
+                     : "");
+    return;
   }
+  std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid, calypso::tools::describe_exit(e.status).c_str());
 }
 
 // Collects exits for up to timeout: reports workers', returns true when the manager's
-// came (its status in manager_status). sig is set on SIGINT/SIGTERM/SIGHUP.
+// came (its status in manager_status). sig is set on SIGINT/SIGTERM/SIGHUP. The manager
+// hears of local workers' exits; a remote shell's pid is not a worker's.
 bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int& manager_status, int& sig,
-             const ExitNotices* notices = nullptr) {
+             const ExitNotices* notices = nullptr, const RemoteStarts* remote = nullptr) {
   bool manager_done = false;
   for (const auto& e : l.wait(timeout, sig)) {
     if (e.pid == manager) {
       manager_status = e.status;
       manager_done = true;
     } else {
-      report(e);
-      if (notices != nullptr) notices->exited(e.pid);
+      report(e, remote);
+      if (notices != nullptr && (remote == nullptr || !remote->contains(e.pid))) notices->exited(e.pid);
     }
   }
   return manager_done;
@@ -214,12 +283,12 @@ std::string wait_for_address(Launcher& l, pid_t manager, const std::string& file
 // --join), so say once what it waits for instead of leaving a silent pause. Not at the
 // first sight of it: a manager that is ending refuses workers that join late, and they
 // exit before it does.
-int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& notices) {
+int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& notices, const RemoteStarts& remote) {
   bool said = false;
   int rounds_alone = 0;
   for (;;) {
     int sig = 0, status = 0;
-    if (collect(l, manager, 1000ms, status, sig, &notices)) {
+    if (collect(l, manager, 1000ms, status, sig, &notices, &remote)) {
       // Its own output says why it returned non-zero; a signal it cannot have printed.
       if (WIFSIGNALED(status)) {
         std::fprintf(stderr, "calypso-run: the manager (pid %d) %s; stopping the job\n", manager,
@@ -231,7 +300,7 @@ int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& n
       std::fprintf(stderr, "calypso-run: interrupted by signal %d; stopping the job\n", sig);
       return 128 + sig;
     }
-    const bool alone = o.workers > 0 && l.children() == 1 && l.failed_children() > 0;
+    const bool alone = o.workers + o.remote_workers() > 0 && l.children() == 1 && l.failed_children() > 0;
     rounds_alone = alone ? rounds_alone + 1 : 0;
     if (!said && rounds_alone > 1) {
       said = true;
@@ -239,7 +308,7 @@ int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& n
                    "calypso-run: every worker started here (%d) has exited; the manager waits for workers "
                    "added with --join and fails the step after CALYPSO_NO_WORKER_TIMEOUT_MS "
                    "without one\n",
-                   o.workers);
+                   o.workers + o.remote_workers());
     }
   }
 }
@@ -249,6 +318,81 @@ int supervise(Launcher& l, pid_t manager, const Options& o, const ExitNotices& n
 // IPATH_NO_BACKTRACE: keep libinfinipath (loaded by libfabric) from installing a crash handler.
 std::map<std::string, std::string> worker_env(const Options& o) {
   return {{"CALYPSO_ROLE", "worker"}, {"IPATH_NO_BACKTRACE", "1"}, {"CALYPSO_WORKERS", std::to_string(o.workers)}};
+}
+
+// A word as a remote shell reads it back: in single quotes, each ' as '\''.
+std::string shell_word(const std::string& w) {
+  std::string out = "'";
+  for (char c : w) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The settings remote workers take from this environment: CALYPSO_* and FI_*, but not
+// those that say which process this is and where its manager is (the remote calypso-run
+// sets them), nor files of this host.
+bool forwarded(const std::string& name) {
+  static const char* const kOwn[] = {"CALYPSO_ROLE",          "CALYPSO_MANAGER",       "CALYPSO_MANAGER_FILE",
+                                     "CALYPSO_ADDRESS_FILE",  "CALYPSO_LAUNCHER_FD",   "CALYPSO_JOB_KEY",
+                                     "CALYPSO_WORKERS",       "CALYPSO_EXPECT_WORKERS", "CALYPSO_BIND",
+                                     "CALYPSO_RENDEZVOUS",    "CALYPSO_JOB_NAME",      "CALYPSO_STARTED_AGAIN",
+                                     "CALYPSO_RSH",           "CALYPSO_STATS_FILE"};
+  if (!name.starts_with("CALYPSO_") && !name.starts_with("FI_")) return false;
+  for (const char* own : kOwn) {
+    if (name == own) return false;
+  }
+  return true;
+}
+
+// --hosts: starts each host's workers with `calypso-run --join - -n N PROGRAM ARGS` run
+// by CALYPSO_RSH (default ssh in batch mode: a password prompt would hang the job), from
+// this calypso-run's path, PROGRAM's absolute path and this working directory (a shared
+// file system, or the same installation on every host), with this environment's
+// settings. The job address holds the key: it goes to the command's standard input, not
+// its command line, which any user of either host could read with ps. Returns the remote
+// shells' pids, for reports.
+RemoteStarts start_remote(Launcher& l, const Options& o, const std::string& address, PidFile& pids) {
+  RemoteStarts started;
+  const char* rsh_text = std::getenv("CALYPSO_RSH");
+  std::vector<std::string> rsh;
+  {
+    std::istringstream words(rsh_text != nullptr && *rsh_text != '\0' ? rsh_text : "ssh -o BatchMode=yes");
+    for (std::string w; words >> w;) rsh.push_back(w);
+  }
+  char self[4096] = {};
+  if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0) std::snprintf(self, sizeof self, "calypso-run");
+  char cwd[4096] = {};
+  if (getcwd(cwd, sizeof cwd) == nullptr) std::snprintf(cwd, sizeof cwd, ".");
+  std::string program = o.program[0];
+  if (program.find('/') != std::string::npos && program[0] != '/') program = std::string(cwd) + "/" + program;
+  std::string settings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string var = *e;
+    if (forwarded(var.substr(0, var.find('=')))) settings += " " + shell_word(var);
+  }
+  for (const RemoteHost& h : o.hosts) {
+    std::string command = "cd " + shell_word(cwd) + " 2>/dev/null; exec env" + settings + " " + shell_word(self) +
+                          " --join - -n " + std::to_string(h.workers) + " " + shell_word(program);
+    for (std::size_t i = 1; i < o.program.size(); ++i) command.append(" ").append(shell_word(o.program[i]));
+    std::vector<std::string> argv = rsh;
+    argv.push_back(h.name);
+    argv.push_back(command);
+    // A socket, not a pipe: a remote shell that is already gone makes the send fail
+    // (MSG_NOSIGNAL), where a pipe would raise SIGPIPE here.
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      std::fprintf(stderr, "calypso-run: socketpair: %s; no workers start on %s\n", std::strerror(errno), h.name.c_str());
+      continue;
+    }
+    const calypso::UniqueFd ours(fds[0]), theirs(fds[1]);
+    const pid_t pid = l.spawn(argv, {}, -1, theirs.get());
+    const std::string line = address + "\n";
+    send(ours.get(), line.data(), line.size(), MSG_NOSIGNAL);
+    started[pid] = h.name;
+    pids.add("remote", pid);
+    std::fprintf(stderr, "calypso-run: starting %d worker%s on %s (%s)\n", h.workers, h.workers == 1 ? "" : "s",
+                 h.name.c_str(), rsh[0].c_str());
+  }
+  return started;
 }
 
 int run_job(const Options& o) {
@@ -267,7 +411,7 @@ int run_job(const Options& o) {
   env["CALYPSO_WORKERS"] = std::to_string(o.workers);
   // Always set, as CALYPSO_WORKERS is: a value left in the environment must not change
   // what wait_for_workers() waits for in a job that did not ask.
-  env["CALYPSO_EXPECT_WORKERS"] = std::to_string(o.expect >= 0 ? o.expect : o.workers);
+  env["CALYPSO_EXPECT_WORKERS"] = std::to_string(o.expect >= 0 ? o.expect : o.workers + o.remote_workers());
   ExitNotices notices;
   if (notices.read_end() >= 0) env["CALYPSO_LAUNCHER_FD"] = std::to_string(notices.read_end());
   pid_t manager = launcher.spawn(o.program, env, notices.read_end());
@@ -285,7 +429,8 @@ int run_job(const Options& o) {
   if (!address.empty()) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
     if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
-    rc = supervise(launcher, manager, o, notices);
+    const RemoteStarts remote = start_remote(launcher, o, address, pids);
+    rc = supervise(launcher, manager, o, notices, remote);
     // The manager told the workers to exit; give them a moment before SIGTERM.
     for (auto until = std::chrono::steady_clock::now() + 1000ms;
          launcher.children() > 0 && std::chrono::steady_clock::now() < until && sig == 0;) {
@@ -302,7 +447,12 @@ int join_job(const Options& o) {
   Launcher launcher;
   PidFile pids(o.pid_file);
   std::map<std::string, std::string> env = worker_env(o);
-  env["CALYPSO_MANAGER"] = o.join;   // the address names the provider
+  std::string address = o.join;
+  if (address == "-" && (!std::getline(std::cin, address) || address.empty())) {
+    std::fprintf(stderr, "calypso-run: --join -: no job address on standard input\n");
+    return 2;
+  }
+  env["CALYPSO_MANAGER"] = address;   // the address names the provider
   for (int i = 0; i < o.workers; ++i) pids.add("worker", launcher.spawn(o.program, env));
   int rc = 0;
   while (launcher.children() > 0) {

@@ -45,7 +45,7 @@ Launcher::Launcher() {
 Launcher::~Launcher() { terminate_all(std::chrono::milliseconds(2000)); }
 
 pid_t Launcher::spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-                      int inherit_fd) {
+                      int inherit_fd, int stdin_fd) {
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
@@ -56,6 +56,7 @@ pid_t Launcher::spawn(const std::vector<std::string>& argv, const std::map<std::
     sigprocmask(SIG_UNBLOCK, &s, nullptr);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     if (inherit_fd >= 0) fcntl(inherit_fd, F_SETFD, 0);   // not closed by execvp
+    if (stdin_fd >= 0 && dup2(stdin_fd, 0) < 0) _exit(127);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -24,8 +24,9 @@ class Launcher {
 
   // Starts program with args and the extra environment; the child dies with the launcher.
   // inherit_fd (>= 0): a close-on-exec descriptor the program keeps open under its number.
+  // stdin_fd (>= 0): the child's standard input.
   pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-              int inherit_fd = -1);
+              int inherit_fd = -1, int stdin_fd = -1);
 
   // Waits up to timeout for a child to exit or a termination signal. Returns the exits
   // collected (maybe none); sets interrupted to the signal number if one came.
