@@ -1308,6 +1308,22 @@ TEST(Launcher, AWorkerThatCannotGoOnSaysWhyToTheManager) {
   rmdir(dir.c_str());
 }
 
+// A worker given a job address where nothing listens (a job that has ended, a wrong
+// port) says so once the kernel refuses a connection there, not after its whole wait
+// (tcp;ofi_rxm itself only answers "again").
+TEST(Launcher, JoiningWhereNothingListensSaysSo) {
+  std::string endpoint;
+  {
+    calypso::net::EndpointConfig c;
+    c.node = "127.0.0.1";
+    endpoint = calypso::net::Endpoint::open(c).local_address().to_string();
+  }   // closed: its port refuses
+  auto r = run({kRun, "--join", "tcp/" + endpoint + "/0123456789abcdef", kProbe, "adjacent"}, {}, 60s);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "nothing listens at 127.0.0.1:")) << r.output;
+  EXPECT_TRUE(contains(r.output, "(connection refused): the job has ended, or the address is wrong")) << r.output;
+}
+
 // calypso-run --hosts starts workers elsewhere through a remote shell (CALYPSO_RSH, ssh
 // by default; here a stand-in that runs the command on this host, as ssh has the remote
 // shell run it): -n defaults to 0 there, and the job expects every host's workers.

@@ -5,6 +5,7 @@
 // that an idle wait sleeps in the kernel. Each test arms alarm() so a hang kills the
 // run instead of stalling it, and bounds its own loops with deadlines.
 #include "net/endpoint.hpp"
+#include "net/listen_probe.hpp"
 
 #include <gtest/gtest.h>
 #include <rdma/fabric.h>
@@ -825,6 +826,28 @@ TEST(ReadOrder, ZeroCopyOrIoUringSettingsTurnReadsInOrderOff) {
 
 INSTANTIATE_TEST_SUITE_P(Providers, NetTest, ::testing::ValuesIn(available_providers()),
                          [](const auto& info) { return info.param; });
+
+// A plain TCP connection tells a worker at once that nothing listens at a tcp address
+// (tcp;ofi_rxm would only say "again" until the worker's patience ran out).
+TEST(ListenProbe, TellsListeningFromRefused) {
+  EndpointConfig c;
+  c.node = "127.0.0.1";
+  Address where;
+  {
+    Endpoint e = Endpoint::open(c);
+    where = e.local_address();
+    const ListenProbe live = probe_listener(where, std::chrono::milliseconds(1000));
+    EXPECT_EQ(live.answer, ListenProbe::Answer::listening) << live.where;
+    EXPECT_EQ(live.where.rfind("127.0.0.1:", 0), 0u) << live.where;
+  }
+  // The endpoint is closed: its port refuses now.
+  const ListenProbe gone = probe_listener(where, std::chrono::milliseconds(1000));
+  EXPECT_EQ(gone.answer, ListenProbe::Answer::refused) << gone.where;
+  // An address that is no socket address (shm's names) says nothing.
+  Address name;
+  for (char ch : std::string("fi_shm://x")) name.bytes.push_back(static_cast<std::byte>(ch));
+  EXPECT_EQ(probe_listener(name, std::chrono::milliseconds(100)).answer, ListenProbe::Answer::unknown);
+}
 
 }  // namespace
 }  // namespace calypso::net

@@ -4,6 +4,7 @@
 #include "build_id.hpp"
 #include "dsm/page_cache.hpp"
 #include "log.hpp"
+#include "net/listen_probe.hpp"
 #include "net/stall_watch.hpp"
 #include "routine_registry.hpp"
 #include "sched/job_address.hpp"
@@ -107,7 +108,8 @@ WorkerLoop::WorkerLoop(const Config& config)
   why_started();   // taken out of the environment now, before a routine could start a program
   JobAddress job = wait_for_job();
   manager_address_ = job.to_string();
-  manager_ = ep_.add_peer(net::Address::from_string(job.endpoint));
+  manager_endpoint_ = net::Address::from_string(job.endpoint);
+  manager_ = ep_.add_peer(manager_endpoint_);
   hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
   join(executable_identity());
   if (why_started() != StartReason::first) {
@@ -214,12 +216,24 @@ void WorkerLoop::join(const std::string& identity) {
   // In slices, so that a SIGTERM meanwhile (calypso-run stopping a job whose manager
   // died at start) is taken within 200 ms, not after the whole wait: a send that runs
   // out of patience posted nothing, so it may simply go again.
+  // tcp;ofi_rxm does not report a refused connection, so after a second without one
+  // the kernel is asked whether anything listens there at all (net/listen_probe.hpp): a
+  // stale address, or a manager that has died, is said at once, not after the wait.
   const auto reach = std::min<std::chrono::milliseconds>(10s, config_.manager_timeout);
+  const bool tcp = manager_address_.starts_with("tcp/");
+  auto probe_at = std::chrono::steady_clock::now() + 1s;
   net::SendStatus sent = net::SendStatus::again;
   for (auto until = std::chrono::steady_clock::now() + reach;
        sent == net::SendStatus::again && std::chrono::steady_clock::now() < until;) {
     sent = ep_.send(manager_, bytes, 200ms);
     leave_if_terminated();
+    if (sent != net::SendStatus::again || !tcp || std::chrono::steady_clock::now() < probe_at) continue;
+    probe_at = std::chrono::steady_clock::now() + 2s;
+    const net::ListenProbe p = net::probe_listener(manager_endpoint_, 200ms);
+    if (p.answer == net::ListenProbe::Answer::refused) {
+      throw Error("calypso: cannot reach the manager at " + manager_address_ + ": nothing listens at " + p.where +
+                  " (connection refused): the job has ended, or the address is wrong");
+    }
   }
   if (sent != net::SendStatus::ok) {
     throw Error("calypso: cannot reach the manager at " + manager_address_ + " (no connection within " +

@@ -115,6 +115,7 @@ class WorkerLoop final : public dsm::PageSource {
   // read from this signalfd by the heartbeat thread (a SIGTERM during start-up waits).
   UniqueFd sigterm_;                       // signalfd: SIGTERM means "leave gracefully"
   std::string manager_address_;            // the job address, once known
+  net::Address manager_endpoint_;          // its endpoint part, as the provider takes it
   // Where RMA page reads land (a fetch group, then the control word). Declared before
   // ep_: a read that gave up may still complete into it until the endpoint closes.
   std::vector<std::byte> staging_;
