@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <random>
 #include <stdexcept>
 
 namespace calypso {
@@ -86,6 +87,13 @@ void read_size(const char* name, std::size_t& out) {
 
 void read_string(const char* name, std::string& out) {
   if (const char* v = env(name)) out = v;
+}
+
+std::uint64_t random_job_key() {
+  std::random_device rd;
+  std::uint64_t key = 0;
+  while (key == 0) key = (std::uint64_t{rd()} << 32) | rd();
+  return key;
 }
 
 void read_role(Config& c) {
@@ -231,6 +239,9 @@ Config Config::from_environment() {
   read_uint("CALYPSO_WORKERS", c.workers, 0, 1 << 20);
   read_uint("CALYPSO_EXPECT_WORKERS", c.expect_workers, 0, 1 << 20);
   if (auto ranks = find_rank_launch(env)) apply_rank_launch(*ranks, c);
+  // The key is what keeps others' processes out of the job (they can reach its port): a
+  // manager that was given none (by hand, or by srun or mpirun) makes one. 0 is "none".
+  if (c.role == Role::manager && c.job_key == 0) c.job_key = random_job_key();
   // The manager shares this host with the workers calypso-run started beside it (their
   // address comes in a local file); workers joined with --join have it elsewhere. A
   // rank's worker counts the launcher's processes on its host (the manager among them,

@@ -3,9 +3,9 @@
 // itself. Rank 0 is the manager, every other rank a worker; the manager writes the job
 // address (with its key) into a file in CALYPSO_RENDEZVOUS, a directory every process
 // of the job can read (a shared file system across hosts), and the workers wait for it
-// there. Opt-in: only with CALYPSO_RENDEZVOUS set and CALYPSO_ROLE unset, so that a
-// program run inside an allocation (where SLURM_PROCID may be set) does not take a
-// rank it was not started with. Pure logic over the environment (tests pass a map).
+// there. Opt-in: only with CALYPSO_RENDEZVOUS set and CALYPSO_ROLE unset; and Slurm's
+// variables count only in a task of a job step (a batch script or salloc shell has
+// SLURM_PROCID too). Pure logic over the environment (tests pass a map).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +35,10 @@ using EnvLookup = std::function<const char*(const char*)>;
 // below 2, an inconsistent rank, or no job id (CALYPSO_JOB_NAME then names the run; it
 // also overrides the launcher's, e.g. for two programs in one step).
 std::optional<RankLaunch> find_rank_launch(const EnvLookup& env);
+
+// Slurm's SLURM_STEP_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1): the
+// tasks on node `node` (SLURM_NODEID), 0 if it does not say or cannot be read.
+std::uint32_t tasks_on_node(const std::string& tasks_per_node, std::uint32_t node);
 
 // Sets what the rank implies: the role, the address file (the manager writes it, a
 // worker waits for it), the workers to expect and this host's Calypso processes (what

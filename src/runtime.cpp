@@ -9,11 +9,10 @@
 #include "sched/start_again.hpp"
 #include "sched/worker_loop.hpp"
 #include "shared_vars.hpp"
-#include "unique_fd.hpp"
+#include "private_file.hpp"
 
 #include <calypso/error.hpp>
 
-#include <fcntl.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -50,16 +49,9 @@ void publish_address(const Config& c, const std::string& address) {
     return;
   }
   // Readable by its owner only: the address holds the job key, and a rendezvous
-  // directory may be one that others can read. Written whole under another name, then
-  // renamed, so that a worker never reads half of it.
-  const std::string tmp = c.address_file + ".tmp." + std::to_string(getpid());
-  const std::string line = address + "\n";
-  UniqueFd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  const bool written = f.get() >= 0 && ::write(f.get(), line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-                       ::close(f.release()) == 0;
-  if (!written || std::rename(tmp.c_str(), c.address_file.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
+  // directory may be one that others can read (private_file.hpp).
+  const std::string why = write_private_file(c.address_file, address + "\n");
+  if (!why.empty()) {
     throw Error("calypso: cannot write the job address to " + c.address_file + " (" + why + ")" +
                 (c.rendezvous ? ": CALYPSO_RENDEZVOUS must name a directory this process can write"
                               : " (CALYPSO_ADDRESS_FILE)"));
@@ -177,6 +169,9 @@ Runtime::Runtime(int, char**) : impl_(std::make_unique<Impl>()) {
     publish_address(c, impl_->manager->job_address());
   } else {
     log::set_prefix("worker");
+    // What the program holds open now is its own, for a new image to keep should this
+    // worker start again (sched/start_again.hpp): noted before libfabric opens anything.
+    sched::note_inherited_descriptors();
     // The process is the runtime's. Every segment allocates and frees buffers of up to
     // megabytes (results, messages); with glibc's defaults those come from fresh mmaps
     // or a trimmed heap each time, and the kernel zeroes every page again (measured:

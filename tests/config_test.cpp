@@ -199,6 +199,21 @@ TEST_F(ConfigTest, TheJobsWorkersAreTheExpectedOnesWhereGiven) {
   EXPECT_EQ(Config::from_environment().workers, 2u);
 }
 
+// A manager started by hand, or by srun or mpirun, gets a key of its own: with 0, any
+// process that reaches its port could join. One given (calypso-run's) is kept.
+TEST_F(ConfigTest, AManagerWithoutAKeyMakesOne) {
+  const std::uint64_t first = Config::from_environment().job_key, second = Config::from_environment().job_key;
+  EXPECT_NE(first, 0u);
+  EXPECT_NE(first, second);
+  {
+    EnvVar given("CALYPSO_JOB_KEY", "0x1234");
+    EXPECT_EQ(Config::from_environment().job_key, 0x1234u);
+  }
+  EnvVar worker("CALYPSO_ROLE", "worker");
+  EnvVar manager("CALYPSO_MANAGER", "tcp/00/00");
+  EXPECT_EQ(Config::from_environment().job_key, 0u) << "a worker's key comes with the job address";
+}
+
 TEST_F(ConfigTest, NumbersAreDecimalOrHex) {
   {
     EnvVar v("CALYPSO_WORKERS", "010");   // not octal

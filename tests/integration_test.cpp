@@ -669,7 +669,8 @@ TEST(Failures, AWorkerGivenUpStartsAgainAsANewWorker) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "probe pids: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "given up, spoke again: told so")) << r.output;
-  EXPECT_TRUE(contains(r.output, "it starts again as a new worker")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the manager gave this worker up")) << r.output;   // the worker's side
+  EXPECT_TRUE(contains(r.output, "joined again, as a new worker, after the manager had given this one up")) << r.output;
   // The same process (calypso-run started no other), joined again as worker 3, ran segments before the job ended.
   EXPECT_TRUE(contains(r.output, "3 workers joined, 1 lost")) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(calypso\[worker 3\]: [1-9][0-9]* segments)"))) << r.output;
@@ -1350,6 +1351,39 @@ TEST(Launcher, HostsStartWorkersThroughTheRemoteShell) {
   EXPECT_TRUE(contains(name.output, "'b;c' is not a host name")) << name.output;
 }
 
+// The variables of the launchers a rank launch reads, empty (which counts as unset), so
+// that a test run inside an allocation or under mpirun sees only its own.
+std::map<std::string, std::string> without_launcher_variables() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string name = std::string(*e).substr(0, std::string(*e).find('='));
+    for (const char* prefix : {"SLURM_", "OMPI_", "PMI_", "PMIX_", "MPI_LOCALNRANKS", "CALYPSO_"}) {
+      if (name.rfind(prefix, 0) == 0) env[name] = "";
+    }
+  }
+  return env;
+}
+
+// What --hosts relies on when the calypso-run that started remote workers dies (ssh then
+// closes their standard input, and sends no hang-up): calypso-run --join - --watch-stdin
+// stops its workers when its standard input closes.
+TEST(Launcher, AJoinWatchingItsInputStopsItsWorkersWhenItCloses) {
+  const std::string dir = temp_dir(), address = dir + "/address";
+  Job manager({kRun, "-n", "0", "--address-file", address, kProbe, "pids", "400", "20"}, {});
+  ASSERT_FALSE(calypso::test::wait_for_file(address, 30s).empty()) << manager.output_so_far();
+  struct stat st {};
+  ASSERT_EQ(stat(address.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "--address-file holds the job key";
+  auto r = run({"/bin/sh", "-c", "(cat \"$0\"; sleep 3) | \"$1\" --join - --watch-stdin \"$2\"", address, kRun, kProbe},
+               {}, 60s);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "standard input closed")) << r.output;
+  EXPECT_TRUE(contains(r.output, "worker leaving (SIGTERM)")) << r.output;
+  EXPECT_TRUE(wait_for_output(manager, "it left")) << manager.output_so_far();
+  std::remove(address.c_str());
+  rmdir(dir.c_str());
+}
+
 // A job started as a cluster launcher starts one (srun here: every process the same
 // program, its rank in SLURM_PROCID), without calypso-run: rank 0 becomes the manager and
 // puts the job address in CALYPSO_RENDEZVOUS, readable by its owner only (it holds the
@@ -1357,11 +1391,12 @@ TEST(Launcher, HostsStartWorkersThroughTheRemoteShell) {
 // gone when the job is over.
 TEST(RankLaunch, RanksStartedAsSrunStartsThemRunAJobWithoutCalypsoRun) {
   const std::string dir = temp_dir();
-  const std::map<std::string, std::string> common{{"CALYPSO_RENDEZVOUS", dir},
-                                                  {"SLURM_NTASKS", "3"},
-                                                  {"SLURM_JOB_ID", "4242"},
-                                                  {"SLURM_STEP_ID", "0"},
-                                                  {"IPATH_NO_BACKTRACE", "1"}};
+  std::map<std::string, std::string> common = without_launcher_variables();
+  common.insert({{"CALYPSO_RENDEZVOUS", dir},
+                 {"SLURM_STEP_NUM_TASKS", "3"},
+                 {"SLURM_JOB_ID", "4242"},
+                 {"SLURM_STEP_ID", "0"},
+                 {"IPATH_NO_BACKTRACE", "1"}});
   auto rank = [&](int r) {
     auto env = common;
     env.emplace("SLURM_PROCID", std::to_string(r));
@@ -1391,22 +1426,57 @@ TEST(RankLaunch, RanksStartedAsSrunStartsThemRunAJobWithoutCalypsoRun) {
 // And one that has no rank, or would be alone, is told what to do instead.
 TEST(RankLaunch, WithoutRanksItSaysWhatToDo) {
   const std::string dir = temp_dir();
-  auto none = run({kProbe, "pids", "4", "5"}, {{"CALYPSO_RENDEZVOUS", dir}}, 30s);
+  auto clean = [](std::map<std::string, std::string> env) {
+    for (const auto& [name, value] : without_launcher_variables()) env.emplace(name, value);
+    return env;
+  };
+  auto none = run({kProbe, "pids", "4", "5"}, clean({{"CALYPSO_RENDEZVOUS", dir}}), 30s);
   EXPECT_NE(none.exit_code, 0) << none.output;   // calypso::Error from the Runtime (the probe lets it escape)
   EXPECT_TRUE(contains(none.output, "has no rank from a launcher")) << none.output;
   auto alone = run({kProbe, "pids", "4", "5"},
-                   {{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "0"}, {"PMI_SIZE", "1"}, {"CALYPSO_JOB_NAME", "x"}}, 30s);
+                   clean({{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "0"}, {"PMI_SIZE", "1"}, {"CALYPSO_JOB_NAME", "x"}}),
+                   30s);
   EXPECT_NE(alone.exit_code, 0) << alone.output;
   EXPECT_TRUE(contains(alone.output, "start 2 or more")) << alone.output;
   // A worker whose manager never comes says where it looked (bounded by SIGTERM here:
   // it waits 120 s on a shared file system).
   Job orphan({kProbe, "pids", "4", "5"},
-             {{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "1"}, {"PMI_SIZE", "2"}, {"CALYPSO_JOB_NAME", "y"}});
+             clean({{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "1"}, {"PMI_SIZE", "2"}, {"CALYPSO_JOB_NAME", "y"}}));
   std::this_thread::sleep_for(1500ms);
   kill(orphan.pid(), SIGTERM);
   auto r = orphan.wait(30s);
   EXPECT_FALSE(r.timed_out) << r.output;
   EXPECT_TRUE(contains(r.output, "worker leaving (SIGTERM) before it joined")) << r.output;
+  // An address file planted by another hand (not its user's own 0600 file) is refused.
+  const std::string planted = dir + "/calypso-z.address";
+  std::ofstream(planted) << "tcp/0200abcd7f0000010000000000000000/0123456789abcdef\n";
+  chmod(planted.c_str(), 0644);
+  auto refused = run({kProbe, "pids", "4", "5"},
+                     clean({{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "1"}, {"PMI_SIZE", "2"}, {"CALYPSO_JOB_NAME", "z"}}),
+                     30s);
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_TRUE(contains(refused.output, "refusing the job address in " + planted)) << refused.output;
+  EXPECT_TRUE(contains(refused.output, "mode 0644")) << refused.output;
+  std::remove(planted.c_str());
+  rmdir(dir.c_str());
+}
+
+// A rank-launched manager stopped by a signal (scancel, a time limit) removes its address
+// file too: the next run must not find a stale one.
+TEST(RankLaunch, AStoppedManagerRemovesItsAddressFile) {
+  const std::string dir = temp_dir();
+  auto env = without_launcher_variables();
+  env.insert({{"CALYPSO_RENDEZVOUS", dir}, {"PMI_RANK", "0"}, {"PMI_SIZE", "2"}, {"CALYPSO_JOB_NAME", "stopped"},
+              {"IPATH_NO_BACKTRACE", "1"}});
+  Job manager({kProbe, "pids", "4", "5"}, env);
+  const std::string file = dir + "/calypso-stopped.address";
+  ASSERT_FALSE(calypso::test::wait_for_file(file, 30s).empty()) << manager.output_so_far();
+  ASSERT_EQ(kill(manager.pid(), SIGTERM), 0);
+  auto r = manager.wait(30s);
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.output;
+  struct stat st {};
+  EXPECT_NE(stat(file.c_str(), &st), 0) << "left behind";
+  std::remove(file.c_str());
   rmdir(dir.c_str());
 }
 

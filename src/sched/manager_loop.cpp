@@ -172,6 +172,9 @@ void ManagerLoop::on_stop_signal() {
   if (sig == 0) return;
   LOG_WARN("stopped by signal %d (%s): the workers are told the job is over", sig, strsignal(sig));
   tell_workers_job_over(128 + sig, std::chrono::milliseconds(20));
+  // A rank launch's address file is the manager's to remove (rank_launch.hpp); the
+  // Runtime that would, at its end, is not reached from here.
+  if (config_.rendezvous) ::unlink(config_.address_file.c_str());
   StopSignals::die_by(sig);
 }
 

@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -161,7 +162,10 @@ JobAddress WorkerLoop::wait_for_job() {
     leave_if_terminated();
     std::ifstream f(c.manager_file);
     std::string address;
-    if (f >> address) return JobAddress::parse(address);
+    if (f >> address) {
+      if (c.rendezvous) check_own_private_file(c.manager_file);
+      return JobAddress::parse(address);
+    }
     std::this_thread::sleep_for(pause);
   }
   throw Error("calypso: the manager did not publish its address in " + c.manager_file + " within " +
@@ -169,6 +173,21 @@ JobAddress WorkerLoop::wait_for_job() {
               (c.rendezvous ? " (rank 0 is the manager: did it start, and is CALYPSO_RENDEZVOUS the same "
                               "directory, shared, in every process?)"
                             : ""));
+}
+
+// A rank launch's address file is in a directory others may write: one that is not this
+// user's own, readable by them only (as the manager writes it, private_file.hpp), may
+// have been planted to draw the workers to another "manager", and is refused.
+void WorkerLoop::check_own_private_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error("calypso: cannot stat " + path + ": " + std::strerror(errno));
+  if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    throw Error("calypso: refusing the job address in " + path + ": it is not this user's own file readable by "
+                "them only (owner uid " + std::to_string(st.st_uid) + ", mode " + mode +
+                "); the manager writes it so. Is CALYPSO_RENDEZVOUS a directory others can write?");
+  }
 }
 
 WorkerLoop::~WorkerLoop() {
@@ -1046,7 +1065,7 @@ void WorkerLoop::start_again_as_new_worker() {
            "stopped, or cut off) and others did its work; it starts again as a new worker\n");
   release_queues_of_worker();
   flush_output();
-  const std::string why = start_again(StartReason::given_up);
+  const std::string why = start_again(StartReason::given_up, manager_address_);
   log::raw(("calypso: the worker cannot start again (" + why + "); worker exiting\n").c_str());
   exit_now(0);
 }
@@ -1055,21 +1074,16 @@ void WorkerLoop::start_again_as_new_worker() {
 // is cut off, or the link was cut and is back while TCP still waits out its backed-off
 // retransmissions (seconds after a cut of ten). Once, the worker starts again as a new
 // one: new connections go at once where the old ones wait, and a manager still running
-// takes it. One that is not taken ends as before (status 3; Runtime). A worker already
-// started again after a loss does not try twice: a dead manager costs one try, not a
-// loop.
+// takes it. One that is not taken ends as before (status 3; Runtime), so a dead manager
+// costs one try, not a loop; one that was taken may try again after a later loss.
 void WorkerLoop::lost_the_manager() {
-  if (why_started() == StartReason::lost_manager) {
-    log::raw("calypso: lost the manager (nothing heard for CALYPSO_MANAGER_TIMEOUT_MS); worker exiting\n");
-    exit_now(3);
-  }
   sigset_t pending;
   if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM) == 1) leave();
   log::raw("calypso: nothing heard from the manager for CALYPSO_MANAGER_TIMEOUT_MS; the worker tries to join "
            "again as a new one (its link may have been cut)\n");
   release_queues_of_worker();
   flush_output();
-  const std::string why = start_again(StartReason::lost_manager);
+  const std::string why = start_again(StartReason::lost_manager, manager_address_);
   log::raw(("calypso: lost the manager, and the worker cannot start again (" + why + "); worker exiting\n").c_str());
   exit_now(3);
 }

@@ -100,6 +100,7 @@ class WorkerLoop final : public dsm::PageSource {
   void on_shutdown(const Message& m);   // exits, unless a given-up notice for another id
   [[noreturn]] void start_again_as_new_worker();
   [[noreturn]] void lost_the_manager();
+  static void check_own_private_file(const std::string& path);
   JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
   static void run_as_batch();  // CALYPSO_WORKER_BATCH
   void leave_if_terminated();

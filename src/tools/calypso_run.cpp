@@ -3,6 +3,7 @@
 // (--join). Returns the manager's exit code and leaves no process behind, on success, on
 // error, and on Ctrl-C.
 #include "launcher.hpp"
+#include "private_file.hpp"
 #include "unique_fd.hpp"
 
 #include <cerrno>
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <getopt.h>
+#include <poll.h>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -43,6 +45,7 @@ struct Options {
   std::string pid_file;
   std::string address_file;
   std::vector<RemoteHost> hosts;
+  bool watch_stdin = false;   // --watch-stdin (with --join): stop the workers when stdin closes
   std::vector<std::string> program;
   int remote_workers() const {
     int n = 0;
@@ -74,6 +77,9 @@ void usage(FILE* out) {
       "  -j, --join ADDRESS   start N (default 1) workers for a running job; ADDRESS is\n"
       "                       what the manager printed (PROVIDER/ENDPOINT/KEY); - reads it\n"
       "                       from standard input (not shown by ps)\n"
+      "      --watch-stdin    with --join: stop the workers when standard input closes (what\n"
+      "                       --hosts uses: the remote workers end with the calypso-run that\n"
+      "                       started them)\n"
       "      --pid-file FILE  write 'manager PID' and 'worker PID' lines (for tools)\n"
       "      --address-file FILE  write the job address there once it is known\n"
       "  -h, --help           this text\n");
@@ -123,7 +129,8 @@ Options parse(int argc, char** argv) {
       {"bind", required_argument, nullptr, 'b'},    {"join", required_argument, nullptr, 'j'},
       {"pid-file", required_argument, nullptr, 'P'}, {"help", no_argument, nullptr, 'h'},
       {"address-file", required_argument, nullptr, 'A'}, {"expect", required_argument, nullptr, 'E'},
-      {"hosts", required_argument, nullptr, 'H'},   {nullptr, 0, nullptr, 0}};
+      {"hosts", required_argument, nullptr, 'H'},   {"watch-stdin", no_argument, nullptr, 'W'},
+      {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "+n:p:b:j:h", longs, nullptr)) != -1) {
     switch (c) {
@@ -138,6 +145,7 @@ Options parse(int argc, char** argv) {
       case 'P': o.pid_file = optarg; break;
       case 'A': o.address_file = optarg; break;
       case 'H': o.hosts = parse_hosts(optarg); break;
+      case 'W': o.watch_stdin = true; break;
       case 'h': usage(stdout); std::exit(0);
       default: usage(stderr); std::exit(2);
     }
@@ -148,6 +156,10 @@ Options parse(int argc, char** argv) {
     std::exit(2);
   }
   if (!o.join.empty() && !o.workers_given) o.workers = 1;
+  if (o.watch_stdin && o.join.empty()) {
+    std::fprintf(stderr, "calypso-run: --watch-stdin goes with --join\n");
+    std::exit(2);
+  }
   if (!o.hosts.empty() && !o.join.empty()) {
     std::fprintf(stderr, "calypso-run: --hosts starts a job's workers elsewhere: give it where the job starts, not "
                          "with --join\n");
@@ -229,18 +241,25 @@ class ExitNotices {
   calypso::UniqueFd read_, write_;
 };
 
-// --hosts: the remote shell command (CALYPSO_RSH) that started each host's workers.
-using RemoteStarts = std::map<pid_t, std::string>;
+// --hosts: the remote shell command (CALYPSO_RSH) that started each host's workers, by
+// its pid: the host, and our end of its standard input, held open for the whole job (the
+// remote calypso-run stops its workers when it closes: --watch-stdin).
+struct RemoteStart {
+  std::string host;
+  calypso::UniqueFd input;
+};
+using RemoteStarts = std::map<pid_t, RemoteStart>;
 
 void report(const calypso::tools::ChildExit& e, const RemoteStarts* remote = nullptr) {
   if (WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0) return;
   const auto host = remote != nullptr ? remote->find(e.pid) : RemoteStarts::const_iterator{};
   if (remote != nullptr && host != remote->end()) {
-    std::fprintf(stderr, "calypso-run: the workers on %s (remote shell pid %d) %s%s\n", host->second.c_str(), e.pid,
-                 calypso::tools::describe_exit(e.status).c_str(),
-                 WIFEXITED(e.status) && WEXITSTATUS(e.status) == 255
-                     ? ": the remote shell could not connect, or run calypso-run there (is it at the same path?)"
-                     : "");
+    const int code = WIFEXITED(e.status) ? WEXITSTATUS(e.status) : -1;
+    std::fprintf(stderr, "calypso-run: the workers on %s (remote shell pid %d) %s%s\n", host->second.host.c_str(),
+                 e.pid, calypso::tools::describe_exit(e.status).c_str(),
+                 code == 255 ? ": the remote shell could not connect, or run calypso-run there (is it at the same path?)"
+                 : code == 127 ? ": calypso-run or the program was not found there (same paths on every host?)"
+                               : "");
     return;
   }
   std::fprintf(stderr, "calypso-run: worker (pid %d) %s\n", e.pid, calypso::tools::describe_exit(e.status).c_str());
@@ -370,8 +389,14 @@ RemoteStarts start_remote(Launcher& l, const Options& o, const std::string& addr
     if (forwarded(var.substr(0, var.find('=')))) settings += " " + shell_word(var);
   }
   for (const RemoteHost& h : o.hosts) {
-    std::string command = "cd " + shell_word(cwd) + " 2>/dev/null; exec env" + settings + " " + shell_word(self) +
-                          " --join - -n " + std::to_string(h.workers) + " " + shell_word(program);
+    // A working directory missing there is said, not fatal: workers seldom read files.
+    // (The directory goes to printf as a quoted word, never inside double quotes, where
+    // a $( ) in its name would run.)
+    std::string command = "cd " + shell_word(cwd) +
+                          " 2>/dev/null || printf 'calypso-run: no directory %s on %s; its workers run in %s\\n' " +
+                          shell_word(cwd) + " \"$(hostname)\" \"$(pwd)\" >&2; exec env" + settings + " " +
+                          shell_word(self) + " --join - --watch-stdin -n " + std::to_string(h.workers) + " -- " +
+                          shell_word(program);
     for (std::size_t i = 1; i < o.program.size(); ++i) command.append(" ").append(shell_word(o.program[i]));
     std::vector<std::string> argv = rsh;
     argv.push_back(h.name);
@@ -383,11 +408,12 @@ RemoteStarts start_remote(Launcher& l, const Options& o, const std::string& addr
       std::fprintf(stderr, "calypso-run: socketpair: %s; no workers start on %s\n", std::strerror(errno), h.name.c_str());
       continue;
     }
-    const calypso::UniqueFd ours(fds[0]), theirs(fds[1]);
+    calypso::UniqueFd ours(fds[0]);
+    const calypso::UniqueFd theirs(fds[1]);
     const pid_t pid = l.spawn(argv, {}, -1, theirs.get());
     const std::string line = address + "\n";
     send(ours.get(), line.data(), line.size(), MSG_NOSIGNAL);
-    started[pid] = h.name;
+    started[pid] = RemoteStart{h.name, std::move(ours)};
     pids.add("remote", pid);
     std::fprintf(stderr, "calypso-run: starting %d worker%s on %s (%s)\n", h.workers, h.workers == 1 ? "" : "s",
                  h.name.c_str(), rsh[0].c_str());
@@ -426,21 +452,35 @@ int run_job(const Options& o) {
   int manager_status = -1, sig = 0;
   std::string address = wait_for_address(launcher, manager, address_file, manager_status, sig, notices);
   int rc = sig != 0 ? 128 + sig : manager_status != -1 ? calypso::tools::shell_code(manager_status) : 1;
+  RemoteStarts remote;   // (their inputs close when the job is over, after the workers were told)
   if (!address.empty()) {
     std::fprintf(stderr, "calypso-run: job address %s (add workers with calypso-run --join)\n", address.c_str());
-    if (!o.address_file.empty()) std::ofstream(o.address_file) << address << "\n";
-    const RemoteStarts remote = start_remote(launcher, o, address, pids);
+    if (!o.address_file.empty()) {
+      const std::string why = calypso::write_private_file(o.address_file, address + "\n");   // the key is in it
+      if (!why.empty()) std::fprintf(stderr, "calypso-run: cannot write --address-file %s: %s\n", o.address_file.c_str(), why.c_str());
+    }
+    remote = start_remote(launcher, o, address, pids);
     rc = supervise(launcher, manager, o, notices, remote);
     // The manager told the workers to exit; give them a moment before SIGTERM.
     for (auto until = std::chrono::steady_clock::now() + 1000ms;
          launcher.children() > 0 && std::chrono::steady_clock::now() < until && sig == 0;) {
-      collect(launcher, manager, 20ms, manager_status, sig);
+      collect(launcher, manager, 20ms, manager_status, sig, nullptr, &remote);
     }
   }
   launcher.terminate_all(3000ms);
   std::remove(address_file.c_str());
   rmdir(dir.c_str());
   return rc;
+}
+
+// --watch-stdin: whether standard input has reached its end (or failed). Whatever else
+// comes is read and dropped.
+bool input_closed() {
+  pollfd p{0, POLLIN, 0};
+  if (poll(&p, 1, 0) != 1) return false;
+  char junk[256];
+  const ssize_t n = read(0, junk, sizeof junk);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
 }
 
 int join_job(const Options& o) {
@@ -464,6 +504,12 @@ int join_job(const Options& o) {
     if (sig != 0) {
       launcher.terminate_all(3000ms);
       return 128 + sig;
+    }
+    if (o.watch_stdin && input_closed()) {
+      std::fprintf(stderr, "calypso-run: standard input closed (the calypso-run that started these workers has "
+                           "gone): stopping them\n");
+      launcher.terminate_all(3000ms);
+      return 1;
     }
   }
   return rc;
