@@ -129,7 +129,7 @@ rank_pids=()
 for r in 2 1 0; do
   # The hosts share this machine's name and /proc: no shared-memory paths between them.
   ip netns exec "$prefix-h$r" env CALYPSO_LOCAL_READS=0 CALYPSO_LOCAL_RESULTS=0 CALYPSO_LOCAL_MESSAGES=0 \
-    IPATH_NO_BACKTRACE=1 CALYPSO_RENDEZVOUS="$rendezvous" SLURM_PROCID=$r SLURM_NTASKS=3 SLURM_JOB_ID=$$ \
+    IPATH_NO_BACKTRACE=1 CALYPSO_RENDEZVOUS="$rendezvous" SLURM_PROCID=$r SLURM_NTASKS=3 SLURM_JOB_ID=$$ SLURM_STEP_ID=0 \
     timeout -k 5 120 "$builddir/examples/jacobi" 512 400 16 >"$out/rank$r.log" 2>&1 &
   rank_pids[r]=$!
 done
