@@ -1342,6 +1342,15 @@ TEST(Launcher, HostsStartWorkersThroughTheRemoteShell) {
   EXPECT_TRUE(std::regex_search(failed.output,
                                 std::regex(R"(the workers on nowhere \(remote shell pid [0-9]+\) exited with status 1)")))
       << failed.output;
+  // A host ssh cannot reach starts none of its workers: the program does not wait for
+  // them (bounded well below wait_for_workers' 60 s).
+  auto unreachable = run({kRun, "-n", "1", "--hosts", "unreachable:2", kProbe, "pids", "20", "5"}, rsh, 40s);
+  EXPECT_FALSE(unreachable.timed_out) << unreachable.output;
+  EXPECT_EQ(unreachable.exit_code, 0) << unreachable.output;
+  EXPECT_TRUE(contains(unreachable.output, "the remote shell could not connect")) << unreachable.output;
+  EXPECT_TRUE(contains(unreachable.output, "2 workers calypso-run was to start on another host will not join"))
+      << unreachable.output;
+  EXPECT_TRUE(contains(unreachable.output, "probe pids: started with 1 workers")) << unreachable.output;
   // Misuse is refused before anything starts.
   auto shm = run({kRun, "--provider", "shm", "--hosts", "a", kProbe, "adjacent"}, rsh, 30s);
   EXPECT_EQ(shm.exit_code, 2) << shm.output;

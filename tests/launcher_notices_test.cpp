@@ -52,6 +52,18 @@ TEST(LauncherNotices, ReadsOnePidPerPacketAndSeesTheLauncherGo) {
   EXPECT_FALSE(dropped.closed);
   EXPECT_EQ(n.read().exited, std::optional<std::uint32_t>(5));
 
+  // Two int32s: a remote shell that started none of its workers, and how many.
+  const std::int32_t remote[2] = {777, 3};
+  ASSERT_EQ(send(p.fds[1], remote, sizeof remote, 0), ssize_t{sizeof remote});
+  auto failed = n.read();
+  EXPECT_FALSE(failed.exited);
+  ASSERT_TRUE(failed.remote_failed);
+  EXPECT_EQ(failed.remote_failed->shell_pid, 777u);
+  EXPECT_EQ(failed.remote_failed->workers, 3u);
+  const std::int32_t none[2] = {778, -1};   // no workers: nothing
+  ASSERT_EQ(send(p.fds[1], none, sizeof none, 0), ssize_t{sizeof none});
+  EXPECT_FALSE(n.read().remote_failed);
+
   close(p.fds[1]);
   p.fds[1] = -1;
   auto gone = n.read();

@@ -28,15 +28,18 @@ LauncherNotices LauncherNotices::adopt(int fd) {
 LauncherNotices::Read LauncherNotices::read() {
   Read r;
   if (fd_.get() < 0) return r;
-  std::int32_t notice = 0;
-  // MSG_TRUNC: the packet's own length, so that a longer one is not taken for a pid.
-  const ssize_t n = recv(fd_.get(), &notice, sizeof notice, MSG_DONTWAIT | MSG_TRUNC);
+  std::int32_t notice[2] = {};
+  // MSG_TRUNC: the packet's own length, so that a longer one is not taken for a notice.
+  const ssize_t n = recv(fd_.get(), notice, sizeof notice, MSG_DONTWAIT | MSG_TRUNC);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return r;
   if (n <= 0) {   // the launcher is gone (or the socket broke): nothing more will come
     r.closed = true;
     return r;
   }
-  if (n == sizeof notice) r.exited = static_cast<std::uint32_t>(notice);
+  if (n == sizeof notice[0]) r.exited = static_cast<std::uint32_t>(notice[0]);
+  if (n == sizeof notice && notice[1] > 0) {
+    r.remote_failed = RemoteFailure{static_cast<std::uint32_t>(notice[0]), static_cast<std::uint32_t>(notice[1])};
+  }
   return r;
 }
 

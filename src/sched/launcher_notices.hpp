@@ -1,7 +1,10 @@
 // The manager's end of calypso-run's exit notices (CALYPSO_LAUNCHER_FD): the launcher
 // sees its workers exit, including those that die before they join, which the manager
 // could otherwise learn of only by waiting for them. One packet per exited worker, its
-// pid as an int32 (calypso_run.cpp's ExitNotices is the other end).
+// pid as an int32; or, for workers on another host (--hosts) whose remote shell failed
+// before any of them could start (it could not connect, or found nothing to run), two
+// int32s: the remote shell's pid and how many workers it was to start
+// (calypso_run.cpp's ExitNotices is the other end).
 #pragma once
 
 #include "unique_fd.hpp"
@@ -26,8 +29,13 @@ class LauncherNotices {
   // What one read found: the pid of a worker that exited, nothing yet (or a packet of
   // another size, dropped), or the launcher's end closed (nothing more will come: the
   // owner takes fd() out of its poll set and drops this object).
+  struct RemoteFailure {
+    std::uint32_t shell_pid;
+    std::uint32_t workers;
+  };
   struct Read {
     std::optional<std::uint32_t> exited;
+    std::optional<RemoteFailure> remote_failed;
     bool closed = false;
   };
   Read read();

@@ -153,6 +153,15 @@ void ManagerLoop::on_launcher_notices() {
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, launcher_notices_.fd(), nullptr);
     launcher_notices_ = {};
   }
+  if (r.remote_failed) {
+    // Counted as workers that will not join, each under a name no hello can give.
+    const std::string shell = "(remote shell " + std::to_string(r.remote_failed->shell_pid) + ")";
+    LOG_WARN("%u worker%s calypso-run was to start on another host will not join: its remote shell failed",
+             r.remote_failed->workers, r.remote_failed->workers == 1 ? "" : "s");
+    for (std::uint32_t i = 0; i < std::min<std::uint32_t>(r.remote_failed->workers, 1024); ++i) {
+      never_joining_set_.insert({shell, i});
+    }
+  }
   if (!r.exited) return;
   const std::uint32_t pid = *r.exited;
   const bool joined = std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {

@@ -236,16 +236,31 @@ class ExitNotices {
     const auto pid = static_cast<std::int32_t>(worker);
     if (write_.get() >= 0) send(write_.get(), &pid, sizeof pid, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
+  // --hosts: the remote shell `shell` failed before any of its `workers` could start.
+  void remote_failed(pid_t shell, int workers) const {
+    const std::int32_t notice[2] = {static_cast<std::int32_t>(shell), workers};
+    if (write_.get() >= 0) send(write_.get(), notice, sizeof notice, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
 
  private:
   calypso::UniqueFd read_, write_;
 };
+
+// Whether a remote shell's exit says none of its workers started: ssh could not connect
+// (255), or the command was not found or could not run there (127, 126). The remote
+// calypso-run's own codes are 0, 1, 2 and 128 + a signal.
+bool never_started(int status) {
+  if (!WIFEXITED(status)) return false;
+  const int code = WEXITSTATUS(status);
+  return code == 255 || code == 127 || code == 126;
+}
 
 // --hosts: the remote shell command (CALYPSO_RSH) that started each host's workers, by
 // its pid: the host, and our end of its standard input, held open for the whole job (the
 // remote calypso-run stops its workers when it closes: --watch-stdin).
 struct RemoteStart {
   std::string host;
+  int workers = 0;
   calypso::UniqueFd input;
 };
 using RemoteStarts = std::map<pid_t, RemoteStart>;
@@ -277,7 +292,13 @@ bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int&
       manager_done = true;
     } else {
       report(e, remote);
-      if (notices != nullptr && (remote == nullptr || !remote->contains(e.pid))) notices->exited(e.pid);
+      const auto host = remote != nullptr ? remote->find(e.pid) : RemoteStarts::const_iterator{};
+      if (notices == nullptr) continue;
+      if (remote == nullptr || host == remote->end()) {
+        notices->exited(e.pid);
+      } else if (never_started(e.status)) {
+        notices->remote_failed(e.pid, host->second.workers);   // a program waiting for them need not
+      }
     }
   }
   return manager_done;
@@ -413,7 +434,7 @@ RemoteStarts start_remote(Launcher& l, const Options& o, const std::string& addr
     const pid_t pid = l.spawn(argv, {}, -1, theirs.get());
     const std::string line = address + "\n";
     send(ours.get(), line.data(), line.size(), MSG_NOSIGNAL);
-    started[pid] = RemoteStart{h.name, std::move(ours)};
+    started[pid] = RemoteStart{h.name, h.workers, std::move(ours)};
     pids.add("remote", pid);
     std::fprintf(stderr, "calypso-run: starting %d worker%s on %s (%s)\n", h.workers, h.workers == 1 ? "" : "s",
                  h.name.c_str(), rsh[0].c_str());
