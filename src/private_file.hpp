@@ -1,11 +1,13 @@
 // Writing a small file that holds a secret (a job address carries the job key): readable
-// by its owner only, and never seen half-written. Shared by the manager (its address
+// by its owner only, and never seen half-written; and checking, on the reading side,
+// that a file is one so written. Shared by the manager (its address
 // file, perhaps in a directory others can read: CALYPSO_RENDEZVOUS) and calypso-run.
 #pragma once
 
 #include "unique_fd.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +31,18 @@ inline std::string write_private_file(const std::string& path, const std::string
   const std::string why = std::strerror(errno);
   ::unlink(tmp.c_str());
   return why;
+}
+
+// Why the file at `path` is not one write_private_file made for this user: "" if it is
+// this user's own with no group or other bits, else what it is (owner and mode).
+inline std::string refuse_unless_private(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::string("cannot stat it: ") + std::strerror(errno);
+  if (st.st_uid == ::geteuid() && (st.st_mode & 077) == 0) return {};
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "it is not this user's own file readable by them only (owner uid " + std::to_string(st.st_uid) + ", mode " +
+         mode + "); the manager writes it so";
 }
 
 }  // namespace calypso

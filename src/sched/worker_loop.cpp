@@ -6,10 +6,10 @@
 #include "log.hpp"
 #include "net/listen_probe.hpp"
 #include "net/stall_watch.hpp"
+#include "private_file.hpp"
 #include "routine_registry.hpp"
 #include "sched/job_address.hpp"
 #include "sched/local_messages.hpp"
-#include "sched/start_again.hpp"
 #include "shared_vars.hpp"
 
 #include <calypso/error.hpp>
@@ -29,7 +29,6 @@
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -111,7 +110,7 @@ WorkerLoop::WorkerLoop(const Config& config)
   manager_address_ = job.to_string();
   manager_endpoint_ = net::Address::from_string(job.endpoint);
   manager_ = ep_.add_peer(manager_endpoint_);
-  hb_manager_ = hb_ep_.add_peer(net::Address::from_string(job.endpoint));
+  hb_manager_ = hb_ep_.add_peer(manager_endpoint_);
   join(executable_identity());
   if (why_started() != StartReason::first) {
     LOG_WARN("joined again, as a new worker, after %s", why_started() == StartReason::given_up
@@ -163,7 +162,13 @@ JobAddress WorkerLoop::wait_for_job() {
     std::ifstream f(c.manager_file);
     std::string address;
     if (f >> address) {
-      if (c.rendezvous) check_own_private_file(c.manager_file);
+      // A rank launch's file is in a directory others may write: one that is not this
+      // user's own, readable by them only, may have been planted to draw the workers to
+      // another "manager" (private_file.hpp).
+      if (const std::string refused = c.rendezvous ? refuse_unless_private(c.manager_file) : ""; !refused.empty()) {
+        throw Error("calypso: refusing the job address in " + c.manager_file + ": " + refused +
+                    ". Is CALYPSO_RENDEZVOUS a directory others can write?");
+      }
       return JobAddress::parse(address);
     }
     std::this_thread::sleep_for(pause);
@@ -173,21 +178,6 @@ JobAddress WorkerLoop::wait_for_job() {
               (c.rendezvous ? " (rank 0 is the manager: did it start, and is CALYPSO_RENDEZVOUS the same "
                               "directory, shared, in every process?)"
                             : ""));
-}
-
-// A rank launch's address file is in a directory others may write: one that is not this
-// user's own, readable by them only (as the manager writes it, private_file.hpp), may
-// have been planted to draw the workers to another "manager", and is refused.
-void WorkerLoop::check_own_private_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw Error("calypso: cannot stat " + path + ": " + std::strerror(errno));
-  if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    throw Error("calypso: refusing the job address in " + path + ": it is not this user's own file readable by "
-                "them only (owner uid " + std::to_string(st.st_uid) + ", mode " + mode +
-                "); the manager writes it so. Is CALYPSO_RENDEZVOUS a directory others can write?");
-  }
 }
 
 WorkerLoop::~WorkerLoop() {
@@ -944,7 +934,13 @@ void WorkerLoop::on_shutdown(const Message& m) {
     std::this_thread::sleep_for(2s);
     exit_now(0);
   }
-  if (given_up) start_again_as_new_worker();
+  if (given_up) {
+    start_again_as_new_worker(StartReason::given_up,
+                              "calypso: the manager gave this worker up (nothing heard from it for "
+                              "CALYPSO_MANAGER_TIMEOUT_MS: stopped, or cut off) and others did its work; it starts "
+                              "again as a new worker\n",
+                              "the worker cannot start again", 0);
+  }
   if (s && s->code > 128 && s->code < 128 + 65) {
     LOG_WARN("the manager was stopped (signal %d): the job is over", s->code - 128);
   }
@@ -1049,43 +1045,37 @@ void WorkerLoop::heartbeat_loop() {
 }
 
 void WorkerLoop::heartbeat_once(std::chrono::steady_clock::time_point& last_heard) {
-  if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) lost_the_manager();
+  if (std::chrono::steady_clock::now() - last_heard > manager_timeout_) {
+    start_again_as_new_worker(StartReason::lost_manager,
+                              "calypso: nothing heard from the manager for CALYPSO_MANAGER_TIMEOUT_MS; the worker "
+                              "tries to join again as a new one (its link may have been cut)\n",
+                              "lost the manager, and the worker cannot start again", 3);
+  }
   Encoder e(MsgType::heartbeat, id_, Empty{});
   auto bytes = e.bytes();
   hb_ep_.send(hb_manager_, bytes, std::chrono::milliseconds(0));
 }
 
-// The manager gave this worker up and has said so: the job runs on, and the manager
-// answers, so this host can work for it again as a new worker (sched/start_again.hpp).
+// Starts this worker again as a new one (sched/start_again.hpp), after saying `saying`:
+//  - given up: the manager gave this worker up and has said so; the job runs on, and the
+//    manager answers, so this host can work for it again;
+//  - lost manager: nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: it died, or its
+//    host is cut off, or the link was cut and is back while TCP still waits out its
+//    backed-off retransmissions (seconds after a cut of ten); new connections go at
+//    once where the old ones wait, and a manager still running takes the new worker.
+//    One that is not taken ends as before (status 3; Runtime), so a dead manager costs
+//    one try, not a loop; one that was taken may try again after a later loss.
 // Not if it was asked to stop meanwhile: a SIGTERM waiting in the mask leaves instead.
-void WorkerLoop::start_again_as_new_worker() {
+// If the process cannot start again, it says `failing` and exits with `code`.
+void WorkerLoop::start_again_as_new_worker(StartReason why, const char* saying, const char* failing, int code) {
   sigset_t pending;
   if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM) == 1) leave();
-  log::raw("calypso: the manager gave this worker up (nothing heard from it for CALYPSO_MANAGER_TIMEOUT_MS: "
-           "stopped, or cut off) and others did its work; it starts again as a new worker\n");
+  log::raw(saying);
   release_queues_of_worker();
   flush_output();
-  const std::string why = start_again(StartReason::given_up, manager_address_);
-  log::raw(("calypso: the worker cannot start again (" + why + "); worker exiting\n").c_str());
-  exit_now(0);
-}
-
-// Nothing heard from the manager for CALYPSO_MANAGER_TIMEOUT_MS: it died, or its host
-// is cut off, or the link was cut and is back while TCP still waits out its backed-off
-// retransmissions (seconds after a cut of ten). Once, the worker starts again as a new
-// one: new connections go at once where the old ones wait, and a manager still running
-// takes it. One that is not taken ends as before (status 3; Runtime), so a dead manager
-// costs one try, not a loop; one that was taken may try again after a later loss.
-void WorkerLoop::lost_the_manager() {
-  sigset_t pending;
-  if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM) == 1) leave();
-  log::raw("calypso: nothing heard from the manager for CALYPSO_MANAGER_TIMEOUT_MS; the worker tries to join "
-           "again as a new one (its link may have been cut)\n");
-  release_queues_of_worker();
-  flush_output();
-  const std::string why = start_again(StartReason::lost_manager, manager_address_);
-  log::raw(("calypso: lost the manager, and the worker cannot start again (" + why + "); worker exiting\n").c_str());
-  exit_now(3);
+  const std::string error = start_again(why, manager_address_);
+  log::raw(("calypso: " + std::string(failing) + " (" + error + "); worker exiting\n").c_str());
+  exit_now(code);
 }
 
 // SIGTERM: tell the manager to reassign our segment now, then go. Exit status 0: leaving

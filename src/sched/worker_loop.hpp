@@ -16,6 +16,7 @@
 #include "sched/local_home.hpp"
 #include "sched/protocol.hpp"
 #include "sched/result_ring.hpp"
+#include "sched/start_again.hpp"
 #include "unique_fd.hpp"
 
 #include <calypso/error.hpp>
@@ -98,9 +99,7 @@ class WorkerLoop final : public dsm::PageSource {
   void heartbeat_once(std::chrono::steady_clock::time_point& last_heard);
   [[noreturn]] void leave();
   void on_shutdown(const Message& m);   // exits, unless a given-up notice for another id
-  [[noreturn]] void start_again_as_new_worker();
-  [[noreturn]] void lost_the_manager();
-  static void check_own_private_file(const std::string& path);
+  [[noreturn]] void start_again_as_new_worker(StartReason why, const char* saying, const char* failing, int code);
   JobAddress wait_for_job();   // CALYPSO_MANAGER, or the address file calypso-run fills
   static void run_as_batch();  // CALYPSO_WORKER_BATCH
   void leave_if_terminated();

@@ -17,7 +17,6 @@
 #include <getopt.h>
 #include <poll.h>
 #include <iostream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <sys/socket.h>
@@ -186,13 +185,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-std::string job_key() {
-  std::random_device rd;
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%08x%08x", rd(), rd());
-  return buf;
-}
-
 class PidFile {
  public:
   explicit PidFile(const std::string& path) : path_(path) {
@@ -265,12 +257,18 @@ struct RemoteStart {
 };
 using RemoteStarts = std::map<pid_t, RemoteStart>;
 
-void report(const calypso::tools::ChildExit& e, const RemoteStarts* remote = nullptr) {
+// The remote start a child is, or nullptr (a local worker).
+const RemoteStart* remote_start(const RemoteStarts* remote, pid_t pid) {
+  if (remote == nullptr) return nullptr;
+  const auto it = remote->find(pid);
+  return it != remote->end() ? &it->second : nullptr;
+}
+
+void report(const calypso::tools::ChildExit& e, const RemoteStart* from = nullptr) {
   if (WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0) return;
-  const auto host = remote != nullptr ? remote->find(e.pid) : RemoteStarts::const_iterator{};
-  if (remote != nullptr && host != remote->end()) {
+  if (from != nullptr) {
     const int code = WIFEXITED(e.status) ? WEXITSTATUS(e.status) : -1;
-    std::fprintf(stderr, "calypso-run: the workers on %s (remote shell pid %d) %s%s\n", host->second.host.c_str(),
+    std::fprintf(stderr, "calypso-run: the workers on %s (remote shell pid %d) %s%s\n", from->host.c_str(),
                  e.pid, calypso::tools::describe_exit(e.status).c_str(),
                  code == 255 ? ": the remote shell could not connect, or run calypso-run there (is it at the same path?)"
                  : code == 127 ? ": calypso-run or the program was not found there (same paths on every host?)"
@@ -291,13 +289,13 @@ bool collect(Launcher& l, pid_t manager, std::chrono::milliseconds timeout, int&
       manager_status = e.status;
       manager_done = true;
     } else {
-      report(e, remote);
-      const auto host = remote != nullptr ? remote->find(e.pid) : RemoteStarts::const_iterator{};
+      const RemoteStart* from = remote_start(remote, e.pid);
+      report(e, from);
       if (notices == nullptr) continue;
-      if (remote == nullptr || host == remote->end()) {
+      if (from == nullptr) {
         notices->exited(e.pid);
       } else if (never_started(e.status)) {
-        notices->remote_failed(e.pid, host->second.workers);   // a program waiting for them need not
+        notices->remote_failed(e.pid, from->workers);   // a program waiting for them need not
       }
     }
   }
@@ -451,9 +449,10 @@ int run_job(const Options& o) {
     return 1;
   }
   const std::string dir = dir_template, address_file = dir + "/address";
-  // IPATH_NO_BACKTRACE: see worker_env().
+  // IPATH_NO_BACKTRACE: see worker_env(). CALYPSO_JOB_KEY 0: none given, so the manager
+  // makes a fresh one for this job whatever the environment holds (config.cpp).
   std::map<std::string, std::string> env{{"CALYPSO_ROLE", "manager"}, {"CALYPSO_PROVIDER", o.provider}, {"IPATH_NO_BACKTRACE", "1"},
-                                         {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", job_key()}};
+                                         {"CALYPSO_ADDRESS_FILE", address_file}, {"CALYPSO_JOB_KEY", "0"}};
   if (!o.bind.empty()) env["CALYPSO_BIND"] = o.bind;
   env["CALYPSO_WORKERS"] = std::to_string(o.workers);
   // Always set, as CALYPSO_WORKERS is: a value left in the environment must not change
